@@ -1,0 +1,73 @@
+"""Render ``docs/benchmarks.md`` from the JSON files in ``benchmarks/results/``.
+
+Every benchmark script writes ``{"machine": {...}, "results": [{...}, ...]}``; each file becomes a
+section with the
+machine line, a table of the results (every key but ``command``) and the exact commands.
+
+    python benchmarks/update_docs.py
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+PAGE = REPO / "docs" / "benchmarks.md"
+
+INTRO = """# Benchmarks
+
+Figures measured with the scripts in `benchmarks/` (each writes JSON to `benchmarks/results/`; this
+page is rendered
+from those files by `python benchmarks/update_docs.py`). Every figure names the machine it was
+taken on; GPU figures
+are only ever reported with the device name.
+"""
+
+
+def _cell(value: Any) -> str:
+    """Format one table cell."""
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render_section(name: str, data: dict[str, Any]) -> str:
+    """Render one results file as a Markdown section."""
+    lines = [f"## {name.replace('_', ' ')}", ""]
+    machine = data.get("machine", {})
+    if machine:
+        lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), ""]
+    results: list[dict[str, Any]] = data.get("results", [])
+    columns = [c for c in dict.fromkeys(k for row in results for k in row) if c != "command"]
+    if results:
+        lines.append("| " + " | ".join(columns) + " |")
+        lines.append("| " + " | ".join("---" for _ in columns) + " |")
+        for row in results:
+            lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
+        lines.append("")
+    commands = [row["command"] for row in results if "command" in row]
+    if data.get("command"):
+        commands.insert(0, data["command"])
+    if commands:
+        lines += ["Commands:", "", "```bash", *dict.fromkeys(commands), "```", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Write the page."""
+    sections = [
+        render_section(path.stem, json.loads(path.read_text()))
+        for path in sorted(RESULTS.glob("*.json"))
+    ]
+    body = (
+        "\n".join(sections) if sections else "No results yet: run the scripts in `benchmarks/`.\n"
+    )
+    PAGE.write_text(INTRO + "\n" + body)
+    print(f"wrote {PAGE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""geossl.datamodules: Lightning data modules."""
+
+from geossl.datamodules.fmow import FMoWDataModule
+
+__all__ = ["FMoWDataModule"]

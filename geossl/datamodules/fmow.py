@@ -1,0 +1,222 @@
+"""Lightning data module for geography-aware pretraining on fMoW."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from geossl.datasets.fmow import FMoW, FMoWTemporalPairs
+from geossl.datasets.fmow_constants import FMOW_SPLITS
+from geossl.datasets.fmow_index import PRODUCTS, FMoWIndex, build_fmow_index
+from geossl.samplers.temporal import TemporalPairSampler
+
+__all__ = ["FMoWDataModule"]
+
+#: Bands of an fMoW-full multispectral image (WorldView-2/3; 4-band sensors need ``bands``).
+MS_NUM_BANDS = 8
+
+
+class FMoWDataModule(LightningDataModule):
+    """fMoW temporal pairs for pretraining (MoCo-v2 + temporal positives + geo-location).
+
+    ``prepare_data`` builds and caches the index (:func:`~geossl.datasets.fmow_index.
+    build_fmow_index`, once per node); ``setup`` loads it from the cache and builds
+    :class:`~geossl.datasets.fmow.FMoWTemporalPairs` over ``splits`` with a seeded
+    :class:`~geossl.samplers.TemporalPairSampler`. Data workers only decode, crop (fMoW context box)
+    and resize to ``image_size``; the random view augmentation happens on the device.
+
+    A training batch is ``image: [B, 2, C, image_size, image_size]`` (uint8 for the JPEG products,
+    float32 in ``[0, 1]`` for fMoW-full GeoTIFFs), ``label, geo_label, location: int64 [B]``,
+    ``lat, lon: float32 [B]``, ``time, index: int64 [B, 2]`` (docs/design.md).
+
+    Args:
+        root: the fMoW root folder.
+        splits: splits used for pretraining (default ``["train"]``).
+        product: ``"rgb"``, ``"msrgb"`` or ``"ms"`` (fMoW-full's 8-band GeoTIFF; 4-band images
+            need ``bands`` within 1..4 so that every image has the same channels).
+        bands: 1-based band indexes to read (rasterio convention), ``None`` for all.
+        image_size: side the context crop is resized to in the workers (the model's random resized
+            crop makes the 224 px views from it; 448 as in Ayush et al.).
+        batch_size: pairs per batch (per process).
+        num_workers: DataLoader worker processes.
+        num_geo_clusters: geo clusters K (100 in Ayush et al.).
+        pair_mode: ``"location"`` (one pair per location per epoch) or ``"image"`` (every image
+            once as the anchor).
+        seed: seed of the index's k-means and of the pair sampler.
+        cache_dir: index cache folder (default ``{root}/.geossl``).
+        rebuild_index: rebuild the index even when a cache exists.
+        max_bad_fraction: fail when more than this fraction of the samples is bad.
+        pin_memory: pin batches (only when CUDA is available).
+        persistent_workers: keep workers between epochs (only with ``num_workers > 0``).
+        drop_last: drop the last incomplete batch.
+        val_split: a split to serve single images from in ``val_dataloader`` (monitoring only).
+
+    Raises:
+        ValueError: for invalid arguments, naming the ``data.<key>`` to fix.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/fmow",
+        splits: list[str] | None = None,
+        product: str = "rgb",
+        bands: list[int] | None = None,
+        image_size: int = 448,
+        batch_size: int = 256,
+        num_workers: int = 8,
+        num_geo_clusters: int = 100,
+        pair_mode: str = "location",
+        seed: int = 0,
+        cache_dir: str | None = None,
+        rebuild_index: bool = False,
+        max_bad_fraction: float = 0.5,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        drop_last: bool = True,
+        val_split: str | None = None,
+    ) -> None:
+        super().__init__()
+        splits = list(splits) if splits is not None else ["train"]
+        if not root:
+            raise ValueError("data.root must be a folder, got an empty string")
+        if (
+            not splits
+            or any(s not in FMOW_SPLITS for s in splits)
+            or len(set(splits)) != len(splits)
+        ):
+            raise ValueError(
+                f"data.splits must be distinct splits of {list(FMOW_SPLITS)}, got {splits}"
+            )
+        if val_split is not None and val_split not in FMOW_SPLITS:
+            raise ValueError(
+                f"data.val_split must be one of {list(FMOW_SPLITS)}, got {val_split!r}"
+            )
+        if product not in PRODUCTS:
+            raise ValueError(f"data.product must be one of {sorted(PRODUCTS)}, got {product!r}")
+        max_band = MS_NUM_BANDS if product == "ms" else 3
+        if bands is not None and (
+            not bands or any(b < 1 or b > max_band for b in bands) or len(set(bands)) != len(bands)
+        ):
+            raise ValueError(
+                f"data.bands must be distinct 1-based band indexes in 1..{max_band} for product "
+                f"{product!r}, got {bands}"
+            )
+        positive = {"image_size": image_size, "batch_size": batch_size}
+        positive["num_geo_clusters"] = num_geo_clusters
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"data.{key} must be at least 1, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be non-negative, got {num_workers}")
+        if pair_mode not in ("location", "image"):
+            raise ValueError(f"data.pair_mode must be 'location' or 'image', got {pair_mode!r}")
+        if not 0.0 <= max_bad_fraction <= 1.0:
+            raise ValueError(f"data.max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+        self.save_hyperparameters()
+        self.root = root
+        self.splits = splits
+        self.product = product
+        self.bands = bands
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.num_geo_clusters = num_geo_clusters
+        self.pair_mode = pair_mode
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.rebuild_index = rebuild_index
+        self.max_bad_fraction = max_bad_fraction
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.drop_last = drop_last
+        self.val_split = val_split
+        self.index: FMoWIndex | None = None
+        self.train_dataset: FMoWTemporalPairs | None = None
+        self.train_sampler: TemporalPairSampler | None = None
+        self.val_dataset: FMoW | None = None
+
+    @property
+    def in_chans(self) -> int:
+        """Channels of the images: 3 for rgb/msrgb, ``len(bands)`` or 8 for ms."""
+        if self.bands is not None:
+            return len(self.bands)
+        return MS_NUM_BANDS if self.product == "ms" else 3
+
+    @property
+    def index_splits(self) -> list[str]:
+        """Splits the index covers: ``splits`` plus ``val_split``."""
+        extra = [self.val_split] if self.val_split and self.val_split not in self.splits else []
+        return [*self.splits, *extra]
+
+    def _build_index(self, rebuild: bool, progress: bool) -> FMoWIndex:
+        return build_fmow_index(
+            self.root,
+            splits=self.index_splits,
+            product=self.product,
+            num_geo_clusters=self.num_geo_clusters,
+            seed=self.seed,
+            cache_dir=self.cache_dir,
+            rebuild=rebuild,
+            max_bad_fraction=self.max_bad_fraction,
+            progress=progress,
+        )
+
+    def prepare_data(self) -> None:
+        """Build and cache the index (Lightning runs this on one process per node)."""
+        self._build_index(rebuild=self.rebuild_index, progress=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the index (from the cache) and create the datasets and the pair sampler."""
+        if self.index is None:
+            self.index = self._build_index(rebuild=False, progress=False)
+        rows = self.index.split_rows(*self.splits)
+        self.train_dataset = FMoWTemporalPairs(self.root, rows, self.image_size, self.bands)
+        self.train_sampler = TemporalPairSampler(
+            rows["location_id"].to_numpy(dtype="int64"),
+            rows["timestamp"].to_numpy(dtype="int64"),
+            mode="image" if self.pair_mode == "image" else "location",
+            shuffle=True,
+            seed=self.seed,
+        )
+        if self.val_split is not None:
+            val_rows: pd.DataFrame = self.index.split_rows(self.val_split)
+            self.val_dataset = FMoW(self.root, val_rows, self.image_size, self.bands)
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        workers = self.num_workers
+        kwargs: dict[str, Any] = {
+            "batch_size": self.batch_size,
+            "num_workers": workers,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+        }
+        if workers > 0:
+            kwargs["persistent_workers"] = self.persistent_workers
+            kwargs["prefetch_factor"] = 4
+        return kwargs
+
+    def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+        """Batches of temporal pairs drawn by the seeded :class:`TemporalPairSampler`."""
+        if self.train_dataset is None or self.train_sampler is None:
+            self.setup("fit")
+        if self.train_dataset is None or self.train_sampler is None:  # pragma: no cover
+            raise RuntimeError("FMoWDataModule.setup() did not create the training dataset")
+        return DataLoader(
+            self.train_dataset,
+            sampler=self.train_sampler,
+            drop_last=self.drop_last,
+            **self._loader_kwargs(),
+        )
+
+    def val_dataloader(self) -> DataLoader[dict[str, torch.Tensor]] | list[Any]:
+        """Single images of ``val_split`` in index order (an empty list when it is not set)."""
+        if self.val_split is None:
+            return []
+        if self.val_dataset is None:
+            self.setup("validate")
+        if self.val_dataset is None:  # pragma: no cover
+            raise RuntimeError("FMoWDataModule.setup() did not create the validation dataset")
+        return DataLoader(self.val_dataset, shuffle=False, drop_last=False, **self._loader_kwargs())

@@ -1,0 +1,268 @@
+"""The ``geossl`` command: pretraining, dataset tools and the demo.
+
+``geossl pretrain`` hands everything but ``--dataset`` to LightningCLI (see :mod:`geossl.cli`); the
+other commands are
+small argparse front-ends over library functions, so everything they do is also available from
+Python.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from geossl import __version__
+
+#: Errors that are the user's to fix (bad data, bad config value): printed as one line, no
+#: traceback.
+#: Set GEOSSL_DEBUG=1 to get the traceback.
+_USER_ERRORS: tuple[type[Exception], ...] = (FileNotFoundError, FileExistsError, ValueError)
+
+DEMO_LOCATIONS = 160
+
+
+def _split_dataset_flag(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Take ``--dataset NAME`` (or ``--dataset=NAME``) out of the pretrain arguments.
+
+    Args:
+        argv: The arguments after ``pretrain``.
+
+    Returns:
+        The preset name (or None) and the remaining arguments for LightningCLI.
+
+    Raises:
+        ValueError: If ``--dataset`` has no value.
+    """
+    dataset: str | None = None
+    rest: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item == "--dataset":
+            if i + 1 >= len(items):
+                raise ValueError("--dataset needs a preset name, e.g. --dataset fmow")
+            dataset = items[i + 1]
+            i += 2
+            continue
+        if item.startswith("--dataset="):
+            dataset = item.split("=", 1)[1]
+        else:
+            rest.append(item)
+        i += 1
+    return dataset, rest
+
+
+def _datasets_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``geossl datasets {sample,download,index} fmow``."""
+    datasets = sub.add_parser("datasets", help="generate, download and index datasets")
+    dsub = datasets.add_subparsers(dest="action", required=True, metavar="{sample,download,index}")
+
+    sample = dsub.add_parser(
+        "sample", help="write a small seeded sample in the real on-disk layout"
+    )
+    sample.add_argument("dataset", choices=["fmow"])
+    sample.add_argument("--output", required=True, type=Path, help="folder to create")
+    sample.add_argument(
+        "--locations", type=int, default=48, help="number of locations (default 48)"
+    )
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--full", action="store_true", help="fMoW-full layout (_rgb.tif + 8-band _ms.tif)"
+    )
+    sample.add_argument(
+        "--overwrite", action="store_true", help="replace an existing non-empty folder"
+    )
+
+    download = dsub.add_parser("download", help="download from the public S3 bucket (resumable)")
+    download.add_argument("dataset", choices=["fmow"])
+    download.add_argument("--root", required=True, type=Path)
+    download.add_argument("--subset", choices=["rgb", "full"], default="rgb")
+    download.add_argument("--splits", nargs="+", default=["train", "val"])
+    download.add_argument(
+        "--max-locations", type=int, default=None, help="per split, for a quick start"
+    )
+    download.add_argument("--workers", type=int, default=8)
+    download.add_argument(
+        "--base-url", default=None, help="mirror of the bucket (default: public S3)"
+    )
+
+    index = dsub.add_parser(
+        "index", help="build (or reuse) the cached image index and print its summary"
+    )
+    index.add_argument("dataset", choices=["fmow"])
+    index.add_argument("--root", required=True, type=Path)
+    index.add_argument("--splits", nargs="+", default=["train", "val"])
+    index.add_argument("--product", choices=["rgb", "msrgb", "ms"], default="rgb")
+    index.add_argument("--num-geo-clusters", type=int, default=100)
+    index.add_argument("--seed", type=int, default=0)
+    index.add_argument("--workers", type=int, default=None)
+    index.add_argument("--rebuild", action="store_true", help="ignore the cache and scan again")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser (``pretrain`` is listed here but parsed by LightningCLI).
+
+    Returns:
+        The parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="geossl",
+        description="Geography-aware self-supervised learning for satellite and aerial imagery.",
+    )
+    parser.add_argument("--version", action="version", version=f"geossl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{pretrain,datasets,demo}")
+    sub.add_parser(
+        "pretrain",
+        help="pretrain a backbone: geossl pretrain --dataset fmow [--data.root DIR] [flags]",
+        add_help=False,
+    )
+    _datasets_parser(sub)
+    demo = sub.add_parser(
+        "demo", help="generate the fMoW sample if absent and pretrain on it briefly (CPU)"
+    )
+    demo.add_argument(
+        "--workdir", type=Path, default=Path("geossl-demo"), help="where the sample and runs go"
+    )
+    demo.add_argument("--locations", type=int, default=DEMO_LOCATIONS)
+    demo.add_argument("--max-epochs", type=int, default=3)
+    return parser
+
+
+def run_demo(workdir: Path, locations: int = DEMO_LOCATIONS, max_epochs: int = 3) -> Path:
+    """Generate the fMoW sample (if absent) and pretrain the demo recipe on it.
+
+    Args:
+        workdir: Folder for the sample (``fmow-sample``) and the runs (``runs``).
+        locations: Locations in the generated sample.
+        max_epochs: Training epochs.
+
+    Returns:
+        The run folder.
+    """
+    from geossl.cli import run_pretrain
+    from geossl.configs import preset_path
+    from geossl.datasets.fmow_sample import generate_fmow_sample
+
+    sample = workdir / "fmow-sample"
+    if not (sample / "train").is_dir():
+        print(
+            f"geossl demo: generating the fMoW sample ({locations} locations) in {sample}",
+            file=sys.stderr,
+        )
+        generate_fmow_sample(sample, locations=locations, seed=0)
+    else:
+        print(f"geossl demo: reusing the fMoW sample in {sample}", file=sys.stderr)
+    cli = run_pretrain(
+        [
+            "--config",
+            str(preset_path("fmow_demo")),
+            "--data.root",
+            str(sample),
+            "--trainer.max_epochs",
+            str(max_epochs),
+            "--trainer.logger.init_args.save_dir",
+            str(workdir / "runs"),
+        ]
+    )
+    run_dir = Path(str(cli.trainer.log_dir))
+    ckpt = cli.trainer.checkpoint_callback
+    ckpt_path = getattr(ckpt, "last_model_path", "") if ckpt is not None else ""
+    print(
+        f"geossl demo: done. checkpoint: {ckpt_path or run_dir}  logs: {run_dir}", file=sys.stderr
+    )
+    return run_dir
+
+
+def _run(argv: list[str]) -> int:
+    """Dispatch a command; returns the exit code."""
+    if argv and argv[0] == "pretrain":
+        from geossl.cli import build_args, run_pretrain
+
+        dataset, rest = _split_dataset_flag(argv[1:])
+        run_pretrain(build_args(rest, dataset))
+        return 0
+
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        run_demo(args.workdir, args.locations, args.max_epochs)
+    elif args.command == "datasets":
+        _run_datasets(args)
+    return 0
+
+
+def _run_datasets(args: argparse.Namespace) -> None:
+    """Run ``geossl datasets ...``."""
+    if args.action == "sample":
+        from geossl.datasets.fmow_sample import generate_fmow_sample
+
+        summary = generate_fmow_sample(
+            args.output,
+            locations=args.locations,
+            seed=args.seed,
+            full=args.full,
+            overwrite=args.overwrite,
+        )
+        splits = ", ".join(f"{k} {v}" for k, v in summary.images_per_split.items() if v)
+        print(
+            f"wrote {summary.num_images:,} images of {summary.num_locations:,} locations "
+            f"({splits}; {summary.num_files:,} files) to {summary.root}"
+        )
+    elif args.action == "download":
+        from geossl.datasets.fmow_download import FMOW_BASE_URL, download_fmow
+
+        report = download_fmow(
+            args.root,
+            subset=args.subset,
+            splits=args.splits,
+            max_locations=args.max_locations,
+            workers=args.workers,
+            base_url=args.base_url or FMOW_BASE_URL,
+        )
+        print(
+            f"downloaded {report.downloaded:,} files ({report.bytes / 1e6:,.1f} MB), "
+            f"{report.skipped_existing:,} already complete, {len(report.failed):,} failed"
+        )
+        for path, reason in report.failed[:10]:
+            print(f"  failed: {path}: {reason}", file=sys.stderr)
+        if len(report.failed) > 10:
+            print(
+                f"  ... and {len(report.failed) - 10:,} more; run the command again to retry them",
+                file=sys.stderr,
+            )
+        if report.failed:
+            raise SystemExit(1)
+    elif args.action == "index":
+        from geossl.datasets.fmow_index import build_fmow_index
+
+        index = build_fmow_index(
+            args.root,
+            splits=tuple(args.splits),
+            product=args.product,
+            num_geo_clusters=args.num_geo_clusters,
+            seed=args.seed,
+            rebuild=args.rebuild,
+            workers=args.workers,
+        )
+        source = "loaded from cache" if index.from_cache else "built"
+        print(f"index {source}: {len(index.table):,} images -> {index.cache_path}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``geossl`` command line.
+
+    Args:
+        argv: Arguments without the program name; None reads ``sys.argv``.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _run(args)
+    except _USER_ERRORS as error:
+        if os.environ.get("GEOSSL_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"geossl: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if code:
+        raise SystemExit(code)

@@ -1,0 +1,151 @@
+"""Callbacks shared by geossl's training commands."""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from rich.console import Console
+from rich.table import Table
+
+
+def _batch_size(batch: Any) -> int:
+    """Return the number of samples in a collated batch (dict of tensors, tensor or sequence)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0])
+    if isinstance(batch, dict):
+        for value in batch.values():
+            if isinstance(value, torch.Tensor):
+                return int(value.shape[0])
+    if isinstance(batch, list | tuple) and batch:
+        return _batch_size(batch[0])
+    return 0
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so that a wall-clock reading covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class RunSummary(Callback):
+    """Measure steady-state training throughput and print a one-screen summary when ``fit`` ends.
+
+    The summary names the run folder, the checkpoints, the config and metric files, the steps and
+    samples seen, the
+    wall time, the steady-state throughput (samples/s over all ranks, data loading included,
+    excluding the first
+    ``warmup_steps`` steps whose time is dominated by start-up, worker spawning and allocator
+    warm-up) and the last logged loss terms.
+
+    Args:
+        warmup_steps: Steps excluded from the throughput measurement.
+    """
+
+    def __init__(self, warmup_steps: int = 3) -> None:
+        self.warmup_steps = warmup_steps
+        self.samples = 0
+        self.steps = 0
+        self.timed_samples = 0
+        self.timed_seconds = 0.0
+        self.fit_seconds = 0.0
+        self._fit_start = 0.0
+        self._timer_start = 0.0
+
+    @property
+    def samples_per_second(self) -> float:
+        """Steady-state training throughput over all ranks (0 until a timed step has run)."""
+        return self.timed_samples / self.timed_seconds if self.timed_seconds > 0 else 0.0
+
+    def on_fit_start(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
+    ) -> None:
+        """Start the wall clock."""
+        self._fit_start = time.perf_counter()
+
+    def on_train_batch_start(
+        self,
+        trainer: lightning.Trainer,
+        pl_module: lightning.LightningModule,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Start the throughput clock when the warm-up steps are done."""
+        if self.steps == self.warmup_steps and self._timer_start == 0.0:
+            _synchronize(pl_module.device)
+            self._timer_start = time.perf_counter()
+
+    def on_train_batch_end(
+        self,
+        trainer: lightning.Trainer,
+        pl_module: lightning.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Count the samples of the step (over all ranks)."""
+        size = _batch_size(batch) * trainer.world_size
+        self.samples += size
+        self.steps += 1
+        if self._timer_start > 0.0:
+            self.timed_samples += size
+
+    def on_train_end(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
+    ) -> None:
+        """Stop the throughput clock (one device sync at the end, none per step)."""
+        if self._timer_start > 0.0:
+            _synchronize(pl_module.device)
+            self.timed_seconds = time.perf_counter() - self._timer_start
+
+    def on_fit_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
+        """Print the summary on the main process."""
+        self.fit_seconds = time.perf_counter() - self._fit_start
+        if trainer.is_global_zero:
+            Console(stderr=True).print(self.table(trainer))
+
+    def table(self, trainer: lightning.Trainer) -> Table:
+        """Build the summary table.
+
+        Args:
+            trainer: The trainer that ran the fit.
+
+        Returns:
+            A rich table.
+        """
+        table = Table(title="geossl run summary", show_header=False, title_justify="left")
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        log_dir = trainer.log_dir
+        table.add_row("run folder", str(log_dir))
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                last = callback.last_model_path or callback.best_model_path
+                table.add_row("checkpoint", last or f"(none written yet) {callback.dirpath}")
+        if log_dir is not None:
+            for name in ("config.yaml", "metrics.csv"):
+                path = Path(log_dir) / name
+                if path.exists():
+                    table.add_row(name, str(path))
+        table.add_row("steps / epochs", f"{trainer.global_step} / {trainer.current_epoch}")
+        table.add_row("samples seen", f"{self.samples:,}")
+        table.add_row("wall time", f"{self.fit_seconds:.1f} s")
+        if self.timed_seconds > 0:
+            table.add_row(
+                "throughput",
+                f"{self.samples_per_second:,.1f} samples/s "
+                f"(steady state: {self.steps - self.warmup_steps} steps "
+                f"after {self.warmup_steps} warm-up)",
+            )
+        losses = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if "loss" in k or k.startswith("train/")
+        }
+        if losses:
+            table.add_row(
+                "last metrics", "  ".join(f"{k}={v:.4g}" for k, v in sorted(losses.items()))
+            )
+        return table

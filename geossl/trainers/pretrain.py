@@ -1,0 +1,879 @@
+"""GeoSSLTask: MoCo-v2 with temporal positives and the geo-location pretext, as loss terms.
+
+One LightningModule trains every recipe of Geography-aware SSL (Ayush et al., ICCV 2021,
+https://arxiv.org/abs/2011.09980): ``losses={"moco": 1}`` is MoCo-v2, ``{"tp": 1}`` uses temporal
+positives, ``{"moco": 1, "geo": 1}`` adds the geo-location pretext, ``{"tp": 1, "geo": 1}`` (the
+default) is the paper's full method. Each key of ``losses`` names a registered :class:`LossTerm`.
+
+How a step works (:meth:`GeoSSLTask.training_step`):
+
+1. EMA-update the key encoder (and every term's own EMA parts) with ``momentum``.
+2. Draw the augmented views the active terms ask for: ``"query"`` (view 0), ``"same"`` (another
+   augmentation of view 0) and ``"temporal"`` (view 1, the other acquisition), see
+   :data:`VIEW_SOURCES`.
+3. Encode them once into :class:`StepOutputs`: query-encoder outputs (``q_raw``, ``q``), key-encoder
+   outputs under shuffle-BN (``keys``), a snapshot of the queue (``negatives``), backbone feature
+   maps and crop/flip parameters when a term needs them.
+4. Every term reads what it needs and returns a :class:`TermOutput`; the total is the weighted sum.
+5. Enqueue the keys of the first queue-based term, log, return the total.
+
+Adding a term (CO2, SCRL) is a new :class:`LossTerm` subclass registered with
+:func:`register_loss_term`; the task does not change.
+"""
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar, cast
+
+import torch
+import torch.nn.functional as F
+from lightly.models.modules import MoCoProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightning import LightningModule
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
+from torch import Tensor, nn
+
+from geossl.losses import GeoLocationLoss, MoCoLoss
+from geossl.models import (
+    GeoLocationHead,
+    KeyQueue,
+    check_backbone_name,
+    create_backbone,
+    forward_feature_map,
+    get_num_features,
+    pool_feature_map,
+)
+from geossl.transforms import GeoSSLAugmentation, ViewParams
+from geossl.utils import batch_shuffle, batch_unshuffle
+
+__all__ = [
+    "DEFAULT_LOSSES",
+    "VIEW_SOURCES",
+    "EncoderOutput",
+    "GeoLocationTerm",
+    "GeoSSLTask",
+    "InfoNCETerm",
+    "LossTerm",
+    "LossTermContext",
+    "MoCoTerm",
+    "StepOutputs",
+    "TemporalPositiveTerm",
+    "TermOutput",
+    "WarmupCosineSchedule",
+    "create_loss_term",
+    "get_loss_term",
+    "list_loss_terms",
+    "register_loss_term",
+]
+
+#: The paper's full method (TP + Geo, weights 1 and 1), used when ``losses`` is ``None``.
+DEFAULT_LOSSES: dict[str, float] = {"tp": 1.0, "geo": 1.0}
+
+#: View sources: name -> index of the acquisition in ``batch["image"]`` ``[B, 2, C, H, W]``.
+#: ``"query"`` and ``"same"`` are two independent augmentations of view 0 (the anchor);
+#: ``"temporal"`` is an augmentation of view 1 (another acquisition of the same location, or the
+#: anchor again when the location has a single image).
+VIEW_SOURCES: dict[str, int] = {"query": 0, "same": 0, "temporal": 1}
+
+
+@dataclass
+class EncoderOutput:
+    """What one encoder (query or key) computed for one view.
+
+    Attributes:
+        features: ``[B, F]`` pooled backbone features (``F = 2048`` for ResNet-50).
+        projection: ``[B, D]`` projection head output before normalisation (``D = proj_dim``).
+        embedding: ``[B, D]`` float32 L2-normalised ``projection``.
+        feature_map: ``[B, F, h, w]`` backbone map before pooling (C5, stride 32 for ResNets)
+            when a term sets ``needs_feature_map``, else ``None``.
+    """
+
+    features: Tensor
+    projection: Tensor
+    embedding: Tensor
+    feature_map: Tensor | None = None
+
+
+@dataclass
+class StepOutputs:
+    """The outputs of a training step shared by every loss term, computed once.
+
+    Attributes:
+        batch: the collated batch (``image`` ``[B, 2, C, H, W]``, ``geo_label`` ``[B]``, ...).
+        views: source name -> ``[B, C, S, S]`` normalised augmented view.
+        online: source name -> query-encoder output (gradient flows); always has ``"query"``.
+        momentum: source name -> key-encoder output (no gradient; shuffle-BN).
+        negatives: ``[K, D]`` detached snapshot of the queue taken before this step's enqueue,
+            or ``None`` when no active term uses the queue.
+        view_params: source name -> crop/flip geometry of the view, when a term sets
+            ``needs_view_params`` (empty otherwise).
+        primary_key_source: the key source whose keys are enqueued (that of the first active
+            queue-based term), e.g. for a regulariser such as CO2 that reuses the positive key.
+    """
+
+    batch: Mapping[str, Tensor]
+    views: dict[str, Tensor]
+    online: dict[str, EncoderOutput]
+    momentum: dict[str, EncoderOutput] = field(default_factory=dict)
+    negatives: Tensor | None = None
+    view_params: dict[str, ViewParams] = field(default_factory=dict)
+    primary_key_source: str | None = None
+
+    @property
+    def q_raw(self) -> Tensor:
+        """``[B, D]`` the query's projection before L2 normalisation (the geo head's input)."""
+        return self.online["query"].projection
+
+    @property
+    def q(self) -> Tensor:
+        """``[B, D]`` float32 L2-normalised query."""
+        return self.online["query"].embedding
+
+    @property
+    def keys(self) -> dict[str, Tensor]:
+        """Source name -> ``[B, D]`` float32 L2-normalised key from the key encoder."""
+        return {source: out.embedding for source, out in self.momentum.items()}
+
+
+@dataclass
+class TermOutput:
+    """What a loss term returns.
+
+    Attributes:
+        loss: scalar loss (unweighted; the task multiplies it by the term's weight).
+        metrics: extra scalars logged as ``train/<name>`` (e.g. ``geo_acc``).
+    """
+
+    loss: Tensor
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LossTermContext:
+    """What the task knows when it builds its loss terms (from its hyper-parameters).
+
+    Attributes:
+        num_features: pooled backbone feature size ``F``.
+        proj_dim: projection size ``D`` (128).
+        temperature: InfoNCE temperature (0.02).
+        num_geo_clusters: number of geo clusters (100).
+        in_chans: number of input bands.
+        crop_size: side of the augmented views.
+        hparams: every hyper-parameter of the task, for terms with options of their own.
+    """
+
+    num_features: int
+    proj_dim: int
+    temperature: float
+    num_geo_clusters: int
+    in_chans: int
+    crop_size: int
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+
+
+class LossTerm(nn.Module):
+    """Base class of a loss term: declares what it needs from the step and computes one loss.
+
+    Class attributes tell the task what to compute for this term (the union over active terms is
+    computed once per step):
+
+    - ``online_sources``: views the *query* encoder must encode (``"query"`` always is).
+    - ``key_sources``: views the *key* (momentum) encoder must encode, e.g. ``{"same"}``.
+    - ``queue_key_source``: the key source this term contrasts against the queue; the first
+      active term (in ``losses`` order) that has one decides which keys are enqueued.
+    - ``uses_queue``: the term reads ``StepOutputs.negatives``.
+    - ``needs_feature_map``: encoders also return un-pooled backbone maps.
+    - ``needs_view_params``: the augmentation also returns each view's crop/flip geometry.
+
+    A term may own parameters (trained with the query branch; freeze EMA copies with
+    ``deactivate_requires_grad``) and implement :meth:`momentum_update` for them.
+    """
+
+    online_sources: ClassVar[frozenset[str]] = frozenset({"query"})
+    key_sources: ClassVar[frozenset[str]] = frozenset()
+    queue_key_source: ClassVar[str | None] = None
+    uses_queue: ClassVar[bool] = False
+    needs_feature_map: ClassVar[bool] = False
+    needs_view_params: ClassVar[bool] = False
+
+    @classmethod
+    def check_context(cls, ctx: LossTermContext) -> None:
+        """Validate the task's hyper-parameters for this term (before any model is built).
+
+        Args:
+            ctx: the task's context.
+
+        Raises:
+            ValueError: naming the config key as ``model.<name>`` when a value does not fit.
+        """
+
+    @classmethod
+    def from_context(cls, ctx: LossTermContext) -> "LossTerm":
+        """Build the term from the task's context.
+
+        Args:
+            ctx: the task's context.
+
+        Returns:
+            The term.
+        """
+        raise NotImplementedError(f"{cls.__name__} must implement from_context")
+
+    def forward(self, out: StepOutputs) -> TermOutput:
+        """Compute the term's loss from the step's shared outputs.
+
+        Args:
+            out: the step's shared outputs.
+
+        Returns:
+            The loss and its metrics.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    @torch.no_grad()
+    def momentum_update(self, momentum: float) -> None:
+        """EMA-update the term's own target parts, called once per step before the encoders run.
+
+        Args:
+            momentum: the task's momentum ``m`` (``ema = m * ema + (1 - m) * online``).
+        """
+
+
+_T = TypeVar("_T", bound=type[LossTerm])
+_LOSS_TERMS: dict[str, type[LossTerm]] = {}
+
+
+def register_loss_term(name: str) -> Callable[[_T], _T]:
+    """Class decorator that registers a :class:`LossTerm` under ``name`` (the ``losses`` key).
+
+    Args:
+        name: the key used in ``GeoSSLTask(losses={name: weight})`` and in ``train/loss_<name>``.
+
+    Returns:
+        The decorator, which returns the class unchanged.
+
+    Raises:
+        ValueError: if ``name`` is empty, has a ``.`` (a ``ModuleDict`` key), is already registered,
+            or the class is not a ``LossTerm`` asking for known view sources.
+    """
+
+    def decorator(cls: _T) -> _T:
+        if not name or "." in name:
+            raise ValueError(f"loss term names must be non-empty without '.', got {name!r}")
+        if name in _LOSS_TERMS:
+            raise ValueError(f"loss term {name!r} is already registered ({_LOSS_TERMS[name]})")
+        if not issubclass(cls, LossTerm):
+            raise ValueError(f"{cls} is not a LossTerm subclass")
+        unknown = (cls.online_sources | cls.key_sources) - VIEW_SOURCES.keys()
+        if unknown:
+            raise ValueError(f"{cls.__name__} asks for unknown view sources {sorted(unknown)}")
+        if cls.queue_key_source is not None and cls.queue_key_source not in cls.key_sources:
+            raise ValueError(f"{cls.__name__}.queue_key_source must be one of its key_sources")
+        _LOSS_TERMS[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_loss_terms() -> list[str]:
+    """Names of the registered loss terms.
+
+    Returns:
+        Sorted names.
+    """
+    return sorted(_LOSS_TERMS)
+
+
+def get_loss_term(name: str) -> type[LossTerm]:
+    """Look up a registered loss term class.
+
+    Args:
+        name: registered name.
+
+    Returns:
+        The class.
+
+    Raises:
+        ValueError: if the name is unknown; the message lists the valid names.
+    """
+    if name not in _LOSS_TERMS:
+        raise ValueError(f"unknown loss term {name!r}; valid: {list_loss_terms()}")
+    return _LOSS_TERMS[name]
+
+
+def create_loss_term(name: str, ctx: LossTermContext) -> LossTerm:
+    """Build a registered loss term.
+
+    Args:
+        name: registered name.
+        ctx: the task's context.
+
+    Returns:
+        The term module.
+
+    Raises:
+        ValueError: if the name is unknown or the context does not fit the term.
+    """
+    cls = get_loss_term(name)
+    cls.check_context(ctx)
+    return cls.from_context(ctx)
+
+
+class InfoNCETerm(LossTerm):
+    """InfoNCE of the query against one key source and the queue (:class:`MoCoLoss`).
+
+    Args:
+        temperature: InfoNCE temperature (0.02, Geography-aware SSL).
+    """
+
+    key_source: ClassVar[str] = "same"
+    uses_queue = True
+
+    def __init__(self, temperature: float = 0.02) -> None:
+        super().__init__()
+        self.loss = MoCoLoss(temperature)
+
+    @classmethod
+    def from_context(cls, ctx: LossTermContext) -> "InfoNCETerm":
+        """Build the term with the task's temperature.
+
+        Args:
+            ctx: the task's context.
+
+        Returns:
+            The term.
+        """
+        return cls(temperature=ctx.temperature)
+
+    def forward(self, out: StepOutputs) -> TermOutput:
+        """InfoNCE of ``q`` against ``keys[key_source]`` and the queue snapshot.
+
+        Args:
+            out: the step's shared outputs.
+
+        Returns:
+            The loss.
+        """
+        if out.negatives is None:  # pragma: no cover - the task provides it when uses_queue
+            raise RuntimeError("InfoNCE needs the queue's negatives")
+        return TermOutput(self.loss(out.q, out.keys[self.key_source], out.negatives))
+
+
+@register_loss_term("moco")
+class MoCoTerm(InfoNCETerm):
+    """MoCo-v2: the positive key is a second augmentation of the same image (view 0)."""
+
+    key_source = "same"
+    key_sources = frozenset({"same"})
+    queue_key_source = "same"
+
+
+@register_loss_term("tp")
+class TemporalPositiveTerm(InfoNCETerm):
+    """Temporal positives (GeoSSL): the positive key is another acquisition of the location.
+
+    The key is an augmentation of view 1; when the location has a single image, the batch repeats
+    the anchor there, so the key is another augmentation of the same image (the paper's fallback).
+    """
+
+    key_source = "temporal"
+    key_sources = frozenset({"temporal"})
+    queue_key_source = "temporal"
+
+
+@register_loss_term("geo")
+class GeoLocationTerm(LossTerm):
+    """Geo-location pretext: :class:`GeoLocationHead` on ``q_raw``, cross-entropy on ``geo_label``.
+
+    Reads ``batch["geo_label"]`` (int64 ``[B]``, -1 for an unknown cluster) and logs ``geo_acc``
+    (accuracy over the samples with a known cluster).
+
+    Args:
+        input_dim: projection size (128).
+        num_clusters: number of geo clusters (100).
+    """
+
+    def __init__(self, input_dim: int = 128, num_clusters: int = 100) -> None:
+        super().__init__()
+        self.head = GeoLocationHead(input_dim, num_clusters)
+        self.loss = GeoLocationLoss(ignore_index=-1)
+
+    @classmethod
+    def check_context(cls, ctx: LossTermContext) -> None:
+        """Require at least 2 geo clusters.
+
+        Args:
+            ctx: the task's context.
+
+        Raises:
+            ValueError: if ``model.num_geo_clusters`` < 2.
+        """
+        if ctx.num_geo_clusters < 2:
+            raise ValueError(
+                f"model.num_geo_clusters must be >= 2 when the 'geo' loss is used, "
+                f"got {ctx.num_geo_clusters}"
+            )
+
+    @classmethod
+    def from_context(cls, ctx: LossTermContext) -> "GeoLocationTerm":
+        """Build the head on the projection size with the task's cluster count.
+
+        Args:
+            ctx: the task's context.
+
+        Returns:
+            The term.
+        """
+        return cls(input_dim=ctx.proj_dim, num_clusters=ctx.num_geo_clusters)
+
+    def forward(self, out: StepOutputs) -> TermOutput:
+        """Cross-entropy of the head's logits on the geo clusters.
+
+        Args:
+            out: the step's shared outputs.
+
+        Returns:
+            The loss and ``geo_acc``.
+        """
+        if "geo_label" not in out.batch:
+            raise KeyError("the 'geo' loss needs batch['geo_label'] (int64 [B], -1 if unknown)")
+        target = out.batch["geo_label"].long()  # [B]
+        logits = self.head(out.q_raw)  # [B, K_geo]
+        loss = self.loss(logits, target)
+        with torch.no_grad():
+            valid = target != -1
+            correct = (logits.argmax(dim=1) == target) & valid
+            acc = correct.sum() / valid.sum().clamp(min=1)
+        return TermOutput(loss, {"geo_acc": acc})
+
+
+@dataclass(frozen=True)
+class WarmupCosineSchedule:
+    r"""Learning-rate factor: linear warm-up, then cosine annealing to 0 (per optimiser step).
+
+    .. math::
+
+        f(s) = \begin{cases} (s + 1) / W & s < W \\
+        \tfrac12 \left(1 + \cos\left(\pi \min\left(1, \frac{s - W}{T - W}\right)\right)
+        \right) & s \ge W \end{cases}
+
+    MoCo-v2 / GeoSSL anneal with a cosine over the whole run (no warm-up); geossl steps it per
+    optimiser step rather than per epoch.
+
+    Attributes:
+        warmup_steps: :math:`W`.
+        total_steps: :math:`T`.
+    """
+
+    warmup_steps: int
+    total_steps: int
+
+    def __call__(self, step: int) -> float:
+        """Factor for ``step``.
+
+        Args:
+            step: optimiser steps done.
+
+        Returns:
+            The multiplier of the base learning rate.
+        """
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class GeoSSLTask(LightningModule):
+    """Geography-aware self-supervised pretraining (MoCo-v2 + TP + Geo; CO2 / SCRL as terms).
+
+    Query encoder: timm backbone + ``MoCoProjectionHead(num_features, proj_hidden_dim, proj_dim)``
+    (MoCo-v2's 2-layer MLP, 2048 -> 2048 -> 128 for ResNet-50). Key encoder: a deep copy, never
+    trained, EMA-updated with ``momentum`` at every step before the keys are computed, run with
+    shuffle-BN. Negatives: a :class:`KeyQueue` of ``queue_size`` keys (a persistent buffer, all-
+    gathered across ranks under DDP). Views: :class:`GeoSSLAugmentation` on the device.
+
+    Defaults are the GeoSSL paper's (REFERENCE.md 1): ResNet-50, T = 0.02, m = 0.999, K = 65,536,
+    SGD lr 0.03 (total batch 256) momentum 0.9 wd 1e-4, cosine schedule, 224 px, TP + Geo.
+
+    Args:
+        backbone: timm model name.
+        in_chans: number of input bands.
+        losses: loss term name -> weight (see :func:`list_loss_terms`); ``None`` means
+            ``{"tp": 1.0, "geo": 1.0}``. Terms with weight 0 are not built nor computed.
+        num_geo_clusters: number of geo clusters of ``batch["geo_label"]`` (100).
+        queue_size: number of negatives in the queue (65,536).
+        temperature: InfoNCE temperature (0.02, GeoSSL; MoCo-v2 uses 0.2).
+        momentum: key-encoder EMA momentum in [0, 1) (0.999).
+        proj_hidden_dim: projection MLP hidden size (2048).
+        proj_dim: projection size (128).
+        shuffle_bn: shuffle the key encoder's batch (across ranks under DDP) to avoid BN leakage.
+        crop_size: side of the augmented views (224).
+        min_scale: smallest RandomResizedCrop area fraction (0.2).
+        mean: per-band normalisation mean of ``[0, 1]`` inputs (ImageNet's for 3 bands if ``None``).
+        std: per-band normalisation std (ImageNet's for 3 bands if ``None``).
+        lr: SGD learning rate (0.03 for a total batch of 256).
+        sgd_momentum: SGD momentum (0.9).
+        weight_decay: SGD weight decay (1e-4).
+        warmup_epochs: epochs of linear warm-up before the cosine schedule (0).
+        channels_last: run the backbones and their inputs in channels-last memory format.
+
+    Raises:
+        ValueError: for any invalid hyper-parameter; the message names it as ``model.<name>``.
+    """
+
+    backbone_momentum: nn.Module | None
+    projection_head_momentum: nn.Module | None
+    queue: KeyQueue | None
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        in_chans: int = 3,
+        losses: dict[str, float] | None = None,
+        num_geo_clusters: int = 100,
+        queue_size: int = 65536,
+        temperature: float = 0.02,
+        momentum: float = 0.999,
+        proj_hidden_dim: int = 2048,
+        proj_dim: int = 128,
+        shuffle_bn: bool = True,
+        crop_size: int = 224,
+        min_scale: float = 0.2,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        lr: float = 0.03,
+        sgd_momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        warmup_epochs: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        hp = self.hparams
+        weights = self._check_hparams(hp)
+        self.loss_weights: dict[str, float] = weights
+
+        term_classes = [get_loss_term(name) for name in weights]
+        self.online_sources = frozenset({"query"}).union(*(c.online_sources for c in term_classes))
+        self.key_sources = frozenset().union(*(c.key_sources for c in term_classes))
+        self.needs_feature_map = any(c.needs_feature_map for c in term_classes)
+        self.needs_view_params = any(c.needs_view_params for c in term_classes)
+        uses_queue = any(c.uses_queue for c in term_classes)
+        self.queue_key_source: str | None = next(
+            (c.queue_key_source for c in term_classes if c.queue_key_source is not None), None
+        )
+
+        self.augment = GeoSSLAugmentation(
+            size=hp["crop_size"],
+            min_scale=hp["min_scale"],
+            mean=hp["mean"],
+            std=hp["std"],
+            in_chans=hp["in_chans"],
+        )
+        self.backbone = create_backbone(hp["backbone"], in_chans=hp["in_chans"])
+        num_features = get_num_features(self.backbone)
+        self.projection_head: nn.Module = MoCoProjectionHead(
+            num_features, hp["proj_hidden_dim"], hp["proj_dim"]
+        )
+        if hp["channels_last"]:
+            self.backbone.to(memory_format=torch.channels_last)
+        if self.key_sources:
+            self.backbone_momentum = copy.deepcopy(self.backbone)
+            self.projection_head_momentum = copy.deepcopy(self.projection_head)
+            deactivate_requires_grad(self.backbone_momentum)
+            deactivate_requires_grad(self.projection_head_momentum)
+        else:
+            self.backbone_momentum = self.projection_head_momentum = None
+        self.queue = KeyQueue(hp["proj_dim"], hp["queue_size"]) if uses_queue else None
+
+        ctx = LossTermContext(
+            num_features=num_features,
+            proj_dim=hp["proj_dim"],
+            temperature=hp["temperature"],
+            num_geo_clusters=hp["num_geo_clusters"],
+            in_chans=hp["in_chans"],
+            crop_size=hp["crop_size"],
+            hparams=dict(hp),
+        )
+        self.loss_terms = nn.ModuleDict({name: create_loss_term(name, ctx) for name in weights})
+
+    @staticmethod
+    def _check_hparams(hp: Mapping[str, Any]) -> dict[str, float]:
+        """Validate the hyper-parameters before anything is built.
+
+        Args:
+            hp: the task's hyper-parameters.
+
+        Returns:
+            The active loss terms (weight > 0) and their weights, in the given order.
+
+        Raises:
+            ValueError: naming the offending key as ``model.<name>``.
+        """
+        try:
+            check_backbone_name(hp["backbone"])
+        except ValueError as err:
+            raise ValueError(f"model.backbone: {err}") from err
+        positive_int = ["in_chans", "queue_size", "proj_hidden_dim", "proj_dim"]
+        for name in positive_int:
+            if hp[name] < 1:
+                raise ValueError(f"model.{name} must be >= 1, got {hp[name]}")
+        if hp["crop_size"] < 2:
+            raise ValueError(f"model.crop_size must be >= 2, got {hp['crop_size']}")
+        if not (math.isfinite(hp["temperature"]) and hp["temperature"] > 0):
+            raise ValueError(f"model.temperature must be > 0, got {hp['temperature']}")
+        for name in ["momentum", "sgd_momentum"]:
+            if not 0 <= hp[name] < 1:
+                raise ValueError(f"model.{name} must be in [0, 1), got {hp[name]}")
+        if not 0 < hp["min_scale"] <= 1:
+            raise ValueError(f"model.min_scale must be in (0, 1], got {hp['min_scale']}")
+        if not (math.isfinite(hp["lr"]) and hp["lr"] > 0):
+            raise ValueError(f"model.lr must be > 0, got {hp['lr']}")
+        if hp["weight_decay"] < 0:
+            raise ValueError(f"model.weight_decay must be >= 0, got {hp['weight_decay']}")
+        if hp["warmup_epochs"] < 0:
+            raise ValueError(f"model.warmup_epochs must be >= 0, got {hp['warmup_epochs']}")
+        for name in ["mean", "std"]:
+            stats = hp[name]
+            if stats is None and hp["in_chans"] != 3:
+                raise ValueError(
+                    f"model.{name} is required when model.in_chans={hp['in_chans']} != 3 "
+                    "(the ImageNet default has 3 bands)"
+                )
+            if stats is not None and len(stats) != hp["in_chans"]:
+                raise ValueError(
+                    f"model.{name} has {len(stats)} values but model.in_chans={hp['in_chans']}"
+                )
+        if hp["std"] is not None and any(not (math.isfinite(s) and s > 0) for s in hp["std"]):
+            raise ValueError(f"model.std must be finite and > 0, got {hp['std']}")
+
+        losses = DEFAULT_LOSSES if hp["losses"] is None else hp["losses"]
+        if not losses:
+            raise ValueError(f"model.losses is empty; valid terms: {list_loss_terms()}")
+        for name, weight in losses.items():
+            if name not in _LOSS_TERMS:
+                raise ValueError(
+                    f"model.losses: unknown loss term {name!r}; valid: {list_loss_terms()}"
+                )
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"model.losses[{name!r}] must be a weight >= 0, got {weight}")
+        weights = {name: float(w) for name, w in losses.items() if w > 0}
+        if not weights:
+            raise ValueError(f"model.losses has no term with a positive weight: {dict(losses)}")
+        probe = LossTermContext(  # the backbone is not built yet: num_features is a placeholder
+            num_features=1,
+            proj_dim=hp["proj_dim"],
+            temperature=hp["temperature"],
+            num_geo_clusters=hp["num_geo_clusters"],
+            in_chans=hp["in_chans"],
+            crop_size=hp["crop_size"],
+            hparams=dict(hp),
+        )
+        for name in weights:
+            _LOSS_TERMS[name].check_context(probe)
+        return weights
+
+    @property
+    def terms(self) -> dict[str, LossTerm]:
+        """The active loss terms by name, in ``losses`` order."""
+        return {name: cast(LossTerm, term) for name, term in self.loss_terms.items()}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Backbone features of normalised images (for embedding export and probes).
+
+        Args:
+            x: ``[B, C, H, W]`` float images normalised like the training views (``[0, 1]`` then
+                ``(x - mean) / std``), no augmentation.
+
+        Returns:
+            ``[B, F]`` pooled features of the query backbone.
+        """
+        if self.hparams["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out: Tensor = self.backbone(x)
+        return out
+
+    def _encode(
+        self, backbone: nn.Module, head: nn.Module, x: Tensor, feature_map: bool
+    ) -> EncoderOutput:
+        """Run one encoder (backbone + projection head) on a view.
+
+        Args:
+            backbone: the query or key backbone.
+            head: its projection head.
+            x: ``[B, C, S, S]`` view.
+            feature_map: also return the un-pooled map.
+
+        Returns:
+            The encoder's outputs.
+        """
+        if self.hparams["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        fmap: Tensor | None = None
+        if feature_map:
+            fmap = forward_feature_map(backbone, x)  # [B, F, h, w]
+            features = pool_feature_map(backbone, fmap)  # [B, F]
+        else:
+            features = backbone(x)  # [B, F]
+        projection: Tensor = head(features)  # [B, D]
+        embedding = F.normalize(projection.float(), dim=1)  # [B, D] float32
+        return EncoderOutput(features, projection, embedding, fmap)
+
+    @torch.no_grad()
+    def _encode_momentum(self, x: Tensor, feature_map: bool) -> EncoderOutput:
+        """Run the key encoder with shuffle-BN (MoCo, Sec. 3.3).
+
+        Args:
+            x: ``[B, C, S, S]`` view.
+            feature_map: also return the un-pooled map.
+
+        Returns:
+            The key encoder's outputs, in the batch's original order.
+        """
+        if self.backbone_momentum is None or self.projection_head_momentum is None:
+            raise RuntimeError("no key encoder: no active loss term has key sources")
+        if not self.hparams["shuffle_bn"]:
+            return self._encode(
+                self.backbone_momentum, self.projection_head_momentum, x, feature_map
+            )
+        x, index = batch_shuffle(x)
+        out = self._encode(self.backbone_momentum, self.projection_head_momentum, x, feature_map)
+        return EncoderOutput(
+            features=batch_unshuffle(out.features, index),
+            projection=batch_unshuffle(out.projection, index),
+            embedding=batch_unshuffle(out.embedding, index),
+            feature_map=None
+            if out.feature_map is None
+            else batch_unshuffle(out.feature_map, index),
+        )
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """EMA-update the key encoder and the terms' own target parts with ``momentum``."""
+        m: float = self.hparams["momentum"]
+        if self.backbone_momentum is not None and self.projection_head_momentum is not None:
+            update_momentum(self.backbone, self.backbone_momentum, m)
+            update_momentum(self.projection_head, self.projection_head_momentum, m)
+        for term in self.terms.values():
+            term.momentum_update(m)
+
+    def compute_step_outputs(self, batch: Mapping[str, Tensor]) -> StepOutputs:
+        """Augment, encode and snapshot the queue once for all active terms.
+
+        Args:
+            batch: a collated batch with ``image`` ``[B, 2, C, H, W]`` (uint8 or float in [0, 1]).
+
+        Returns:
+            The shared outputs.
+
+        Raises:
+            ValueError: if ``batch["image"]`` is not ``[B, 2, in_chans, H, W]``.
+        """
+        images = batch["image"]
+        if images.ndim != 5 or images.shape[1] != 2 or images.shape[2] != self.hparams["in_chans"]:
+            raise ValueError(
+                f"batch['image'] must be [B, 2, {self.hparams['in_chans']}, H, W], "
+                f"got {tuple(images.shape)}"
+            )
+        views: dict[str, Tensor] = {}
+        view_params: dict[str, ViewParams] = {}
+        for source in VIEW_SOURCES:  # fixed order: reproducible random draws
+            if source not in self.online_sources | self.key_sources:
+                continue
+            raw = images[:, VIEW_SOURCES[source]]  # [B, C, H, W]
+            if self.needs_view_params:
+                views[source], view_params[source] = self.augment(raw, return_params=True)
+            else:
+                views[source] = self.augment(raw)
+        online = {
+            source: self._encode(
+                self.backbone, self.projection_head, views[source], self.needs_feature_map
+            )
+            for source in VIEW_SOURCES
+            if source in self.online_sources
+        }
+        momentum = {
+            source: self._encode_momentum(views[source], self.needs_feature_map)
+            for source in VIEW_SOURCES
+            if source in self.key_sources
+        }
+        negatives = None if self.queue is None else self.queue.negatives()
+        return StepOutputs(
+            batch, views, online, momentum, negatives, view_params, self.queue_key_source
+        )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """One step: EMA update, shared outputs, weighted loss terms, enqueue, logs.
+
+        Args:
+            batch: collated batch (see ``docs/design.md``).
+            batch_idx: index of the batch in the epoch.
+
+        Returns:
+            The total loss (float32 scalar).
+        """
+        self.momentum_update()
+        out = self.compute_step_outputs(batch)
+        batch_size = int(batch["image"].shape[0])
+
+        total = torch.zeros((), device=out.q.device)
+        results: dict[str, TermOutput] = {}
+        for name, term in self.terms.items():
+            result: TermOutput = term(out)
+            results[name] = result
+            total = total + self.loss_weights[name] * result.loss.float()
+
+        if self.queue is not None and self.queue_key_source is not None:
+            self.queue.enqueue(out.keys[self.queue_key_source])
+
+        self.log("train_loss", total, batch_size=batch_size, prog_bar=True)
+        for name, result in results.items():
+            self.log(f"train/loss_{name}", result.loss.detach(), batch_size=batch_size)
+            for metric, value in result.metrics.items():
+                self.log(f"train/{metric}", value, batch_size=batch_size)
+        # Collapse monitor: ~1/sqrt(D) for spread-out unit vectors, ~0 when collapsed.
+        embedding_std = out.q.detach().std(dim=0).mean() if batch_size > 1 else out.q.new_zeros(())
+        self.log("train/embedding_std", embedding_std, batch_size=batch_size)
+        return total
+
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        """SGD over every trainable parameter, cosine schedule per step with optional warm-up.
+
+        The trainable parameters are the query backbone, its projection head and the terms' own
+        modules (e.g. the geo head); the key encoder is frozen and never in the optimiser.
+
+        Returns:
+            The optimiser and its per-step scheduler.
+
+        Raises:
+            ValueError: if the run's length is unknown (infinite) or, with warm-up, the length of
+                an epoch is unknown.
+        """
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(
+            params, lr=hp["lr"], momentum=hp["sgd_momentum"], weight_decay=hp["weight_decay"]
+        )
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("the cosine schedule needs a finite run: set max_epochs or max_steps")
+        warmup_steps = 0
+        if hp["warmup_epochs"] > 0:
+            batches = self.trainer.num_training_batches
+            if not math.isfinite(batches):  # max_steps-only runs do not load the data first
+                self.trainer.fit_loop.setup_data()
+                batches = self.trainer.num_training_batches
+            if not math.isfinite(batches):
+                raise ValueError(
+                    "model.warmup_epochs needs a known epoch length (a sized train dataloader)"
+                )
+            per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
+            warmup_steps = min(int(hp["warmup_epochs"]) * per_epoch, int(total))
+        schedule = WarmupCosineSchedule(warmup_steps=warmup_steps, total_steps=int(total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }

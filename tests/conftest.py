@@ -1,0 +1,18 @@
+"""Shared fixtures: one generated fMoW sample per session (seeded: the same every run)."""
+
+from pathlib import Path
+
+import pytest
+
+from geossl.datasets.fmow_sample import generate_fmow_sample
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="session")
+def fmow_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small fMoW-rgb sample in the real layout (read-only: copy it before corrupting files)."""
+    root = tmp_path_factory.mktemp("fmow") / "fmow-rgb"
+    generate_fmow_sample(root, locations=24, seed=0, image_size=(96, 160))
+    return root

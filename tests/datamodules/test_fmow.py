@@ -1,0 +1,113 @@
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from geossl.datamodules import FMoWDataModule
+from geossl.datasets.errors import DatasetNotFoundError
+from geossl.samplers import TemporalPairSampler
+
+
+def _module(data_root: Path, tmp_path: Path, **kwargs: Any) -> FMoWDataModule:
+    options: dict[str, Any] = {
+        "root": str(data_root),
+        "image_size": 48,
+        "batch_size": 4,
+        "num_workers": 0,
+        "num_geo_clusters": 4,
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    options.update(kwargs)
+    return FMoWDataModule(**options)
+
+
+def test_training_batch_follows_the_contract(fmow_sample: Path, tmp_path: Path) -> None:
+    dm = _module(fmow_sample, tmp_path, val_split="val")
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.index is not None
+    assert dm.index.from_cache  # prepare_data wrote it, setup read it
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, TemporalPairSampler)
+    batch = next(iter(loader))
+    assert set(batch) == {"image", "label", "geo_label", "lat", "lon", "time", "location", "index"}
+    assert batch["image"].shape == (4, 2, 3, 48, 48)
+    assert batch["image"].dtype == torch.uint8
+    for key in ("label", "geo_label", "location"):
+        assert batch[key].shape == (4,)
+        assert batch[key].dtype == torch.int64
+    for key in ("lat", "lon"):
+        assert batch[key].shape == (4,)
+        assert batch[key].dtype == torch.float32
+    for key in ("time", "index"):
+        assert batch[key].shape == (4, 2)
+        assert batch[key].dtype == torch.int64
+    assert batch["geo_label"].max() < 4
+    # both views come from the same location, at different times where the location allows it
+    rows = dm.index.split_rows("train")
+    for i, j in batch["index"].tolist():
+        assert rows["location_id"].iloc[i] == rows["location_id"].iloc[j]
+    # one pair per training location per epoch, last incomplete batch dropped
+    locations = rows["location_id"].nunique()
+    assert len(loader) == locations // 4
+    assert dm.in_chans == 3
+
+    val = dm.val_dataloader()
+    assert not isinstance(val, list)
+    val_batch = next(iter(val))
+    assert val_batch["image"].shape == (4, 3, 48, 48)
+    assert val_batch["time"].shape == (4,)
+
+
+def test_image_pairs_and_workers(fmow_sample: Path, tmp_path: Path) -> None:
+    dm = _module(fmow_sample, tmp_path, pair_mode="image", num_workers=1, drop_last=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert loader.persistent_workers
+    assert dm.train_dataset is not None
+    assert sum(len(b["index"]) for b in loader) == len(dm.train_dataset)
+    assert dm.val_dataloader() == []
+
+
+def test_too_many_geo_clusters(fmow_sample: Path, tmp_path: Path) -> None:
+    dm = _module(fmow_sample, tmp_path, num_geo_clusters=500)
+    with pytest.raises(ValueError, match=r"^data\.num_geo_clusters=500 is larger than"):
+        dm.prepare_data()
+
+
+def test_missing_data_says_how_to_get_it(tmp_path: Path) -> None:
+    dm = _module(tmp_path / "absent", tmp_path)
+    with pytest.raises(DatasetNotFoundError, match="geossl datasets sample fmow --output"):
+        dm.prepare_data()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"splits": ["training"]}, "data.splits"),
+        ({"splits": []}, "data.splits"),
+        ({"product": "pan"}, "data.product"),
+        ({"bands": [4]}, "data.bands"),
+        ({"product": "ms", "bands": [9]}, "data.bands"),
+        ({"image_size": 0}, "data.image_size"),
+        ({"batch_size": 0}, "data.batch_size"),
+        ({"num_workers": -1}, "data.num_workers"),
+        ({"num_geo_clusters": 0}, "data.num_geo_clusters"),
+        ({"pair_mode": "pairs"}, "data.pair_mode"),
+        ({"max_bad_fraction": 1.5}, "data.max_bad_fraction"),
+        ({"val_split": "holdout"}, "data.val_split"),
+        ({"root": ""}, "data.root"),
+    ],
+)
+def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, Any], key: str) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        _module(tmp_path, tmp_path, **kwargs)
+
+
+def test_in_chans(tmp_path: Path) -> None:
+    assert _module(tmp_path, tmp_path, product="msrgb").in_chans == 3
+    assert _module(tmp_path, tmp_path, product="ms").in_chans == 8
+    assert _module(tmp_path, tmp_path, product="ms", bands=[5, 3, 2, 7]).in_chans == 4
+    assert _module(tmp_path, tmp_path, bands=[1]).in_chans == 1

@@ -1,0 +1,67 @@
+"""Two CPU processes (gloo) through ``geossl pretrain``: both ranks end with the same queue."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_two_process_queues_identical(fmow_sample: Path, tmp_path: Path) -> None:
+    dump = tmp_path / "queues"
+    extra = tmp_path / "ddp.yaml"
+    extra.write_text(
+        "trainer:\n"
+        "  callbacks:\n"
+        "    - class_path: tests.ddp_helpers.DumpQueue\n"
+        "      init_args:\n"
+        f"        output: {dump}\n"
+    )
+    steps, batch, world = 3, 4, 2
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "geossl",
+            "pretrain",
+            "--config",
+            str(REPO / "tests" / "conf" / "fmow_tiny.yaml"),
+            "--config",
+            str(extra),
+            "--data.root",
+            str(fmow_sample),
+            "--data.cache_dir",
+            str(tmp_path / "index"),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "runs"),
+            "--trainer.max_steps",
+            str(steps),
+            "--trainer.devices",
+            str(world),
+            "--trainer.strategy",
+            "ddp",
+            "--data.batch_size",
+            str(batch),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rank0 = torch.load(dump / "rank0.pt", weights_only=True)
+    rank1 = torch.load(dump / "rank1.pt", weights_only=True)
+    assert int(rank0["world_size"]) == world
+    queue_key = next(k for k in rank0 if k.endswith("queue"))
+    ptr_key = next(k for k in rank0 if k.endswith("ptr"))
+    torch.testing.assert_close(rank0[queue_key], rank1[queue_key], rtol=0, atol=0)
+    # Every step enqueues the keys of both ranks: the pointer advanced by steps * batch * world
+    # (queue of 64).
+    expected = (steps * batch * world) % rank0[queue_key].shape[0]
+    assert int(rank0[ptr_key]) == int(rank1[ptr_key]) == expected

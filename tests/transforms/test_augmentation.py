@@ -1,0 +1,183 @@
+from typing import Any
+
+import pytest
+import torch
+
+from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD, GeoSSLAugmentation, RandomBandJitter
+
+GEOMETRY_ONLY: dict[str, Any] = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0}
+
+
+def ramp_images(batch: int, height: int, width: int) -> torch.Tensor:
+    """Band 0 holds x / (W - 1), band 1 y / (H - 1): a view pixel's value tells its source."""
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64),
+        torch.arange(width, dtype=torch.float64),
+        indexing="ij",
+    )
+    img = torch.stack([xs / (width - 1), ys / (height - 1), torch.zeros_like(xs)])
+    return img.expand(batch, 3, height, width).clone()
+
+
+def test_uint8_shapes_and_dtype():
+    aug = GeoSSLAugmentation(size=32)
+    out = aug(torch.randint(0, 256, (4, 3, 48, 40), dtype=torch.uint8))
+    assert out.shape == (4, 3, 32, 32)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+def test_float_input_keeps_dtype():
+    out = GeoSSLAugmentation(size=16)(torch.rand(2, 3, 20, 20, dtype=torch.float64))
+    assert out.dtype == torch.float64
+
+
+def test_normalisation_stats():
+    aug = GeoSSLAugmentation(size=16, **GEOMETRY_ONLY)
+    x = torch.full((2, 3, 20, 20), 128, dtype=torch.uint8)
+    out = aug(x)
+    expected = (128 / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(out.mean(dim=(0, 2, 3)), expected)
+    torch.testing.assert_close(out.std(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+
+
+def test_custom_stats_are_applied():
+    aug = GeoSSLAugmentation(size=8, mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1.0], **GEOMETRY_ONLY)
+    out = aug(torch.ones(1, 3, 10, 10))
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([2.0, 1.0, 0.5]))
+
+
+def test_deterministic_with_manual_seed():
+    aug = GeoSSLAugmentation(size=16)
+    x = torch.randint(0, 256, (4, 3, 24, 24), dtype=torch.uint8)
+    torch.manual_seed(123)
+    a = aug(x)
+    torch.manual_seed(123)
+    b = aug(x)
+    torch.manual_seed(124)
+    c = aug(x)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_views_differ_within_batch():
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (1, 3, 24, 24), dtype=torch.uint8).expand(6, 3, 24, 24)
+    out = GeoSSLAugmentation(size=16)(x)
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_multispectral_path():
+    aug = GeoSSLAugmentation(size=16, in_chans=5, mean=[0.3] * 5, std=[0.2] * 5)
+    assert isinstance(aug.colour[0], RandomBandJitter)
+    out = aug(torch.randint(0, 256, (3, 5, 20, 20), dtype=torch.uint8))
+    assert out.shape == (3, 5, 16, 16)
+    assert torch.isfinite(out).all()
+
+
+def test_band_jitter_is_per_band_and_in_range():
+    torch.manual_seed(0)
+    x = torch.full((2, 4, 8, 8), 0.5)
+    x[..., :4] = 0.25
+    out = RandomBandJitter(brightness=0.4, contrast=0.4, p=1.0)(x)
+    assert out.min() >= 0
+    assert out.max() <= 1
+    band_means = out.mean(dim=(2, 3))
+    assert band_means.unique().numel() > 2  # bands jittered independently
+    unchanged = RandomBandJitter(p=0.0)(x)
+    torch.testing.assert_close(unchanged, x)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"in_chans": 4}, "mean is required"),
+        ({"in_chans": 4, "mean": [0.5] * 4}, "std is required"),
+        ({"mean": [0.5, 0.5]}, "mean has 2 values"),
+        ({"std": [0.5] * 4}, "std has 4 values"),
+        ({"std": [0.5, 0.0, 0.5]}, "std must be"),
+        ({"min_scale": 0.0}, "min_scale"),
+        ({"size": 1}, "size"),
+        ({"blur_p": 1.5}, "blur_p"),
+        ({"hue": 0.7}, "hue"),
+        ({"brightness": -1.0}, "brightness"),
+    ],
+)
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GeoSSLAugmentation(**kwargs)
+
+
+def test_input_errors():
+    aug = GeoSSLAugmentation(size=8)
+    with pytest.raises(ValueError, match="expected"):
+        aug(torch.rand(2, 4, 10, 10))
+    with pytest.raises(TypeError, match="uint8 or float"):
+        aug(torch.zeros(2, 3, 10, 10, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("flip_p", [0.0, 0.5, 1.0])
+def test_transform_matrix_maps_source_pixels(flip_p):
+    torch.manual_seed(0)
+    height, width, size = 20, 30, 12
+    aug = GeoSSLAugmentation(
+        size=size, mean=[0.0] * 3, std=[1.0] * 3, flip_p=flip_p, **GEOMETRY_ONLY
+    ).double()
+    views, params = aug(ramp_images(8, height, width), return_params=True)
+    assert params.transform.shape == (8, 3, 3)
+    assert params.source_size == (height, width)
+    assert params.view_size == (size, size)
+    if flip_p == 0.0:
+        assert not params.flipped.any()
+    if flip_p == 1.0:
+        assert params.flipped.all()
+    # every view pixel holds the source coordinate that the inverse matrix assigns to it
+    u, v = torch.meshgrid(
+        torch.arange(size, dtype=torch.float64),
+        torch.arange(size, dtype=torch.float64),
+        indexing="xy",
+    )
+    grid = torch.stack([u.flatten(), v.flatten(), torch.ones(size * size, dtype=torch.float64)], 1)
+    src = grid @ torch.linalg.inv(params.transform.double()).transpose(1, 2)  # [B, S*S, 3]
+    torch.testing.assert_close(views[:, 0].flatten(1), src[..., 0] / (width - 1), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        views[:, 1].flatten(1), src[..., 1] / (height - 1), atol=1e-4, rtol=0
+    )
+
+
+def test_map_points_and_crop_boxes_with_flip():
+    torch.manual_seed(1)
+    height, width, size = 24, 32, 16
+    aug = GeoSSLAugmentation(size=size, mean=[0.0] * 3, std=[1.0] * 3, flip_p=1.0, **GEOMETRY_ONLY)
+    x = torch.zeros(4, 3, height, width)
+    _, params = aug(x, return_params=True)
+    boxes = params.crop_boxes  # [B, 4] x0, y0, x1, y1
+    assert (boxes[:, 0] >= -1e-3).all()
+    assert (boxes[:, 2] <= width - 1 + 1e-3).all()
+    # kornia's own crop corners agree with the boxes derived from the matrix
+    crop = params.kornia_params[0].data
+    assert isinstance(crop, dict)
+    torch.testing.assert_close(boxes[:, :2], crop["src"][:, 0].float())
+    torch.testing.assert_close(boxes[:, 2:], crop["src"][:, 2].float())
+    # with a flip, the crop's top-left corner lands at the view's top-right, and vice versa
+    corners = torch.stack([boxes[:, :2], boxes[:, 2:]], dim=1)  # [B, 2, 2]
+    mapped = params.map_points(corners)
+    expected = torch.tensor([[size - 1.0, 0.0], [0.0, size - 1.0]]).expand(4, 2, 2)
+    torch.testing.assert_close(mapped, expected, atol=1e-3, rtol=0)
+    # a bright source pixel inside the crop lands where the matrix says
+    for b in range(4):
+        px = int(boxes[b, 0].ceil()) + 1
+        py = int(boxes[b, 1].ceil()) + 1
+        x = torch.zeros(1, 3, height, width)
+        x[0, :, py, px] = 1.0
+        view = aug.geometric(
+            x, params=[p._replace(data=_slice(p.data, b)) for p in params.kornia_params]
+        )
+        peak = torch.nonzero(view[0, 0] == view[0, 0].max())[0]  # (row, col)
+        target = params.map_points(torch.tensor([[[float(px), float(py)]]]))[b, 0]
+        assert abs(peak[1].item() - target[0].item()) <= 1.0
+        assert abs(peak[0].item() - target[1].item()) <= 1.0
+
+
+def _slice(data, b):
+    return {k: v[b : b + 1] for k, v in data.items()}
