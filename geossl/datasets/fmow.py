@@ -40,6 +40,7 @@ from geossl.datasets.fmow_constants import FMOW_CATEGORIES
 
 __all__ = [
     "FMOW_CATEGORIES",
+    "MS_SCALE",
     "FMoW",
     "FMoWImageMeta",
     "FMoWTemporalPairs",
@@ -56,8 +57,7 @@ Transform = Callable[[Sample], Sample]
 #: MGRS latitude band letters, 8 degrees each from 80 S (``X`` spans 72-84 N).
 _UTM_BANDS = "CDEFGHJKLMNPQRSTUVWX"
 
-#: Default reflectance scale of fMoW-full GeoTIFFs that are not 8-bit: the WorldView sensors store
-# 11 bits.
+#: Default scale of fMoW-full GeoTIFFs that are not 8-bit (WorldView stores 11-bit values).
 MS_SCALE = 1.0 / 2047.0
 
 #: Columns of the index that the datasets read.
@@ -246,8 +246,9 @@ def fmow_meta_from_dict(data: Any, path: str | os.PathLike[str] = "<json>") -> F
         The parsed metadata.
 
     Raises:
-        InvalidSampleError: with reason ``"malformed json"`` (not an object), ``"invalid
-            timestamp"``, ``"invalid location"``, ``"invalid image size"`` or ``"invalid box"``.
+        InvalidSampleError: with reason ``"malformed json"`` (not an object),
+            ``"invalid timestamp"``, ``"invalid location"``, ``"invalid image size"`` or
+            ``"invalid box"``.
     """
     if not isinstance(data, dict):
         raise InvalidSampleError(
@@ -410,11 +411,11 @@ def _read_jpeg(
         box = crop if crop is not None else (0, 0, full_w, full_h)
         # Decode at 1/2, 1/4 or 1/8 scale in the DCT domain when the crop stays >= size pixels: a
         # large fMoW JPEG then decodes several times faster. draft() is a no-op for non-JPEG files.
-        img.draft("RGB", _jpeg_draft_size((full_w, full_h), box, size))
-        scale_x = full_w / img.size[0]
-        scale_y = full_h / img.size[1]
+        drafted = img.draft("RGB", _jpeg_draft_size((full_w, full_h), box, size))
+        # draft() reports where the original image lies in the reduced one: (0, 0, W / s, H / s).
+        scale = full_w / drafted[1][2] if drafted is not None and drafted[1][2] > 0 else 1.0
         rgb: Image.Image = img if img.mode == "RGB" else img.convert("RGB")
-        region = (box[0] / scale_x, box[1] / scale_y, box[2] / scale_x, box[3] / scale_y)
+        region = (box[0] / scale, box[1] / scale, box[2] / scale, box[3] / scale)
         # PIL's resampling filters scale their support when downsampling, i.e. they antialias.
         resized = rgb.resize((size, size), Image.Resampling.BILINEAR, box=region)
     array = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1)
@@ -465,8 +466,8 @@ def read_fmow_image(
 
     * JPEG (fMoW-rgb ``_rgb.jpg`` / ``_msrgb.jpg``): decoded with PIL, using
       :meth:`~PIL.Image.Image.draft` so that a crop much larger than ``size`` is decoded at 1/2, 1/4
-      or 1/8 scale, then cropped and resized with antialiasing (bilinear). Returns ``uint8 [C, size,
-      size]``.
+      or 1/8 scale, then cropped and resized with antialiasing (bilinear).
+      Returns ``uint8 [C, size, size]``.
     * GeoTIFF (fMoW-full ``_rgb.tif`` / ``_ms.tif``): a windowed rasterio read of the crop with
       ``out_shape`` (bilinear) resampling. Returns ``float32 [C, size, size]`` in ``[0, 1]``: values
       times ``scale``, clipped.
@@ -556,8 +557,7 @@ class _FMoWBase(Dataset[Sample]):
         self.transforms = transforms
         self.scale = scale
         self.max_load_failures = max_load_failures
-        #: Number of images that could not be read in this process (each DataLoader worker counts
-        # its own).
+        #: Images that could not be read in this process (each DataLoader worker has its own).
         self.num_load_failures = 0
         self._bad_rows: set[int] = set()
 
@@ -610,9 +610,11 @@ class _FMoWBase(Dataset[Sample]):
         if row in self._bad_rows:
             return None
         path = self.path(row)
-        crop = tuple(int(v) for v in self._crop[row])
+        x0, y0, x1, y1 = (int(v) for v in self._crop[row])
         try:
-            return read_fmow_image(path, crop, self.image_size, self.bands, scale=self.scale)  # type: ignore[arg-type]
+            return read_fmow_image(
+                path, (x0, y0, x1, y1), self.image_size, self.bands, scale=self.scale
+            )
         except self._errors as err:
             self._bad_rows.add(row)
             self.num_load_failures += 1

@@ -103,8 +103,10 @@ class RunSummary(Callback):
     def on_fit_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
         """Print the summary on the main process."""
         self.fit_seconds = time.perf_counter() - self._fit_start
+        # Built on every rank: trainer.log_dir is a collective (a broadcast) under DDP.
+        table = self.table(trainer)
         if trainer.is_global_zero:
-            Console(stderr=True).print(self.table(trainer))
+            Console(stderr=True).print(table)
 
     def table(self, trainer: lightning.Trainer) -> Table:
         """Build the summary table.

@@ -804,6 +804,17 @@ class GeoSSLTask(LightningModule):
             batch, views, online, momentum, negatives, view_params, self.queue_key_source
         )
 
+    def on_train_start(self) -> None:
+        """Stop DDP from re-broadcasting rank 0's buffers before every forward.
+
+        The queue (32 MB at the default size) is kept identical on every rank by all-gathering the
+        keys before they are enqueued; re-sending it each step would only cost bandwidth, and would
+        hide a broken gather from the two-process test.
+        """
+        wrapped = self.trainer.strategy.model
+        if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
+            wrapped.broadcast_buffers = False
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """One step: EMA update, shared outputs, weighted loss terms, enqueue, logs.
 

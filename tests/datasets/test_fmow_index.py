@@ -157,6 +157,8 @@ def test_default_cache_dir(sample_copy: Path) -> None:
 
 def test_cache_rebuilt_when_locations_change(sample_copy: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
+    for folder in sample_copy.glob("train/*"):
+        os.utime(folder, ns=(1, 1))  # an old mtime: any change is visible on coarse file systems
     first = _build(sample_copy, cache)
     location = sample_copy / first.table["path"].iloc[-1].rsplit("/", 1)[0]
     assert location.parent.parent.name in ("train", "val")
@@ -178,10 +180,11 @@ def test_cache_rebuilt_when_locations_change(sample_copy: Path, tmp_path: Path) 
 
 
 def test_cache_rebuilt_when_an_image_is_removed(sample_copy: Path, tmp_path: Path) -> None:
+    for folder in [*sample_copy.glob("*/*/"), *sample_copy.glob("*/*/*/")]:
+        os.utime(folder, ns=(1, 1))  # an old mtime: any change is visible on coarse file systems
     first = _build(sample_copy, tmp_path)
     fingerprint = fmow_fingerprint(sample_copy, ALL_SPLITS)
     image = sample_copy / first.table["path"].iloc[0]
-    os.utime(image.parent, ns=(1, 1))  # make sure the folder's mtime changes on any file system
     image.unlink()
     assert fmow_fingerprint(sample_copy, ALL_SPLITS) != fingerprint
     second = _build(sample_copy, tmp_path)
@@ -280,6 +283,12 @@ def test_empty_dataset(tmp_path: Path) -> None:
     (tmp_path / "fmow" / "train" / "airport").mkdir(parents=True)
     with pytest.raises(BadDatasetError, match=r"fmow: no fMoW rgb images found in train$"):
         _build(tmp_path / "fmow", tmp_path, splits=("train",))
+
+
+def test_root_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "fmow").write_text("")
+    with pytest.raises(DatasetNotFoundError, match="fMoW root is not a folder"):
+        _build(tmp_path / "fmow", tmp_path)
 
 
 def test_missing_data(tmp_path: Path) -> None:
