@@ -13,7 +13,7 @@ Usage::
 
     python -m benchmarks.index_build [--work-dir /tmp/geossl-bench] [--locations 5000]
 
-(from the repository root, or ``python benchmarks/index_build.py`` with geossl installed).
+(from the repository root, or ``python -m benchmarks.index_build`` with geossl installed).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow
 import torch
 
+from benchmarks.update_docs import main as update_docs
 from geossl.datasets.fmow_index import FMoWIndex, build_fmow_index
 from geossl.datasets.fmow_sample import generate_fmow_sample
 
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "image_files_checked": report.num_images_checked,
         },
         "runs": runs,
+        "command": "python -m benchmarks.index_build "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.output.with_name(f".{args.output.name}.tmp")
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{run['images_per_s']:>10.0f} {run['files_per_s']:>10.0f}"
         )
     print(f"results: {args.output}")
+    update_docs()
     return result
 
 

@@ -7,9 +7,9 @@ steps per configuration and reads the steady-state rate from
 (data loading included, the first steps excluded). Writes
 ``benchmarks/results/pretrain_throughput.json``.
 
-    python benchmarks/pretrain_throughput.py                      # tiny test config + ResNet-50 at
+    python -m benchmarks.pretrain_throughput                      # tiny test config + ResNet-50 at
     224, CPU
-    python benchmarks/pretrain_throughput.py --configs resnet50_224 --accelerator gpu --batch-size
+    python -m benchmarks.pretrain_throughput --configs resnet50_224 --accelerator gpu --batch-size
     256
 """
 
@@ -23,6 +23,7 @@ from typing import Any
 import lightning
 import torch
 
+from benchmarks.update_docs import main as update_docs
 from geossl import __version__
 from geossl.cli import run_pretrain
 from geossl.datasets.fmow_sample import generate_fmow_sample
@@ -87,7 +88,7 @@ def run(
         "--trainer.callbacks=[]",
     ]
     cli = run_pretrain(args)
-    summary = next(c for c in cli.trainer.callbacks if isinstance(c, RunSummary))
+    summary = next(c for c in getattr(cli.trainer, "callbacks", []) if isinstance(c, RunSummary))
     return {
         "config": name,
         "backbone": cli.model.hparams["backbone"],
@@ -97,7 +98,7 @@ def run(
         "timed_steps": steps - summary.warmup_steps,
         "precision": str(cli.trainer.precision),
         "samples_per_s": round(summary.samples_per_second, 2),
-        "command": "geossl pretrain " + " ".join(args),
+        "command": "geossl pretrain " + " ".join(args).replace(f"{REPO}/", ""),
     }
 
 
@@ -137,6 +138,7 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"machine": machine(), "results": results}, indent=2) + "\n")
     print(f"wrote {args.output}")
+    update_docs()
 
 
 if __name__ == "__main__":

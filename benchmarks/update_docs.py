@@ -4,7 +4,7 @@ Every benchmark script writes ``{"machine": {...}, "results": [{...}, ...]}``; e
 section with the
 machine line, a table of the results (every key but ``command``) and the exact commands.
 
-    python benchmarks/update_docs.py
+    python -m benchmarks.update_docs
 """
 
 import json
@@ -17,16 +17,16 @@ PAGE = REPO / "docs" / "benchmarks.md"
 
 INTRO = """# Benchmarks
 
-Figures measured with the scripts in `benchmarks/` (each writes JSON to `benchmarks/results/`; this
-page is rendered
-from those files by `python benchmarks/update_docs.py`). Every figure names the machine it was
-taken on; GPU figures
-are only ever reported with the device name.
+Figures measured with the scripts in `benchmarks/`; each writes JSON to `benchmarks/results/` and
+this page is rendered from those files by `python -m benchmarks.update_docs`. Every figure names the
+machine it was taken on; GPU figures are only ever reported with the device name.
 """
 
 
 def _cell(value: Any) -> str:
     """Format one table cell."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.2f}"
     if isinstance(value, int):
@@ -37,10 +37,12 @@ def _cell(value: Any) -> str:
 def render_section(name: str, data: dict[str, Any]) -> str:
     """Render one results file as a Markdown section."""
     lines = [f"## {name.replace('_', ' ')}", ""]
-    machine = data.get("machine", {})
-    if machine:
-        lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), ""]
-    results: list[dict[str, Any]] = data.get("results", [])
+    for key in ("machine", "versions", "dataset"):
+        info = data.get(key, {})
+        if info:
+            described = ", ".join(f"{k} {v}" for k, v in info.items() if not isinstance(v, list))
+            lines += [f"{key.capitalize()}: {described}", ""]
+    results: list[dict[str, Any]] = data.get("results") or data.get("runs") or []
     columns = [c for c in dict.fromkeys(k for row in results for k in row) if c != "command"]
     if results:
         lines.append("| " + " | ".join(columns) + " |")

@@ -8,6 +8,7 @@ that later ``--config`` files and flags override it, and ``--ckpt_path`` resumes
 """
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +43,7 @@ class GeoSSLCLI(LightningCLI):
             "--ckpt_path",
             type=str | None,
             default=None,
-            help="Checkpoint to resume from ('last' picks the run folder's last.ckpt).",
+            help="Checkpoint to resume: weights, optimizer, schedule, epoch and the MoCo queue.",
         )
 
 
@@ -75,6 +76,13 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
     # LightningCLI 2.6 calls jsonargparse APIs that 4.49 deprecates: those warnings are for
     # Lightning's developers, not for someone starting a run.
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    # FMoWDataModule serves val images only when data.val_split is set; pretraining has no
+    # validation step, so Lightning's notice that it skips the val loop says nothing useful.
+    warnings.filterwarnings(
+        "ignore", "You passed in a `val_dataloader` but have no `validation_step`"
+    )
+    # lightning 2.6's _pytree uses an API that torch 2.14 deprecates: harmless, and not the user's.
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     cli_args: list[str] | None = None if args is None else list(args)
     trainer_defaults: dict[str, Any] = {
         "precision": default_precision(),
