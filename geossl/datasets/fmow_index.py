@@ -29,7 +29,6 @@ import multiprocessing
 import os
 import sys
 import time
-import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,6 +45,7 @@ from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError, Invali
 from geossl.datasets.fmow import fmow_context_box, parse_fmow_json
 from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit, spherical_kmeans
+from geossl.utils.io import atomic_output
 
 __all__ = [
     "INDEX_COLUMNS",
@@ -601,18 +601,15 @@ def _finish_table(
 def _write_cache(
     table: pa.Table, path: Path, metadata: dict[str, Any], row_group_size: int = 131_072
 ) -> None:
-    """Write ``table`` with its metadata to ``path`` atomically (temp name + ``os.replace``)."""
+    """Write ``table`` with its metadata to ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     schema = table.schema.with_metadata({_METADATA_KEY: json.dumps(metadata).encode()})
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in table.to_batches(max_chunksize=row_group_size):
-                writer.write_batch(batch)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic_output(path) as tmp,
+        pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
+    ):
+        for batch in table.to_batches(max_chunksize=row_group_size):
+            writer.write_batch(batch)
 
 
 def _read_cache(path: Path) -> tuple[pa.Table, npt.NDArray[np.float64], FMoWIndexReport]:

@@ -34,7 +34,6 @@ import colorsys
 import io
 import json
 import math
-import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from geossl.datasets.fmow_constants import (
     FMOW_MS_BANDS,
     FMOW_SPLITS,
 )
+from geossl.utils.io import atomic_output, atomic_write_bytes
 
 __all__ = ["DEFAULT_SPLIT_FRACTIONS", "FMoWSampleSummary", "generate_fmow_sample"]
 
@@ -416,18 +416,6 @@ def _r(x: float, nd: int = 6) -> float:
 # -------------------------------------------------------------------------------------------------
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name in the same folder and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _jpeg_bytes(img: npt.NDArray[np.uint8]) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img, mode="RGB").save(buf, format="JPEG", quality=_JPEG_QUALITY)
@@ -438,9 +426,9 @@ def _write_geotiff(path: Path, bands: npt.NDArray[Any], epsg: int, transform: An
     """Write a north-up GeoTIFF (bands first) atomically."""
     import rasterio
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with rasterio.open(
+    with (
+        atomic_output(path) as tmp,
+        rasterio.open(
             tmp,
             "w",
             driver="GTiff",
@@ -450,12 +438,9 @@ def _write_geotiff(path: Path, bands: npt.NDArray[Any], epsg: int, transform: An
             dtype=bands.dtype.name,
             crs=f"EPSG:{epsg}",
             transform=transform,
-        ) as dst:
-            dst.write(bands)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        ) as dst,
+    ):
+        dst.write(bands)
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -864,7 +849,7 @@ def generate_fmow_sample(
         if path.parent not in made_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             made_dirs.add(path.parent)
-        _atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data)
         written.append(rel)
 
     for L in plan:
@@ -1070,7 +1055,7 @@ def generate_fmow_sample(
             write(f"{split}_gt_mapping.json", _json_bytes(entries))
 
     manifest = sorted(written)
-    _atomic_write_bytes(root / "manifest.json.bz2", bz2.compress(_json_bytes(manifest)))
+    atomic_write_bytes(root / "manifest.json.bz2", bz2.compress(_json_bytes(manifest)))
 
     return FMoWSampleSummary(
         root=root,

@@ -1,0 +1,42 @@
+"""Atomic file output: nothing half-written is ever left under the final name."""
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
+
+    The temporary file lives in the same folder (so :func:`os.replace` is an atomic rename on
+    the same file system) under a hidden, process- and call-unique name. If the block raises,
+    or the process is interrupted, the temporary file is removed and ``path`` keeps whatever it
+    held before.
+
+    Args:
+        path: the final file name.
+
+    Yields:
+        The temporary path to write to.
+    """
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`).
+
+    Args:
+        path: the final file name.
+        data: the bytes to write.
+    """
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)

@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import pytest
+
+from geossl.utils.io import atomic_output, atomic_write_bytes
+
+
+def test_atomic_output_replaces_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with atomic_output(target) as tmp:
+        assert tmp.parent == tmp_path
+        assert tmp != target
+        tmp.write_bytes(b"new")
+        assert target.read_bytes() == b"old"  # not visible before the block ends
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_atomic_output_keeps_old_file_and_cleans_up_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+
+    def write_then_fail() -> None:
+        with atomic_output(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        write_then_fail()
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_atomic_write_bytes(tmp_path: Path) -> None:
+    atomic_write_bytes(tmp_path / "a.json", b"{}")
+    assert (tmp_path / "a.json").read_bytes() == b"{}"
