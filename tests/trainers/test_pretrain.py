@@ -15,8 +15,8 @@ from geossl.trainers import (
     TermOutput,
     create_loss_term,
     list_loss_terms,
-    pretrain,
     register_loss_term,
+    terms,
 )
 from geossl.trainers.pretrain import WarmupCosineSchedule
 
@@ -304,7 +304,7 @@ def probe_term():
             self.updates.append(momentum)
 
     yield seen
-    del pretrain._LOSS_TERMS["_probe"]
+    del terms._LOSS_TERMS["_probe"]
 
 
 def test_new_term_plugs_in(monkeypatch, probe_term):
