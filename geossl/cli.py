@@ -81,6 +81,8 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
     warnings.filterwarnings(
         "ignore", "You passed in a `val_dataloader` but have no `validation_step`"
     )
+    # `geossl pretrain` passes its own argument list while sys.argv also holds it: intended.
+    warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended to run")
     # lightning 2.6's _pytree uses an API that torch 2.14 deprecates: harmless, and not the user's.
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     cli_args: list[str] | None = None if args is None else list(args)

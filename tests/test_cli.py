@@ -7,6 +7,7 @@ import torch
 
 from geossl.cli import build_args, run_pretrain
 from geossl.configs import list_presets, preset_path
+from geossl.datasets.fmow_sample import generate_fmow_sample
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"
@@ -80,3 +81,18 @@ def test_bad_config_value_fails_before_training(fmow_sample: Path, tmp_path: Pat
 def test_too_many_geo_clusters_names_the_key(fmow_sample: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"data\.num_geo_clusters"):
         run_pretrain(tiny_args(fmow_sample, tmp_path, "--data.num_geo_clusters", "500"))
+
+
+def test_fit_on_fmow_full_multispectral(tmp_path: Path) -> None:
+    # fMoW-full: 8-band 11-bit _ms.tif read through rasterio; in_chans flows from the data to the
+    # model, and a band count without normalisation statistics is refused naming the key.
+    root = tmp_path / "fmow-full"
+    generate_fmow_sample(root, locations=10, seed=1, full=True, image_size=(64, 96))
+    args = tiny_args(root, tmp_path, "--data.product", "ms")
+    with pytest.raises(ValueError, match=r"model\.mean"):
+        run_pretrain(args)
+    stats = ["--model.mean", "[" + ",".join(["0.3"] * 8) + "]"]
+    stats += ["--model.std", "[" + ",".join(["0.2"] * 8) + "]"]
+    cli = run_pretrain([*args, *stats, "--trainer.max_steps", "2"])
+    assert cli.model.hparams["in_chans"] == 8
+    assert cli.trainer.global_step == 2
