@@ -13,11 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from geossl import __version__
+from geossl.errors import NonFiniteLossError
 
 #: Errors that are the user's to fix (bad data, bad config value): printed as one line, no
 #: traceback.
 #: Set GEOSSL_DEBUG=1 to get the traceback.
-_USER_ERRORS: tuple[type[Exception], ...] = (FileNotFoundError, FileExistsError, ValueError)
+_USER_ERRORS: tuple[type[Exception], ...] = (
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+    NonFiniteLossError,
+)
 
 DEMO_LOCATIONS = 160
 

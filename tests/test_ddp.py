@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,3 +66,52 @@ def test_two_process_queues_identical(fmow_sample: Path, tmp_path: Path) -> None
     # (queue of 64).
     expected = (steps * batch * world) % rank0[queue_key].shape[0]
     assert int(rank0[ptr_key]) == int(rank1[ptr_key]) == expected
+
+
+@pytest.mark.slow
+def test_nan_on_one_rank_stops_every_rank(fmow_sample: Path, tmp_path: Path) -> None:
+    # rank 1's co2 loss becomes NaN at step 1: the non-finite flags are all-reduced, so rank 0
+    # stops at the same step instead of hanging in the next gradient all-reduce
+    extra = tmp_path / "ddp.yaml"
+    extra.write_text(
+        "model:\n"
+        "  losses: {tp: 1.0, co2: 10.0}\n"
+        "trainer:\n"
+        "  callbacks:\n"
+        "    - class_path: tests.ddp_helpers.PoisonLoss\n"
+        "      init_args: {term: co2, rank: 1, step: 1}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "geossl",
+            "pretrain",
+            "--config",
+            str(REPO / "tests" / "conf" / "fmow_tiny.yaml"),
+            "--config",
+            str(extra),
+            "--data.root",
+            str(fmow_sample),
+            "--data.cache_dir",
+            str(tmp_path / "index"),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "runs"),
+            "--trainer.max_steps",
+            "3",
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,  # a rank left hanging in an all-reduce would hit this
+        check=False,
+    )
+    assert result.returncode != 0
+    message = "NonFiniteLossError: train/loss_co2 became nan at step 1"
+    assert result.stderr.count(message) == 2, result.stderr[-3000:]  # raised on both ranks

@@ -9,13 +9,17 @@ from .backbones import (
 )
 from .heads import GeoLocationHead
 from .queue import KeyQueue
+from .scrl import SCRLPredictionHead, SCRLProjectionHead, roi_features
 
 __all__ = [
     "GeoLocationHead",
     "KeyQueue",
+    "SCRLPredictionHead",
+    "SCRLProjectionHead",
     "check_backbone_name",
     "create_backbone",
     "forward_feature_map",
     "get_num_features",
     "pool_feature_map",
+    "roi_features",
 ]

@@ -15,19 +15,25 @@ How a step works (:meth:`GeoSSLTask.training_step`):
    outputs under shuffle-BN (``keys``), a snapshot of the queue (``negatives``), backbone feature
    maps and crop/flip parameters when a term needs them.
 4. Every term reads what it needs and returns a :class:`TermOutput`; the total is the weighted sum.
-5. Enqueue the keys of the first queue-based term, log, return the total.
+5. Stop with :class:`NonFiniteLossError` if a term's loss (or the total) is NaN / Inf, before any
+   gradient reaches the weights (checked every ``nan_check_every_n_steps`` steps).
+6. Enqueue the keys of the first queue-based term, log, return the total.
 
 Adding a term (CO2, SCRL) is a new :class:`LossTerm` subclass registered with
-:func:`register_loss_term`; the task does not change.
+:func:`register_loss_term`; the task does not change. A term's own options (e.g. CO2's
+temperature) come through ``loss_options={name: {option: value}}`` and reach the term as
+``LossTermContext.options``.
 """
 
 import copy
 import math
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from lightly.models.modules import MoCoProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
@@ -35,6 +41,7 @@ from lightning import LightningModule
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
+from geossl.errors import NonFiniteLossError
 from geossl.models import (
     KeyQueue,
     check_backbone_name,
@@ -46,6 +53,7 @@ from geossl.models import (
 from geossl.trainers.terms import (
     DEFAULT_LOSSES,
     VIEW_SOURCES,
+    ConsistentContrastTerm,
     EncoderOutput,
     GeoLocationTerm,
     InfoNCETerm,
@@ -59,13 +67,15 @@ from geossl.trainers.terms import (
     get_loss_term,
     list_loss_terms,
     register_loss_term,
+    resolve_loss_options,
 )
 from geossl.transforms import GeoSSLAugmentation, ViewParams
-from geossl.utils import batch_shuffle, batch_unshuffle
+from geossl.utils import batch_shuffle, batch_unshuffle, world_size
 
 __all__ = [
     "DEFAULT_LOSSES",
     "VIEW_SOURCES",
+    "ConsistentContrastTerm",
     "EncoderOutput",
     "GeoLocationTerm",
     "GeoSSLTask",
@@ -73,6 +83,7 @@ __all__ = [
     "LossTerm",
     "LossTermContext",
     "MoCoTerm",
+    "NonFiniteLossError",
     "StepOutputs",
     "TemporalPositiveTerm",
     "TermOutput",
@@ -81,6 +92,7 @@ __all__ = [
     "get_loss_term",
     "list_loss_terms",
     "register_loss_term",
+    "resolve_loss_options",
 ]
 
 
@@ -137,6 +149,11 @@ class GeoSSLTask(LightningModule):
         in_chans: number of input bands.
         losses: loss term name -> weight (see :func:`list_loss_terms`); ``None`` means
             ``{"tp": 1.0, "geo": 1.0}``. Terms with weight 0 are not built nor computed.
+            E.g. ``{"tp": 1, "co2": 10}`` is TP with CO2 at its (unverified) alpha = 10.
+        loss_options: loss term name -> {option: value} for terms with options of their own (each
+            term's ``default_options`` lists them), e.g. ``{"co2": {"temperature": 0.04}}``.
+            ``None`` keeps every default. Options of a term that is not active are checked (known
+            names, finite numbers), then ignored with a warning.
         num_geo_clusters: number of geo clusters of ``batch["geo_label"]`` (100).
         queue_size: number of negatives in the queue (65,536).
         temperature: InfoNCE temperature (0.02, GeoSSL; MoCo-v2 uses 0.2).
@@ -153,9 +170,18 @@ class GeoSSLTask(LightningModule):
         weight_decay: SGD weight decay (1e-4).
         warmup_epochs: epochs of linear warm-up before the cosine schedule (0).
         channels_last: run the backbones and their inputs in channels-last memory format.
+        nan_check_every_n_steps: check that every term's loss is finite every this many training
+            steps (1: every step; 0: never). A check costs one device-to-host sync (the CPU waits
+            for the forward pass before it queues the backward; plus a tiny all-reduce under DDP
+            so that every rank stops together). A NaN / Inf in a checked step stops the run before
+            its backward; with ``n > 1`` the non-finite flags of the unchecked steps are kept on
+            the device and checked at the next check or before any checkpoint is written, so no
+            checkpoint is ever saved after a non-finite loss.
 
     Raises:
         ValueError: for any invalid hyper-parameter; the message names it as ``model.<name>``.
+        NonFiniteLossError: during training, when a loss becomes NaN or Inf (see
+            ``nan_check_every_n_steps``).
     """
 
     backbone_momentum: nn.Module | None
@@ -167,6 +193,7 @@ class GeoSSLTask(LightningModule):
         backbone: str = "resnet50",
         in_chans: int = 3,
         losses: dict[str, float] | None = None,
+        loss_options: dict[str, dict[str, float]] | None = None,
         num_geo_clusters: int = 100,
         queue_size: int = 65536,
         temperature: float = 0.02,
@@ -183,12 +210,17 @@ class GeoSSLTask(LightningModule):
         weight_decay: float = 1e-4,
         warmup_epochs: int = 0,
         channels_last: bool = False,
+        nan_check_every_n_steps: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         hp = self.hparams
         weights = self._check_hparams(hp)
         self.loss_weights: dict[str, float] = weights
+        # Non-finite codes of the steps since the last check (on the device), their step range.
+        self._nonfinite_codes: Tensor | None = None
+        self._nonfinite_steps = (0, 0)
+        self._steps_since_check = 0
 
         term_classes = [get_loss_term(name) for name in weights]
         self.online_sources = frozenset({"query"}).union(*(c.online_sources for c in term_classes))
@@ -232,7 +264,10 @@ class GeoSSLTask(LightningModule):
             crop_size=hp["crop_size"],
             hparams=dict(hp),
         )
-        self.loss_terms = nn.ModuleDict({name: create_loss_term(name, ctx) for name in weights})
+        options = hp["loss_options"] or {}
+        self.loss_terms = nn.ModuleDict(
+            {name: create_loss_term(name, ctx, options.get(name)) for name in weights}
+        )
 
     @staticmethod
     def _check_hparams(hp: Mapping[str, Any]) -> dict[str, float]:
@@ -266,10 +301,15 @@ class GeoSSLTask(LightningModule):
             raise ValueError(f"model.min_scale must be in (0, 1], got {hp['min_scale']}")
         if not (math.isfinite(hp["lr"]) and hp["lr"] > 0):
             raise ValueError(f"model.lr must be > 0, got {hp['lr']}")
-        if hp["weight_decay"] < 0:
+        if not (math.isfinite(hp["weight_decay"]) and hp["weight_decay"] >= 0):
             raise ValueError(f"model.weight_decay must be >= 0, got {hp['weight_decay']}")
         if hp["warmup_epochs"] < 0:
             raise ValueError(f"model.warmup_epochs must be >= 0, got {hp['warmup_epochs']}")
+        if hp["nan_check_every_n_steps"] < 0:
+            raise ValueError(
+                "model.nan_check_every_n_steps must be >= 0 (0 disables the check), "
+                f"got {hp['nan_check_every_n_steps']}"
+            )
         for name in ["mean", "std"]:
             stats = hp[name]
             if stats is None and hp["in_chans"] != 3:
@@ -281,6 +321,8 @@ class GeoSSLTask(LightningModule):
                 raise ValueError(
                     f"model.{name} has {len(stats)} values but model.in_chans={hp['in_chans']}"
                 )
+        if hp["mean"] is not None and not all(math.isfinite(m) for m in hp["mean"]):
+            raise ValueError(f"model.mean must be finite, got {hp['mean']}")
         if hp["std"] is not None and any(not (math.isfinite(s) and s > 0) for s in hp["std"]):
             raise ValueError(f"model.std must be finite and > 0, got {hp['std']}")
 
@@ -292,11 +334,47 @@ class GeoSSLTask(LightningModule):
                 raise ValueError(
                     f"model.losses: unknown loss term {name!r}; valid: {list_loss_terms()}"
                 )
-            if not (math.isfinite(weight) and weight >= 0):
-                raise ValueError(f"model.losses[{name!r}] must be a weight >= 0, got {weight}")
+            if not (
+                isinstance(weight, int | float)
+                and not isinstance(weight, bool)
+                and math.isfinite(weight)
+                and weight >= 0
+            ):
+                raise ValueError(
+                    f"model.losses[{name!r}] must be a finite weight >= 0, got {weight!r}"
+                )
         weights = {name: float(w) for name, w in losses.items() if w > 0}
         if not weights:
             raise ValueError(f"model.losses has no term with a positive weight: {dict(losses)}")
+        providers = [n for n in list_loss_terms() if get_loss_term(n).queue_key_source is not None]
+        has_queue_key = any(get_loss_term(n).queue_key_source is not None for n in weights)
+        for name in weights:
+            if get_loss_term(name).needs_queue_key and not has_queue_key:
+                raise ValueError(
+                    f"model.losses: {name} needs {' or '.join(providers)} (a term contrasting a "
+                    f"positive key against the queue) with a weight > 0, got {dict(losses)}"
+                )
+
+        loss_options = hp["loss_options"] or {}
+        resolved: dict[str, dict[str, float]] = {}
+        for name, options in loss_options.items():
+            if name not in list_loss_terms():
+                raise ValueError(
+                    f"model.loss_options.{name}: unknown loss term {name!r}; "
+                    f"valid: {list_loss_terms()}"
+                )
+            if not isinstance(options, Mapping):
+                raise ValueError(
+                    f"model.loss_options.{name} must map option names to numbers, got {options!r}"
+                )
+            resolved[name] = resolve_loss_options(name, options)
+            if name not in weights:
+                warnings.warn(
+                    f"model.loss_options.{name} is set but {name!r} is not an active loss term "
+                    f"(model.losses: {dict(losses)}); its options are ignored",
+                    UserWarning,
+                    stacklevel=3,
+                )
         probe = LossTermContext(  # the backbone is not built yet: num_features is a placeholder
             num_features=1,
             proj_dim=hp["proj_dim"],
@@ -307,7 +385,8 @@ class GeoSSLTask(LightningModule):
             hparams=dict(hp),
         )
         for name in weights:
-            get_loss_term(name).check_context(probe)
+            options = resolved.get(name) or resolve_loss_options(name)
+            get_loss_term(name).check_context(replace(probe, options=options))
         return weights
 
     @property
@@ -470,6 +549,7 @@ class GeoSSLTask(LightningModule):
             result: TermOutput = term(out)
             results[name] = result
             total = total + self.loss_weights[name] * result.loss.float()
+        self._check_finite(results, total)
 
         if self.queue is not None and self.queue_key_source is not None:
             self.queue.enqueue(out.keys[self.queue_key_source])
@@ -483,6 +563,75 @@ class GeoSSLTask(LightningModule):
         embedding_std = out.q.detach().std(dim=0).mean() if batch_size > 1 else out.q.new_zeros(())
         self.log("train/embedding_std", embedding_std, batch_size=batch_size)
         return total
+
+    def _check_finite(self, results: Mapping[str, TermOutput], total: Tensor) -> None:
+        """Record this step's non-finite losses; raise on a check step if any was seen.
+
+        Every step stacks the term losses and the total into ``[T + 1]`` codes (0 finite, 1 NaN,
+        2 Inf) kept on the device (no sync); every ``nan_check_every_n_steps`` steps the codes
+        since the last check are reduced over ranks and read on the host (one sync).
+
+        Args:
+            results: the terms' outputs of this step, in ``self.terms`` order.
+            total: the weighted total.
+
+        Raises:
+            NonFiniteLossError: naming the terms and the step (or step range).
+        """
+        every: int = self.hparams["nan_check_every_n_steps"]
+        if every == 0:
+            return
+        values = torch.stack([r.loss.detach().float() for r in results.values()] + [total.detach()])
+        codes = torch.isnan(values).float() + 2 * torch.isinf(values).float()  # [T + 1]
+        if self._nonfinite_codes is None:
+            self._nonfinite_codes = codes
+            self._nonfinite_steps = (self.global_step, self.global_step)
+        else:
+            self._nonfinite_codes = torch.maximum(self._nonfinite_codes, codes)
+            self._nonfinite_steps = (self._nonfinite_steps[0], self.global_step)
+        self._steps_since_check += 1
+        if self._steps_since_check >= every:
+            self._raise_if_nonfinite()
+
+    def _raise_if_nonfinite(self) -> None:
+        """Read the non-finite codes since the last check (one host sync) and reset them.
+
+        Raises:
+            NonFiniteLossError: if a loss was NaN or Inf; the message names the logged keys
+                (``train/loss_<term>``, or ``train_loss`` when only the total overflowed) and
+                the step, or the range of unchecked steps.
+        """
+        codes, (first, last) = self._nonfinite_codes, self._nonfinite_steps
+        self._nonfinite_codes = None
+        self._steps_since_check = 0
+        if codes is None:
+            return
+        if world_size() > 1:  # every rank must stop at the same step, or the others would hang
+            dist.all_reduce(codes, op=dist.ReduceOp.MAX)
+        flags: list[float] = codes.tolist()  # the host sync
+        if not any(flags):
+            return
+        names = [f"train/loss_{name}" for name in self.loss_terms] + ["train_loss"]
+        bad = [(n, "nan" if c == 1 else "inf") for n, c in zip(names, flags, strict=True) if c]
+        if len(bad) > 1:  # a bad term makes the total bad: name the terms only
+            bad = [(n, k) for n, k in bad if n != "train_loss"]
+        what = ", ".join(f"{name} became {kind}" for name, kind in bad)
+        when = f"at step {first}" if first == last else f"at a step in {first}..{last}"
+        raise NonFiniteLossError(f"{what} {when}; stopping (the last checkpoint is kept)")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to save a checkpoint after an unchecked non-finite loss.
+
+        With ``nan_check_every_n_steps > 1`` the weights may already hold a bad update when a
+        checkpoint is due between two checks: the pending flags are checked first.
+
+        Args:
+            checkpoint: the checkpoint being written (unchanged).
+
+        Raises:
+            NonFiniteLossError: if a loss since the last check was NaN or Inf.
+        """
+        self._raise_if_nonfinite()
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """SGD over every trainable parameter, cosine schedule per step with optional warm-up.

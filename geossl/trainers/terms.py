@@ -2,25 +2,27 @@
 
 A term is a small :class:`LossTerm` (an ``nn.Module``) registered under the name used in
 ``GeoSSLTask(losses={name: weight})``. It declares what it needs from the step (which views the
-query and key encoders must encode, the queue, feature maps, view geometry); the task computes the
-union once into :class:`StepOutputs` and every term reads from it. Adding a method (CO2, SCRL) is a
-new registered term; the task does not change.
+query and key encoders must encode, the queue, feature maps, view geometry) and the options it
+accepts; the task computes the union once into :class:`StepOutputs` and every term reads from it.
+Adding a method (CO2, SCRL) is a new registered term; the task does not change.
 """
 
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from geossl.losses import GeoLocationLoss, MoCoLoss
+from geossl.losses import CO2Loss, GeoLocationLoss, MoCoLoss
 from geossl.models import GeoLocationHead
 from geossl.transforms import ViewParams
 
 __all__ = [
     "DEFAULT_LOSSES",
     "VIEW_SOURCES",
+    "ConsistentContrastTerm",
     "EncoderOutput",
     "GeoLocationTerm",
     "InfoNCETerm",
@@ -34,6 +36,7 @@ __all__ = [
     "get_loss_term",
     "list_loss_terms",
     "register_loss_term",
+    "resolve_loss_options",
 ]
 
 #: The paper's full method (TP + Geo, weights 1 and 1), used when ``losses`` is ``None``.
@@ -129,7 +132,10 @@ class LossTermContext:
         num_geo_clusters: number of geo clusters (100).
         in_chans: number of input bands.
         crop_size: side of the augmented views.
-        hparams: every hyper-parameter of the task, for terms with options of their own.
+        hparams: every hyper-parameter of the task.
+        options: this term's options (``GeoSSLTask(loss_options={name: {...}})``) merged over its
+            :attr:`LossTerm.default_options`; :func:`create_loss_term` fills it for each term, so a
+            term reads ``ctx.options["temperature"]`` without knowing the task.
     """
 
     num_features: int
@@ -139,6 +145,7 @@ class LossTermContext:
     in_chans: int
     crop_size: int
     hparams: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, float] = field(default_factory=dict)
 
 
 class LossTerm(nn.Module):
@@ -152,8 +159,14 @@ class LossTerm(nn.Module):
     - ``queue_key_source``: the key source this term contrasts against the queue; the first
       active term (in ``losses`` order) that has one decides which keys are enqueued.
     - ``uses_queue``: the term reads ``StepOutputs.negatives``.
+    - ``needs_queue_key``: the term reads ``keys[primary_key_source]``, the positive key of the
+      queue-based term (e.g. CO2), so an active term with a ``queue_key_source`` (``moco`` or
+      ``tp``) is required; the task refuses the ``losses`` otherwise.
     - ``needs_feature_map``: encoders also return un-pooled backbone maps.
     - ``needs_view_params``: the augmentation also returns each view's crop/flip geometry.
+    - ``default_options``: the options the term accepts in ``GeoSSLTask(loss_options={name:
+      {option: value}})`` with their defaults; it reads them from ``ctx.options`` in
+      :meth:`check_context` / :meth:`from_context`. Unknown options are refused.
 
     A term may own parameters (trained with the query branch; freeze EMA copies with
     ``deactivate_requires_grad``) and implement :meth:`momentum_update` for them.
@@ -163,8 +176,10 @@ class LossTerm(nn.Module):
     key_sources: ClassVar[frozenset[str]] = frozenset()
     queue_key_source: ClassVar[str | None] = None
     uses_queue: ClassVar[bool] = False
+    needs_queue_key: ClassVar[bool] = False
     needs_feature_map: ClassVar[bool] = False
     needs_view_params: ClassVar[bool] = False
+    default_options: ClassVar[Mapping[str, float]] = {}
 
     @classmethod
     def check_context(cls, ctx: LossTermContext) -> None:
@@ -224,7 +239,8 @@ def register_loss_term(name: str) -> Callable[[_T], _T]:
 
     Raises:
         ValueError: if ``name`` is empty, has a ``.`` (a ``ModuleDict`` key), is already registered,
-            or the class is not a ``LossTerm`` asking for known view sources.
+            or the class is not a ``LossTerm`` asking for known view sources with numeric
+            ``default_options``.
     """
 
     def decorator(cls: _T) -> _T:
@@ -239,6 +255,12 @@ def register_loss_term(name: str) -> Callable[[_T], _T]:
             raise ValueError(f"{cls.__name__} asks for unknown view sources {sorted(unknown)}")
         if cls.queue_key_source is not None and cls.queue_key_source not in cls.key_sources:
             raise ValueError(f"{cls.__name__}.queue_key_source must be one of its key_sources")
+        for key, value in cls.default_options.items():
+            if "." in key or isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(
+                    f"{cls.__name__}.default_options: {key!r} must be a name without '.' "
+                    f"with a number as default, got {value!r}"
+                )
         _LOSS_TERMS[name] = cls
         return cls
 
@@ -271,22 +293,61 @@ def get_loss_term(name: str) -> type[LossTerm]:
     return _LOSS_TERMS[name]
 
 
-def create_loss_term(name: str, ctx: LossTermContext) -> LossTerm:
+def resolve_loss_options(name: str, options: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Validate a term's options and merge them over its :attr:`LossTerm.default_options`.
+
+    Only the generic checks happen here (the option exists, its value is a finite number); the
+    term's :meth:`LossTerm.check_context` checks the ranges (e.g. a temperature > 0).
+
+    Args:
+        name: registered term name.
+        options: option -> value, as given in ``GeoSSLTask(loss_options={name: options})``.
+
+    Returns:
+        Every option of the term: the given values, the defaults for the others (floats).
+
+    Raises:
+        ValueError: if the name is unknown, or naming ``model.loss_options.<name>.<option>`` when
+            the term has no such option or the value is not a finite number.
+    """
+    cls = get_loss_term(name)
+    resolved = {key: float(value) for key, value in cls.default_options.items()}
+    for key, value in (options or {}).items():
+        where = f"model.loss_options.{name}.{key}"
+        if key not in cls.default_options:
+            raise ValueError(
+                f"{where}: the {name!r} loss term has no option {key!r}; "
+                f"valid: {sorted(cls.default_options)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{where} must be finite, got {value}")
+        resolved[key] = float(value)
+    return resolved
+
+
+def create_loss_term(
+    name: str, ctx: LossTermContext, options: Mapping[str, float] | None = None
+) -> LossTerm:
     """Build a registered loss term.
 
     Args:
         name: registered name.
-        ctx: the task's context.
+        ctx: the task's context (its ``options`` are replaced by this term's resolved options).
+        options: the term's options (see :func:`resolve_loss_options`); defaults when ``None``.
 
     Returns:
         The term module.
 
     Raises:
-        ValueError: if the name is unknown or the context does not fit the term.
+        ValueError: if the name is unknown, an option is invalid or the context does not fit
+            the term.
     """
     cls = get_loss_term(name)
-    cls.check_context(ctx)
-    return cls.from_context(ctx)
+    term_ctx = replace(ctx, options=resolve_loss_options(name, options))
+    cls.check_context(term_ctx)
+    return cls.from_context(term_ctx)
 
 
 class InfoNCETerm(LossTerm):
@@ -415,3 +476,75 @@ class GeoLocationTerm(LossTerm):
             correct = (logits.argmax(dim=1) == target) & valid
             acc = correct.sum() / valid.sum().clamp(min=1)
         return TermOutput(loss, {"geo_acc": acc})
+
+
+@register_loss_term("co2")
+class ConsistentContrastTerm(LossTerm):
+    r"""CO2 consistent contrast (Wei et al., ICLR 2021): :class:`CO2Loss` on the positive key.
+
+    Reads ``q``, the positive key ``keys[primary_key_source]`` of the queue-based term (the key
+    of ``tp`` or ``moco``, whichever comes first in ``losses``) and the queue ``negatives``:
+
+    .. math::
+
+        \mathcal{L}_{con} = \tfrac12 \mathrm{KL}(P \,\|\, Q) + \tfrac12 \mathrm{KL}(Q \,\|\, P),
+        \quad Q_i = \mathrm{softmax}_i(q \cdot n_i / \tau_{con}),
+        \quad P_i = \mathrm{softmax}_i(p \cdot n_i / \tau_{con})
+
+    It is a regulariser: it needs ``moco`` or ``tp`` to be active (``needs_queue_key``), e.g.
+    ``losses={"tp": 1, "co2": 10}``, whose ``co2`` weight is the paper's :math:`\alpha`.
+
+    Defaults, both (unverified) in REFERENCE.md for CO2 on MoCo: :math:`\alpha = 10` (the weight,
+    set in ``losses``) and :math:`\tau_{con} = 0.04` (option ``temperature``, set with
+    ``loss_options={"co2": {"temperature": 0.04}}``).
+
+    Args:
+        temperature: :math:`\tau_{con}` > 0 (0.04, unverified).
+    """
+
+    uses_queue = True
+    needs_queue_key = True
+    default_options: ClassVar[Mapping[str, float]] = {"temperature": 0.04}
+
+    def __init__(self, temperature: float = 0.04) -> None:
+        super().__init__()
+        self.loss = CO2Loss(temperature)
+
+    @classmethod
+    def check_context(cls, ctx: LossTermContext) -> None:
+        """Require a finite temperature > 0.
+
+        Args:
+            ctx: the task's context.
+
+        Raises:
+            ValueError: naming ``model.loss_options.co2.temperature`` if it is not > 0.
+        """
+        temperature = ctx.options.get("temperature", cls.default_options["temperature"])
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"model.loss_options.co2.temperature must be > 0, got {temperature}")
+
+    @classmethod
+    def from_context(cls, ctx: LossTermContext) -> "ConsistentContrastTerm":
+        """Build the term with the ``temperature`` option.
+
+        Args:
+            ctx: the task's context.
+
+        Returns:
+            The term.
+        """
+        return cls(temperature=ctx.options.get("temperature", cls.default_options["temperature"]))
+
+    def forward(self, out: StepOutputs) -> TermOutput:
+        """Symmetric KL of the query's and the positive key's similarities to the queue.
+
+        Args:
+            out: the step's shared outputs.
+
+        Returns:
+            The loss.
+        """
+        if out.negatives is None or out.primary_key_source is None:  # pragma: no cover
+            raise RuntimeError("co2 needs the queue and the positive key of moco or tp")
+        return TermOutput(self.loss(out.q, out.keys[out.primary_key_source], out.negatives))

@@ -7,5 +7,15 @@ from .augmentation import (
     RandomBandJitter,
     ViewParams,
 )
+from .boxes import ScrlBoxes, box_iou_batched, sample_scrl_boxes
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GeoSSLAugmentation", "RandomBandJitter", "ViewParams"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "GeoSSLAugmentation",
+    "RandomBandJitter",
+    "ScrlBoxes",
+    "ViewParams",
+    "box_iou_batched",
+    "sample_scrl_boxes",
+]

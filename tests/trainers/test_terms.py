@@ -1,0 +1,202 @@
+"""The ``co2`` loss term and the generic ``loss_options`` path (see also test_pretrain.py)."""
+
+from typing import ClassVar
+
+import pytest
+import torch
+
+from geossl.trainers import (
+    GeoSSLTask,
+    LossTerm,
+    LossTermContext,
+    StepOutputs,
+    TermOutput,
+    create_loss_term,
+    resolve_loss_options,
+)
+from geossl.trainers import terms as terms_module
+from geossl.trainers.terms import ConsistentContrastTerm, register_loss_term
+from tests.trainers.test_pretrain import TINY, make_batch, make_task
+
+CO2_RECIPE: dict[str, float] = {"tp": 1.0, "co2": 10.0}
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [{"tp": 1.0, "co2": 10.0}, {"moco": 1.0, "geo": 1.0, "co2": 10.0}],
+    ids=["tp+co2", "moco+geo+co2"],
+)
+def test_co2_recipes_train_a_step(monkeypatch, losses):
+    torch.manual_seed(0)
+    task, recorder = make_task(monkeypatch, losses=losses)
+    loss = task.training_step(make_batch(), 0)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert "train/loss_co2" in recorder.logged
+    co2 = recorder.logged["train/loss_co2"]
+    assert torch.isfinite(co2)
+    assert co2.item() > 0  # q and its positive key disagree on the random queue
+    weighted = sum(w * recorder.logged[f"train/loss_{n}"] for n, w in losses.items())
+    torch.testing.assert_close(recorder.logged["train_loss"].detach(), weighted)
+
+
+def test_co2_reads_the_primary_key_and_the_queue(monkeypatch):
+    torch.manual_seed(0)
+    task, _ = make_task(monkeypatch, losses={"tp": 1.0, "moco": 1.0, "co2": 10.0})
+    captured: list[StepOutputs] = []
+    original = task.compute_step_outputs
+
+    def spy(batch):
+        captured.append(original(batch))
+        return captured[-1]
+
+    monkeypatch.setattr(task, "compute_step_outputs", spy)
+    task.training_step(make_batch(), 0)
+    out = captured[0]
+    assert out.primary_key_source == "temporal"  # tp comes first in losses
+    assert out.negatives is not None
+    term = task.loss_terms["co2"]
+    expected = term.loss(out.q, out.keys["temporal"], out.negatives)  # type: ignore[operator]
+    torch.testing.assert_close(term(out).loss, expected)
+    other = term.loss(out.q, out.keys["same"], out.negatives)  # type: ignore[operator]
+    assert not torch.allclose(expected, other)
+
+
+def _backbone_grads(losses: dict[str, float]) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)  # same weights and queue
+    task = GeoSSLTask(**{**TINY, "losses": losses})
+    task.log = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    torch.manual_seed(1)  # same augmented views
+    task.training_step(make_batch(), 0).backward()
+    return {n: p.grad.clone() for n, p in task.backbone.named_parameters() if p.grad is not None}
+
+
+def test_co2_changes_query_encoder_gradients():
+    """Guards against a detached CO2 loss (the torch.tensor(...) bug), which trains nothing."""
+    tp = _backbone_grads({"tp": 1.0})
+    tp_co2 = _backbone_grads(CO2_RECIPE)
+    assert tp.keys() == tp_co2.keys()
+    diff = sum((tp_co2[n] - tp[n]).norm() ** 2 for n in tp) ** 0.5
+    norm = sum(g.norm() ** 2 for g in tp.values()) ** 0.5
+    assert diff / norm > 1e-3
+    assert all(torch.isfinite(g).all() for g in tp_co2.values())
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [{"co2": 1.0}, {"geo": 1.0, "co2": 10.0}, {"moco": 0.0, "co2": 10.0}],
+    ids=["alone", "with-geo", "moco-off"],
+)
+def test_co2_needs_moco_or_tp(losses):
+    with pytest.raises(ValueError, match=r"model\.losses: co2 needs moco or tp"):
+        GeoSSLTask(losses=losses)  # refused before the default resnet50 is built
+
+
+def test_co2_temperature_default_and_option():
+    task = GeoSSLTask(**{**TINY, "losses": CO2_RECIPE})
+    assert task.loss_terms["co2"].loss.temperature == 0.04  # type: ignore[union-attr]
+    task = GeoSSLTask(
+        **{**TINY, "losses": CO2_RECIPE, "loss_options": {"co2": {"temperature": 0.1}}}
+    )
+    assert task.loss_terms["co2"].loss.temperature == 0.1  # type: ignore[union-attr]
+    assert task.hparams["loss_options"] == {"co2": {"temperature": 0.1}}
+    assert task.loss_terms["tp"].loss.temperature == 0.02  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("loss_options", "match"),
+    [
+        ({"nope": {"x": 1.0}}, r"model\.loss_options\.nope: unknown loss term 'nope'; valid: \["),
+        ({"co2": {"temp": 0.1}}, r"model\.loss_options\.co2\.temp: .*valid: \['temperature'\]"),
+        ({"tp": {"temperature": 0.1}}, r"model\.loss_options\.tp\.temperature: .*valid: \[\]"),
+        ({"co2": {"temperature": 0.0}}, r"model\.loss_options\.co2\.temperature must be > 0"),
+        ({"co2": {"temperature": -1.0}}, r"model\.loss_options\.co2\.temperature must be > 0"),
+        ({"co2": {"temperature": float("nan")}}, r"model\.loss_options\.co2\.temperature .*finite"),
+        ({"co2": {"temperature": float("inf")}}, r"model\.loss_options\.co2\.temperature .*finite"),
+        ({"co2": {"temperature": "0.1"}}, r"model\.loss_options\.co2\.temperature .*a number"),
+        ({"co2": {"temperature": True}}, r"model\.loss_options\.co2\.temperature .*a number"),
+        ({"co2": 0.1}, r"model\.loss_options\.co2 must map option names"),
+    ],
+)
+def test_loss_options_validation(loss_options, match):
+    with pytest.raises(ValueError, match=match):
+        GeoSSLTask(losses=CO2_RECIPE, loss_options=loss_options)
+
+
+def test_options_of_an_inactive_term_warn():
+    with pytest.warns(UserWarning, match=r"model\.loss_options\.co2 is set but 'co2' is not"):
+        task = GeoSSLTask(**{**TINY, "losses": {"tp": 1.0, "co2": 0.0}}, loss_options={"co2": {}})
+    assert "co2" not in task.loss_terms
+    # the names and the values' types are still checked (a typo is an error, not a warning)
+    with pytest.raises(ValueError, match=r"model\.loss_options\.co2\.temprature: "):
+        GeoSSLTask(losses={"tp": 1.0}, loss_options={"co2": {"temprature": 0.1}})
+
+
+@pytest.fixture
+def options_term():
+    """A term with options of its own (as SCRL's), recording the context it is built with."""
+    seen: list[LossTermContext] = []
+
+    @register_loss_term("_opts")
+    class OptionsTerm(LossTerm):
+        default_options: ClassVar[dict[str, float]] = {"alpha": 1.0, "beta": 2.0}
+
+        @classmethod
+        def check_context(cls, ctx: LossTermContext) -> None:
+            if ctx.options["beta"] < 0:
+                raise ValueError("model.loss_options._opts.beta must be >= 0")
+
+        @classmethod
+        def from_context(cls, ctx: LossTermContext) -> "OptionsTerm":
+            seen.append(ctx)
+            return cls()
+
+        def forward(self, out: StepOutputs) -> TermOutput:
+            return TermOutput(out.q.square().mean() * 0)
+
+    yield seen
+    del terms_module._LOSS_TERMS["_opts"]
+
+
+def test_loss_options_reach_any_term(options_term):
+    task = GeoSSLTask(
+        **{**TINY, "losses": {"moco": 1.0, "_opts": 1.0}},
+        loss_options={"_opts": {"beta": 3}},
+    )
+    assert "_opts" in task.loss_terms
+    assert dict(options_term[-1].options) == {"alpha": 1.0, "beta": 3.0}
+    with pytest.raises(ValueError, match=r"_opts\.beta must be >= 0"):
+        GeoSSLTask(losses={"moco": 1.0, "_opts": 1.0}, loss_options={"_opts": {"beta": -1}})
+
+
+def test_resolve_and_create_with_defaults():
+    assert resolve_loss_options("co2") == {"temperature": 0.04}
+    assert resolve_loss_options("co2", {"temperature": 1}) == {"temperature": 1.0}
+    assert resolve_loss_options("moco") == {}
+    with pytest.raises(ValueError, match=r"model\.loss_options\.geo\.k: "):
+        resolve_loss_options("geo", {"k": 1.0})
+    ctx = LossTermContext(
+        num_features=8, proj_dim=4, temperature=0.1, num_geo_clusters=3, in_chans=3, crop_size=8
+    )
+    term = create_loss_term("co2", ctx)
+    assert isinstance(term, ConsistentContrastTerm)
+    assert term.loss.temperature == 0.04
+    term = create_loss_term("co2", ctx, {"temperature": 0.5})
+    assert isinstance(term, ConsistentContrastTerm)
+    assert term.loss.temperature == 0.5
+
+
+def test_registry_flags_of_co2():
+    assert ConsistentContrastTerm.uses_queue
+    assert ConsistentContrastTerm.needs_queue_key
+    assert not ConsistentContrastTerm.key_sources  # it reuses the key of moco / tp
+    assert ConsistentContrastTerm.queue_key_source is None
+
+
+def test_register_rejects_non_numeric_default_options():
+    class BadOptions(LossTerm):
+        default_options: ClassVar[dict[str, object]] = {"mode": "fast"}  # type: ignore[assignment]
+
+    with pytest.raises(ValueError, match=r"BadOptions\.default_options: 'mode'"):
+        register_loss_term("_bad_options")(BadOptions)
+    assert "_bad_options" not in terms_module.list_loss_terms()
