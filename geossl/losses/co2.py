@@ -1,10 +1,10 @@
 """CO2: consistent contrast, a consistency regulariser on MoCo's similarities to the queue."""
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from geossl.losses.utils import check_temperature, normalize_query_key_negatives
 
 __all__ = ["CO2Loss"]
 
@@ -57,8 +57,7 @@ class CO2Loss(nn.Module):
 
     def __init__(self, temperature: float = 0.04) -> None:
         super().__init__()
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+        check_temperature(temperature)
         self.temperature = temperature
 
     def forward(self, query: Tensor, key: Tensor, negatives: Tensor) -> Tensor:
@@ -75,19 +74,8 @@ class CO2Loss(nn.Module):
         Raises:
             ValueError: if the shapes do not match.
         """
-        if query.ndim != 2 or key.shape != query.shape:
-            raise ValueError(
-                "query and key must both be [B, D], "
-                f"got {tuple(query.shape)} and {tuple(key.shape)}"
-            )
-        if negatives.ndim != 2 or negatives.shape[1] != query.shape[1]:
-            raise ValueError(
-                f"negatives must be [K, {query.shape[1]}], got {tuple(negatives.shape)}"
-            )
         with torch.autocast(device_type=query.device.type, enabled=False):
-            q = F.normalize(query.float(), dim=1)  # [B, D]
-            p = F.normalize(key.detach().float(), dim=1)  # [B, D]
-            n = F.normalize(negatives.detach().float(), dim=1)  # [K, D]
+            q, p, n = normalize_query_key_negatives(query, key, negatives)  # [B|B|K, D]
             log_q = F.log_softmax(q @ n.T / self.temperature, dim=1)  # [B, K]
             log_p = F.log_softmax(p @ n.T / self.temperature, dim=1)  # [B, K]
             # 1/2 KL(P||Q) + 1/2 KL(Q||P) = 1/2 sum_i (P_i - Q_i)(log P_i - log Q_i)

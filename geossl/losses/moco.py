@@ -1,10 +1,10 @@
 """InfoNCE over a queue of negatives (MoCo)."""
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from geossl.losses.utils import check_temperature, normalize_query_key_negatives
 
 __all__ = ["MoCoLoss"]
 
@@ -41,8 +41,7 @@ class MoCoLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.02) -> None:
         super().__init__()
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+        check_temperature(temperature)
         self.temperature = temperature
 
     def forward(self, query: Tensor, key: Tensor, negatives: Tensor) -> Tensor:
@@ -59,19 +58,8 @@ class MoCoLoss(nn.Module):
         Raises:
             ValueError: if the shapes do not match.
         """
-        if query.ndim != 2 or key.shape != query.shape:
-            raise ValueError(
-                "query and key must both be [B, D], "
-                f"got {tuple(query.shape)} and {tuple(key.shape)}"
-            )
-        if negatives.ndim != 2 or negatives.shape[1] != query.shape[1]:
-            raise ValueError(
-                f"negatives must be [K, {query.shape[1]}], got {tuple(negatives.shape)}"
-            )
         with torch.autocast(device_type=query.device.type, enabled=False):
-            q = F.normalize(query.float(), dim=1)  # [B, D]
-            k = F.normalize(key.detach().float(), dim=1)  # [B, D]
-            n = F.normalize(negatives.detach().float(), dim=1)  # [K, D]
+            q, k, n = normalize_query_key_negatives(query, key, negatives)  # [B|B|K, D]
             l_pos = (q * k).sum(dim=1, keepdim=True)  # [B, 1]
             l_neg = q @ n.T  # [B, K]
             logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature  # [B, 1 + K]
