@@ -37,7 +37,7 @@ def _cell(value: Any) -> str:
 def render_section(name: str, data: dict[str, Any]) -> str:
     """Render one results file as a Markdown section."""
     lines = [f"## {name.replace('_', ' ')}", ""]
-    for key in ("machine", "versions", "dataset"):
+    for key in ("machine", "versions", "dataset", "settings"):
         info = data.get(key, {})
         if info:
             described = ", ".join(f"{k} {v}" for k, v in info.items() if not isinstance(v, list))
