@@ -241,8 +241,13 @@ class GeoSSLTask(LightningModule):
         )
         self.backbone = create_backbone(hp["backbone"], in_chans=hp["in_chans"])
         num_features = get_num_features(self.backbone)
-        self.projection_head: nn.Module = MoCoProjectionHead(
-            num_features, hp["proj_hidden_dim"], hp["proj_dim"]
+        # A recipe whose terms never read the MoCo projection (SCRL alone) gets no projection head:
+        # parameters without gradients would stop DDP (find_unused_parameters is off by default).
+        # The query is then the normalised pooled feature, which the collapse monitor still reads.
+        self.projection_head: nn.Module = (
+            MoCoProjectionHead(num_features, hp["proj_hidden_dim"], hp["proj_dim"])
+            if any(c.needs_projection for c in term_classes)
+            else nn.Identity()
         )
         if hp["channels_last"]:
             self.backbone.to(memory_format=torch.channels_last)
@@ -469,7 +474,8 @@ class GeoSSLTask(LightningModule):
         m: float = self.hparams["momentum"]
         if self.backbone_momentum is not None and self.projection_head_momentum is not None:
             update_momentum(self.backbone, self.backbone_momentum, m)
-            update_momentum(self.projection_head, self.projection_head_momentum, m)
+            if isinstance(self.projection_head, MoCoProjectionHead):  # not the empty Identity
+                update_momentum(self.projection_head, self.projection_head_momentum, m)
         for term in self.terms.values():
             term.momentum_update(m)
 

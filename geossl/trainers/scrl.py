@@ -137,6 +137,7 @@ class SCRLTerm(LossTerm):
     key_sources: ClassVar[frozenset[str]] = frozenset({"query", "same"})
     needs_feature_map = True
     needs_view_params = True
+    needs_projection = False  # SCRL has its own projector on RoIAlign features
     default_options: ClassVar[Mapping[str, float]] = SCRL_OPTIONS
 
     def __init__(

@@ -164,6 +164,8 @@ class LossTerm(nn.Module):
       ``tp``) is required; the task refuses the ``losses`` otherwise.
     - ``needs_feature_map``: encoders also return un-pooled backbone maps.
     - ``needs_view_params``: the augmentation also returns each view's crop/flip geometry.
+    - ``needs_projection``: the term reads the MoCo projection (``q``, ``q_raw``, ``keys``); when no
+      active term does, the task builds no projection head.
     - ``default_options``: the options the term accepts in ``GeoSSLTask(loss_options={name:
       {option: value}})`` with their defaults; it reads them from ``ctx.options`` in
       :meth:`check_context` / :meth:`from_context`. Unknown options are refused.
@@ -179,6 +181,7 @@ class LossTerm(nn.Module):
     needs_queue_key: ClassVar[bool] = False
     needs_feature_map: ClassVar[bool] = False
     needs_view_params: ClassVar[bool] = False
+    needs_projection: ClassVar[bool] = True
     default_options: ClassVar[Mapping[str, float]] = {}
 
     @classmethod

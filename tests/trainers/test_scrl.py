@@ -106,6 +106,11 @@ def test_scrl_alone_trains_the_backbone(monkeypatch):
     assert grad.abs().sum() > 0
     assert all(p.grad is None for p in task.backbone_momentum.parameters())
     assert set(recorder.logged) >= {"train_loss", "train/loss_scrl", "train/scrl_boxes"}
+    # Every trainable parameter gets a gradient (DDP without find_unused_parameters needs it):
+    # no MoCo projection head is built for a recipe that never reads it.
+    unused = [n for n, p in task.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
+    assert not any(n.startswith("projection_head.") for n, _ in task.named_parameters())
 
 
 def test_loss_is_the_formula_on_the_right_branches(monkeypatch):
