@@ -1,10 +1,11 @@
-"""geossl.trainers: LightningModules for pretraining."""
+"""geossl.trainers: LightningModules for pretraining, and the loss terms they combine."""
 
-from .pretrain import (
-    GeoSSLTask,
+from geossl.errors import NonFiniteLossError
+from geossl.trainers import scrl as scrl  # registers the "scrl" term
+from geossl.trainers.pretrain import GeoSSLTask
+from geossl.trainers.terms import (
     LossTerm,
     LossTermContext,
-    NonFiniteLossError,
     StepOutputs,
     TermOutput,
     create_loss_term,
@@ -25,4 +26,3 @@ __all__ = [
     "register_loss_term",
     "resolve_loss_options",
 ]
-from geossl.trainers import scrl as scrl  # registers the "scrl" term

@@ -53,47 +53,20 @@ from geossl.models import (
 from geossl.trainers.terms import (
     DEFAULT_LOSSES,
     VIEW_SOURCES,
-    ConsistentContrastTerm,
     EncoderOutput,
-    GeoLocationTerm,
-    InfoNCETerm,
     LossTerm,
     LossTermContext,
-    MoCoTerm,
     StepOutputs,
-    TemporalPositiveTerm,
     TermOutput,
     create_loss_term,
     get_loss_term,
     list_loss_terms,
-    register_loss_term,
     resolve_loss_options,
 )
 from geossl.transforms import GeoSSLAugmentation, ViewParams
 from geossl.utils import batch_shuffle, batch_unshuffle, world_size
 
-__all__ = [
-    "DEFAULT_LOSSES",
-    "VIEW_SOURCES",
-    "ConsistentContrastTerm",
-    "EncoderOutput",
-    "GeoLocationTerm",
-    "GeoSSLTask",
-    "InfoNCETerm",
-    "LossTerm",
-    "LossTermContext",
-    "MoCoTerm",
-    "NonFiniteLossError",
-    "StepOutputs",
-    "TemporalPositiveTerm",
-    "TermOutput",
-    "WarmupCosineSchedule",
-    "create_loss_term",
-    "get_loss_term",
-    "list_loss_terms",
-    "register_loss_term",
-    "resolve_loss_options",
-]
+__all__ = ["GeoSSLTask", "WarmupCosineSchedule"]
 
 
 @dataclass(frozen=True)
