@@ -54,6 +54,9 @@ class FMoWDataModule(LightningDataModule):
         persistent_workers: keep workers between epochs (only with ``num_workers > 0``).
         drop_last: drop the last incomplete batch.
         val_split: a split to serve single images from in ``val_dataloader`` (monitoring only).
+        shared_canvas: draw the second acquisition of a pair on the anchor's canvas (its target box
+            where the anchor's box is; see :class:`~geossl.datasets.fmow.FMoWTemporalPairs`), as
+            the temporal SCRL loss (``model.loss_options.scrl.temporal``) needs.
 
     Raises:
         ValueError: for invalid arguments, naming the ``data.<key>`` to fix.
@@ -78,6 +81,7 @@ class FMoWDataModule(LightningDataModule):
         persistent_workers: bool = True,
         drop_last: bool = True,
         val_split: str | None = None,
+        shared_canvas: bool = False,
     ) -> None:
         super().__init__()
         splits = list(splits) if splits is not None else ["train"]
@@ -134,6 +138,7 @@ class FMoWDataModule(LightningDataModule):
         self.persistent_workers = persistent_workers
         self.drop_last = drop_last
         self.val_split = val_split
+        self.shared_canvas = shared_canvas
         self.index: FMoWIndex | None = None
         self.train_dataset: FMoWTemporalPairs | None = None
         self.train_sampler: TemporalPairSampler | None = None
@@ -145,6 +150,11 @@ class FMoWDataModule(LightningDataModule):
         if self.bands is not None:
             return len(self.bands)
         return MS_NUM_BANDS if self.product == "ms" else 3
+
+    @property
+    def pairs_share_canvas(self) -> bool:
+        """Whether both views of a pair are drawn on one canvas (``data.shared_canvas``)."""
+        return self.shared_canvas
 
     @property
     def index_splits(self) -> list[str]:
@@ -174,7 +184,9 @@ class FMoWDataModule(LightningDataModule):
         if self.index is None:
             self.index = self._build_index(rebuild=False, progress=False)
         rows = self.index.split_rows(*self.splits)
-        self.train_dataset = FMoWTemporalPairs(self.root, rows, self.image_size, self.bands)
+        self.train_dataset = FMoWTemporalPairs(
+            self.root, rows, self.image_size, self.bands, shared_canvas=self.shared_canvas
+        )
         self.train_sampler = TemporalPairSampler(
             rows["location_id"].to_numpy(dtype="int64"),
             rows["timestamp"].to_numpy(dtype="int64"),

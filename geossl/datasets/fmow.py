@@ -61,6 +61,9 @@ _UTM_BANDS = "CDEFGHJKLMNPQRSTUVWX"
 MS_SCALE = 1.0 / 2047.0
 
 #: Columns of the index that the datasets read.
+#: The target box of each row (pixels): what :class:`FMoWTemporalPairs` aligns on a shared canvas.
+_BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
+
 _DATASET_COLUMNS = (
     "path",
     "label",
@@ -394,17 +397,24 @@ def fmow_context_box(
 
 
 def _jpeg_draft_size(
-    image_size: tuple[int, int], crop: tuple[int, int, int, int], size: int
+    image_size: tuple[int, int], crop: tuple[int, int, int, int], size: int | tuple[int, int]
 ) -> tuple[int, int]:
-    """The full-image size to request from ``Image.draft`` so the crop still covers ``size`` px."""
+    """The full-image size to request from ``Image.draft`` so the crop still covers ``size`` px.
+
+    ``size`` is the output side, or the output ``(width, height)``.
+    """
+    out_w, out_h = (size, size) if isinstance(size, int) else size
     width, height = image_size
     crop_w = max(crop[2] - crop[0], 1)
     crop_h = max(crop[3] - crop[1], 1)
-    return max(1, math.ceil(width * size / crop_w)), max(1, math.ceil(height * size / crop_h))
+    return max(1, math.ceil(width * out_w / crop_w)), max(1, math.ceil(height * out_h / crop_h))
 
 
 def _read_jpeg(
-    path: str, crop: tuple[int, int, int, int] | None, size: int, bands: Sequence[int] | None
+    path: str,
+    crop: tuple[int, int, int, int] | None,
+    size: tuple[int, int],
+    bands: Sequence[int] | None,
 ) -> Tensor:
     with Image.open(path) as img:
         full_w, full_h = img.size
@@ -417,7 +427,7 @@ def _read_jpeg(
         rgb: Image.Image = img if img.mode == "RGB" else img.convert("RGB")
         region = (box[0] / scale, box[1] / scale, box[2] / scale, box[3] / scale)
         # PIL's resampling filters scale their support when downsampling, i.e. they antialias.
-        resized = rgb.resize((size, size), Image.Resampling.BILINEAR, box=region)
+        resized = rgb.resize(size, Image.Resampling.BILINEAR, box=region)
     array = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1)
     if bands is not None:
         array = array[[b - 1 for b in bands]]
@@ -427,7 +437,7 @@ def _read_jpeg(
 def _read_tiff(
     path: str,
     crop: tuple[int, int, int, int] | None,
-    size: int,
+    size: tuple[int, int],
     bands: Sequence[int] | None,
     scale: float | None,
 ) -> Tensor:
@@ -443,7 +453,7 @@ def _read_tiff(
         data = src.read(
             indexes,
             window=window,
-            out_shape=(len(indexes), size, size),
+            out_shape=(len(indexes), size[1], size[0]),
             resampling=Resampling.bilinear,
             boundless=False,
         )
@@ -461,6 +471,7 @@ def read_fmow_image(
     bands: Sequence[int] | None = None,
     *,
     scale: float | None = None,
+    boundless: bool = False,
 ) -> Tensor:
     """Read a crop of an fMoW image resized to ``size x size``.
 
@@ -480,6 +491,9 @@ def read_fmow_image(
             WorldView ``_ms.tif``); ``None`` keeps all bands.
         scale: TIFF only: factor applied to the raw values; ``None`` means 1/255 for 8-bit rasters
             and 1/2047 (:data:`MS_SCALE`, the 11-bit range of WorldView) otherwise.
+        boundless: ``crop`` may extend past the image (negative or too large coordinates); the
+            outside is zero and window coordinates still map linearly onto the output (the
+            shared canvas of :class:`FMoWTemporalPairs`).
 
     Returns:
         The image tensor, channels first.
@@ -495,11 +509,63 @@ def read_fmow_image(
     name = os.fspath(path)
     if crop is not None and (crop[2] <= crop[0] or crop[3] <= crop[1]):
         raise ValueError(f"{name}: empty crop {tuple(crop)}")
-    if name.lower().endswith((".jpg", ".jpeg")):
-        if bands is not None and max(bands) > 3:
-            raise ValueError(f"{name}: a JPEG has 3 bands, got band indexes {list(bands)}")
-        return _read_jpeg(name, crop, size, bands)
-    return _read_tiff(name, crop, size, bands, scale)
+    is_jpeg = name.lower().endswith((".jpg", ".jpeg"))
+    if is_jpeg and bands is not None and max(bands) > 3:
+        raise ValueError(f"{name}: a JPEG has 3 bands, got band indexes {list(bands)}")
+    if crop is not None and boundless:
+        return _read_padded(name, crop, size, bands, scale)
+    if is_jpeg:
+        return _read_jpeg(name, crop, (size, size), bands)
+    return _read_tiff(name, crop, (size, size), bands, scale)
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """``(width, height)`` of a JPEG (PIL, header only) or a raster (rasterio)."""
+    if path.lower().endswith((".jpg", ".jpeg")):
+        with Image.open(path) as img:
+            return img.size
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.width, src.height
+
+
+def _read_padded(
+    path: str,
+    crop: tuple[int, int, int, int],
+    size: int,
+    bands: Sequence[int] | None,
+    scale: float | None,
+) -> Tensor:
+    """Read a window that may extend past the image: the outside is zero (a shared canvas).
+
+    The part of ``crop`` inside the image is read at its share of ``size`` and pasted where it
+    lies in the window, so window coordinates map linearly onto the output as for an inside crop.
+    """
+    is_jpeg = path.lower().endswith((".jpg", ".jpeg"))
+    width, height = _image_size(path)
+    x0, y0, x1, y1 = crop
+    if x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height:
+        if is_jpeg:
+            return _read_jpeg(path, crop, (size, size), bands)
+        return _read_tiff(path, crop, (size, size), bands, scale)
+    inside = (max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
+    sx, sy = size / (x1 - x0), size / (y1 - y0)
+    # Output pixels covered by the inside part (rounded outwards would stretch it: round).
+    ox0, oy0 = round((inside[0] - x0) * sx), round((inside[1] - y0) * sy)
+    ox1, oy1 = round((inside[2] - x0) * sx), round((inside[3] - y0) * sy)
+    if inside[0] >= inside[2] or inside[1] >= inside[3] or ox0 >= ox1 or oy0 >= oy1:
+        raise ValueError(
+            f"{path}: window {tuple(crop)} does not overlap the {width}x{height} image"
+        )
+    part_size = (ox1 - ox0, oy1 - oy0)
+    if is_jpeg:
+        part = _read_jpeg(path, inside, part_size, bands)
+    else:
+        part = _read_tiff(path, inside, part_size, bands, scale)
+    out = part.new_zeros((part.shape[0], size, size))
+    out[:, oy0:oy1, ox0:ox1] = part
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -605,15 +671,26 @@ class _FMoWBase(Dataset[Sample]):
         run = int(np.searchsorted(self._run_starts, row, side="right")) - 1
         return int(self._run_starts[(run + 1) % len(self._run_starts)])
 
-    def _try_read(self, row: int) -> Tensor | None:
-        """The image of ``row``, or ``None`` after counting (and warning about) a failure."""
+    def _try_read(self, row: int, window: tuple[int, int, int, int] | None = None) -> Tensor | None:
+        """The image of ``row``, or ``None`` after counting (and warning about) a failure.
+
+        Args:
+            row: the index row.
+            window: a pixel window to read instead of the row's context crop; it may extend past
+                the image (zero outside).
+        """
         if row in self._bad_rows:
             return None
         path = self.path(row)
-        x0, y0, x1, y1 = (int(v) for v in self._crop[row])
+        crop = window if window is not None else tuple(int(v) for v in self._crop[row])
         try:
             return read_fmow_image(
-                path, (x0, y0, x1, y1), self.image_size, self.bands, scale=self.scale
+                path,
+                (crop[0], crop[1], crop[2], crop[3]),
+                self.image_size,
+                self.bands,
+                scale=self.scale,
+                boundless=window is not None,
             )
         except self._errors as err:
             self._bad_rows.add(row)
@@ -701,19 +778,96 @@ class FMoWTemporalPairs(_FMoWBase):
     and ``index``: ``int64 [2]``; ``label``, ``geo_label``, ``lat``, ``lon`` and ``location`` are
     the anchor's.
 
+    Each view is, by default, its own image's context crop (the GeoSSL pipeline). With
+    ``shared_canvas=True`` both views are drawn on one canvas: view 0 is the anchor's context crop
+    and view 1 is the window of image ``j`` that puts ``j``'s target box exactly where the
+    anchor's box lies on the canvas (the anchor's margins, relative to the box, applied to ``j``'s
+    box; outside ``j``'s image is zero). Canvas coordinates then line up between the two views, as
+    the temporal SCRL loss needs. For fMoW this is approximate: the two target boxes are drawn by
+    hand on images with their own grid, off-nadir angle and registration error, so only the box
+    corners agree; the canvas is a neighbourhood of the target, not a ground grid.
+
     Unreadable images: if ``j`` fails, view 1 repeats the anchor; if ``i`` fails, ``j`` becomes the
     anchor; if both fail, the first image of the next location is used for both views. Each failure
     warns and counts towards ``max_load_failures`` as in :class:`FMoW`.
 
     Args:
         root: the fMoW root folder.
-        split_rows: rows of the index, sorted by ``(location_id, timestamp, t)``.
+        split_rows: rows of the index, sorted by ``(location_id, timestamp, t)``; with
+            ``shared_canvas`` also the target box columns ``box_x``, ``box_y``, ``box_w``,
+            ``box_h``.
         image_size: output side in pixels.
         bands: 1-based band indexes, ``None`` for all bands.
         transforms: optional callable applied to the sample dict.
         scale: GeoTIFF value scale (see :func:`read_fmow_image`).
         max_load_failures: unreadable images tolerated per process before giving up.
+        shared_canvas: draw view 1 on the anchor's canvas (see above).
     """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split_rows: pd.DataFrame,
+        image_size: int = 224,
+        bands: Sequence[int] | None = None,
+        transforms: Transform | None = None,
+        *,
+        scale: float | None = None,
+        max_load_failures: int = 100,
+        shared_canvas: bool = False,
+    ) -> None:
+        super().__init__(
+            root,
+            split_rows,
+            image_size,
+            bands,
+            transforms,
+            scale=scale,
+            max_load_failures=max_load_failures,
+        )
+        self.shared_canvas = shared_canvas
+        self._box: npt.NDArray[np.float64] | None = None
+        if shared_canvas:
+            missing = [c for c in _BOX_COLUMNS if c not in split_rows.columns]
+            if missing:
+                raise ValueError(
+                    f"split_rows lacks the box columns {missing} that shared_canvas needs"
+                )
+            self._box = np.stack(
+                [split_rows[c].to_numpy(dtype=np.float64) for c in _BOX_COLUMNS], axis=1
+            )
+
+    def canvas_window(self, anchor: int, other: int) -> tuple[int, int, int, int]:
+        """The window of row ``other`` that maps its target box onto the anchor's canvas.
+
+        With the anchor's context crop ``(cx0, cy0, cx1, cy1)`` around its box ``(x, y, w, h)``,
+        the margins in box units are ``l = (x - cx0) / w``, ``r = (cx1 - x - w) / w`` (and ``t``,
+        ``b`` likewise with ``h``); the window of ``other``'s box ``(x', y', w', h')`` is
+        ``(x' - l w', y' - t h', x' + w' + r w', y' + h' + b h')``, rounded outwards.
+
+        Args:
+            anchor: the anchor's row.
+            other: the other acquisition's row.
+
+        Returns:
+            ``(x0, y0, x1, y1)`` in ``other``'s pixels, exclusive ends; may lie partly outside.
+
+        Raises:
+            RuntimeError: if the dataset was built without ``shared_canvas``.
+        """
+        if self._box is None:
+            raise RuntimeError("canvas_window needs FMoWTemporalPairs(shared_canvas=True)")
+        cx0, cy0, cx1, cy1 = (float(v) for v in self._crop[anchor])
+        x, y, w, h = self._box[anchor]
+        left, right = (x - cx0) / w, (cx1 - x - w) / w
+        top, bottom = (y - cy0) / h, (cy1 - y - h) / h
+        xo, yo, wo, ho = self._box[other]
+        return (
+            math.floor(xo - left * wo),
+            math.floor(yo - top * ho),
+            math.ceil(xo + wo + right * wo),
+            math.ceil(yo + ho + bottom * ho),
+        )
 
     def __getitem__(self, index: tuple[int, int]) -> Sample:
         """Return the pair sample of rows ``index = (i, j)``."""
@@ -723,15 +877,21 @@ class FMoWTemporalPairs(_FMoWBase):
                 f"got {index!r}"
             )
         i, j = self._check_row(int(index[0])), self._check_row(int(index[1]))
-        first = self._try_read(i)
-        second = self._try_read(j) if j != i else first
-        if first is None and second is not None:
-            i, first = j, second
-        elif first is None:
-            i, first = self._read_with_replacement(self._next_location_row(i))
+        anchor = self._try_read(i)
+        if anchor is None:  # the anchor failed: j alone (else the next location) for both views
+            replacement = self._try_read(j) if j != i else None
+            if replacement is not None:
+                i, first = j, replacement
+            else:
+                i, first = self._read_with_replacement(self._next_location_row(i))
             j, second = i, first
-        if second is None:
-            j, second = i, first
+        else:
+            first = anchor
+            other = self._read_second(i, j) if j != i else anchor
+            if other is None:
+                j, second = i, anchor
+            else:
+                second = other
         sample = {
             "image": torch.stack([first, second]),
             **self._meta(i),
@@ -739,3 +899,9 @@ class FMoWTemporalPairs(_FMoWBase):
             "index": torch.tensor([i, j], dtype=torch.int64),
         }
         return self.transforms(sample) if self.transforms is not None else sample
+
+    def _read_second(self, anchor: int, other: int) -> Tensor | None:
+        """View 1: row ``other`` on its own context crop, or on the anchor's canvas."""
+        if not self.shared_canvas:
+            return self._try_read(other)
+        return self._try_read(other, self.canvas_window(anchor, other))

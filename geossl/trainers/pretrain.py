@@ -30,6 +30,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -50,10 +51,12 @@ from geossl.models import (
     get_num_features,
     pool_feature_map,
 )
+from geossl.models.weights import load_state_dict_strict, read_weights
 from geossl.trainers.terms import (
     DEFAULT_LOSSES,
     VIEW_SOURCES,
     EncoderOutput,
+    LossOptionValue,
     LossTerm,
     LossTermContext,
     StepOutputs,
@@ -63,7 +66,7 @@ from geossl.trainers.terms import (
     list_loss_terms,
     resolve_loss_options,
 )
-from geossl.transforms import GeoSSLAugmentation, ViewParams
+from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD, GeoSSLAugmentation, ViewParams
 from geossl.utils import batch_shuffle, batch_unshuffle, world_size
 
 __all__ = ["GeoSSLTask", "WarmupCosineSchedule"]
@@ -150,6 +153,13 @@ class GeoSSLTask(LightningModule):
             its backward; with ``n > 1`` the non-finite flags of the unchecked steps are kept on
             the device and checked at the next check or before any checkpoint is written, so no
             checkpoint is ever saved after a non-finite loss.
+        init_weights: start the query (and key) backbone from a weight file instead of random
+            init: torchgeo's GASSL ``.pth``, a ``geossl export weights`` file, a geossl or
+            torchgeo checkpoint, a timm ``.pth`` / ``.safetensors`` / ``train.py`` checkpoint
+            (:func:`~geossl.models.weights.read_weights`). Keys must match the backbone exactly;
+            only a classifier (``fc.*`` / ``head.*``) in the file is dropped. A file path, so it
+            is kept out of the checkpoint's hyper-parameters (like torchgeo's ``weights``);
+            checkpoints record its name and hash as ``geossl_init_weights`` instead.
 
     Raises:
         ValueError: for any invalid hyper-parameter; the message names it as ``model.<name>``.
@@ -166,7 +176,7 @@ class GeoSSLTask(LightningModule):
         backbone: str = "resnet50",
         in_chans: int = 3,
         losses: dict[str, float] | None = None,
-        loss_options: dict[str, dict[str, float]] | None = None,
+        loss_options: dict[str, dict[str, float | bool]] | None = None,
         num_geo_clusters: int = 100,
         queue_size: int = 65536,
         temperature: float = 0.02,
@@ -184,9 +194,11 @@ class GeoSSLTask(LightningModule):
         warmup_epochs: int = 0,
         channels_last: bool = False,
         nan_check_every_n_steps: int = 1,
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # A local path: loading the checkpoint elsewhere must not need the file (see the doc).
+        self.save_hyperparameters(ignore=["init_weights"])
         hp = self.hparams
         weights = self._check_hparams(hp)
         self.loss_weights: dict[str, float] = weights
@@ -196,8 +208,13 @@ class GeoSSLTask(LightningModule):
         self._steps_since_check = 0
 
         term_classes = [get_loss_term(name) for name in weights]
-        self.online_sources = frozenset({"query"}).union(*(c.online_sources for c in term_classes))
-        self.key_sources = frozenset().union(*(c.key_sources for c in term_classes))
+        options = hp["loss_options"] or {}
+        sources = [
+            get_loss_term(name).view_sources(resolve_loss_options(name, options.get(name)))
+            for name in weights
+        ]
+        self.online_sources = frozenset({"query"}).union(*(online for online, _ in sources))
+        self.key_sources = frozenset[str]().union(*(key for _, key in sources))
         self.needs_feature_map = any(c.needs_feature_map for c in term_classes)
         self.needs_view_params = any(c.needs_view_params for c in term_classes)
         uses_queue = any(c.uses_queue for c in term_classes)
@@ -213,6 +230,9 @@ class GeoSSLTask(LightningModule):
             in_chans=hp["in_chans"],
         )
         self.backbone = create_backbone(hp["backbone"], in_chans=hp["in_chans"])
+        self.init_weights_info: dict[str, Any] | None = None
+        if init_weights is not None:  # before the key encoder copies the backbone
+            self.init_weights_info = self._load_init_weights(init_weights)
         num_features = get_num_features(self.backbone)
         # A recipe whose terms never read the MoCo projection (SCRL alone) gets no projection head:
         # parameters without gradients would stop DDP (find_unused_parameters is off by default).
@@ -242,10 +262,58 @@ class GeoSSLTask(LightningModule):
             crop_size=hp["crop_size"],
             hparams=dict(hp),
         )
-        options = hp["loss_options"] or {}
         self.loss_terms = nn.ModuleDict(
             {name: create_loss_term(name, ctx, options.get(name)) for name in weights}
         )
+
+    def _load_init_weights(self, path: str) -> dict[str, Any]:
+        """Load ``init_weights`` into the query backbone (strict keys), warn on other statistics.
+
+        Args:
+            path: the weight file.
+
+        Returns:
+            What the checkpoints record: file name, sha256, backbone, method, format.
+
+        Raises:
+            FileNotFoundError: naming ``model.init_weights`` if the file does not exist.
+            ValueError: naming ``model.init_weights`` for another backbone, band count or keys.
+        """
+        hp = self.hparams
+        where = f"model.init_weights: {path}"
+        try:
+            state, meta = read_weights(path, backbone=hp["backbone"])
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"model.init_weights: {err}") from err
+        except ValueError as err:
+            raise ValueError(f"model.init_weights: {err}") from err
+        if meta.backbone.partition(".")[0] != hp["backbone"].partition(".")[0]:
+            raise ValueError(
+                f"{where} holds {meta.backbone} weights but model.backbone is {hp['backbone']}"
+            )
+        if meta.in_chans != hp["in_chans"]:
+            raise ValueError(
+                f"{where} has {meta.in_chans}-band weights but model.in_chans={hp['in_chans']}"
+            )
+        # The file's classifier (an ImageNet fc / head) was dropped by read_weights; every other
+        # tensor must match the backbone exactly.
+        load_state_dict_strict(self.backbone, state, source=where, backbone=hp["backbone"])
+        mean = tuple(hp["mean"] or IMAGENET_MEAN)
+        std = tuple(hp["std"] or IMAGENET_STD)
+        if meta.has_metadata and meta.has_normalization and (meta.mean, meta.std) != (mean, std):
+            warnings.warn(
+                f"{where} was trained on inputs normalised with mean={list(meta.mean)} "
+                f"std={list(meta.std)}, but model.mean={list(mean)} model.std={list(std)}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return {
+            "file": Path(path).name,
+            "sha256": meta.sha256_full,
+            "backbone": meta.backbone,
+            "method": meta.method,
+            "source_format": meta.source_format,
+        }
 
     @staticmethod
     def _check_hparams(hp: Mapping[str, Any]) -> dict[str, float]:
@@ -334,7 +402,7 @@ class GeoSSLTask(LightningModule):
                 )
 
         loss_options = hp["loss_options"] or {}
-        resolved: dict[str, dict[str, float]] = {}
+        resolved: dict[str, dict[str, LossOptionValue]] = {}
         for name, options in loss_options.items():
             if name not in list_loss_terms():
                 raise ValueError(
@@ -343,7 +411,7 @@ class GeoSSLTask(LightningModule):
                 )
             if not isinstance(options, Mapping):
                 raise ValueError(
-                    f"model.loss_options.{name} must map option names to numbers, got {options!r}"
+                    f"model.loss_options.{name} must map option names to values, got {options!r}"
                 )
             resolved[name] = resolve_loss_options(name, options)
             if name not in weights:
@@ -497,6 +565,22 @@ class GeoSSLTask(LightningModule):
             batch, views, online, momentum, negatives, view_params, self.queue_key_source
         )
 
+    def on_fit_start(self) -> None:
+        """Refuse pairs that are not on one canvas when a term relates their pixels.
+
+        Raises:
+            ValueError: naming ``data.shared_canvas`` when the datamodule says its pairs are drawn
+                on separate canvases (a datamodule that does not say is trusted).
+        """
+        datamodule = getattr(self.trainer, "datamodule", None)
+        needing = [name for name, term in self.terms.items() if term.needs_shared_canvas]
+        if needing and getattr(datamodule, "pairs_share_canvas", None) is False:
+            raise ValueError(
+                f"the {', '.join(needing)} loss relates pixels of the two acquisitions "
+                "(model.loss_options.scrl.temporal) and needs both on one canvas: set "
+                "data.shared_canvas: true"
+            )
+
     def on_train_start(self) -> None:
         """Stop DDP from re-broadcasting rank 0's buffers before every forward.
 
@@ -605,12 +689,24 @@ class GeoSSLTask(LightningModule):
         checkpoint is due between two checks: the pending flags are checked first.
 
         Args:
-            checkpoint: the checkpoint being written (unchanged).
+            checkpoint: the checkpoint being written (gets ``geossl_init_weights`` when the
+                backbone started from ``init_weights``).
 
         Raises:
             NonFiniteLossError: if a loss since the last check was NaN or Inf.
         """
         self._raise_if_nonfinite()
+        if self.init_weights_info is not None:
+            checkpoint["geossl_init_weights"] = self.init_weights_info
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the record of ``init_weights`` across a resume.
+
+        Args:
+            checkpoint: the checkpoint being restored.
+        """
+        if self.init_weights_info is None:
+            self.init_weights_info = checkpoint.get("geossl_init_weights")
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """SGD over every trainable parameter, cosine schedule per step with optional warm-up.

@@ -18,9 +18,11 @@ The term owns its projector, predictor and the projector's EMA copy, updated wit
 shares the key encoder's momentum, 0.999 by default). The backbones are the task's: SCRL's
 gradient reaches the query backbone through the feature maps, the key backbone is the task's EMA.
 
-Both views come from the same acquisition (view 0). The temporal variant (view 0 and view 1
-drawn on one shared canvas around the location) needs the data side to put both acquisitions on
-that canvas first; see ``docs/scrl.md``.
+By default both views are augmentations of the same acquisition (view 0, sources ``"query"`` and
+``"same"``). With ``loss_options.scrl.temporal: true`` the second view is an augmentation of the
+other acquisition (view 1, source ``"temporal"``): the datasets put both acquisitions on one shared
+canvas (the same window around the location at the same size), so canvas coordinates, and the
+boxes, line up: exactly for co-registered rasters, approximately for fMoW (``docs/scrl.md``).
 """
 
 import copy
@@ -36,6 +38,7 @@ from torch import Tensor
 from geossl.losses.scrl import SCRLLoss
 from geossl.models.scrl import SCRLPredictionHead, SCRLProjectionHead, roi_features
 from geossl.trainers.terms import (
+    LossOptionValue,
     LossTerm,
     LossTermContext,
     StepOutputs,
@@ -46,8 +49,9 @@ from geossl.transforms.boxes import sample_scrl_boxes
 
 __all__ = ["SCRL_OPTIONS", "SCRLTerm"]
 
-#: Options of the ``"scrl"`` term and their defaults (SCRL's ``config/scrl_200ep.yaml``).
-SCRL_OPTIONS: Mapping[str, float] = MappingProxyType(
+#: Options of the ``"scrl"`` term and their defaults (SCRL's ``config/scrl_200ep.yaml``;
+#: ``temporal`` is geossl's: pair boxes across the two acquisitions instead of within view 0).
+SCRL_OPTIONS: Mapping[str, LossOptionValue] = MappingProxyType(
     {
         "hidden_dim": 4096,
         "output_dim": 256,
@@ -55,11 +59,12 @@ SCRL_OPTIONS: Mapping[str, float] = MappingProxyType(
         "min_size": 32.0,
         "max_tries": 50,
         "iou_threshold": 0.5,
+        "temporal": False,
     }
 )
 
 
-def _term_options(ctx: LossTermContext) -> dict[str, float]:
+def _term_options(ctx: LossTermContext) -> dict[str, LossOptionValue]:
     """The ``"scrl"`` options of the task, validated, with defaults filled in.
 
     Read from ``ctx.options`` (``GeoSSLTask(loss_options={"scrl": {...}})``, merged over
@@ -84,7 +89,12 @@ def _term_options(ctx: LossTermContext) -> dict[str, float]:
         )
     options = {**SCRL_OPTIONS, **given}
     for name, value in options.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(SCRL_OPTIONS[name], bool):
+            if not isinstance(value, bool):
+                raise ValueError(
+                    f"model.loss_options.scrl.{name} must be true or false, got {value!r}"
+                )
+        elif isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"model.loss_options.scrl.{name} must be a number, got {value!r}")
     for name in ["hidden_dim", "output_dim", "num_boxes", "max_tries"]:
         if not (float(options[name]).is_integer() and options[name] >= 1):
@@ -128,6 +138,9 @@ class SCRLTerm(LossTerm):
         min_size: smallest box side in view pixels (32, SCRL; one C5 cell of a ResNet).
         max_tries: candidate boxes per image (50, SCRL).
         iou_threshold: kept boxes overlap each other with IoU below this (0.5, SCRL).
+        temporal: pair view 0 (source ``"query"``) with an augmentation of the other acquisition
+            (source ``"temporal"``) instead of a second augmentation of view 0 (``"same"``).
+            Needs both acquisitions on one canvas (the fMoW and raster datasets do it).
 
     Raises:
         ValueError: if an argument is out of range.
@@ -150,6 +163,7 @@ class SCRLTerm(LossTerm):
         min_size: float = 32.0,
         max_tries: int = 50,
         iou_threshold: float = 0.5,
+        temporal: bool = False,
     ) -> None:
         super().__init__()
         if view_size < 2:
@@ -167,11 +181,30 @@ class SCRLTerm(LossTerm):
         self.min_size = float(min_size)
         self.max_tries = max_tries
         self.iou_threshold = float(iou_threshold)
+        self.temporal = temporal
+        self.needs_shared_canvas = temporal
+        #: The two view sources whose boxes are matched (view 1, view 2).
+        self.pair_sources = ("query", "temporal" if temporal else "same")
         self.projector = SCRLProjectionHead(input_dim, hidden_dim, output_dim)
         self.predictor = SCRLPredictionHead(output_dim, hidden_dim, output_dim)
         self.projector_momentum = copy.deepcopy(self.projector)
         deactivate_requires_grad(self.projector_momentum)
         self.loss = SCRLLoss()
+
+    @classmethod
+    def view_sources(
+        cls, options: Mapping[str, LossOptionValue]
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        """Both views through both encoders: ``query`` and ``same`` (or ``temporal``).
+
+        Args:
+            options: the term's resolved options.
+
+        Returns:
+            ``(online_sources, key_sources)``.
+        """
+        sources = frozenset({"query", "temporal" if options.get("temporal") else "same"})
+        return sources, sources
 
     @classmethod
     def check_context(cls, ctx: LossTermContext) -> None:
@@ -212,14 +245,15 @@ class SCRLTerm(LossTerm):
             min_size=float(options["min_size"]),
             max_tries=int(options["max_tries"]),
             iou_threshold=float(options["iou_threshold"]),
+            temporal=bool(options["temporal"]),
         )
 
     def forward(self, out: StepOutputs) -> TermOutput:
-        """SCRL loss of the step's two view-0 augmentations.
+        """SCRL loss of the step's two views (``pair_sources``).
 
         Args:
-            out: the step's shared outputs (feature maps and view geometry of ``"query"`` and
-                ``"same"`` from both encoders).
+            out: the step's shared outputs (feature maps and view geometry of both sources from
+                both encoders).
 
         Returns:
             The loss and ``scrl_boxes`` (mean box pairs per image).
@@ -227,18 +261,25 @@ class SCRLTerm(LossTerm):
         Raises:
             RuntimeError: if the task did not provide feature maps or view geometry.
         """
+        first, second = self.pair_sources
+        if not (
+            {first, second} <= out.online.keys()
+            and {first, second} <= out.momentum.keys()
+            and {first, second} <= out.view_params.keys()
+        ):
+            raise RuntimeError(f"the 'scrl' loss needs the views {first!r} and {second!r}")
         maps = [
-            out.online["query"].feature_map,
-            out.online["same"].feature_map,
-            out.momentum["query"].feature_map,
-            out.momentum["same"].feature_map,
+            out.online[first].feature_map,
+            out.online[second].feature_map,
+            out.momentum[first].feature_map,
+            out.momentum[second].feature_map,
         ]
-        if any(m is None for m in maps) or not {"query", "same"} <= out.view_params.keys():
+        if any(m is None for m in maps):
             raise RuntimeError("the 'scrl' loss needs the feature maps and view geometry")
         online1, online2, target1, target2 = (m for m in maps if m is not None)
         boxes = sample_scrl_boxes(
-            out.view_params["query"],
-            out.view_params["same"],
+            out.view_params[first],
+            out.view_params[second],
             num_boxes=self.num_boxes,
             min_size=self.min_size,
             max_tries=self.max_tries,

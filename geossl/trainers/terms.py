@@ -26,6 +26,7 @@ __all__ = [
     "EncoderOutput",
     "GeoLocationTerm",
     "InfoNCETerm",
+    "LossOptionValue",
     "LossTerm",
     "LossTermContext",
     "MoCoTerm",
@@ -41,6 +42,9 @@ __all__ = [
 
 #: The paper's full method (TP + Geo, weights 1 and 1), used when ``losses`` is ``None``.
 DEFAULT_LOSSES: dict[str, float] = {"tp": 1.0, "geo": 1.0}
+
+#: The type of a loss term option value (``loss_options.<term>.<option>``): a number or a switch.
+LossOptionValue = float | bool
 
 #: View sources: name -> index of the acquisition in ``batch["image"]`` ``[B, 2, C, H, W]``.
 #: ``"query"`` and ``"same"`` are two independent augmentations of view 0 (the anchor);
@@ -145,7 +149,7 @@ class LossTermContext:
     in_chans: int
     crop_size: int
     hparams: Mapping[str, Any] = field(default_factory=dict)
-    options: Mapping[str, float] = field(default_factory=dict)
+    options: Mapping[str, LossOptionValue] = field(default_factory=dict)
 
 
 class LossTerm(nn.Module):
@@ -172,7 +176,12 @@ class LossTerm(nn.Module):
 
     A term may own parameters (trained with the query branch; freeze EMA copies with
     ``deactivate_requires_grad``) and implement :meth:`momentum_update` for them.
+
+    An instance sets ``needs_shared_canvas`` when it relates pixels of view 0 to pixels of view 1
+    (temporal SCRL): the task then refuses a datamodule whose pairs are not on one canvas.
     """
+
+    needs_shared_canvas: bool = False
 
     online_sources: ClassVar[frozenset[str]] = frozenset({"query"})
     key_sources: ClassVar[frozenset[str]] = frozenset()
@@ -182,7 +191,24 @@ class LossTerm(nn.Module):
     needs_feature_map: ClassVar[bool] = False
     needs_view_params: ClassVar[bool] = False
     needs_projection: ClassVar[bool] = True
-    default_options: ClassVar[Mapping[str, float]] = {}
+    default_options: ClassVar[Mapping[str, LossOptionValue]] = {}
+
+    @classmethod
+    def view_sources(
+        cls, options: Mapping[str, LossOptionValue]
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        """The views this term needs encoded, given its resolved options.
+
+        The default is the class attributes; a term whose options change its views (SCRL's
+        ``temporal``) overrides this.
+
+        Args:
+            options: the term's options merged over its defaults.
+
+        Returns:
+            ``(online_sources, key_sources)``.
+        """
+        return cls.online_sources, cls.key_sources
 
     @classmethod
     def check_context(cls, ctx: LossTermContext) -> None:
@@ -259,10 +285,10 @@ def register_loss_term(name: str) -> Callable[[_T], _T]:
         if cls.queue_key_source is not None and cls.queue_key_source not in cls.key_sources:
             raise ValueError(f"{cls.__name__}.queue_key_source must be one of its key_sources")
         for key, value in cls.default_options.items():
-            if "." in key or isinstance(value, bool) or not isinstance(value, int | float):
+            if "." in key or not isinstance(value, int | float):
                 raise ValueError(
                     f"{cls.__name__}.default_options: {key!r} must be a name without '.' "
-                    f"with a number as default, got {value!r}"
+                    f"with a number or a bool as default, got {value!r}"
                 )
         _LOSS_TERMS[name] = cls
         return cls
@@ -296,25 +322,32 @@ def get_loss_term(name: str) -> type[LossTerm]:
     return _LOSS_TERMS[name]
 
 
-def resolve_loss_options(name: str, options: Mapping[str, float] | None = None) -> dict[str, float]:
+def resolve_loss_options(
+    name: str, options: Mapping[str, LossOptionValue] | None = None
+) -> dict[str, LossOptionValue]:
     """Validate a term's options and merge them over its :attr:`LossTerm.default_options`.
 
-    Only the generic checks happen here (the option exists, its value is a finite number); the
-    term's :meth:`LossTerm.check_context` checks the ranges (e.g. a temperature > 0).
+    Only the generic checks happen here (the option exists, its value has the default's type: a
+    bool for a bool option, a finite number otherwise); the term's
+    :meth:`LossTerm.check_context` checks the ranges (e.g. a temperature > 0).
 
     Args:
         name: registered term name.
         options: option -> value, as given in ``GeoSSLTask(loss_options={name: options})``.
 
     Returns:
-        Every option of the term: the given values, the defaults for the others (floats).
+        Every option of the term: the given values, the defaults for the others (numbers as
+        floats, bools as bools).
 
     Raises:
         ValueError: if the name is unknown, or naming ``model.loss_options.<name>.<option>`` when
-            the term has no such option or the value is not a finite number.
+            the term has no such option or the value has the wrong type or is not finite.
     """
     cls = get_loss_term(name)
-    resolved = {key: float(value) for key, value in cls.default_options.items()}
+    resolved: dict[str, LossOptionValue] = {
+        key: value if isinstance(value, bool) else float(value)
+        for key, value in cls.default_options.items()
+    }
     for key, value in (options or {}).items():
         where = f"model.loss_options.{name}.{key}"
         if key not in cls.default_options:
@@ -322,6 +355,11 @@ def resolve_loss_options(name: str, options: Mapping[str, float] | None = None) 
                 f"{where}: the {name!r} loss term has no option {key!r}; "
                 f"valid: {sorted(cls.default_options)}"
             )
+        if isinstance(cls.default_options[key], bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{where} must be true or false, got {value!r}")
+            resolved[key] = value
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{where} must be a number, got {value!r}")
         if not math.isfinite(value):
@@ -331,7 +369,7 @@ def resolve_loss_options(name: str, options: Mapping[str, float] | None = None) 
 
 
 def create_loss_term(
-    name: str, ctx: LossTermContext, options: Mapping[str, float] | None = None
+    name: str, ctx: LossTermContext, options: Mapping[str, LossOptionValue] | None = None
 ) -> LossTerm:
     """Build a registered loss term.
 

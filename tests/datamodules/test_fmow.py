@@ -71,6 +71,18 @@ def test_image_pairs_and_workers(fmow_sample: Path, tmp_path: Path) -> None:
     assert dm.val_dataloader() == []
 
 
+def test_shared_canvas(fmow_sample: Path, tmp_path: Path) -> None:
+    dm = _module(fmow_sample, tmp_path, shared_canvas=True)
+    assert dm.pairs_share_canvas
+    assert not _module(fmow_sample, tmp_path).pairs_share_canvas
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.train_dataset is not None
+    assert dm.train_dataset.shared_canvas  # the index has the box columns it needs
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (4, 2, 3, 48, 48)
+
+
 def test_too_many_geo_clusters(fmow_sample: Path, tmp_path: Path) -> None:
     dm = _module(fmow_sample, tmp_path, num_geo_clusters=500)
     with pytest.raises(ValueError, match=r"^data\.num_geo_clusters=500 is larger than"):

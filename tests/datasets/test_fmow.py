@@ -447,3 +447,121 @@ def test_too_many_load_failures(tmp_path: Path) -> None:
     assert message.startswith(str(tmp_path))
     assert "max_load_failures=2" in message
     assert "\n" not in message
+
+
+# --------------------------------------------------------------------------- shared canvas
+
+
+def _target_image(path: Path, size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+    """A black image with the white target box ``(x, y, w, h)`` (PNG-exact colours via JPEG q95)."""
+    pixels = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    x, y, w, h = box
+    pixels[y : y + h, x : x + w] = 255
+    Image.fromarray(pixels).save(path, quality=95)
+
+
+def _canvas_rows(tmp_path: Path) -> pd.DataFrame:
+    # Two acquisitions of one target: different image sizes, box sizes and positions (the second
+    # box near the bottom-right corner, so the anchor's margins reach past that image).
+    specs = [((200, 160), (50, 40, 60, 50)), ((300, 260), (210, 190, 80, 60))]
+    records = []
+    for row, (size, box) in enumerate(specs):
+        name = f"t_{row}_rgb.jpg"
+        _target_image(tmp_path / name, size, box)
+        crop = fmow_context_box(box, *size)
+        assert crop is not None
+        records.append(
+            {
+                "path": name,
+                "label": 0,
+                "geo_label": 0,
+                "lat": 0.0,
+                "lon": 0.0,
+                "timestamp": row,
+                "location_id": 0,
+                "crop_x0": crop[0],
+                "crop_y0": crop[1],
+                "crop_x1": crop[2],
+                "crop_y1": crop[3],
+                "box_x": box[0],
+                "box_y": box[1],
+                "box_w": box[2],
+                "box_h": box[3],
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_shared_canvas_lines_up_the_target(tmp_path: Path) -> None:
+    rows = _canvas_rows(tmp_path)
+    shared = FMoWTemporalPairs(tmp_path, rows, image_size=64, shared_canvas=True)
+    window = shared.canvas_window(0, 1)
+    # anchor: 60 x 50 box in 200 x 160 px, context multiplier 0.3 -> margins of 9 and 7 px, i.e.
+    # 0.15 box widths and 0.14 box heights; applied to the other image's 80 x 60 box at (210, 190):
+    # (210 - 12, 190 - 8.4, 290 + 12, 250 + 8.4), rounded outwards
+    assert window == (198, 181, 302, 259)
+    sample = shared[(0, 1)]
+    assert sample["index"].tolist() == [0, 1]
+    masks = sample["image"][:, 0] > 127  # [2, 64, 64] where the white target is
+    assert masks[0].any()
+    assert _iou(masks[0], masks[1]) > 0.9  # the target is at the same canvas pixels
+
+    # Control: each image on its own context crop puts the targets elsewhere on the canvas.
+    own = FMoWTemporalPairs(tmp_path, rows, image_size=64)[(0, 1)]["image"][:, 0] > 127
+    assert _iou(own[0], own[1]) < 0.8
+    torch.testing.assert_close(own[0], masks[0])  # the anchor view is the same either way
+
+
+def test_shared_canvas_window_past_the_image_is_zero(tmp_path: Path) -> None:
+    rows = _canvas_rows(tmp_path)
+    rows.loc[1, ["box_x", "box_y"]] = [220, 200]  # the box at the corner: window past the image
+    dataset = FMoWTemporalPairs(tmp_path, rows, image_size=64, shared_canvas=True)
+    x0, _y0, x1, y1 = dataset.canvas_window(0, 1)
+    assert x1 > 300
+    assert y1 > 260
+    view = dataset[(0, 1)]["image"][1]
+    # canvas columns beyond the image's right edge are exactly zero
+    first_outside = math.ceil((300 - x0) * 64 / (x1 - x0))
+    assert view[:, :, first_outside:].eq(0).all()
+    assert view[:, :, : first_outside - 2].gt(0).any()
+
+
+def test_shared_canvas_needs_the_box_columns(tmp_path: Path) -> None:
+    rows = _canvas_rows(tmp_path).drop(columns=["box_w"])
+    with pytest.raises(ValueError, match="box_w"):
+        FMoWTemporalPairs(tmp_path, rows, shared_canvas=True)
+    with pytest.raises(RuntimeError, match="shared_canvas"):
+        FMoWTemporalPairs(tmp_path, rows).canvas_window(0, 1)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".tif"])
+def test_boundless_read_maps_the_window_linearly(tmp_path: Path, suffix: str) -> None:
+    gradient = np.tile(np.linspace(0, 250, 100, dtype=np.float32), (80, 1)).astype(np.uint8)
+    path = tmp_path / f"g{suffix}"
+    if suffix == ".jpg":
+        Image.fromarray(np.stack([gradient] * 3, axis=-1)).save(path, quality=100)
+    else:
+        import rasterio
+
+        profile = {"driver": "GTiff", "width": 100, "height": 80, "count": 1, "dtype": "uint8"}
+        transform = rasterio.Affine(1.0, 0.0, 500_000.0, 0.0, -1.0, 4_000_000.0)
+        with rasterio.open(path, "w", **profile, crs="EPSG:32618", transform=transform) as dst:
+            dst.write(gradient, 1)
+    # window [-50, 50) x [0, 80): the left half of the output is outside, the right half is the
+    # image's left half (the inside read of [0, 50) x [0, 80) at 32 x 64 px)
+    padded = read_fmow_image(path, (-50, 0, 50, 80), 64, boundless=True).float()
+    inside = read_fmow_image(path, (0, 0, 50, 80), 64).float()
+    assert padded[:, :, :32].eq(0).all()
+    expected = torch.nn.functional.interpolate(inside[None], size=(64, 32), mode="area")[0]
+    torch.testing.assert_close(padded[:, :, 32:], expected, atol=6.0 / 255 * padded.max(), rtol=0)
+    # a window inside the image reads exactly as without boundless
+    torch.testing.assert_close(
+        read_fmow_image(path, (0, 0, 50, 80), 64, boundless=True),
+        read_fmow_image(path, (0, 0, 50, 80), 64),
+    )
+    with pytest.raises(ValueError, match="does not overlap"):
+        read_fmow_image(path, (-90, 0, -10, 80), 16, boundless=True)

@@ -60,6 +60,10 @@ def test_registered_with_what_it_needs():
     assert "scrl" in list_loss_terms()
     assert SCRLTerm.online_sources == {"query", "same"}
     assert SCRLTerm.key_sources == {"query", "same"}
+    same = frozenset({"query", "same"})
+    temporal = frozenset({"query", "temporal"})
+    assert SCRLTerm.view_sources(SCRL_OPTIONS) == (same, same)
+    assert SCRLTerm.view_sources({**SCRL_OPTIONS, "temporal": True}) == (temporal, temporal)
     assert SCRLTerm.needs_feature_map
     assert SCRLTerm.needs_view_params
     assert not SCRLTerm.uses_queue
@@ -113,25 +117,32 @@ def test_scrl_alone_trains_the_backbone(monkeypatch):
     assert not any(n.startswith("projection_head.") for n, _ in task.named_parameters())
 
 
-def test_loss_is_the_formula_on_the_right_branches(monkeypatch):
+@pytest.mark.parametrize("temporal", [False, True])
+def test_loss_is_the_formula_on_the_right_branches(monkeypatch, temporal):
     torch.manual_seed(2)
-    task, term, _ = make_task(monkeypatch, losses={"scrl": 1.0})
+    options = {"scrl": {"temporal": temporal}}
+    task, term, _ = make_task(monkeypatch, losses={"scrl": 1.0}, loss_options=options)
+    second = "temporal" if temporal else "same"
+    assert term.pair_sources == ("query", second)
+    assert task.online_sources == task.key_sources == {"query", second}
     with torch.no_grad():  # make the target branch differ from the online one
         assert task.backbone_momentum is not None
         for p in [*task.backbone_momentum.parameters(), *term.projector_momentum.parameters()]:
             p.add_(0.05 * torch.randn_like(p))
-    out: StepOutputs = task.compute_step_outputs(make_batch())
+    batch = make_batch()
+    batch["image"][:, 1] = 255 - batch["image"][:, 1]  # view 1 (the other acquisition) differs
+    out: StepOutputs = task.compute_step_outputs(batch)
     torch.manual_seed(5)
     result = term(out)
 
     torch.manual_seed(5)  # the same boxes
-    boxes = sample_scrl_boxes(out.view_params["query"], out.view_params["same"], min_size=8.0)
+    boxes = sample_scrl_boxes(out.view_params["query"], out.view_params[second], min_size=8.0)
     n = boxes.num_boxes
     maps = [
         out.online["query"].feature_map,
-        out.online["same"].feature_map,
+        out.online[second].feature_map,
         out.momentum["query"].feature_map,
-        out.momentum["same"].feature_map,
+        out.momentum[second].feature_map,
     ]
     online1, online2, target1, target2 = (m for m in maps if m is not None)
     rois = torch.cat(
@@ -149,6 +160,38 @@ def test_loss_is_the_formula_on_the_right_branches(monkeypatch):
         expected += float((2 - 2 * cos12) + (2 - 2 * cos21))
     assert result.loss.item() == pytest.approx(expected / n, rel=1e-4)
     assert result.metrics["scrl_boxes"].item() == pytest.approx(n / 4)
+
+
+def test_temporal_scrl_with_tp_step(monkeypatch):
+    torch.manual_seed(4)
+    options = {"scrl": {"temporal": True}}
+    task, term, recorder = make_task(
+        monkeypatch, losses={"tp": 1.0, "scrl": 1.0}, loss_options=options
+    )
+    assert term.needs_shared_canvas
+    assert task.online_sources == {"query", "temporal"}  # no second view-0 augmentation
+    assert task.key_sources == {"query", "temporal"}
+    loss = task.training_step(make_batch(), 0)
+    assert torch.isfinite(loss)
+    assert recorder.logged["train/scrl_boxes"].item() > 1
+    loss.backward()
+    assert task.backbone.get_parameter("conv1.weight").grad is not None
+
+
+@pytest.mark.parametrize(("shares", "fails"), [(False, True), (True, False), (None, False)])
+def test_temporal_scrl_refuses_separate_canvases(monkeypatch, shares, fails):
+    task = GeoSSLTask(
+        **TINY, losses={"tp": 1.0, "scrl": 1.0}, loss_options={"scrl": {"temporal": True}}
+    )
+    datamodule = SimpleNamespace() if shares is None else SimpleNamespace(pairs_share_canvas=shares)
+    monkeypatch.setattr(GeoSSLTask, "trainer", SimpleNamespace(datamodule=datamodule))
+    if fails:
+        with pytest.raises(ValueError, match=r"scrl .*data\.shared_canvas: true"):
+            task.on_fit_start()
+    else:
+        task.on_fit_start()
+    plain = GeoSSLTask(**TINY, losses={"tp": 1.0, "scrl": 1.0})
+    plain.on_fit_start()  # same-acquisition SCRL does not care
 
 
 def test_momentum_update_moves_only_the_ema_projector(monkeypatch):
@@ -224,6 +267,7 @@ def test_options_and_defaults():
         ({"iou_threshold": 0.0}, r"scrl\.iou_threshold"),
         ({"max_tries": 0.0}, r"scrl\.max_tries"),
         ({"min_size": 63.0}, r"model\.crop_size"),
+        ({"temporal": 1.0}, r"scrl\.temporal must be true or false"),
     ],
 )
 def test_bad_options(options, match):

@@ -123,6 +123,16 @@ def test_loss_options_validation(loss_options, match):
         GeoSSLTask(losses=CO2_RECIPE, loss_options=loss_options)
 
 
+def test_bool_options_take_bools_only():
+    assert resolve_loss_options("scrl", {"temporal": True})["temporal"] is True
+    assert resolve_loss_options("scrl")["temporal"] is False
+    assert resolve_loss_options("scrl", {"num_boxes": 4})["num_boxes"] == 4.0
+    with pytest.raises(ValueError, match=r"model\.loss_options\.scrl\.temporal must be true or"):
+        resolve_loss_options("scrl", {"temporal": 1})
+    with pytest.raises(ValueError, match=r"model\.loss_options\.scrl\.num_boxes must be a number"):
+        resolve_loss_options("scrl", {"num_boxes": True})
+
+
 def test_options_of_an_inactive_term_warn():
     with pytest.warns(UserWarning, match=r"model\.loss_options\.co2 is set but 'co2' is not"):
         task = GeoSSLTask(**{**TINY, "losses": {"tp": 1.0, "co2": 0.0}}, loss_options={"co2": {}})
