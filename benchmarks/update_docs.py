@@ -14,12 +14,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 PAGE = REPO / "docs" / "benchmarks.md"
+ABLATION_PAGE = REPO / "docs" / "ablation.md"
 
 INTRO = """# Benchmarks
 
 Figures measured with the scripts in `benchmarks/`; each writes JSON to `benchmarks/results/` and
-this page is rendered from those files by `python -m benchmarks.update_docs`. Every figure names the
-machine it was taken on; GPU figures are only ever reported with the device name.
+this page is rendered from those files by `python -m benchmarks.update_docs` (the loss-term ablation
+goes to [its own page](ablation.md)). Every figure names the machine it was taken on; GPU figures
+are only ever reported with the device name.
 """
 
 
@@ -42,6 +44,8 @@ def render_section(name: str, data: dict[str, Any]) -> str:
         if info:
             described = ", ".join(f"{k} {v}" for k, v in info.items() if not isinstance(v, list))
             lines += [f"{key.capitalize()}: {described}", ""]
+    for note in data.get("notes", []):
+        lines += [note, ""]
     results: list[dict[str, Any]] = data.get("results") or data.get("runs") or []
     columns = [c for c in dict.fromkeys(k for row in results for k in row) if c != "command"]
     if results:
@@ -58,17 +62,35 @@ def render_section(name: str, data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_ablation(page: Path, files: list[Path]) -> None:
+    """Replace the results block of the hand-written ablation page with the rendered tables."""
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    text = page.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{page}: the markers {start} / {end} are missing")
+    tables = "\n".join(render_section(p.stem, json.loads(p.read_text())) for p in files)
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    page.write_text(f"{before}{start}\n\n{tables}\n{end}{after}")
+    print(f"wrote {page}")
+
+
 def main() -> None:
-    """Write the page."""
+    """Write the pages: ablation results into docs/ablation.md, the rest into docs/benchmarks.md."""
+    files = sorted(RESULTS.glob("*.json"))
+    ablations = [p for p in files if p.stem.startswith("ablation_")]
     sections = [
         render_section(path.stem, json.loads(path.read_text()))
-        for path in sorted(RESULTS.glob("*.json"))
+        for path in files
+        if path not in ablations
     ]
     body = (
         "\n".join(sections) if sections else "No results yet: run the scripts in `benchmarks/`.\n"
     )
     PAGE.write_text(INTRO + "\n" + body)
     print(f"wrote {PAGE}")
+    if ablations:
+        render_ablation(ABLATION_PAGE, ablations)
 
 
 if __name__ == "__main__":

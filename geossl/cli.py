@@ -5,20 +5,33 @@ Everything after ``geossl pretrain`` is LightningCLI syntax (``--trainer.max_epo
 ``--data.root DIR``, ``--config run.yaml``); ``--dataset NAME`` prepends the preset
 ``configs/pretrain/NAME.yaml`` so
 that later ``--config`` files and flags override it, and ``--ckpt_path`` resumes a run.
+
+The ``data`` section takes any LightningDataModule (``class_path``/``init_args``) that exposes
+``num_geo_clusters`` and ``in_chans`` (the rasters preset names ``RasterTimeSeriesDataModule``);
+without a ``class_path`` anywhere it is :data:`DEFAULT_DATAMODULE` (fMoW), so ``data: {root:
+...}`` and ``--data.root`` keep working (:func:`data_class_path`).
 """
 
 import os
+import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from geossl import datamodules
 from geossl.configs import preset_path
-from geossl.datamodules.fmow import FMoWDataModule
 from geossl.trainers.callbacks import RunSummary
 from geossl.trainers.pretrain import GeoSSLTask
+
+#: The data module of a ``data`` section without ``class_path`` (the rasters preset names
+#: ``geossl.datamodules.RasterTimeSeriesDataModule``).
+DEFAULT_DATAMODULE = "geossl.datamodules.FMoWDataModule"
 
 
 def default_precision() -> str:
@@ -29,7 +42,19 @@ def default_precision() -> str:
 
 
 class GeoSSLCLI(LightningCLI):
-    """LightningCLI with geossl's data-to-model links and a ``--ckpt_path`` to resume."""
+    """LightningCLI with geossl's data-to-model links and a ``--ckpt_path`` to resume.
+
+    Args:
+        *args: LightningCLI's positional arguments.
+        default_datamodule: class path of the ``data`` section when no ``class_path`` is given.
+        **kwargs: LightningCLI's keyword arguments.
+    """
+
+    def __init__(
+        self, *args: Any, default_datamodule: str = DEFAULT_DATAMODULE, **kwargs: Any
+    ) -> None:
+        self.default_datamodule = default_datamodule
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link the data's geo-cluster count and band count into the model, and add ``--ckpt_path``.
@@ -37,7 +62,8 @@ class GeoSSLCLI(LightningCLI):
         Args:
             parser: The parser LightningCLI builds.
         """
-        parser.link_arguments("data.num_geo_clusters", "model.num_geo_clusters")
+        parser.set_defaults({"data": {"class_path": self.default_datamodule}})
+        parser.link_arguments("data.init_args.num_geo_clusters", "model.num_geo_clusters")
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
         parser.add_argument(
             "--ckpt_path",
@@ -62,6 +88,59 @@ def build_args(argv: Sequence[str], dataset: str | None) -> list[str]:
     if dataset is not None:
         args = ["--config", str(preset_path(dataset)), *args]
     return args
+
+
+def _class_path_in(value: Any) -> str | None:
+    """``data.class_path`` of a parsed ``--config`` / ``--data`` value, if it names one."""
+    data = value.get("data") if isinstance(value, dict) else None
+    if isinstance(data, dict) and isinstance(data.get("class_path"), str):
+        return str(data["class_path"])
+    return None
+
+
+def data_class_path(args: Sequence[str]) -> str:
+    """The data module the arguments select: the last ``data`` ``class_path`` they give.
+
+    It becomes the parser's default ``data.class_path``. jsonargparse keeps the init arguments a
+    new ``class_path`` shares with the previous one, so with fMoW as the default every argument the
+    two modules share (``batch_size``, ``seed``, ...) would silently take fMoW's default; starting
+    from the selected class avoids that.
+
+    Args:
+        args: LightningCLI arguments (``--config FILE``, ``--data CLASS_OR_FILE``,
+            ``--data.class_path CLASS``, also as ``--key=value``).
+
+    Returns:
+        The class path (a short name of :mod:`geossl.datamodules` made a full one),
+        :data:`DEFAULT_DATAMODULE` when none is given.
+    """
+    found = DEFAULT_DATAMODULE
+    items = list(args)
+    for i, item in enumerate(items):
+        key, equals, value = item.partition("=")
+        if not equals:
+            value = items[i + 1] if i + 1 < len(items) else ""
+        name: str | None = None
+        if key == "--data.class_path" and value:
+            name = value
+        elif key in ("--config", "--data") and value:
+            path = Path(value)
+            try:
+                text = path.read_text() if path.suffix in (".yaml", ".yml", ".json") else value
+                parsed = yaml.safe_load(text)
+            except (OSError, yaml.YAMLError):  # LightningCLI reports a bad file or value
+                continue
+            if key == "--config":
+                name = _class_path_in(parsed)
+            elif isinstance(parsed, dict):
+                name = _class_path_in({"data": parsed})
+            elif isinstance(parsed, str):
+                name = parsed
+        if name:
+            found = name
+    if "." not in found and found in datamodules.__all__:  # a short name, as jsonargparse allows
+        found = f"geossl.datamodules.{found}"
+    return found
 
 
 def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
@@ -92,7 +171,9 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
     }
     cli = GeoSSLCLI(
         GeoSSLTask,
-        FMoWDataModule,
+        LightningDataModule,
+        subclass_mode_data=True,
+        default_datamodule=data_class_path(sys.argv[1:] if cli_args is None else cli_args),
         args=cli_args,
         run=False,
         trainer_defaults=trainer_defaults,

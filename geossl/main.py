@@ -107,6 +107,83 @@ def _datasets_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     index.add_argument("--rebuild", action="store_true", help="ignore the cache and scan again")
 
 
+def _export_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``geossl export weights``."""
+    export = sub.add_parser("export", help="export pretrained weights for torchgeo / timm")
+    esub = export.add_subparsers(dest="action", required=True, metavar="{weights}")
+    weights = esub.add_parser(
+        "weights",
+        help="write the backbone of a pretraining checkpoint as .pth (timm state dict), "
+        ".ckpt (torchgeo weights=PATH) and .json (metadata)",
+    )
+    weights.add_argument("checkpoint", type=Path, help="a geossl pretraining checkpoint (.ckpt)")
+    weights.add_argument("--output", required=True, type=Path, help="folder to write to")
+    weights.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+
+def _embed_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``geossl embed``."""
+    embed = sub.add_parser(
+        "embed",
+        help="embed rasters (chip by chip) or fMoW folders (per image) with pretrained weights: "
+        "GeoParquet or GeoTIFF, plus a false-colour PCA preview",
+    )
+    embed.add_argument("--weights", required=True, type=Path, help="weights file (.pth/.ckpt)")
+    embed.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="GeoTIFF/COG/VRT files, folders of them (recursive), fMoW folders",
+    )
+    embed.add_argument(
+        "--output",
+        required=True,
+        type=Path,
+        help="the .parquet file (geoparquet) or a folder (geotiff: one file per raster)",
+    )
+    embed.add_argument(
+        "--format",
+        choices=["geoparquet", "geotiff"],
+        default="geoparquet",
+        help="one GeoParquet row per chip, or one GeoTIFF pixel per chip (default geoparquet)",
+    )
+    embed.add_argument(
+        "--chip-size", type=int, default=None, help="chip side in pixels (default: the weights')"
+    )
+    embed.add_argument(
+        "--stride", type=int, default=None, help="step between chips (default: the chip size)"
+    )
+    embed.add_argument(
+        "--bands", default=None, help="1-based band indexes, e.g. 4,3,2 (default: all but alpha)"
+    )
+    embed.add_argument("--batch-size", type=int, default=64, help="chips per forward pass")
+    embed.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
+    embed.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    embed.add_argument(
+        "--pca", type=int, default=None, metavar="N", help="geotiff: keep N principal components"
+    )
+    embed.add_argument(
+        "--max-nodata",
+        type=float,
+        default=0.5,
+        help="skip chips with a larger share of nodata pixels (default 0.5)",
+    )
+    embed.add_argument(
+        "--scale",
+        default=None,
+        help="raw value to [0, 1] factor, e.g. 1/10000 (default: the weights', 1/255 for RGB)",
+    )
+    embed.add_argument("--workers", type=int, default=2, help="reader threads (default 2)")
+    embed.add_argument(
+        "--fmow-product", choices=["rgb", "msrgb", "ms"], default=None, help="fMoW images to embed"
+    )
+    embed.add_argument(
+        "--backbone", default=None, help="timm architecture of a bare state dict without metadata"
+    )
+    embed.add_argument("--no-preview", action="store_true", help="skip the PCA preview images")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser (``pretrain`` is listed here but parsed by LightningCLI).
 
@@ -118,13 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Geography-aware self-supervised learning for satellite and aerial imagery.",
     )
     parser.add_argument("--version", action="version", version=f"geossl {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{pretrain,datasets,demo}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{pretrain,datasets,export,embed,demo}"
+    )
     sub.add_parser(
         "pretrain",
         help="pretrain a backbone: geossl pretrain --dataset fmow [--data.root DIR] [flags]",
         add_help=False,
     )
     _datasets_parser(sub)
+    _export_parser(sub)
+    _embed_parser(sub)
     demo = sub.add_parser(
         "demo", help="generate the fMoW sample if absent and pretrain on it briefly (CPU)"
     )
@@ -195,7 +276,91 @@ def _run(argv: list[str]) -> int:
         run_demo(args.workdir, args.locations, args.max_epochs)
     elif args.command == "datasets":
         _run_datasets(args)
+    elif args.command == "export":
+        _run_export(args)
+    elif args.command == "embed":
+        _run_embed(args)
     return 0
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    """Run ``geossl export weights``."""
+    from geossl.export.weights import export_weights
+
+    exported = export_weights(args.checkpoint, args.output, overwrite=args.overwrite)
+    meta = exported.meta
+    print(
+        f"exported {meta.backbone} ({meta.method}, {meta.in_chans} bands, step "
+        f"{meta.global_step}) sha256 {meta.sha256}:"
+    )
+    print(f"  {exported.weights}  timm state dict (torch.load + load_state_dict)")
+    print(f"  {exported.checkpoint}  torchgeo trainers (ClassificationTask(weights=PATH), ...)")
+    print(f"  {exported.metadata}  metadata (bands, normalisation, recipe)")
+
+
+def _parse_number_list(text: str) -> list[int]:
+    """``"4,3,2"`` -> ``[4, 3, 2]`` for ``--bands``."""
+    try:
+        return [int(item) for item in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--bands takes band indexes separated by commas, e.g. 4,3,2; got {text!r}"
+        ) from None
+
+
+def _parse_scale(text: str) -> float:
+    """``"1/10000"`` or ``"0.0001"`` -> 0.0001 for ``--scale``."""
+    top, _, bottom = text.partition("/")
+    try:
+        value = float(top) / float(bottom) if bottom else float(top)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"--scale takes a number or a fraction like 1/255; got {text!r}") from None
+    return value
+
+
+def _run_embed(args: argparse.Namespace) -> None:
+    """Run ``geossl embed``."""
+    import torch
+
+    from geossl.export.embed import embed_rasters
+    from geossl.export.weights import load_backbone
+
+    bands = _parse_number_list(args.bands) if args.bands is not None else None
+    scale = _parse_scale(args.scale) if args.scale is not None else None
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = load_backbone(args.weights, device=device, backbone=args.backbone)
+    meta = loaded.meta
+    report = embed_rasters(
+        loaded.model,
+        args.inputs,
+        args.output,
+        mean=meta.mean,
+        std=meta.std,
+        scale=scale if scale is not None else meta.scale,
+        chip_size=args.chip_size or meta.image_size,
+        stride=args.stride,
+        bands=bands,
+        fmt=args.format,
+        pca=args.pca,
+        batch_size=args.batch_size,
+        device=device,
+        max_nodata=args.max_nodata,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        preview=not args.no_preview,
+        fmow_product=args.fmow_product,
+        model_info={
+            "weights": str(args.weights),
+            "sha256": meta.sha256,
+            "backbone": meta.backbone,
+            "method": meta.method,
+            "band_names": list(meta.bands),
+            "image_size": meta.image_size,
+        },
+    )
+    print(report.summary())
 
 
 def _run_datasets(args: argparse.Namespace) -> None:

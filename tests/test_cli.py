@@ -5,12 +5,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from geossl.cli import build_args, run_pretrain
+from geossl.cli import DEFAULT_DATAMODULE, build_args, data_class_path, run_pretrain
 from geossl.configs import list_presets, preset_path
+from geossl.datamodules import RasterTimeSeriesDataModule
 from geossl.datasets.fmow_sample import generate_fmow_sample
+from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"
+RASTERS_TINY = REPO / "tests" / "conf" / "rasters_tiny.yaml"
 
 
 def tiny_args(root: Path, runs: Path, *extra: str) -> list[str]:
@@ -96,3 +99,47 @@ def test_fit_on_fmow_full_multispectral(tmp_path: Path) -> None:
     cli = run_pretrain([*args, *stats, "--trainer.max_steps", "2"])
     assert cli.model.hparams["in_chans"] == 8
     assert cli.trainer.global_step == 2
+
+
+def test_fit_on_a_raster_time_series(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The rasters preset swaps the data module (class_path); in_chans and the geo-cluster count
+    # still flow from the data to the model. Raster pairs share one canvas, so the temporal SCRL
+    # recipe (which sets data.shared_canvas, an fMoW key the raster module accepts) runs too.
+    stack = generate_raster_timeseries_sample(tmp_path / "stack", num_dates=4)
+    with pytest.raises(SystemExit):
+        run_pretrain(build_args(["--data.paths", str(stack.root), "--print_config"], "rasters"))
+    printed = capsys.readouterr().out
+    assert "class_path: geossl.datamodules.RasterTimeSeriesDataModule" in printed
+    # The defaults are the raster module's own, not fMoW's (shared_canvas is false there).
+    assert "shared_canvas: true" in printed
+    args = [
+        "--config",
+        str(RASTERS_TINY),
+        "--data.paths",
+        str(stack.root),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "runs"),
+    ]
+    tscrl = REPO / "configs" / "pretrain" / "ablations" / "all_tscrl.yaml"
+    small_boxes = ["--model.loss_options", "{scrl: {temporal: true, min_size: 8}}"]
+    cli = run_pretrain([*args, "--config", str(tscrl), *small_boxes])
+    assert isinstance(cli.datamodule, RasterTimeSeriesDataModule)
+    assert cli.model.hparams["in_chans"] == 4
+    assert cli.model.hparams["num_geo_clusters"] == 4
+    assert cli.trainer.global_step == 2
+    metrics = (Path(str(cli.trainer.log_dir)) / "metrics.csv").read_text()
+    assert "train/loss_tp" in metrics
+    assert "train/loss_scrl" in metrics
+    with pytest.raises(ValueError, match=r"model\.mean"):
+        run_pretrain([*args, "--model.mean", "null", "--model.std", "null"])
+
+
+def test_data_class_path_is_the_last_one_given(tmp_path: Path) -> None:
+    rasters = "geossl.datamodules.RasterTimeSeriesDataModule"
+    assert data_class_path([]) == DEFAULT_DATAMODULE
+    assert data_class_path(["--config", str(TINY), "--data.root", "x"]) == DEFAULT_DATAMODULE
+    assert data_class_path(build_args(["--data.paths", "x"], "rasters")) == rasters
+    assert data_class_path([f"--config={RASTERS_TINY}", "--data.batch_size", "2"]) == rasters
+    assert data_class_path(["--config", str(RASTERS_TINY), "--data", "Other"]) == "Other"
+    assert data_class_path(["--data", "{class_path: A, init_args: {}}"]) == "A"
+    assert data_class_path(["--data.class_path=B", "--config", str(tmp_path / "no.yaml")]) == "B"

@@ -15,6 +15,10 @@ _GET_DATA_HINTS: dict[str, str] = {
         "download it with `geossl datasets download fmow --root {root}` "
         "or write a small sample with `geossl datasets sample fmow --output {root}`"
     ),
+    "rasters": (
+        "point data.paths at GeoTIFFs or folders of them (searched recursively), or write a small "
+        "sample with geossl.datasets.generate_raster_timeseries_sample"
+    ),
 }
 
 

@@ -1,5 +1,6 @@
 """geossl.samplers: index samplers for the datasets."""
 
 from geossl.samplers.temporal import TemporalPairSampler
+from geossl.samplers.temporal_geo import TemporalGeoGridSampler, TemporalGeoPairSampler
 
-__all__ = ["TemporalPairSampler"]
+__all__ = ["TemporalGeoGridSampler", "TemporalGeoPairSampler", "TemporalPairSampler"]

@@ -557,7 +557,9 @@ def test_boundless_read_maps_the_window_linearly(tmp_path: Path, suffix: str) ->
     inside = read_fmow_image(path, (0, 0, 50, 80), 64).float()
     assert padded[:, :, :32].eq(0).all()
     expected = torch.nn.functional.interpolate(inside[None], size=(64, 32), mode="area")[0]
-    torch.testing.assert_close(padded[:, :, 32:], expected, atol=6.0 / 255 * padded.max(), rtol=0)
+    torch.testing.assert_close(
+        padded[:, :, 32:], expected, atol=6.0 / 255 * float(padded.max()), rtol=0
+    )
     # a window inside the image reads exactly as without boundless
     torch.testing.assert_close(
         read_fmow_image(path, (0, 0, 50, 80), 64, boundless=True),

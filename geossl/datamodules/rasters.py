@@ -1,0 +1,233 @@
+"""Lightning data module for geography-aware pretraining on your own GeoTIFF time series."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from geossl.datasets.geo_clusters import latlon_to_unit, spherical_kmeans
+from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters
+from geossl.samplers.temporal_geo import TemporalGeoPairSampler
+
+__all__ = ["RasterTimeSeriesDataModule"]
+
+
+class RasterTimeSeriesDataModule(LightningDataModule):
+    """Temporal pairs of patches from co-located GeoTIFFs (MoCo-v2 + temporal positives + geo).
+
+    The same recipe as :class:`~geossl.datamodules.FMoWDataModule`, with the positives and the geo
+    labels taken from the rasters: :class:`~geossl.datasets.rasters.TimeSeriesRasters` indexes the
+    files by footprint and acquisition date, :class:`~geossl.samplers.TemporalGeoPairSampler`
+    draws ``length`` pairs per epoch (a patch uniform over the covered area, two different dates
+    that both cover it with at most ``max_nodata_fraction`` nodata), and
+    :class:`~geossl.datasets.rasters.RasterTemporalPairs` reads them. The geo clusters are fitted
+    once in ``setup`` (spherical k-means, :mod:`geossl.datasets.geo_clusters`) on the centres of
+    ``geo_cluster_points`` patches drawn by the same rule, seeded by ``seed``.
+
+    A training batch is ``image: [B, 2, C, patch_size, patch_size]`` (uint8 for 8-bit files, else
+    float32 in ``[0, 1]``), ``label, geo_label, location: int64 [B]``, ``lat, lon: float32 [B]``,
+    ``time, index: int64 [B, 2]`` (``index``: the two dates' ids) and ``bounds: float64 [B, 4]``
+    in the dataset's CRS (:attr:`crs`). Data workers only read; the random view augmentation
+    happens on the device, as for fMoW.
+
+    Args:
+        paths: a folder (searched recursively) or file, or a list of them.
+        bands: 1-based band indexes to read, ``None`` for all (every file then needs the same
+            band count). With a band count other than 3 the model needs ``model.mean`` and
+            ``model.std``.
+        filename_regex: regex with a ``date`` (or ``year``) group that finds the acquisition date
+            in a file name; default
+            :data:`~geossl.datasets.rasters.DEFAULT_FILENAME_REGEX` (``YYYYMMDD`` or a bare year).
+        date_format: ``strptime`` format of the ``date`` group.
+        crs: CRS to warp every file to (e.g. ``"EPSG:32614"``), default the first file's.
+        res: resolution in CRS units, default the first file's.
+        nodata: nodata value for files that declare none.
+        scale: factor to ``[0, 1]`` for non-8-bit files (e.g. ``1e-4`` for Sentinel-2 L2A),
+            default ``1 / (2**bits - 1)``; ignored for uint8.
+        patch_size: patch side in pixels (the model's random resized crop takes the views from it).
+        batch_size: pairs per batch (per process).
+        num_workers: DataLoader worker processes.
+        num_geo_clusters: geo clusters K (100 in Ayush et al.).
+        length: pairs per epoch.
+        max_nodata_fraction: largest nodata share of a patch at each of its two dates.
+        seed: seed of the pair sampler (``seed + epoch``) and of the geo clustering.
+        geo_cluster_points: patch centres the geo clusters are fitted on.
+        pin_memory: pin batches (only when CUDA is available).
+        persistent_workers: keep workers between epochs (only with ``num_workers > 0``).
+        drop_last: drop the last incomplete batch.
+        shared_canvas: the two views of a pair are always the same pixel window (one canvas, as
+            the temporal SCRL loss needs); accepted so that configs written for fMoW's
+            ``data.shared_canvas`` apply, ``False`` is refused.
+
+    Raises:
+        ValueError: for invalid arguments, naming the ``data.<key>`` to fix.
+    """
+
+    def __init__(
+        self,
+        paths: str | list[str] = "data/rasters",
+        bands: list[int] | None = None,
+        filename_regex: str | None = None,
+        date_format: str = "%Y%m%d",
+        crs: str | None = None,
+        res: float | None = None,
+        nodata: float | None = None,
+        scale: float | None = None,
+        patch_size: int = 256,
+        batch_size: int = 256,
+        num_workers: int = 8,
+        num_geo_clusters: int = 100,
+        length: int = 100_000,
+        max_nodata_fraction: float = 0.1,
+        seed: int = 0,
+        geo_cluster_points: int = 10_000,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        drop_last: bool = True,
+        shared_canvas: bool = True,
+    ) -> None:
+        super().__init__()
+        path_list = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+        if not path_list or any(not str(p) for p in path_list):
+            raise ValueError(f"data.paths must name folders or files, got {paths!r}")
+        if bands is not None and (not bands or min(bands) < 1 or len(set(bands)) != len(bands)):
+            raise ValueError(f"data.bands must be distinct 1-based band indexes, got {bands}")
+        positive = {
+            "patch_size": patch_size,
+            "batch_size": batch_size,
+            "num_geo_clusters": num_geo_clusters,
+            "length": length,
+            "geo_cluster_points": geo_cluster_points,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"data.{key} must be at least 1, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be non-negative, got {num_workers}")
+        if not 0.0 <= max_nodata_fraction <= 1.0:
+            raise ValueError(
+                f"data.max_nodata_fraction must be in [0, 1], got {max_nodata_fraction}"
+            )
+        if not shared_canvas:
+            raise ValueError(
+                "data.shared_canvas must be true: both views of a raster pair are one pixel window"
+            )
+        for key, number in {"res": res, "scale": scale}.items():
+            if number is not None and not (math.isfinite(number) and number > 0):
+                raise ValueError(f"data.{key} must be positive, got {number}")
+        self.save_hyperparameters()
+        self.paths = [str(p) for p in path_list]
+        self.bands = bands
+        self.filename_regex = filename_regex
+        self.date_format = date_format
+        self.crs_name = crs
+        self.res = res
+        self.nodata = nodata
+        self.scale = scale
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.num_geo_clusters = num_geo_clusters
+        self.length = length
+        self.max_nodata_fraction = max_nodata_fraction
+        self.seed = seed
+        self.geo_cluster_points = geo_cluster_points
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.drop_last = drop_last
+        self.rasters: TimeSeriesRasters | None = None
+        self.train_sampler: TemporalGeoPairSampler | None = None
+        self.train_dataset: RasterTemporalPairs | None = None
+        #: Geo-cluster centroids, unit vectors float64 ``[K, 3]`` (after ``setup``).
+        self.centroids: npt.NDArray[np.float64] | None = None
+
+    def _rasters(self) -> TimeSeriesRasters:
+        if self.rasters is None:
+            self.rasters = TimeSeriesRasters(
+                self.paths,
+                bands=self.bands,
+                filename_regex=self.filename_regex,
+                date_format=self.date_format,
+                crs=self.crs_name,
+                res=self.res,
+                nodata=self.nodata,
+            )
+        return self.rasters
+
+    @property
+    def in_chans(self) -> int:
+        """Channels of the patches: ``len(bands)``, else the files' band count (reads one file)."""
+        if self.bands is not None:
+            return len(self.bands)
+        return self._rasters().num_bands
+
+    @property
+    def pairs_share_canvas(self) -> bool:
+        """Always ``True``: both views are read at one window of one pixel grid.
+
+        On co-registered stacks the canvas is exact (the same pixels of the ground); files on other
+        grids or CRSs are resampled onto the first file's grid, so it holds up to that resampling.
+        """
+        return True
+
+    @property
+    def crs(self) -> Any:
+        """CRS of the patches' ``bounds`` (indexes the files if needed)."""
+        return self._rasters().crs
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index the files, build the pair sampler and fit the geo clusters (once)."""
+        if self.train_dataset is not None:
+            return
+        rasters = self._rasters()
+        sampler = TemporalGeoPairSampler(
+            rasters,
+            patch_size=self.patch_size,
+            length=self.length,
+            max_nodata_fraction=self.max_nodata_fraction,
+            seed=self.seed,
+        )
+        generator = torch.Generator().manual_seed(self.seed)
+        boxes, _ = sampler.draw(self.geo_cluster_points, generator)
+        lon, lat = rasters.to_lonlat(
+            (boxes[:, 0] + boxes[:, 2]) / 2.0, (boxes[:, 1] + boxes[:, 3]) / 2.0
+        )
+        centroids, _ = spherical_kmeans(
+            latlon_to_unit(lat, lon),
+            self.num_geo_clusters,
+            seed=self.seed,
+            k_name="data.num_geo_clusters",
+            what="patch positions",
+            context=", ".join(self.paths),
+        )
+        self.centroids = centroids
+        self.train_sampler = sampler
+        self.train_dataset = RasterTemporalPairs(rasters, centroids, scale=self.scale)
+
+    def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+        """Batches of temporal pairs drawn by the seeded :class:`TemporalGeoPairSampler`."""
+        if self.train_dataset is None or self.train_sampler is None:
+            self.setup("fit")
+        if self.train_dataset is None or self.train_sampler is None:  # pragma: no cover
+            raise RuntimeError("RasterTimeSeriesDataModule.setup() did not create the dataset")
+        kwargs: dict[str, Any] = {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+        }
+        if self.num_workers > 0:
+            kwargs["persistent_workers"] = self.persistent_workers
+            kwargs["prefetch_factor"] = 4
+        return DataLoader(
+            self.train_dataset,
+            sampler=self.train_sampler,
+            drop_last=self.drop_last,
+            **kwargs,
+        )

@@ -1,0 +1,554 @@
+"""The inputs of ``geossl embed``: rasters (GeoTIFF, COG, VRT) and fMoW folders.
+
+:func:`find_sources` expands files and folders into a list of sources and checks each one before
+anything is embedded, so a bad input fails the run at once with a one-line error naming the file:
+
+* :class:`RasterSource`: one raster, cut into a grid of chips
+  (:class:`~geossl.export.chips.ChipGrid`);
+* :class:`FMoWSource`: an fMoW root (``train/``, ``val/``, ... in the layout of
+  :mod:`geossl.datasets.fmow`) or one of its split folders; each image is one embedding of its
+  context crop, placed by the JSON's ``raw_location`` footprint and ``timestamp``.
+
+A folder that is not fMoW is searched recursively for ``*.tif``, ``*.tiff`` and ``*.vrt`` files
+(hidden files and folders skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+from affine import Affine
+
+from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
+from geossl.export.chips import ChipGrid, split_antimeridian
+
+__all__ = [
+    "RASTER_SUFFIXES",
+    "FMoWItem",
+    "FMoWSource",
+    "RasterSource",
+    "Source",
+    "crs_label",
+    "find_sources",
+    "fmow_split_folders",
+    "open_raster",
+    "raster_datetime",
+    "read_fmow_item",
+]
+
+#: File suffixes searched for in folders (case-insensitive).
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
+
+#: fMoW image products and their image extensions (the JSON is ``{stem}.json``).
+_FMOW_PRODUCTS: dict[str, tuple[str, ...]] = {
+    "rgb": (".jpg", ".tif"),
+    "msrgb": (".jpg",),
+    "ms": (".tif",),
+}
+
+#: Metadata items that may hold the acquisition time, most specific first: (domain, key).
+_DATETIME_TAGS = (
+    ("IMAGERY", "ACQUISITIONDATETIME"),
+    ("", "ACQUISITIONDATETIME"),
+    ("", "DATETIME"),
+    ("", "TIFFTAG_DATETIME"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RasterSource:
+    """One raster to embed chip by chip.
+
+    Attributes:
+        path: the file.
+        name: a unique short name in the run (the file stem, ``-2``, ``-3`` ... on collisions),
+            used for output file names.
+        crs: the CRS as WKT.
+        crs_label: ``"EPSG:XXXX"`` when the CRS has an EPSG code, else the WKT.
+        transform: pixel-to-map affine transform.
+        width: width in pixels.
+        height: height in pixels.
+        bands: 1-based band indexes fed to the model.
+        dtype: the numpy dtype the bands are read as.
+        all_valid: the raster has no nodata value, alpha band or mask (no mask read needed).
+        datetime: acquisition time from the raster's metadata, when present.
+        grid: the chip grid.
+    """
+
+    path: Path
+    name: str
+    crs: str
+    crs_label: str
+    transform: Affine
+    width: int
+    height: int
+    bands: tuple[int, ...]
+    dtype: str
+    all_valid: bool
+    datetime: datetime | None
+    grid: ChipGrid
+
+    @property
+    def num_items(self) -> int:
+        """Chips of the grid."""
+        return self.grid.num_chips
+
+
+@dataclass(frozen=True, slots=True)
+class FMoWSource:
+    """An fMoW folder: one embedding per image.
+
+    Attributes:
+        root: the folder given (an fMoW root or a split folder).
+        name: a unique short name in the run (``fmow-{folder name}``).
+        images: the image files of ``product``, sorted.
+        product: ``"rgb"``, ``"msrgb"`` or ``"ms"``.
+        bands: 1-based band indexes, or None for all bands of the product.
+    """
+
+    root: Path
+    name: str
+    images: tuple[Path, ...]
+    product: str
+    bands: tuple[int, ...] | None
+
+    @property
+    def num_items(self) -> int:
+        """Images."""
+        return len(self.images)
+
+
+Source = RasterSource | FMoWSource
+
+
+def crs_label(crs: Any) -> str:
+    """``"EPSG:XXXX"`` for a CRS with an EPSG code, else its WKT.
+
+    Args:
+        crs: a :class:`rasterio.crs.CRS`.
+
+    Returns:
+        The label.
+    """
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else str(crs.to_wkt())
+
+
+def _parse_datetime(text: str) -> datetime | None:
+    text = text.strip()
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def raster_datetime(dataset: Any) -> datetime | None:
+    """The acquisition time stored in a raster's metadata, if any.
+
+    Looks at ``ACQUISITIONDATETIME`` (GDAL's ``IMAGERY`` domain, then the default one),
+    ``DATETIME`` and ``TIFFTAG_DATETIME`` (``YYYY:MM:DD HH:MM:SS``), in that order. Note that
+    ``TIFFTAG_DATETIME`` is, strictly, when the file was written; many pipelines set it to the
+    acquisition time. Times without a zone are taken as UTC.
+
+    Args:
+        dataset: an open rasterio dataset.
+
+    Returns:
+        A timezone-aware UTC datetime, or None.
+    """
+    for domain, key in _DATETIME_TAGS:
+        try:
+            tags = dataset.tags(ns=domain) if domain else dataset.tags()
+        except Exception:  # GDAL raises for unknown domains on some drivers
+            continue
+        value = tags.get(key)
+        if isinstance(value, str) and value.strip():
+            parsed = _parse_datetime(value)
+            if parsed is not None:
+                return parsed
+    return None
+
+
+def _has_category_folder(split_dir: Path) -> bool:
+    try:
+        with os.scandir(split_dir) as entries:
+            return any(e.is_dir() and e.name in FMOW_CATEGORIES for e in entries)
+    except OSError:
+        return False
+
+
+def fmow_split_folders(folder: Path) -> list[Path] | None:
+    """The split folders of an fMoW root, or ``[folder]`` for a split folder; None otherwise.
+
+    A folder is an fMoW root when ``train/`` or ``val/`` holds a folder named after an fMoW
+    category, or when ``test/`` or ``seq/`` sits beside its ``{split}_gt_mapping.json``. A folder
+    named ``train`` or ``val`` that holds category folders is a split folder.
+
+    Args:
+        folder: the folder to look at.
+
+    Returns:
+        The split folders to scan, or None when ``folder`` is not fMoW.
+    """
+    splits = []
+    for split in FMOW_SPLITS:
+        split_dir = folder / split
+        if not split_dir.is_dir():
+            continue
+        if split in ("train", "val"):
+            if _has_category_folder(split_dir):
+                splits.append(split_dir)
+        elif (folder / f"{split}_gt_mapping.json").is_file():
+            splits.append(split_dir)
+    if splits:
+        return splits
+    if folder.name in ("train", "val") and _has_category_folder(folder):
+        return [folder]
+    return None
+
+
+def _walk_files(folder: Path) -> Iterable[Path]:
+    """Files under ``folder``, recursively, skipping hidden entries; sorted per folder."""
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(current) / name
+
+
+def _fmow_images(splits: Sequence[Path], product: str) -> list[Path]:
+    suffixes = tuple(f"_{product}{ext}" for ext in _FMOW_PRODUCTS[product])
+    images: list[Path] = []
+    for split_dir in splits:
+        images += [p for p in _walk_files(split_dir) if p.name.endswith(suffixes)]
+    # A stem with two images (.jpg and .tif) keeps the product's preferred extension.
+    chosen: dict[Path, Path] = {}
+    for path in images:
+        stem = path.with_suffix("")
+        if stem not in chosen or _FMOW_PRODUCTS[product].index(path.suffix) < _FMOW_PRODUCTS[
+            product
+        ].index(chosen[stem].suffix):
+            chosen[stem] = path
+    return sorted(chosen.values())
+
+
+def _unique_name(stem: str, taken: set[str]) -> str:
+    name, k = stem, 1
+    while name in taken:
+        k += 1
+        name = f"{stem}-{k}"
+    taken.add(name)
+    return name
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def open_raster(path: Path) -> Any:
+    """Open a raster with rasterio; a file GDAL cannot read raises a one-line ValueError.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The open dataset (close it).
+
+    Raises:
+        ValueError: if GDAL cannot open the file as a raster.
+    """
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        return rasterio.open(path)
+    except RasterioError as err:
+        raise ValueError(f"{path}: not a raster that GDAL can read ({_first_line(err)})") from None
+
+
+def _raster_source(
+    path: Path,
+    name: str,
+    *,
+    in_chans: int,
+    bands: Sequence[int] | None,
+    chip_size: int,
+    stride: int,
+) -> RasterSource:
+    from rasterio.enums import ColorInterp, MaskFlags
+
+    with open_raster(path) as dataset:
+        if dataset.crs is None:
+            raise ValueError(
+                f"{path}: the raster has no CRS; set one first, e.g. "
+                "gdal_edit.py -a_srs EPSG:XXXX FILE"
+            )
+        if dataset.transform.is_identity and dataset.gcps[0]:
+            raise ValueError(
+                f"{path}: the raster is georeferenced by GCPs only; warp it first (gdalwarp)"
+            )
+        count = dataset.count
+        if bands is not None:
+            out_of_range = [b for b in bands if not 1 <= b <= count]
+            if out_of_range:
+                raise ValueError(
+                    f"{path}: band indexes {out_of_range} out of range; the raster has "
+                    f"{count} band(s)"
+                )
+            chosen = tuple(bands)
+        else:
+            colour = dataset.colorinterp
+            chosen = tuple(i + 1 for i in range(count) if colour[i] != ColorInterp.alpha)
+            if len(chosen) != in_chans:
+                raise ValueError(
+                    f"{path}: the raster has {count} band(s) but the weights take {in_chans}; "
+                    f"choose {in_chans} with --bands (e.g. --bands "
+                    f"{','.join(str(i + 1) for i in range(min(in_chans, count)))})"
+                )
+        dtypes = {dataset.dtypes[b - 1] for b in chosen}
+        dtype = str(np.result_type(*dtypes)) if len(dtypes) > 1 else dtypes.pop()
+        all_valid = (
+            all(dataset.mask_flag_enums[i] == [MaskFlags.all_valid] for i in range(count))
+            and np.dtype(dtype).kind != "f"
+        )
+        return RasterSource(
+            path=path,
+            name=name,
+            crs=str(dataset.crs.to_wkt()),
+            crs_label=crs_label(dataset.crs),
+            transform=dataset.transform,
+            width=dataset.width,
+            height=dataset.height,
+            bands=chosen,
+            dtype=dtype,
+            all_valid=all_valid,
+            datetime=raster_datetime(dataset),
+            grid=ChipGrid(dataset.width, dataset.height, chip_size, stride),
+        )
+
+
+def _check_fmow_bands(image: Path, in_chans: int, bands: Sequence[int] | None) -> None:
+    """Check the bands of an fMoW product on its first image (JPEGs have 3)."""
+    if image.suffix.lower() == ".tif":
+        with open_raster(image) as dataset:
+            count = dataset.count
+    else:
+        count = 3
+    if bands is not None and max(bands) > count:
+        raise ValueError(
+            f"{image}: band indexes {[b for b in bands if b > count]} out of range; the image has "
+            f"{count} band(s)"
+        )
+    if bands is None and count != in_chans:
+        raise ValueError(
+            f"{image}: the image has {count} band(s) but the weights take {in_chans}; choose "
+            f"{in_chans} with --bands or another product with --fmow-product"
+        )
+
+
+def find_sources(
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    in_chans: int,
+    bands: Sequence[int] | None = None,
+    chip_size: int,
+    stride: int,
+    fmow_product: str | None = None,
+) -> list[Source]:
+    """Expand the inputs into sources and check that each can be embedded.
+
+    Every raster is opened (header only) and checked: GDAL can read it, it has a CRS and an affine
+    geotransform, and it has ``in_chans`` bands (alpha bands not counted) or ``bands`` selects
+    existing ones.
+
+    Args:
+        inputs: raster files and folders (searched recursively) and fMoW folders.
+        in_chans: bands the model takes.
+        bands: 1-based band indexes to feed the model (``len(bands) == in_chans``); None means
+            every band but alpha.
+        chip_size: chip side in pixels.
+        stride: chip step in pixels.
+        fmow_product: fMoW image product to embed (``rgb``, ``msrgb`` or ``ms``); None picks
+            ``ms`` when the model takes more than 3 bands or ``bands`` goes past 3, else ``rgb``.
+
+    Returns:
+        The sources, in input order (files of a folder sorted by path).
+
+    Raises:
+        FileNotFoundError: if an input does not exist or a folder holds no raster.
+        ValueError: for a file GDAL cannot read, a raster without CRS or with the wrong number of
+            bands, or an unknown fMoW product; the message names the file.
+    """
+    if bands is not None and len(bands) != in_chans:
+        raise ValueError(f"--bands selects {len(bands)} band(s) but the weights take {in_chans}")
+    if fmow_product is not None and fmow_product not in _FMOW_PRODUCTS:
+        raise ValueError(
+            f"unknown fMoW product {fmow_product!r}; choose one of {sorted(_FMOW_PRODUCTS)}"
+        )
+    taken: set[str] = set()
+    sources: list[Source] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        path = Path(item)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        if path.is_dir():
+            splits = fmow_split_folders(path)
+            if splits is not None:
+                product = fmow_product or (
+                    "ms" if in_chans > 3 or (bands is not None and max(bands) > 3) else "rgb"
+                )
+                images = _fmow_images(splits, product)
+                if not images:
+                    raise FileNotFoundError(
+                        f"{path}: an fMoW folder without *_{product} images "
+                        f"({', '.join('*' + e for e in _FMOW_PRODUCTS[product])})"
+                    )
+                _check_fmow_bands(images[0], in_chans, bands)
+                name = _unique_name(f"fmow-{path.resolve().name}", taken)
+                sources.append(
+                    FMoWSource(
+                        path, name, tuple(images), product, None if bands is None else tuple(bands)
+                    )
+                )
+                continue
+            files = [p for p in _walk_files(path) if p.suffix.lower() in RASTER_SUFFIXES]
+            if not files:
+                raise FileNotFoundError(
+                    f"{path}: no {', '.join('*' + s for s in RASTER_SUFFIXES)} files in the folder"
+                )
+        else:
+            files = [path]
+        for file in files:
+            key = file.resolve()
+            if key in seen:
+                warnings.warn(f"{file}: given twice; embedded once", UserWarning, stacklevel=2)
+                continue
+            seen.add(key)
+            name = _unique_name(file.stem, taken)
+            sources.append(
+                _raster_source(
+                    file, name, in_chans=in_chans, bands=bands, chip_size=chip_size, stride=stride
+                )
+            )
+    if not sources:
+        raise FileNotFoundError("no input given")
+    return sources
+
+
+@dataclass(frozen=True, slots=True)
+class FMoWItem:
+    """One fMoW image read for embedding.
+
+    Attributes:
+        pixels: ``float32 [C, size, size]`` context crop in ``[0, 1]``.
+        window: the crop ``(col_off, row_off, width, height)`` in image pixels.
+        footprint: the image footprint from ``raw_location`` (lon/lat, split at the antimeridian).
+        lon: longitude of the footprint's centroid.
+        lat: latitude of the footprint's centroid.
+        datetime: the acquisition time (the JSON ``timestamp``).
+        crs: the image's CRS label for a GeoTIFF, None for a JPEG.
+    """
+
+    pixels: npt.NDArray[np.float32]
+    window: tuple[int, int, int, int]
+    footprint: shapely.Geometry
+    lon: float
+    lat: float
+    datetime: datetime
+    crs: str | None
+
+
+def _footprint(value: Any) -> shapely.Geometry | None:
+    """The ``raw_location`` WKT as a valid lon/lat (Multi)Polygon, None when unusable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        geometry = shapely.from_wkt(value)
+    except shapely.errors.ShapelyError:
+        return None
+    if not isinstance(geometry, shapely.Polygon) or geometry.is_empty:
+        return geometry if isinstance(geometry, shapely.MultiPolygon) else None
+    coords = np.asarray(geometry.exterior.coords)
+    if not np.isfinite(coords).all() or np.abs(coords[:, 1]).max() > 90.0:
+        return None
+    west, east = coords[:, 0].min(), coords[:, 0].max()
+    if west >= -180.0 and east <= 180.0 and east - west <= 180.0:
+        return geometry  # the common case, kept bit for bit
+    lon0 = coords[0, 0]
+    lons = lon0 + (coords[:, 0] - lon0 + 180.0) % 360.0 - 180.0
+    lons -= 360.0 * np.round(lon0 / 360.0)
+    return split_antimeridian(shapely.Polygon(np.stack([lons, coords[:, 1]], axis=1)))
+
+
+def read_fmow_item(
+    image: Path, size: int, bands: Sequence[int] | None, scale: float
+) -> FMoWItem | str:
+    """Read an fMoW image's context crop and its JSON (footprint, time).
+
+    The crop is the standard target box plus context (:func:`~geossl.datasets.fmow_context_box`)
+    resized to ``size x size`` (:func:`~geossl.datasets.read_fmow_image`): the view the
+    pretraining pipeline sees.
+
+    Args:
+        image: the image file; its JSON is ``image.with_suffix(".json")``.
+        size: the crop's output side in pixels.
+        bands: 1-based band indexes, None for all.
+        scale: factor from raw values to ``[0, 1]`` (applied to JPEG and GeoTIFF alike).
+
+    Returns:
+        The item, or the reason it was skipped (``"invalid json"``, ``"no footprint"``,
+        ``"degenerate box"``, ``"unreadable image"``).
+    """
+    from geossl.datasets.errors import InvalidSampleError
+    from geossl.datasets.fmow import fmow_context_box, fmow_meta_from_dict, read_fmow_image
+
+    try:
+        data = json.loads(image.with_suffix(".json").read_bytes())
+        meta = fmow_meta_from_dict(data, image.with_suffix(".json"))
+    except (OSError, ValueError, UnicodeDecodeError, InvalidSampleError):
+        return "invalid json"
+    footprint = _footprint(data.get("raw_location"))
+    if footprint is None:
+        return "no footprint"
+    crop = fmow_context_box(meta.box, meta.img_width, meta.img_height)
+    if crop is None:
+        return "degenerate box"
+    crs: str | None = None
+    try:
+        if image.suffix.lower() == ".tif":
+            with open_raster(image) as dataset:
+                crs = crs_label(dataset.crs) if dataset.crs is not None else None
+            tensor = read_fmow_image(image, crop, size, bands, scale=scale)
+            pixels = tensor.numpy().astype(np.float32, copy=False)
+        else:
+            tensor = read_fmow_image(image, crop, size, bands)
+            pixels = tensor.numpy().astype(np.float32) * np.float32(scale)
+    except Exception:  # PIL, rasterio and OS errors alike: the image is skipped and counted
+        return "unreadable image"
+    return FMoWItem(
+        pixels=pixels,
+        window=(crop[0], crop[1], crop[2] - crop[0], crop[3] - crop[1]),
+        footprint=footprint,
+        lon=meta.lon,
+        lat=meta.lat,
+        datetime=datetime.fromtimestamp(meta.timestamp, tz=UTC),
+        crs=crs,
+    )

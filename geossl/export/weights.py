@@ -1,0 +1,288 @@
+"""Export pretrained backbones in torchgeo's and timm's formats, and load them back.
+
+:func:`export_weights` turns a geossl pretraining checkpoint (Lightning ``.ckpt`` of
+:class:`~geossl.trainers.GeoSSLTask`, with optimiser, queue, heads and EMA key encoder) into three
+files named ``{backbone}_{method}-{hash8}`` like torchvision's / torchgeo's weight files (``hash8``:
+the first 8 hex digits of the ``.pth``'s SHA-256, e.g. ``resnet50_tp_geo-1a2b3c4d``):
+
+* ``.pth``: the query backbone as a plain timm state dict (``conv1.weight``, ``bn1.*``,
+  ``layer1.0.conv1.weight``, ... no ``fc``), the format of torchgeo's
+  ``ResNet50_Weights.FMOW_RGB_GASSL``: ``timm.create_model(backbone, num_classes=0)`` loads it
+  with ``strict=True``;
+* ``.ckpt``: the same tensors as a Lightning-style checkpoint (``hyper_parameters["model"]`` and
+  ``state_dict`` keys ``model.<key>``), the layout torchgeo's trainers read with
+  ``weights=PATH`` (``ClassificationTask(model=..., weights=PATH)``,
+  ``SemanticSegmentationTask(backbone=..., weights=PATH)``);
+* ``.json``: the metadata (architecture, bands, input normalisation, image size, recipe, loss
+  weights and options, dataset, training progress, versions, SHA-256), ``docs/export.md``.
+
+:func:`load_backbone` loads any of these (or the pretraining checkpoint, a torchgeo / timm file)
+into a timm model for inference, e.g. ``geossl embed``.
+"""
+
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning
+import timm
+import torch
+from torch import nn
+
+from geossl import __version__
+from geossl.models.backbones import create_backbone, get_num_features
+from geossl.models.weights import (
+    METADATA_FORMAT,
+    METADATA_VERSION,
+    WeightsMeta,
+    load_state_dict_strict,
+    read_weights,
+    state_dict_bytes,
+)
+from geossl.utils.io import atomic_output, atomic_write_bytes
+
+__all__ = ["ExportedWeights", "LoadedBackbone", "WeightsMeta", "export_weights", "load_backbone"]
+
+#: Data-module hyper-parameters recorded in the metadata (local paths and loader settings are not).
+_DATASET_KEYS = (
+    "product",
+    "bands",
+    "splits",
+    "image_size",
+    "num_geo_clusters",
+    "pair_mode",
+    "seed",
+    "batch_size",
+)
+
+
+@dataclass(frozen=True)
+class ExportedWeights:
+    """The files written by :func:`export_weights`.
+
+    Attributes:
+        weights: the ``.pth`` timm state dict.
+        checkpoint: the ``.ckpt`` for torchgeo's trainers (``weights=PATH``).
+        metadata: the ``.json`` metadata.
+        meta: the weights' metadata as :func:`load_backbone` reads it back from the ``.pth``.
+    """
+
+    weights: Path
+    checkpoint: Path
+    metadata: Path
+    meta: WeightsMeta
+
+
+@dataclass(frozen=True)
+class LoadedBackbone:
+    """A backbone ready for inference, and what its input must look like.
+
+    Attributes:
+        model: the timm model (``num_classes=0``: ``model(x)`` is ``[B, num_features]``), in eval
+            mode, on the requested device.
+        meta: bands, normalisation (``(raw * scale - mean) / std``), image size, recipe and hash.
+    """
+
+    model: nn.Module
+    meta: WeightsMeta
+
+
+#: Marker of a value that JSON cannot hold (dropped from the metadata).
+_SKIP = object()
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` if it is made of JSON types (str, number, bool, None, lists, str-keyed dicts)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        items = [_json_safe(v) for v in value]
+        return items if all(i is not _SKIP for i in items) else _SKIP
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        out = {k: _json_safe(v) for k, v in value.items()}
+        return out if all(v is not _SKIP for v in out.values()) else _SKIP
+    return _SKIP
+
+
+def _resolved_loss_options(meta: WeightsMeta) -> dict[str, Any]:
+    """Every option of every active term: the checkpoint's values over the terms' defaults."""
+    # Imported here: the terms registry lives in geossl.trainers (Lightning, lightly), which only
+    # the export itself needs, not load_backbone.
+    from geossl.trainers import resolve_loss_options
+
+    given = meta.info.get("loss_options") or {}
+    active = [name for name, weight in meta.losses.items() if weight > 0]
+    return {name: resolve_loss_options(name, given.get(name)) for name in active}
+
+
+def _metadata(
+    meta: WeightsMeta,
+    checkpoint: Mapping[str, Any],
+    num_features: int,
+    files: Mapping[str, str],
+    source_sha256: str,
+) -> dict[str, Any]:
+    """The metadata JSON of an export (see ``docs/export.md``)."""
+    datamodule = checkpoint.get("datamodule_hyper_parameters") or {}
+    dataset: dict[str, Any] | None = None
+    if meta.dataset is not None:
+        dataset = {"name": meta.dataset}
+        values = {k: _json_safe(datamodule[k]) for k in _DATASET_KEYS if k in datamodule}
+        dataset.update({k: v for k, v in values.items() if v is not _SKIP})
+    hparams = {k: _json_safe(v) for k, v in meta.info.items()}
+    init_weights = _json_safe(checkpoint.get("geossl_init_weights"))
+    return {
+        "format": METADATA_FORMAT,
+        "format_version": METADATA_VERSION,
+        "backbone": meta.backbone,
+        "in_chans": meta.in_chans,
+        "num_features": num_features,
+        "bands": list(meta.bands),
+        "normalization": {
+            "scale": meta.scale,
+            "mean": list(meta.mean),
+            "std": list(meta.std),
+            "formula": "x = (raw * scale - mean) / std, per band, on images resized to image_size",
+        },
+        "image_size": meta.image_size,
+        "method": meta.method,
+        "losses": dict(meta.losses),
+        "loss_options": _resolved_loss_options(meta),
+        "dataset": dataset,
+        "epoch": meta.epoch,
+        "global_step": meta.global_step,
+        "pretrain_hparams": {k: v for k, v in hparams.items() if v is not _SKIP},
+        "init_weights": None if init_weights is _SKIP else init_weights,
+        "source": {"file": meta.source.name, "sha256": source_sha256},
+        "files": dict(files),
+        "sha256": meta.sha256_full,
+        "versions": {
+            "geossl": __version__,
+            "torch": str(torch.__version__),  # a TorchVersion: torch.load(weights_only) refuses it
+            "timm": str(timm.__version__),
+            "lightning": str(lightning.__version__),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def export_weights(
+    checkpoint: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+) -> ExportedWeights:
+    """Export the backbone of a geossl pretraining checkpoint (``.pth``, ``.ckpt``, ``.json``).
+
+    The files are ``{output_dir}/{backbone}_{method}-{hash8}.{pth,ckpt,json}`` (see the module
+    doc); each is written atomically. The ``.pth`` bytes are deterministic, so exporting the same
+    weights twice gives the same names and hash.
+
+    Args:
+        checkpoint: a Lightning checkpoint of :class:`~geossl.trainers.GeoSSLTask` (read with
+            ``torch.load(weights_only=True)``).
+        output_dir: folder to write to (created if needed).
+        overwrite: replace existing files of the same names.
+
+    Returns:
+        The paths written and the metadata.
+
+    Raises:
+        FileNotFoundError: if ``checkpoint`` does not exist.
+        FileExistsError: if an output file exists and ``overwrite`` is False.
+        ValueError: if ``checkpoint`` is not a geossl pretraining checkpoint.
+    """
+    source = Path(checkpoint)
+    state, meta = read_weights(source)
+    if meta.source_format != "geossl-checkpoint":
+        raise ValueError(
+            f"{source}: not a geossl pretraining checkpoint (GeoSSLTask .ckpt); it reads as "
+            f"{meta.source_format}"
+        )
+    raw = torch.load(source, map_location="cpu", weights_only=True)  # read_weights checked it
+
+    model = create_backbone(meta.backbone, in_chans=meta.in_chans)
+    load_state_dict_strict(model, state, source=str(source), backbone=meta.backbone)
+    num_features = get_num_features(model)
+
+    data = state_dict_bytes(state)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta.sha256_full:  # read_weights hashed the same serialisation
+        raise RuntimeError(f"{source}: non-deterministic serialisation of the weights")
+    out = Path(output_dir)
+    stem = f"{meta.backbone}_{meta.method}-{digest[:8]}"
+    paths = {ext: out / f"{stem}.{ext}" for ext in ("pth", "ckpt", "json")}
+    if not overwrite:
+        for path in paths.values():
+            if path.exists():
+                raise FileExistsError(
+                    f"{path} exists; pass overwrite=True (--overwrite) to replace it"
+                )
+    out.mkdir(parents=True, exist_ok=True)
+
+    with source.open("rb") as f:
+        source_sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+    files = {"weights": paths["pth"].name, "checkpoint": paths["ckpt"].name}
+    metadata = _metadata(meta, raw, num_features, files, source_sha256)
+
+    atomic_write_bytes(paths["pth"], data)
+    lightning_checkpoint = {
+        "epoch": meta.epoch,
+        "global_step": meta.global_step,
+        "pytorch-lightning_version": str(lightning.__version__),
+        # torchgeo's extract_backbone: hyper_parameters["model"] names the timm architecture and
+        # state_dict keys "model.<timm key>" hold the backbone (read with weights_only=True).
+        "state_dict": {f"model.{key}": tensor for key, tensor in state.items()},
+        "hyper_parameters": {"model": meta.backbone, "in_channels": meta.in_chans},
+        "geossl_metadata": metadata,
+    }
+    with atomic_output(paths["ckpt"]) as tmp:
+        torch.save(lightning_checkpoint, tmp)
+    atomic_write_bytes(paths["json"], (json.dumps(metadata, indent=2) + "\n").encode())
+
+    _, exported = read_weights(paths["pth"])
+    return ExportedWeights(
+        weights=paths["pth"], checkpoint=paths["ckpt"], metadata=paths["json"], meta=exported
+    )
+
+
+def load_backbone(
+    path: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    backbone: str | None = None,
+) -> LoadedBackbone:
+    """Load a pretrained backbone for inference, with the description of its input.
+
+    Args:
+        path: a geossl pretraining ``.ckpt``, an exported ``.pth`` (with its ``.json``) or
+            ``.ckpt``, a torchgeo-style Lightning checkpoint, a bare state dict or a timm
+            checkpoint (see :func:`~geossl.models.weights.read_weights`).
+        device: where to put the model.
+        backbone: timm architecture of a bare state dict without metadata (required there; a
+            file that names its own must agree).
+
+    Returns:
+        The timm model (``num_classes=0``, eval mode, every tensor from the file: strict keys)
+        and its :class:`~geossl.models.weights.WeightsMeta`.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: (one line, naming the file) for an unreadable or unknown file, a bare state
+            dict without ``backbone``, a backbone other than the given one, key / in_chans
+            mismatches, or unknown normalisation (a bare file of other than 3 bands).
+    """
+    state, meta = read_weights(path, backbone=backbone)
+    if backbone is not None and backbone.partition(".")[0] != meta.backbone.partition(".")[0]:
+        raise ValueError(f"{path}: holds {meta.backbone} weights, not {backbone}")
+    meta.require_normalization()
+    model = create_backbone(meta.backbone, in_chans=meta.in_chans)
+    load_state_dict_strict(model, state, source=str(path), backbone=meta.backbone)
+    model.eval()
+    model.to(device)
+    return LoadedBackbone(model=model, meta=meta)
