@@ -258,6 +258,27 @@ def run_experiment(
     return rows
 
 
+def merge_results(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with the rows of ``old`` that it does not redo, in table order.
+
+    Rows are keyed by ``(data, recipe)``; the order is the data's first appearance, then random
+    init, then :data:`RECIPES` order. Descriptions and commands of both are kept.
+    """
+    rows = {(r["data"], r["recipe"]): r for r in old.get("results", [])}
+    rows.update({(r["data"], r["recipe"]): r for r in new["results"]})
+    data_order = list(dict.fromkeys(key[0] for key in rows))
+    recipe_order = ["random init", *RECIPES]
+    ordered = sorted(rows, key=lambda k: (data_order.index(k[0]), recipe_order.index(k[1])))
+    old_commands = old.get("command", [])
+    commands = [old_commands] if isinstance(old_commands, str) else list(old_commands)
+    return {
+        **new,
+        "dataset": {**old.get("dataset", {}), **new["dataset"]},
+        "command": list(dict.fromkeys([*commands, *new["command"]])),
+        "results": [rows[key] for key in ordered],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the ablation and write ``benchmarks/results/ablation_<dataset>.json``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -267,6 +288,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/geossl-ablation"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--locations", type=int, default=240, help="fmow-sample locations")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="merge into the existing results file (a row per data and recipe, new ones win)",
+    )
     args = parser.parse_args(argv)
 
     rows: list[dict[str, Any]] = []
@@ -320,11 +346,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             "base config": str(BASE_CONFIG.relative_to(REPO)),
             "scrl min_size": SCRL_SMALL_VIEWS["min_size"],
         },
-        "command": shlex.join(["python", "-m", "benchmarks.ablation", *(argv or sys.argv[1:])]),
+        "command": [shlex.join(["python", "-m", "benchmarks.ablation", *(argv or sys.argv[1:])])],
         "results": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"ablation_{args.dataset.replace('-', '_')}.json"
+    if args.append and path.is_file():
+        out = merge_results(json.loads(path.read_text()), out)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}", file=sys.stderr)
 

@@ -55,8 +55,8 @@ def render_section(name: str, data: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
         lines.append("")
     commands = [row["command"] for row in results if "command" in row]
-    if data.get("command"):
-        commands.insert(0, data["command"])
+    top = data.get("command") or []
+    commands = [*([top] if isinstance(top, str) else top), *commands]
     if commands:
         lines += ["Commands:", "", "```bash", *dict.fromkeys(commands), "```", ""]
     return "\n".join(lines)
