@@ -61,17 +61,23 @@ def _split_dataset_flag(argv: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 def _datasets_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add ``geossl datasets {sample,download,index} fmow``."""
+    """Add ``geossl datasets sample {fmow,rasters}`` and ``{download,index} fmow``."""
     datasets = sub.add_parser("datasets", help="generate, download and index datasets")
     dsub = datasets.add_subparsers(dest="action", required=True, metavar="{sample,download,index}")
 
     sample = dsub.add_parser(
         "sample", help="write a small seeded sample in the real on-disk layout"
     )
-    sample.add_argument("dataset", choices=["fmow"])
+    sample.add_argument("dataset", choices=["fmow", "rasters"])
     sample.add_argument("--output", required=True, type=Path, help="folder to create")
     sample.add_argument(
-        "--locations", type=int, default=48, help="number of locations (default 48)"
+        "--locations", type=int, default=48, help="fmow: number of locations (default 48)"
+    )
+    sample.add_argument(
+        "--dates",
+        type=int,
+        default=5,
+        help="rasters: acquisition dates of the co-registered GeoTIFF time series (default 5)",
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument(
@@ -365,7 +371,19 @@ def _run_embed(args: argparse.Namespace) -> None:
 
 def _run_datasets(args: argparse.Namespace) -> None:
     """Run ``geossl datasets ...``."""
-    if args.action == "sample":
+    if args.action == "sample" and args.dataset == "rasters":
+        from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
+
+        raster_summary = generate_raster_timeseries_sample(
+            args.output, num_dates=args.dates, seed=args.seed, overwrite=args.overwrite
+        )
+        height, width = raster_summary.size
+        print(
+            f"wrote {len(raster_summary.files):,} GeoTIFFs ({len(raster_summary.dates)} dates, "
+            f"{raster_summary.num_bands} bands, {width}x{height} px, EPSG:{raster_summary.epsg}) "
+            f"to {raster_summary.root}"
+        )
+    elif args.action == "sample":
         from geossl.datasets.fmow_sample import generate_fmow_sample
 
         summary = generate_fmow_sample(

@@ -92,6 +92,18 @@ def test_sample_command_writes_layout(tmp_path: Path) -> None:
     assert excinfo.value.code == 2
 
 
+def test_sample_rasters_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "stack"
+    main(["datasets", "sample", "rasters", "--output", str(out), "--dates", "3"])
+    assert "3 dates" in capsys.readouterr().out
+    assert len(list(out.glob("*.tif"))) == 3
+    with pytest.raises(SystemExit) as excinfo:  # exists: one line, exit 2
+        main(["datasets", "sample", "rasters", "--output", str(out), "--dates", "3"])
+    assert excinfo.value.code == 2
+    main(["datasets", "sample", "rasters", "--output", str(out), "--dates", "4", "--overwrite"])
+    assert len(list(out.glob("*.tif"))) == 4
+
+
 def test_index_command(
     fmow_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
