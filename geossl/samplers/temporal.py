@@ -7,7 +7,6 @@ key. :class:`TemporalPairSampler` draws those pairs as ``(i, j)`` row indexes of
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Literal
 
@@ -16,6 +15,8 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 from torch.utils.data import Sampler
+
+from geossl.samplers.sharding import check_replicas, shard_indices, sharded_len
 
 __all__ = ["TemporalPairSampler"]
 
@@ -105,8 +106,7 @@ class TemporalPairSampler(Sampler[tuple[int, int]]):
             )
         if mode not in ("location", "image"):
             raise ValueError(f"mode must be 'location' or 'image', got {mode!r}")
-        if num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {rank}")
+        check_replicas(num_replicas, rank)
         n = len(locations)
         loc_starts = _run_starts(locations)
         if len(torch.unique(locations)) != len(loc_starts):
@@ -151,12 +151,7 @@ class TemporalPairSampler(Sampler[tuple[int, int]]):
 
     def __len__(self) -> int:
         """Number of pairs one iteration yields (on this replica)."""
-        total = self._total()
-        if self.num_replicas == 1:
-            return total
-        if self.drop_last:
-            return total // self.num_replicas
-        return math.ceil(total / self.num_replicas)
+        return sharded_len(self._total(), self.num_replicas, self.drop_last)
 
     def _uniform(self, count: int, generator: torch.Generator) -> Tensor:
         return torch.rand(count, generator=generator, dtype=torch.float64)
@@ -200,10 +195,6 @@ class TemporalPairSampler(Sampler[tuple[int, int]]):
         self.epoch += 1
         anchors, partners = self.pairs(generator)
         if self.num_replicas > 1:
-            total = len(self) * self.num_replicas
-            if total > len(anchors):  # pad by wrapping around
-                repeat = math.ceil(total / max(len(anchors), 1))
-                anchors, partners = anchors.repeat(repeat)[:total], partners.repeat(repeat)[:total]
-            anchors = anchors[:total][self.rank :: self.num_replicas]
-            partners = partners[:total][self.rank :: self.num_replicas]
+            index = shard_indices(len(anchors), self.num_replicas, self.rank, self.drop_last)
+            anchors, partners = anchors[index], partners[index]
         return zip(anchors.tolist(), partners.tolist(), strict=True)

@@ -20,7 +20,6 @@ import itertools
 import math
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +28,7 @@ import torch
 from torch.utils.data import Sampler
 
 from geossl.datasets.rasters import PairQuery, TimeSeriesRasters
+from geossl.samplers.sharding import check_replicas, shard_indices, sharded_len
 
 __all__ = ["TemporalGeoGridSampler", "TemporalGeoPairSampler"]
 
@@ -39,25 +39,6 @@ IntArray = npt.NDArray[np.int64]
 _CHUNK_POINTS = 1 << 24  # D * M * K * K grid lookups per block (bounds memory)
 _TRIAL_DRAWS = 8192  # candidates drawn at construction to check that valid pairs exist
 _MAX_DRAWS_PER_PAIR = 2000  # give up on an epoch after this many candidates per missing pair
-
-
-def _shard(values: list[Any], num_replicas: int, rank: int, drop_last: bool) -> list[Any]:
-    """``values[rank::num_replicas]`` after padding (wrap around) or trimming to a multiple."""
-    if num_replicas == 1:
-        return values
-    if drop_last:
-        total = len(values) // num_replicas * num_replicas
-    else:
-        total = math.ceil(len(values) / num_replicas) * num_replicas
-        if total > len(values) and values:
-            values = (values * math.ceil(total / len(values)))[:total]
-    return values[:total][rank::num_replicas]
-
-
-def _sharded_len(total: int, num_replicas: int, drop_last: bool) -> int:
-    if num_replicas == 1:
-        return total
-    return total // num_replicas if drop_last else math.ceil(total / num_replicas)
 
 
 class _PatchRule:
@@ -249,8 +230,7 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
     ) -> None:
         if length < 1:
             raise ValueError(f"length must be at least 1, got {length}")
-        if num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {rank}")
+        check_replicas(num_replicas, rank)
         rule = _PatchRule(dataset, patch_size, max_nodata_fraction, cells_per_patch)
         if rule.num_dates < 2:
             raise ValueError(
@@ -289,7 +269,7 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
 
     def __len__(self) -> int:
         """Number of pairs one iteration yields (on this replica)."""
-        return _sharded_len(self.length, self.num_replicas, self.drop_last)
+        return sharded_len(self.length, self.num_replicas, self.drop_last)
 
     def _candidates(
         self, count: int, generator: torch.Generator
@@ -349,7 +329,7 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
         self.epoch += 1
         boxes, dates = self.draw(self.length, generator)
-        order = _shard(list(range(len(boxes))), self.num_replicas, self.rank, self.drop_last)
+        order = shard_indices(len(boxes), self.num_replicas, self.rank, self.drop_last).tolist()
         for i in order:
             yield self.rule.queries(boxes[i], (int(dates[i, 0]), int(dates[i, 1])))
 
@@ -391,8 +371,7 @@ class TemporalGeoGridSampler(Sampler[PairQuery]):
         stride = patch_size if stride is None else stride
         if stride < 1:
             raise ValueError(f"stride must be at least 1, got {stride}")
-        if num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {rank}")
+        check_replicas(num_replicas, rank)
         rule = _PatchRule(dataset, patch_size, max_nodata_fraction, cells_per_patch)
         left, bottom, right, top = dataset.extent
         ox, oy = rule.origin
@@ -431,10 +410,12 @@ class TemporalGeoGridSampler(Sampler[PairQuery]):
 
     def __len__(self) -> int:
         """Number of pairs one iteration yields (on this replica)."""
-        return _sharded_len(len(self._pairs), self.num_replicas, self.drop_last)
+        return sharded_len(len(self._pairs), self.num_replicas, self.drop_last)
 
     def __iter__(self) -> Iterator[PairQuery]:
         """Yield the pairs in grid order (row-major, then date order)."""
-        order = _shard(list(range(len(self._pairs))), self.num_replicas, self.rank, self.drop_last)
+        order = shard_indices(
+            len(self._pairs), self.num_replicas, self.rank, self.drop_last
+        ).tolist()
         for i in order:
             yield self.rule.queries(self.boxes[self._patch_ids[i]], self._pairs[i])
