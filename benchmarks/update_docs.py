@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 PAGE = REPO / "docs" / "benchmarks.md"
 ABLATION_PAGE = REPO / "docs" / "ablation.md"
+DOWNSTREAM_PAGE = REPO / "docs" / "finetune.md"
 
 INTRO = """# Benchmarks
 
@@ -62,8 +63,8 @@ def render_section(name: str, data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_ablation(page: Path, files: list[Path]) -> None:
-    """Replace the results block of the hand-written ablation page with the rendered tables."""
+def render_into(page: Path, files: list[Path]) -> None:
+    """Replace the results block of a hand-written page with the rendered tables."""
     start, end = "<!-- results:start -->", "<!-- results:end -->"
     text = page.read_text()
     if start not in text or end not in text:
@@ -79,10 +80,11 @@ def main() -> None:
     """Write the pages: ablation results into docs/ablation.md, the rest into docs/benchmarks.md."""
     files = sorted(RESULTS.glob("*.json"))
     ablations = [p for p in files if p.stem.startswith("ablation_")]
+    downstream = [p for p in files if p.stem.startswith("downstream_")]
     sections = [
         render_section(path.stem, json.loads(path.read_text()))
         for path in files
-        if path not in ablations
+        if path not in ablations and path not in downstream
     ]
     body = (
         "\n".join(sections) if sections else "No results yet: run the scripts in `benchmarks/`.\n"
@@ -90,7 +92,9 @@ def main() -> None:
     PAGE.write_text(INTRO + "\n" + body)
     print(f"wrote {PAGE}")
     if ablations:
-        render_ablation(ABLATION_PAGE, ablations)
+        render_into(ABLATION_PAGE, ablations)
+    if downstream:
+        render_into(DOWNSTREAM_PAGE, downstream)
 
 
 if __name__ == "__main__":

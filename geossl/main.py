@@ -28,6 +28,42 @@ _USER_ERRORS: tuple[type[Exception], ...] = (
 DEMO_LOCATIONS = 160
 
 
+def _split_flag(
+    argv: Sequence[str], flag: str, example: str = "--dataset fmow"
+) -> tuple[str | None, list[str]]:
+    """Take ``FLAG VALUE`` (or ``FLAG=VALUE``) out of arguments meant for LightningCLI.
+
+    Args:
+        argv: The arguments after the command.
+        flag: The flag, e.g. ``--dataset``.
+        example: A usage example for the error message.
+
+    Returns:
+        The value (or None) and the remaining arguments.
+
+    Raises:
+        ValueError: If the flag has no value.
+    """
+    value: str | None = None
+    rest: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item == flag:
+            if i + 1 >= len(items) or items[i + 1].startswith("--"):
+                raise ValueError(f"{flag} needs a value, e.g. {example}")
+            value = items[i + 1]
+            i += 2
+            continue
+        if item.startswith(f"{flag}="):
+            value = item.split("=", 1)[1]
+        else:
+            rest.append(item)
+        i += 1
+    return value, rest
+
+
 def _split_dataset_flag(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     """Take ``--dataset NAME`` (or ``--dataset=NAME``) out of the pretrain arguments.
 
@@ -40,24 +76,7 @@ def _split_dataset_flag(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     Raises:
         ValueError: If ``--dataset`` has no value.
     """
-    dataset: str | None = None
-    rest: list[str] = []
-    items = list(argv)
-    i = 0
-    while i < len(items):
-        item = items[i]
-        if item == "--dataset":
-            if i + 1 >= len(items):
-                raise ValueError("--dataset needs a preset name, e.g. --dataset fmow")
-            dataset = items[i + 1]
-            i += 2
-            continue
-        if item.startswith("--dataset="):
-            dataset = item.split("=", 1)[1]
-        else:
-            rest.append(item)
-        i += 1
-    return dataset, rest
+    return _split_flag(argv, "--dataset", "--dataset fmow")
 
 
 def _datasets_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -68,7 +87,7 @@ def _datasets_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     sample = dsub.add_parser(
         "sample", help="write a small seeded sample in the real on-disk layout"
     )
-    sample.add_argument("dataset", choices=["fmow", "rasters"])
+    sample.add_argument("dataset", choices=["fmow", "rasters", "xview", "spacenet1", "spacenet2"])
     sample.add_argument("--output", required=True, type=Path, help="folder to create")
     sample.add_argument(
         "--locations", type=int, default=48, help="fmow: number of locations (default 48)"
@@ -78,6 +97,12 @@ def _datasets_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         type=int,
         default=5,
         help="rasters: acquisition dates of the co-registered GeoTIFF time series (default 5)",
+    )
+    sample.add_argument(
+        "--images", type=int, default=12, help="xview: number of images (default 12)"
+    )
+    sample.add_argument(
+        "--tiles", type=int, default=8, help="spacenet1/2: number of image chips (default 8)"
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument(
@@ -190,6 +215,39 @@ def _embed_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     embed.add_argument("--no-preview", action="store_true", help="skip the PCA preview images")
 
 
+def _downstream_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``geossl finetune`` (parsed by LightningCLI), ``evaluate`` and ``compare``."""
+    from geossl.finetune import DOWNSTREAM_TASKS
+
+    tasks = ", ".join(DOWNSTREAM_TASKS)
+    sub.add_parser(
+        "finetune",
+        help=f"fine-tune on a downstream task: geossl finetune --task {{{tasks}}} --weights W "
+        "[--data.init_args.root DIR] [LightningCLI flags]",
+        add_help=False,
+    )
+    evaluate = sub.add_parser(
+        "evaluate", help="test a fine-tuned checkpoint on a split: metrics JSON and a table"
+    )
+    evaluate.add_argument("checkpoint", type=Path, help="a checkpoint of geossl finetune")
+    evaluate.add_argument("--task", choices=list(DOWNSTREAM_TASKS), default=None)
+    evaluate.add_argument("--split", default=None, help="split to test (default: the run's)")
+    evaluate.add_argument("--root", default=None, help="dataset root (default: the run's)")
+    evaluate.add_argument("--batch-size", type=int, default=None)
+    evaluate.add_argument("--num-workers", type=int, default=None)
+    evaluate.add_argument(
+        "--output", type=Path, default=None, help="folder for metrics.json (default: eval-SPLIT)"
+    )
+    evaluate.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default)")
+    compare = sub.add_parser(
+        "compare",
+        help="fine-tune from several weights with the same settings and print the table: "
+        "geossl compare --task T --weights random imagenet run.ckpt [LightningCLI flags]",
+        add_help=False,
+    )
+    del compare
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser (``pretrain`` is listed here but parsed by LightningCLI).
 
@@ -202,13 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"geossl {__version__}")
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{pretrain,datasets,export,embed,demo}"
+        dest="command",
+        required=True,
+        metavar="{pretrain,finetune,evaluate,compare,datasets,export,embed,demo}",
     )
     sub.add_parser(
         "pretrain",
         help="pretrain a backbone: geossl pretrain --dataset fmow [--data.root DIR] [flags]",
         add_help=False,
     )
+    _downstream_parsers(sub)
     _datasets_parser(sub)
     _export_parser(sub)
     _embed_parser(sub)
@@ -277,8 +338,17 @@ def _run(argv: list[str]) -> int:
         run_pretrain(build_args(rest, dataset))
         return 0
 
+    if argv and argv[0] == "finetune":
+        _run_finetune(argv[1:])
+        return 0
+    if argv and argv[0] == "compare":
+        _run_compare(argv[1:])
+        return 0
+
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
+    if args.command == "evaluate":
+        _run_evaluate(args)
+    elif args.command == "demo":
         run_demo(args.workdir, args.locations, args.max_epochs)
     elif args.command == "datasets":
         _run_datasets(args)
@@ -287,6 +357,75 @@ def _run(argv: list[str]) -> int:
     elif args.command == "embed":
         _run_embed(args)
     return 0
+
+
+def _task_and_weights(argv: Sequence[str], command: str) -> tuple[str, str | None, list[str]]:
+    """``--task`` and ``--weights`` of finetune/compare, and the LightningCLI rest."""
+    from geossl.finetune import DOWNSTREAM_TASKS
+
+    task, rest = _split_flag(argv, "--task", "--task fmow-linear")
+    weights, rest = _split_flag(rest, "--weights", "--weights random")
+    if task is None:
+        if "-h" in rest or "--help" in rest:
+            print(
+                f"usage: geossl {command} --task {{{','.join(DOWNSTREAM_TASKS)}}} --weights W "
+                "[LightningCLI flags]\n\n"
+                + "\n".join(f"  {s.name:<14}{s.description}" for s in DOWNSTREAM_TASKS.values())
+                + f"\n\ngeossl {command} --task NAME --help lists the task's flags."
+            )
+            raise SystemExit(0)
+        raise ValueError(f"geossl {command} needs --task, one of {', '.join(DOWNSTREAM_TASKS)}")
+    return task, weights, rest
+
+
+def _run_finetune(argv: Sequence[str]) -> None:
+    """Run ``geossl finetune``."""
+    from geossl.finetune import get_task_spec, run_finetune
+
+    task, weights, rest = _task_and_weights(argv, "finetune")
+    result = run_finetune(task, weights, rest)
+    print(result.table(get_task_spec(task).metrics))
+    print(f"metrics: {result.metrics_path}   best checkpoint: {result.checkpoint}")
+
+
+def _run_compare(argv: Sequence[str]) -> None:
+    """Run ``geossl compare``: one fine-tuning per ``--weights`` value, then the table."""
+    from geossl.finetune import format_comparison, get_task_spec, run_compare
+
+    task, first, rest = _task_and_weights(argv, "compare")
+    weights = [first] if first is not None else []
+    # --weights takes several values: the ones that follow it up to the next flag.
+    output, rest = _split_flag(rest, "--output", "--output comparison/")
+    while rest and not rest[0].startswith("-"):
+        weights.append(rest.pop(0))
+    results = run_compare(task, weights, rest, output=output)
+    print(format_comparison(results, get_task_spec(task).metrics))
+    if output is not None:
+        print(f"table: {Path(output) / 'comparison.md'}")
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    """Run ``geossl evaluate``."""
+    from geossl.finetune import get_task_spec, run_evaluate
+
+    data: dict[str, object] = {}
+    for key, value in (
+        ("root", args.root),
+        ("batch_size", args.batch_size),
+        ("num_workers", args.num_workers),
+    ):
+        if value is not None:
+            data[key] = value
+    result = run_evaluate(
+        args.checkpoint,
+        task=args.task,
+        split=args.split,
+        data=data,
+        output=args.output,
+        accelerator=args.accelerator,
+    )
+    print(result.table(get_task_spec(result.task).metrics))
+    print(f"metrics: {result.metrics_path}")
 
 
 def _run_export(args: argparse.Namespace) -> None:
@@ -371,7 +510,32 @@ def _run_embed(args: argparse.Namespace) -> None:
 
 def _run_datasets(args: argparse.Namespace) -> None:
     """Run ``geossl datasets ...``."""
-    if args.action == "sample" and args.dataset == "rasters":
+    if args.action == "sample" and args.dataset == "xview":
+        from geossl.datasets.xview_sample import generate_xview_sample
+
+        xview = generate_xview_sample(
+            args.output, images=args.images, seed=args.seed, overwrite=args.overwrite
+        )
+        print(
+            f"wrote {len(xview.image_ids):,} GeoTIFFs and {xview.num_features:,} boxes "
+            f"({len(xview.missing_image_ids)} image(s) missing on purpose, as in xView) to "
+            f"{xview.root}"
+        )
+    elif args.action == "sample" and args.dataset.startswith("spacenet"):
+        from geossl.datasets.spacenet_sample import generate_spacenet_sample
+
+        spacenet = generate_spacenet_sample(
+            args.output,
+            collection=args.dataset,
+            tiles=args.tiles,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+        print(
+            f"wrote {len(spacenet.tiles):,} {args.dataset} chips "
+            f"({', '.join(spacenet.products)}) to {spacenet.dataset_dir}"
+        )
+    elif args.action == "sample" and args.dataset == "rasters":
         from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
 
         raster_summary = generate_raster_timeseries_sample(

@@ -57,3 +57,63 @@ def write_tif(
 def scene(seed: int, shape: tuple[int, int, int] = (4, 64, 64), low: int = 1) -> np.ndarray:
     """Random uint8 pixels in ``low..255`` (no nodata when ``low >= 1``)."""
     return np.random.default_rng(seed).integers(low, 256, size=shape, dtype=np.uint8)
+
+
+#: The real BigEarthNet Sentinel-2 sample (read-only, never copied): 6 patch folders of 12
+#: one-band files ``{patch}_B01.tif`` ... ``_B12.tif``, ``_B8A.tif`` at 10/20/60 m, uint16, UTM.
+REAL_BIGEARTHNET = REAL_TIMESERIES.parent / "bigearthnet_s2"
+
+#: Sentinel-2 L2A bands of BigEarthNet in wavelength order and their resolutions in metres.
+S2_BANDS: dict[str, int] = {
+    "B01": 60,
+    "B02": 10,
+    "B03": 10,
+    "B04": 10,
+    "B05": 20,
+    "B06": 20,
+    "B07": 20,
+    "B08": 10,
+    "B8A": 20,
+    "B09": 60,
+    "B11": 20,
+    "B12": 20,
+}
+
+
+def real_bigearthnet() -> Path:
+    """The BigEarthNet sample folder, or skip the test when it is not on this machine."""
+    if not REAL_BIGEARTHNET.is_dir():
+        pytest.skip(f"real BigEarthNet sample not found at {REAL_BIGEARTHNET}")
+    return REAL_BIGEARTHNET
+
+
+def write_band_product(
+    folder: Path,
+    patch: str,
+    bands: dict[str, int],
+    *,
+    seed: int = 0,
+    side: float = 120.0,
+    origin: tuple[float, float] = (404400.0, 5342400.0),
+) -> dict[str, Path]:
+    """A BigEarthNet-like patch: one uint16 file ``{patch}_{band}.tif`` per band, no nodata.
+
+    Args:
+        folder: where the files go.
+        patch: the product name, e.g. ``S2A_MSIL2A_20170613T101031_87_48`` (holds the date).
+        bands: band name -> resolution in metres (``side`` must be a multiple of each).
+        seed: pixel seed.
+        side: the patch side in metres (every band covers the same square).
+        origin: top-left corner (EPSG:32633).
+
+    Returns:
+        band name -> file.
+    """
+    rng = np.random.default_rng(seed)
+    files = {}
+    for band, res in bands.items():
+        size = round(side / res)
+        pixels = rng.integers(1, 10_000, size=(1, size, size), dtype=np.uint16)
+        path = folder / f"{patch}_{band}.tif"
+        files[band] = write_tif(path, pixels, crs="EPSG:32633", origin=origin, res=res, nodata=None)
+    return files

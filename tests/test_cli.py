@@ -88,16 +88,14 @@ def test_too_many_geo_clusters_names_the_key(fmow_sample: Path, tmp_path: Path) 
 
 def test_fit_on_fmow_full_multispectral(tmp_path: Path) -> None:
     # fMoW-full: 8-band 11-bit _ms.tif read through rasterio; in_chans flows from the data to the
-    # model, and a band count without normalisation statistics is refused naming the key.
+    # model, and the normalisation of a band count other than 3 is estimated from the images
+    # (FMoWDataModule.band_statistics) when model.mean / model.std are not given.
     root = tmp_path / "fmow-full"
     generate_fmow_sample(root, locations=10, seed=1, full=True, image_size=(64, 96))
     args = tiny_args(root, tmp_path, "--data.product", "ms")
-    with pytest.raises(ValueError, match=r"model\.mean"):
-        run_pretrain(args)
-    stats = ["--model.mean", "[" + ",".join(["0.3"] * 8) + "]"]
-    stats += ["--model.std", "[" + ",".join(["0.2"] * 8) + "]"]
-    cli = run_pretrain([*args, *stats, "--trainer.max_steps", "2"])
+    cli = run_pretrain([*args, "--trainer.max_steps", "2"])
     assert cli.model.hparams["in_chans"] == 8
+    assert len(cli.model.hparams["mean"]) == len(cli.model.hparams["std"]) == 8
     assert cli.trainer.global_step == 2
 
 
@@ -130,8 +128,9 @@ def test_fit_on_a_raster_time_series(tmp_path: Path, capsys: pytest.CaptureFixtu
     metrics = (Path(str(cli.trainer.log_dir)) / "metrics.csv").read_text()
     assert "train/loss_tp" in metrics
     assert "train/loss_scrl" in metrics
-    with pytest.raises(ValueError, match=r"model\.mean"):
-        run_pretrain([*args, "--model.mean", "null", "--model.std", "null"])
+    nulls = ["--model.mean", "null", "--model.std", "null", "--model.normalization", "imagenet"]
+    with pytest.raises(ValueError, match=r"model\.normalization=imagenet needs model\.in_chans=3"):
+        run_pretrain([*args, *nulls])
 
 
 def test_data_class_path_is_the_last_one_given(tmp_path: Path) -> None:

@@ -104,6 +104,21 @@ def test_sample_rasters_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert len(list(out.glob("*.tif"))) == 4
 
 
+def test_sample_xview_and_spacenet_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["datasets", "sample", "xview", "--output", str(tmp_path / "xv"), "--images", "2"])
+    assert "1 image(s) missing on purpose" in capsys.readouterr().out
+    assert (tmp_path / "xv" / "xView_train.geojson").is_file()
+    assert len(list((tmp_path / "xv" / "train_images").glob("*.tif"))) == 2
+    main(["datasets", "sample", "spacenet1", "--output", str(tmp_path / "sn1"), "--tiles", "2"])
+    assert "2 spacenet1 chips" in capsys.readouterr().out
+    assert (tmp_path / "sn1" / "SN1_buildings").is_dir()
+    with pytest.raises(SystemExit) as excinfo:  # exists: one line, exit 2
+        main(["datasets", "sample", "spacenet1", "--output", str(tmp_path / "sn1")])
+    assert excinfo.value.code == 2
+
+
 def test_index_command(
     fmow_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,6 +1,15 @@
 """geossl.datamodules: Lightning data modules."""
 
 from geossl.datamodules.fmow import FMoWDataModule
+from geossl.datamodules.fmow_classification import FMoWClassificationDataModule
 from geossl.datamodules.rasters import RasterTimeSeriesDataModule
+from geossl.datamodules.spacenet import SpaceNetDataModule
+from geossl.datamodules.xview import XViewDataModule
 
-__all__ = ["FMoWDataModule", "RasterTimeSeriesDataModule"]
+__all__ = [
+    "FMoWClassificationDataModule",
+    "FMoWDataModule",
+    "RasterTimeSeriesDataModule",
+    "SpaceNetDataModule",
+    "XViewDataModule",
+]

@@ -9,6 +9,13 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from geossl.datasets.band_stats import (
+    BandMoments,
+    BandStatistics,
+    band_stats_key,
+    cached_band_statistics,
+    valid_pixels,
+)
 from geossl.datasets.fmow import FMoW, FMoWTemporalPairs
 from geossl.datasets.fmow_constants import FMOW_SPLITS
 from geossl.datasets.fmow_index import PRODUCTS, FMoWIndex, build_fmow_index
@@ -33,6 +40,10 @@ class FMoWDataModule(LightningDataModule):
     float32 in ``[0, 1]`` for fMoW-full GeoTIFFs), ``label, geo_label, location: int64 [B]``,
     ``lat, lon: float32 [B]``, ``time, index: int64 [B, 2]`` (docs/design.md).
 
+    Per-band normalisation statistics of the training images (:meth:`band_statistics`) are what
+    :class:`~geossl.trainers.GeoSSLTask` uses when ``model.mean`` / ``model.std`` are not given
+    (``product="ms"`` or a band selection other than 3 bands, or ``model.normalization: data``).
+
     Args:
         root: the fMoW root folder.
         splits: splits used for pretraining (default ``["train"]``).
@@ -47,7 +58,8 @@ class FMoWDataModule(LightningDataModule):
         pair_mode: ``"location"`` (one pair per location per epoch) or ``"image"`` (every image
             once as the anchor).
         seed: seed of the index's k-means and of the pair sampler.
-        cache_dir: index cache folder (default ``{root}/.geossl``).
+        cache_dir: index cache folder (default ``{root}/.geossl``); :meth:`band_statistics` caches
+            its result there too.
         rebuild_index: rebuild the index even when a cache exists.
         max_bad_fraction: fail when more than this fraction of the samples is bad.
         pin_memory: pin batches (only when CUDA is available).
@@ -197,6 +209,68 @@ class FMoWDataModule(LightningDataModule):
         if self.val_split is not None:
             val_rows: pd.DataFrame = self.index.split_rows(self.val_split)
             self.val_dataset = FMoW(self.root, val_rows, self.image_size, self.bands)
+
+    def band_statistics(self, num_samples: int = 256) -> tuple[list[float], list[float]]:
+        r"""Per-band mean and std of the training images on the ``[0, 1]`` scale (cached).
+
+        The sample: ``num_samples`` images of ``splits`` drawn uniformly without replacement
+        (``torch.randperm`` seeded with ``seed``; all of them when there are fewer), each read as
+        the workers read it (the context crop resized to ``image_size``, ``bands``; uint8 / 255,
+        GeoTIFF values times their scale, clipped). fMoW marks no nodata value: pixels whose bands
+        are all exactly 0 (the black fill outside orthorectified scenes) are left out. The
+        estimator is the pooled population mean and standard deviation of
+        :class:`~geossl.datasets.band_stats.BandMoments`:
+        :math:`\mu_c = \frac{1}{N_c}\sum_i x_{c,i}`,
+        :math:`\sigma_c = \sqrt{\frac{1}{N_c}\sum_i (x_{c,i} - \mu_c)^2}`.
+
+        Cached as JSON beside the index (``cache_dir``), keyed by the index's cache file (itself
+        keyed by a fingerprint of the data), ``splits``, ``product``, ``bands``, ``image_size``,
+        ``seed`` and ``num_samples``: a restart reads it back.
+
+        Args:
+            num_samples: images to read.
+
+        Returns:
+            ``(mean, std)``, one value per band.
+
+        Raises:
+            ValueError: if ``num_samples < 1`` or no sampled pixel holds data.
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        if self.index is None:
+            self.index = self._build_index(rebuild=False, progress=False)
+        index = self.index
+        parts = {
+            "what": "fmow",
+            "index": index.cache_path.name,
+            "splits": self.splits,
+            "product": self.product,
+            "bands": self.bands,
+            "image_size": self.image_size,
+            "seed": self.seed,
+            "num_samples": num_samples,
+        }
+        key = band_stats_key(parts)
+        what = f"{num_samples} images of {self.root} ({', '.join(self.splits)})"
+
+        def compute() -> BandStatistics:
+            rows = index.split_rows(*self.splits)
+            generator = torch.Generator().manual_seed(self.seed)
+            picks = torch.randperm(len(rows), generator=generator)[:num_samples]
+            sample = rows.iloc[picks.sort().values.numpy()]  # index order: sorted by location
+            dataset = FMoW(self.root, sample, self.image_size, self.bands)
+            moments = BandMoments(self.in_chans)
+            for i in range(len(dataset)):
+                image = dataset[i]["image"]  # [C, H, W]
+                unit = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+                moments.update(unit[:, valid_pixels(unit, 0.0)])  # [C, N]
+            return moments.result(what)
+
+        path = index.cache_path.parent / f"band-stats-fmow-{self.product}-{key[:16]}.json"
+        description = {"root": self.root, "splits": self.splits, "num_samples": num_samples}
+        stats, _ = cached_band_statistics(path, key, compute, description)
+        return list(stats.mean), list(stats.std)
 
     def _loader_kwargs(self) -> dict[str, Any]:
         workers = self.num_workers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,14 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from geossl.datasets.band_stats import (
+    BandMoments,
+    BandStatistics,
+    band_stats_key,
+    cached_band_statistics,
+    files_fingerprint,
+    valid_pixels,
+)
 from geossl.datasets.geo_clusters import latlon_to_unit, spherical_kmeans
 from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters
 from geossl.samplers.temporal_geo import TemporalGeoPairSampler
@@ -37,17 +46,22 @@ class RasterTimeSeriesDataModule(LightningDataModule):
     in the dataset's CRS (:attr:`crs`). Data workers only read; the random view augmentation
     happens on the device, as for fMoW.
 
+    Per-band normalisation statistics of the patches (:meth:`band_statistics`) are what
+    :class:`~geossl.trainers.GeoSSLTask` uses when ``model.mean`` / ``model.std`` are not given
+    (any band count but 3, or ``model.normalization: data``).
+
     Args:
         paths: a folder (searched recursively) or file, or a list of them.
         bands: 1-based band indexes to read, ``None`` for all (every file then needs the same
-            band count). With a band count other than 3 the model needs ``model.mean`` and
-            ``model.std``.
+            band count).
         filename_regex: regex with a ``date`` (or ``year``) group that finds the acquisition date
-            in a file name; default
-            :data:`~geossl.datasets.rasters.DEFAULT_FILENAME_REGEX` (``YYYYMMDD`` or a bare year).
+            in a file name (and a ``band`` group with ``band_names``); default
+            :data:`~geossl.datasets.rasters.DEFAULT_FILENAME_REGEX` (``YYYYMMDD`` or a bare year;
+            :data:`~geossl.datasets.rasters.DEFAULT_BAND_FILENAME_REGEX` with ``band_names``).
         date_format: ``strptime`` format of the ``date`` group.
         crs: CRS to warp every file to (e.g. ``"EPSG:32614"``), default the first file's.
-        res: resolution in CRS units, default the first file's.
+        res: resolution in CRS units, default the first file's (with ``band_names``: the finest
+            band's).
         nodata: nodata value for files that declare none.
         scale: factor to ``[0, 1]`` for non-8-bit files (e.g. ``1e-4`` for Sentinel-2 L2A),
             default ``1 / (2**bits - 1)``; ignored for uint8.
@@ -65,6 +79,16 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         shared_canvas: the two views of a pair are always the same pixel window (one canvas, as
             the temporal SCRL loss needs); accepted so that configs written for fMoW's
             ``data.shared_canvas`` apply, ``False`` is refused.
+        band_names: one file per band (Sentinel-2 ``..._B02.tif``): the bands to read, in order,
+            each resampled onto the grid at ``res`` (see
+            :class:`~geossl.datasets.rasters.TimeSeriesRasters`). Not with ``bands``.
+        single_date_pairs: a patch seen at one date only gives the pair of that date with itself
+            (both views one image: MoCo-v2's positives) instead of being rejected; for
+            collections of separate places such as BigEarthNet
+            (:class:`~geossl.samplers.TemporalGeoPairSampler`). Off by default: a stack without
+            temporal pairs fails with one line that suggests it.
+        cache_dir: folder of the :meth:`band_statistics` cache, default ``.geossl`` in the first
+            of ``paths`` (its folder when it is a file).
 
     Raises:
         ValueError: for invalid arguments, naming the ``data.<key>`` to fix.
@@ -92,6 +116,9 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         persistent_workers: bool = True,
         drop_last: bool = True,
         shared_canvas: bool = True,
+        band_names: list[str] | None = None,
+        single_date_pairs: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         path_list = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
@@ -99,6 +126,14 @@ class RasterTimeSeriesDataModule(LightningDataModule):
             raise ValueError(f"data.paths must name folders or files, got {paths!r}")
         if bands is not None and (not bands or min(bands) < 1 or len(set(bands)) != len(bands)):
             raise ValueError(f"data.bands must be distinct 1-based band indexes, got {bands}")
+        if band_names is not None:
+            if not band_names or len(set(band_names)) != len(band_names) or not all(band_names):
+                raise ValueError(f"data.band_names must be distinct band names, got {band_names}")
+            if bands is not None:
+                raise ValueError(
+                    "data.bands (band indexes inside each file) and data.band_names (one file per "
+                    "band) exclude each other: set one"
+                )
         positive = {
             "patch_size": patch_size,
             "batch_size": batch_size,
@@ -142,6 +177,9 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.drop_last = drop_last
+        self.band_names = None if band_names is None else [str(b) for b in band_names]
+        self.single_date_pairs = single_date_pairs
+        self.cache_dir = cache_dir
         self.rasters: TimeSeriesRasters | None = None
         self.train_sampler: TemporalGeoPairSampler | None = None
         self.train_dataset: RasterTemporalPairs | None = None
@@ -158,14 +196,17 @@ class RasterTimeSeriesDataModule(LightningDataModule):
                 crs=self.crs_name,
                 res=self.res,
                 nodata=self.nodata,
+                band_names=self.band_names,
             )
         return self.rasters
 
     @property
     def in_chans(self) -> int:
-        """Channels of the patches: ``len(bands)``, else the files' band count (reads one file)."""
+        """Channels of the patches: ``len(bands)`` or ``len(band_names)``, else the files' count."""
         if self.bands is not None:
             return len(self.bands)
+        if self.band_names is not None:
+            return len(self.band_names)
         return self._rasters().num_bands
 
     @property
@@ -187,13 +228,20 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         if self.train_dataset is not None:
             return
         rasters = self._rasters()
-        sampler = TemporalGeoPairSampler(
-            rasters,
-            patch_size=self.patch_size,
-            length=self.length,
-            max_nodata_fraction=self.max_nodata_fraction,
-            seed=self.seed,
-        )
+        try:
+            sampler = TemporalGeoPairSampler(
+                rasters,
+                patch_size=self.patch_size,
+                length=self.length,
+                max_nodata_fraction=self.max_nodata_fraction,
+                seed=self.seed,
+                single_date_pairs=self.single_date_pairs,
+            )
+        except ValueError as err:  # name the data.<key>s of the sampler's arguments
+            message = str(err).replace("single_date_pairs=True", "data.single_date_pairs=true")
+            message = message.replace("lower patch_size", "lower data.patch_size")
+            message = message.replace("raise max_nodata_fraction", "raise data.max_nodata_fraction")
+            raise ValueError(message) from None
         generator = torch.Generator().manual_seed(self.seed)
         boxes, _ = sampler.draw(self.geo_cluster_points, generator)
         lon, lat = rasters.to_lonlat(
@@ -210,6 +258,87 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         self.centroids = centroids
         self.train_sampler = sampler
         self.train_dataset = RasterTemporalPairs(rasters, centroids, scale=self.scale)
+
+    def band_statistics(self, num_samples: int = 256) -> tuple[list[float], list[float]]:
+        r"""Per-band mean and std of the training patches on the ``[0, 1]`` scale (cached).
+
+        The sample: ``num_samples`` patches drawn by the training rule
+        (:meth:`TemporalGeoPairSampler.draw` with ``torch.Generator().manual_seed(seed)``: uniform
+        over the valid area, ``patch_size`` pixels, at most ``max_nodata_fraction`` nodata),
+        each read at the date of its view 0 (a uniform valid date), scaled as the model sees it
+        (uint8 / 255, else ``clamp(value * scale, 0, 1)``). Pixels whose bands all equal the
+        nodata value (:attr:`TimeSeriesRasters.nodata_value`) are left out. The estimator is the
+        pooled population mean and standard deviation of
+        :class:`~geossl.datasets.band_stats.BandMoments`:
+        :math:`\mu_c = \frac{1}{N_c}\sum_i x_{c,i}`,
+        :math:`\sigma_c = \sqrt{\frac{1}{N_c}\sum_i (x_{c,i} - \mu_c)^2}`.
+
+        The result is cached as JSON in ``cache_dir`` under a hash of the files (paths, sizes,
+        modification times), the band selection, ``scale``, ``nodata``, ``crs``, ``res``, the
+        patch rule, ``seed`` and ``num_samples``: a restart reads it back.
+
+        Args:
+            num_samples: patches to read.
+
+        Returns:
+            ``(mean, std)``, one value per band.
+
+        Raises:
+            ValueError: if ``num_samples < 1`` or no sampled pixel holds data.
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        self.setup("fit")
+        rasters, sampler, dataset = self.rasters, self.train_sampler, self.train_dataset
+        if rasters is None or sampler is None or dataset is None:  # pragma: no cover
+            raise RuntimeError("RasterTimeSeriesDataModule.setup() did not create the dataset")
+        indexed = [str(p) for p in rasters.index["filepath"]]
+        files = indexed
+        if rasters.band_files is not None:
+            files = [f for path in indexed for f in rasters.band_files[path]]
+        parts: dict[str, Any] = {
+            "what": "rasters",
+            "files": files_fingerprint(files),
+            "bands": self.bands,
+            "band_names": self.band_names,
+            "filename_regex": self.filename_regex,
+            "date_format": self.date_format,
+            "crs": str(rasters.crs),
+            "res": list(rasters.res),
+            "nodata": rasters.nodata_value,
+            "scale": dataset.scale,
+            "patch_size": self.patch_size,
+            "max_nodata_fraction": self.max_nodata_fraction,
+            "single_date_pairs": self.single_date_pairs,
+            "seed": self.seed,
+            "num_samples": num_samples,
+        }
+        key = band_stats_key(parts)
+        where = ", ".join(self.paths)
+        what = f"{num_samples} patches of {where}"
+
+        def compute() -> BandStatistics:
+            generator = torch.Generator().manual_seed(self.seed)
+            boxes, dates = sampler.draw(num_samples, generator)
+            moments = BandMoments(rasters.num_bands)
+            for box, date in zip(boxes, dates[:, 0], strict=True):
+                raw = rasters[rasters.query(box, int(date))]["image"]  # [C, H, W]
+                valid = valid_pixels(raw, rasters.nodata_value)  # [H, W]
+                image = dataset.to_unit(raw)
+                unit = image.float() / 255.0 if image.dtype == torch.uint8 else image
+                moments.update(unit[:, valid])  # [C, N]
+            return moments.result(what)
+
+        path = self._cache_folder() / f"band-stats-rasters-{key[:16]}.json"
+        description = {"paths": self.paths, "num_samples": num_samples, "seed": self.seed}
+        stats, _ = cached_band_statistics(path, key, compute, description)
+        return list(stats.mean), list(stats.std)
+
+    def _cache_folder(self) -> Path:
+        if self.cache_dir is not None:
+            return Path(self.cache_dir)
+        first = Path(self.paths[0])
+        return (first if first.is_dir() else first.parent) / ".geossl"
 
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
         """Batches of temporal pairs drawn by the seeded :class:`TemporalGeoPairSampler`."""

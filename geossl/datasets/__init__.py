@@ -4,6 +4,7 @@ from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError, Invali
 from geossl.datasets.fmow import (
     FMoW,
     FMoWImageMeta,
+    FMoWLocations,
     FMoWTemporalPairs,
     fmow_context_box,
     parse_fmow_json,
@@ -16,6 +17,10 @@ from geossl.datasets.fmow_sample import FMoWSampleSummary, generate_fmow_sample
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit, spherical_kmeans
 from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters, ValidityGrid
 from geossl.datasets.rasters_sample import RasterSampleSummary, generate_raster_timeseries_sample
+from geossl.datasets.spacenet import SpaceNetChips, SpaceNetTiles
+from geossl.datasets.spacenet_sample import SpaceNetSampleSummary, generate_spacenet_sample
+from geossl.datasets.xview import XView, XViewChipParams
+from geossl.datasets.xview_sample import XViewSampleSummary, generate_xview_sample
 
 __all__ = [
     "FMOW_CATEGORIES",
@@ -27,19 +32,28 @@ __all__ = [
     "FMoWImageMeta",
     "FMoWIndex",
     "FMoWIndexReport",
+    "FMoWLocations",
     "FMoWSampleSummary",
     "FMoWTemporalPairs",
     "InvalidSampleError",
     "RasterSampleSummary",
     "RasterTemporalPairs",
+    "SpaceNetChips",
+    "SpaceNetSampleSummary",
+    "SpaceNetTiles",
     "TimeSeriesRasters",
     "ValidityGrid",
+    "XView",
+    "XViewChipParams",
+    "XViewSampleSummary",
     "assign_clusters",
     "build_fmow_index",
     "download_fmow",
     "fmow_context_box",
     "generate_fmow_sample",
     "generate_raster_timeseries_sample",
+    "generate_spacenet_sample",
+    "generate_xview_sample",
     "latlon_to_unit",
     "parse_fmow_json",
     "read_fmow_image",

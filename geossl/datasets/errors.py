@@ -15,6 +15,15 @@ _GET_DATA_HINTS: dict[str, str] = {
         "download it with `geossl datasets download fmow --root {root}` "
         "or write a small sample with `geossl datasets sample fmow --output {root}`"
     ),
+    "xview": (
+        "download xView1 from https://xviewdataset.org (registration required; datasets/xview.md) "
+        "or write a small sample with `geossl datasets sample xview --output {root}`"
+    ),
+    "spacenet": (
+        "download it with torchgeo (SpaceNet1(root, download=True)) or the AWS CLI "
+        "(datasets/spacenet.md), or write a small sample with `geossl datasets sample spacenet1 "
+        "--output {root}`"
+    ),
     "rasters": (
         "point data.paths at GeoTIFFs or folders of them (searched recursively), or write a small "
         "sample with geossl.datasets.generate_raster_timeseries_sample"

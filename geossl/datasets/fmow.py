@@ -43,6 +43,7 @@ __all__ = [
     "MS_SCALE",
     "FMoW",
     "FMoWImageMeta",
+    "FMoWLocations",
     "FMoWTemporalPairs",
     "InvalidSampleError",
     "fmow_context_box",
@@ -905,3 +906,111 @@ class FMoWTemporalPairs(_FMoWBase):
         if not self.shared_canvas:
             return self._try_read(other)
         return self._try_read(other, self.canvas_window(anchor, other))
+
+
+class FMoWLocations(_FMoWBase):
+    """fMoW, one sample per location: up to ``max_views`` acquisitions stacked in time order.
+
+    For temporal classification (the acquisitions' features are averaged before the classifier).
+    ``dataset[k]`` (``k`` is the ``k``-th location of ``split_rows``) returns
+
+    * ``image``: ``[max_views, C, image_size, image_size]`` (dtype as in :class:`FMoW`); slots past
+      the location's image count are zero;
+    * ``views``: ``bool [max_views]``, which slots hold an image;
+    * ``label``, ``geo_label``, ``location``: ``int64`` scalars; ``lat``, ``lon``: ``float32``;
+    * ``time``, ``index``: ``int64 [max_views]`` (0 / -1 in empty slots).
+
+    A location with more than ``max_views`` images shows its first ``max_views`` by acquisition
+    time, or, with ``random_views=True`` (training), a random subset of that size drawn from
+    ``torch``'s generator (seeded per DataLoader worker by torch). An unreadable image leaves its
+    slot empty (warned and counted as in :class:`FMoW`); a location whose images all fail is
+    replaced by the next location.
+
+    Args:
+        root: the fMoW root folder.
+        split_rows: rows of the index, sorted by ``(location_id, timestamp, t)``.
+        image_size: output side in pixels.
+        bands: 1-based band indexes, ``None`` for all bands.
+        max_views: acquisitions per sample (at least 1).
+        random_views: draw a random subset of a location's images instead of the first ones.
+        scale: GeoTIFF value scale (see :func:`read_fmow_image`).
+        max_load_failures: unreadable images tolerated per process before giving up.
+
+    Raises:
+        ValueError: if ``max_views`` < 1.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split_rows: pd.DataFrame,
+        image_size: int = 224,
+        bands: Sequence[int] | None = None,
+        max_views: int = 4,
+        *,
+        random_views: bool = False,
+        scale: float | None = None,
+        max_load_failures: int = 100,
+    ) -> None:
+        if max_views < 1:
+            raise ValueError(f"max_views must be at least 1, got {max_views}")
+        super().__init__(
+            root,
+            split_rows,
+            image_size,
+            bands,
+            scale=scale,
+            max_load_failures=max_load_failures,
+        )
+        self.max_views = max_views
+        self.random_views = random_views
+        self._run_ends = np.append(self._run_starts[1:], len(self._label)).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self._run_starts)
+
+    def _rows(self, location: int) -> npt.NDArray[np.int64]:
+        """Index rows shown for the ``location``-th location (time order)."""
+        start, end = int(self._run_starts[location]), int(self._run_ends[location])
+        rows = np.arange(start, end, dtype=np.int64)
+        if len(rows) > self.max_views:
+            if self.random_views:
+                pick = torch.randperm(len(rows))[: self.max_views].sort().values.numpy()
+                rows = rows[pick]
+            else:
+                rows = rows[: self.max_views]
+        return rows
+
+    def __getitem__(self, index: int) -> Sample:
+        """Return the stacked acquisitions of location ``index``."""
+        if not isinstance(index, int | np.integer):
+            raise TypeError(f"FMoWLocations takes an integer index, got {type(index).__name__}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} is out of range for {len(self)} locations")
+        location = int(index) % len(self)
+        for _ in range(len(self)):
+            rows = self._rows(location)
+            images = [(row, self._try_read(int(row))) for row in rows]
+            loaded = [(row, image) for row, image in images if image is not None]
+            if loaded:
+                break
+            location = (location + 1) % len(self)
+        else:
+            raise BadDatasetError(self.root, "no image of this dataset could be read")
+        first = loaded[0][1]
+        stack = first.new_zeros((self.max_views, *first.shape))
+        views = torch.zeros(self.max_views, dtype=torch.bool)
+        time = torch.zeros(self.max_views, dtype=torch.int64)
+        rows_out = torch.full((self.max_views,), -1, dtype=torch.int64)
+        for slot, (row, image) in enumerate(loaded):
+            stack[slot] = image
+            views[slot] = True
+            time[slot] = int(self._time[row])
+            rows_out[slot] = int(row)
+        return {
+            "image": stack,
+            "views": views,
+            **self._meta(int(loaded[0][0])),
+            "time": time,
+            "index": rows_out,
+        }

@@ -8,7 +8,9 @@ the files themselves:
 * :class:`TimeSeriesRasters` indexes GeoTIFFs by footprint and **acquisition date** (from the file
   name, else from the GeoTIFF tags), warps them to one CRS (the first file's unless given) and
   reads one date at a time: ``dataset[(x, y, rasters.date_slice(d))]`` mosaics the files of date
-  ``d`` only;
+  ``d`` only. Bands may also come **one file per band** at different resolutions (Sentinel-2's
+  ``..._B02.tif`` at 10 m, ``..._B05.tif`` at 20 m, ``..._B01.tif`` at 60 m; ``band_names``): the
+  band files of one product are read as one raster, every band resampled onto one pixel grid;
 * :class:`RasterTemporalPairs` turns a pair of queries of one footprint at two dates (drawn by
   :class:`~geossl.samplers.TemporalGeoPairSampler`) into geossl's pair sample (docs/design.md):
   ``image [2, C, H, W]``, ``time [2]``, ``lat``/``lon`` of the patch centre and its ``geo_label``.
@@ -76,6 +78,7 @@ from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit
 
 __all__ = [
     "DATE_TAGS",
+    "DEFAULT_BAND_FILENAME_REGEX",
     "DEFAULT_FILENAME_REGEX",
     "PairQuery",
     "PatchQuery",
@@ -98,6 +101,17 @@ DEFAULT_FILENAME_REGEX = r"""
     )
     (?!\d)
 """
+
+#: Default ``filename_regex`` with ``band_names`` (one file per band): the date of
+#: :data:`DEFAULT_FILENAME_REGEX`, then group ``band`` = the last ``_``-separated token before the
+#: extension: ``S2A_MSIL2A_20170613T101031_87_48_B8A.tif`` is 2017-06-13, band ``B8A``;
+#: ``LC08_L2SP_044034_20200917_20200925_02_T1_SR_B4.TIF`` is 2020-09-17, band ``B4``.
+DEFAULT_BAND_FILENAME_REGEX = (
+    DEFAULT_FILENAME_REGEX
+    + r"""
+    .*_(?P<band>[A-Za-z0-9]+)\.[A-Za-z0-9]+$
+"""
+)
 
 #: GeoTIFF metadata tags read (case-insensitively, default and ``IMAGERY`` domains) when the file
 #: name has no date, in this order. ``TIFFTAG_DATETIME`` is ``"YYYY:MM:DD HH:MM:SS"``; the others
@@ -176,26 +190,45 @@ class TimeSeriesRasters(RasterDataset):
     uint8 when the files are 8-bit (no cast), else float32 with the files' values (torchgeo's
     convention; :class:`RasterTemporalPairs` scales it to ``[0, 1]``).
 
+    **One file per band** (``band_names``; torchgeo's ``separate_files``): ``filename_regex`` then
+    also has a group ``band`` (default :data:`DEFAULT_BAND_FILENAME_REGEX`: the last ``_`` token
+    before the extension). The files whose names differ only in the ``band`` group form one
+    *product* (e.g. a BigEarthNet patch folder, ``S2A_MSIL2A_20170613T101031_87_48_B01.tif`` ...
+    ``_B12.tif``, ``_B8A.tif``), read as one raster with the bands in ``band_names`` order; files of
+    other bands are ignored, and a product missing one of ``band_names`` is an error naming it. Each
+    file holds one band; bands may have different resolutions: every band is read on the dataset's
+    pixel grid at ``res`` (default: the finest band's resolution, e.g. 10 m for Sentinel-2),
+    resampled with :attr:`resampling` (bilinear for non-8-bit data, GDAL's windowed read, so a 20 m
+    pixel stays where it is on the ground: its 2 x 2 block of 10 m pixels averages back to it). The
+    product is indexed by its finest band's file (:attr:`reference_band`), whose grid is the
+    dataset's (:attr:`origin`) and whose mask is the one :meth:`validity` reads.
+
     Args:
         paths: folders to search or files to load.
         bands: 1-based band indexes to read (rasterio's convention), ``None`` for all bands (then
-            every file must have the same band count).
+            every file must have the same band count). Not with ``band_names``.
         filename_regex: regular expression (``re.VERBOSE``, searched anywhere in the file's base
-            name) with a named group ``date`` (or ``year``); default :data:`DEFAULT_FILENAME_REGEX`.
+            name) with a named group ``date`` (or ``year``), and ``band`` with ``band_names``;
+            default :data:`DEFAULT_FILENAME_REGEX` (:data:`DEFAULT_BAND_FILENAME_REGEX` with
+            ``band_names``).
         date_format: ``strptime`` format of the ``date`` group (default ``%Y%m%d``).
         crs: CRS to warp to (anything ``pyproj`` understands: ``"EPSG:32614"``, a WKT, an EPSG
             code), default the first file's.
-        res: resolution in units of ``crs``, default the first file's.
+        res: resolution in units of ``crs``, default the first file's (with ``band_names``: the
+            finest band's).
         nodata: value that marks missing pixels in files that declare none (e.g. ``0`` for black
             scene borders); used by :meth:`validity`. Files with a nodata value or a mask use it.
         transforms: a function applied to each sample.
         cache: keep the files open (per process) between queries.
+        band_names: one file per band: the values of the ``band`` group to read, in this order
+            (e.g. ``["B02", "B03", "B04", "B08"]``); ``None``: every file holds all its bands.
 
     Raises:
-        DatasetNotFoundError: when no GeoTIFF is found.
+        DatasetNotFoundError: when no GeoTIFF (of ``band_names``) is found.
         BadDatasetError: naming the file, when a file cannot be read, has no CRS, has no
             acquisition date, lacks a requested band, or differs from the first file in dtype (or
-            in band count with ``bands=None``).
+            in band count with ``bands=None``); with ``band_names``, when a file name has no band,
+            a band file holds more than one band, or a product lacks one of ``band_names``.
         ValueError: for invalid arguments.
     """
 
@@ -218,12 +251,26 @@ class TimeSeriesRasters(RasterDataset):
         nodata: float | None = None,
         transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         cache: bool = True,
+        band_names: Sequence[str] | None = None,
     ) -> None:
         if bands is not None:
             bands = [int(b) for b in bands]
             if not bands or min(bands) < 1 or len(set(bands)) != len(bands):
                 raise ValueError(f"bands must be distinct 1-based band indexes, got {bands}")
-        pattern = DEFAULT_FILENAME_REGEX if filename_regex is None else filename_regex
+        names: list[str] | None = None
+        if band_names is not None:
+            names = [str(b) for b in band_names]
+            if not names or len(set(names)) != len(names) or not all(names):
+                raise ValueError(f"band_names must be distinct non-empty names, got {names}")
+            if bands is not None:
+                raise ValueError(
+                    "give bands (band indexes inside each file) or band_names (one file per "
+                    "band), not both"
+                )
+        if filename_regex is not None:
+            pattern = filename_regex
+        else:
+            pattern = DEFAULT_FILENAME_REGEX if names is None else DEFAULT_BAND_FILENAME_REGEX
         try:
             date_regex = re.compile(pattern, re.VERBOSE)
         except re.error as error:
@@ -231,6 +278,10 @@ class TimeSeriesRasters(RasterDataset):
         if not {"date", "year"} & set(date_regex.groupindex):
             raise ValueError(
                 f"filename_regex must have a named group 'date' (or 'year'), got {pattern!r}"
+            )
+        if names is not None and "band" not in date_regex.groupindex:
+            raise ValueError(
+                f"filename_regex must have a named group 'band' with band_names, got {pattern!r}"
             )
         if res is not None:
             res_pair = (res, res) if isinstance(res, int | float) else tuple(res)
@@ -246,25 +297,58 @@ class TimeSeriesRasters(RasterDataset):
         self._handles_pid = os.getpid()
         self._transformer: Transformer | None = None
         self._rio_crs: Any = None
+        rio_crs = None if crs is None else rasterio.crs.CRS.from_user_input(crs)
 
-        infos = [self._scan(path, bands) for path in self._find_files()]
+        #: With ``band_names``: the band whose file indexes each product (the finest), else None.
+        self.reference_band: str | None = None
+        #: With ``band_names``: indexed file -> the product's band files in ``band_names`` order.
+        self.band_files: dict[str, list[str]] | None = None
+        found = self._find_files()
+        if names is None:
+            infos = [self._scan(path, bands) for path in found]
+            indexed = infos
+        else:
+            products = self._group_band_files(found, names)
+            by_file = {p: self._scan(p, None) for files in products for p in files}
+            for path, info in by_file.items():
+                if info.count != 1:
+                    raise BadDatasetError(
+                        path,
+                        f"has {info.count} bands; with band_names every file holds one band",
+                    )
+            if rio_crs is None:  # the first file's, as without band_names
+                with rasterio.open(products[0][0]) as src:
+                    rio_crs = src.crs
+            areas = [math.prod(self._native_res(p, rio_crs)) for p in products[0]]
+            finest = int(np.argmin(areas))  # the first of equals, in band_names order
+            self.reference_band = names[finest]
+            if res is None:
+                res = self._native_res(products[0][finest], rio_crs)
+            self.band_files = {files[finest]: list(files) for files in products}
+            infos = [by_file[p] for files in products for p in files]
+            indexed = [by_file[files[finest]] for files in products]
         first = infos[0]
         for info in infos[1:]:
             if info.dtype != first.dtype:
                 raise BadDatasetError(
                     info.path, f"dtype {info.dtype} differs from {first.dtype} of {first.path}"
                 )
-            if bands is None and info.count != first.count:
+            if bands is None and names is None and info.count != first.count:
                 raise BadDatasetError(
                     info.path,
                     f"has {info.count} bands but {first.path} has {first.count}; pass bands=[...] "
                     "to read bands that every file has",
                 )
-        rio_crs = None if crs is None else rasterio.crs.CRS.from_user_input(crs)
         super().__init__(
-            paths, crs=rio_crs, res=res, bands=None, transforms=transforms, cache=cache
+            paths if names is None else [info.path for info in indexed],
+            crs=rio_crs,
+            res=res,
+            bands=None,
+            transforms=transforms,
+            cache=cache,
         )
-        by_path = {info.path: info for info in infos}
+        self.paths = paths  # torchgeo stores what it was given (the indexed files)
+        by_path = {info.path: info for info in indexed}
         filepaths = [str(p) for p in self.index["filepath"]]
         if sorted(filepaths) != sorted(by_path):  # pragma: no cover - torchgeo skipped a file
             missing = sorted(set(by_path) - set(filepaths))
@@ -283,9 +367,18 @@ class TimeSeriesRasters(RasterDataset):
             crs=self.index.crs,
         )
         self.band_indexes = bands
+        #: With ``band_names``: the band names read, in order (torchgeo's ``bands``), else None.
+        self.band_names: list[str] | None = names
+        if names is not None:  # torchgeo's separate-files mode, for its own __getitem__
+            self.separate_files = True
+            self.bands = tuple(names)
+        first = indexed[0]
         self.file_dtype: str = first.dtype
-        self.num_bands: int = len(bands) if bands is not None else first.count
+        self.num_bands: int = (
+            len(names) if names is not None else len(bands) if bands is not None else first.count
+        )
         self.fill_value: float = first.nodata if first.nodata is not None else 0.0
+        self._declared_nodata = first.nodata
         self._table: tuple[list[str], npt.NDArray[np.float64], CRS] | None = None
         self._read_info: dict[str, tuple[float, float, float, float, list[int], bool]] = {}
 
@@ -307,7 +400,7 @@ class TimeSeriesRasters(RasterDataset):
     # ---------------------------------------------------------------------------------------------
 
     def _find_files(self) -> list[str]:
-        paths = [self.paths] if isinstance(self.paths, str | os.PathLike) else list(self.paths)
+        paths = self._path_list()
         for path in paths:
             if not os.path.exists(path):
                 raise DatasetNotFoundError(path, "path does not exist", dataset="rasters")
@@ -337,6 +430,79 @@ class TimeSeriesRasters(RasterDataset):
             raise BadDatasetError(
                 path, f"date {text!r} in the file name does not match date_format {fmt!r}"
             ) from None
+
+    def _group_band_files(self, files: Sequence[str], names: Sequence[str]) -> list[list[str]]:
+        """Group one-band files into products: ``[P][len(names)]`` paths, sorted by product.
+
+        A product is the set of files whose paths differ only in the regex's ``band`` group.
+
+        Raises:
+            BadDatasetError: naming the file whose name has no band, or the product that lacks a
+                band of ``names`` (with the file name it should have).
+            DatasetNotFoundError: when no file has a band of ``names``.
+        """
+        wanted = set(names)
+        products: dict[tuple[str, str], dict[str, str]] = {}
+        for path in files:
+            name = os.path.basename(path)
+            match = self.date_regex.search(name)
+            band = match.group("band") if match is not None else None
+            if match is None or band is None:
+                raise BadDatasetError(
+                    path,
+                    "no band in the file name (filename_regex "
+                    f"{self.date_regex.pattern.strip()!r} has no match with a 'band' group)",
+                )
+            if band not in wanted:
+                continue  # another band of the product
+            start, end = match.span("band")
+            key = (os.path.dirname(path), name[:start] + "{band}" + name[end:])
+            products.setdefault(key, {})[band] = path
+        if not products:
+            raise DatasetNotFoundError(
+                ", ".join(os.fspath(p) for p in self._path_list()),
+                f"no GeoTIFF of band_names {list(names)} found",
+                dataset="rasters",
+            )
+        grouped: list[list[str]] = []
+        for (folder, pattern), by_band in sorted(products.items()):
+            for band in names:
+                if band not in by_band:
+                    some = by_band[next(iter(by_band))]
+                    raise BadDatasetError(
+                        some,
+                        f"band {band} missing: no {pattern.replace('{band}', band)} in {folder} "
+                        f"(band_names={list(names)})",
+                    )
+            grouped.append([by_band[band] for band in names])
+        return grouped
+
+    @staticmethod
+    def _native_res(path: str, crs: Any) -> tuple[float, float]:
+        """A file's resolution in ``crs`` (its own when already in it; else GDAL's warp default)."""
+        with rasterio.open(path) as src:
+            if src.crs == crs:
+                return abs(float(src.res[0])), abs(float(src.res[1]))
+            with WarpedVRT(src, crs=crs) as vrt:
+                return abs(float(vrt.res[0])), abs(float(vrt.res[1]))
+
+    def _path_list(self) -> list[str | os.PathLike[str]]:
+        return [self.paths] if isinstance(self.paths, str | os.PathLike) else list(self.paths)
+
+    def _update_filepath(self, band: str, filepath: str) -> str:
+        """The file of ``band`` in the product indexed by ``filepath`` (separate files)."""
+        if self.band_files is None or self.band_names is None:
+            return filepath
+        return self.band_files[filepath][self.band_names.index(band)]
+
+    @property
+    def nodata_value(self) -> float | None:
+        """Raw value of nodata pixels: the first file's declared nodata, else ``nodata``, else None.
+
+        ``None`` means every pixel of a covered patch holds data (files that mark nodata only with
+        an internal mask or alpha band are read with that mask filled with 0: pass ``nodata=0``).
+        """
+        return self._declared_nodata if self._declared_nodata is not None else self.nodata
 
     @staticmethod
     def _date_from_tags(src: Any) -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -596,10 +762,18 @@ class TimeSeriesRasters(RasterDataset):
             and b[rows[0], 1] <= y.start + eps_y
             and b[rows[0], 3] >= y.stop - eps_y
         )
-        if len(rows) == 1 and inside:  # the common case: one file covers the patch
-            data = self._read_window(paths[rows[0]], x, y)
-        else:
-            data = self._merge_files([paths[i] for i in rows], (x, y, t), self.band_indexes)
+        if self.band_files is None:
+            products = [[paths[i]] for i in rows]
+        else:  # one file per band: each band is read (resampled) onto the query's grid
+            products = [self.band_files[paths[i]] for i in rows]
+        parts = []
+        for band in range(len(products[0])):
+            files = [product[band] for product in products]
+            if len(rows) == 1 and inside:  # the common case: one file covers the patch
+                parts.append(self._read_window(files[0], x, y))
+            else:
+                parts.append(self._merge_files(files, (x, y, t), self.band_indexes))
+        data = parts[0] if len(parts) == 1 else torch.cat(parts)
         sample: dict[str, Any] = {"crs": self.crs, "bounds": query, "image": data.to(self.dtype)}
         if self.transforms is not None:
             sample = self.transforms(sample)
@@ -792,12 +966,28 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
         self.centroids = cents
         self.scale = float(scale)
 
+    def to_unit(self, image: Tensor) -> Tensor:
+        """Raw values on the ``[0, 1]`` scale the model sees (uint8 kept: the task divides by 255).
+
+        Non-8-bit values become ``clamp(value * scale, 0, 1)`` as float32.
+
+        Args:
+            image: ``[..., C, H, W]`` read from :attr:`rasters`.
+
+        Returns:
+            The image on the ``[0, 1]`` scale (uint8 stays uint8).
+        """
+        if image.dtype == torch.uint8:
+            return image
+        return (image.float() * self.scale).clamp_(0.0, 1.0)
+
     def __getitem__(self, pair: tuple[GeoSlice, GeoSlice]) -> dict[str, Tensor]:
         """Read both views of a pair query.
 
         Args:
             pair: two GeoSlices ``(x, y, t)`` with the same ``x`` and ``y`` and two dates of
-                ``rasters.dates``.
+                ``rasters.dates`` (the same date twice for a single-date pair: both views are
+                then the same image, read once).
 
         Returns:
             The sample dict described in the class docstring.
@@ -811,9 +1001,10 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
         dates = [self.rasters.date_of(q[2]) for q in (first, second)]
         if dates[0] is None or dates[1] is None:
             raise ValueError(f"each query of a pair must select one of rasters.dates: {pair}")
-        images = torch.stack([self.rasters[q]["image"] for q in (first, second)])  # [2, C, H, W]
-        if images.dtype != torch.uint8:
-            images = (images.float() * self.scale).clamp_(0.0, 1.0)
+        view0 = self.rasters[first]["image"]  # [C, H, W]
+        # A single-date pair (TemporalGeoPairSampler(single_date_pairs=True)): one read.
+        view1 = view0 if dates[0] == dates[1] else self.rasters[second]["image"]
+        images = self.to_unit(torch.stack([view0, view1]))  # [2, C, H, W]
         x, y = first[0], first[1]
         cx, cy = (x.start + x.stop) / 2.0, (y.start + y.stop) / 2.0
         lon, lat = self.rasters.to_lonlat([cx], [cy])

@@ -3,11 +3,12 @@
 A raster of ``W x H`` pixels is cut into chips of ``chip_size x chip_size`` pixels every ``stride``
 pixels, starting at pixel ``(0, 0)``: chip ``(row, col)`` is the pixel window
 ``(col * stride, row * stride, chip_size, chip_size)`` (column offset, row offset, width, height).
-The grid has just enough chips to cover the raster::
+The grid has just enough chips to cover the raster, and no chip wholly outside it::
 
-    n_cols = 1 if W <= chip_size else ceil((W - chip_size) / stride) + 1
+    n_cols = 1 if W <= chip_size else min(ceil((W - chip_size) / stride) + 1, ceil(W / stride))
 
-so the last row and column of chips may extend past the raster's edge; the part outside is read as
+(the second term only counts when ``stride > chip_size``, where chips leave gaps between them), so
+the last row and column of chips may extend past the raster's edge; the part outside is read as
 nodata (and counts towards the chip's nodata fraction).
 
 At chip resolution each chip is one cell of ``stride x stride`` pixels centred on the chip's centre
@@ -65,7 +66,10 @@ class ChipGrid:
 
     @staticmethod
     def _count(size: int, chip: int, stride: int) -> int:
-        return 1 if size <= chip else math.ceil((size - chip) / stride) + 1
+        if size <= chip:
+            return 1
+        # With stride > chip the covering count would add a chip that starts past the edge.
+        return min(math.ceil((size - chip) / stride) + 1, math.ceil(size / stride))
 
     @property
     def n_rows(self) -> int:
@@ -337,6 +341,9 @@ def chip_footprints(
     xs = a * all_px + b * all_py + c
     ys = d * all_px + e * all_py + f
     src = CRS.from_user_input(crs)
+    if src.is_geographic:
+        # A chip past the edge of a global raster runs past a pole, where there is nothing.
+        ys = np.clip(ys, -90.0, 90.0)
     if src == CRS.from_epsg(4326):
         lons, lats = xs, ys
     else:
@@ -347,13 +354,14 @@ def chip_footprints(
     ring_lat = lats[: n * m].reshape(n, m)
     centre_lon = (lons[n * m :] + 180.0) % 360.0 - 180.0
     centre_lat = lats[n * m :].copy()
-    # A ring that jumps by ~360 degrees crosses the antimeridian: unwrap its longitudes around the
-    # first vertex (other rings keep PROJ's values bit for bit, so neighbours share edges exactly).
+    # A ring that jumps by ~360 degrees crosses the antimeridian: unwrap its longitudes along the
+    # ring, from the first vertex (other rings keep PROJ's values bit for bit, so neighbours share
+    # edges exactly). Unwrapping step by step, not around the first vertex, keeps a chip wider
+    # than 180 degrees (a coarse global raster) whole.
     with np.errstate(invalid="ignore"):  # failed points are inf; those rings are dropped below
         jumps = (ring_lon.max(axis=1) - ring_lon.min(axis=1)) > 180.0
-    if jumps.any():
-        first = ring_lon[jumps, :1]
-        ring_lon[jumps] = first + (ring_lon[jumps] - first + 180.0) % 360.0 - 180.0
+        if jumps.any():
+            ring_lon[jumps] = np.unwrap(ring_lon[jumps], period=360.0, axis=1)
     finite = np.isfinite(ring_lon) & np.isfinite(ring_lat) & (np.abs(ring_lat) <= 90.0)
     ok = np.asarray(finite.all(axis=1), dtype=bool)
     coords = np.stack([ring_lon, ring_lat], axis=-1)  # [n, m, 2]

@@ -285,18 +285,28 @@ def _empty_block(source: int, spec: _ReadSpec, channels: int, considered: int) -
 def _read_raster_block(
     index: int, source: RasterSource, row: int, col0: int, col1: int, spec: _ReadSpec
 ) -> ChipBlock:
+    from rasterio.errors import RasterioError
+
     grid = source.grid
-    with open_raster(source.path) as dataset:
-        raw, valid = read_chip_block(
-            dataset,
-            grid,
-            row,
-            col0,
-            col1,
-            source.bands,
-            dtype=source.dtype,
-            all_valid=source.all_valid,
-        )
+    try:
+        with open_raster(source.path) as dataset:
+            raw, valid = read_chip_block(
+                dataset,
+                grid,
+                row,
+                col0,
+                col1,
+                source.bands,
+                dtype=source.dtype,
+                all_valid=source.all_valid,
+            )
+    except RasterioError as err:
+        # A damaged file fails mid-run: one line naming it (GDAL's reason is on the cause).
+        reason = str(err.__cause__ or err).strip().splitlines() or [type(err).__name__]
+        raise ValueError(
+            f"{source.path}: cannot read chip row {row} (pixel rows {row * grid.stride} to "
+            f"{row * grid.stride + grid.chip_size - 1}): {reason[0]}"
+        ) from err
     nodata = 1.0 - valid.mean(axis=(1, 2), dtype=np.float64)
     keep = nodata <= spec.max_nodata
     n = int(keep.sum())

@@ -295,14 +295,15 @@ def _raster_source(
     from rasterio.enums import ColorInterp, MaskFlags
 
     with open_raster(path) as dataset:
+        # Before the CRS check: a GCP-only raster has no dataset CRS (its CRS is the GCPs').
+        if dataset.transform.is_identity and dataset.gcps[0]:
+            raise ValueError(
+                f"{path}: the raster is georeferenced by GCPs only; warp it first (gdalwarp)"
+            )
         if dataset.crs is None:
             raise ValueError(
                 f"{path}: the raster has no CRS; set one first, e.g. "
                 "gdal_edit.py -a_srs EPSG:XXXX FILE"
-            )
-        if dataset.transform.is_identity and dataset.gcps[0]:
-            raise ValueError(
-                f"{path}: the raster is georeferenced by GCPs only; warp it first (gdalwarp)"
             )
         count = dataset.count
         if bands is not None:
@@ -317,8 +318,10 @@ def _raster_source(
             colour = dataset.colorinterp
             chosen = tuple(i + 1 for i in range(count) if colour[i] != ColorInterp.alpha)
             if len(chosen) != in_chans:
+                alpha = count - len(chosen)
+                has = f"{count} band(s)" + (f" ({alpha} alpha, not counted)" if alpha else "")
                 raise ValueError(
-                    f"{path}: the raster has {count} band(s) but the weights take {in_chans}; "
+                    f"{path}: the raster has {has} but the weights take {in_chans}; "
                     f"choose {in_chans} with --bands (e.g. --bands "
                     f"{','.join(str(i + 1) for i in range(min(in_chans, count)))})"
                 )

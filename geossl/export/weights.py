@@ -25,6 +25,7 @@ import json
 import os
 import platform
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from geossl.models.weights import (
     read_weights,
     state_dict_bytes,
 )
-from geossl.utils.io import atomic_output, atomic_write_bytes
+from geossl.utils.io import atomic_output
 
 __all__ = ["ExportedWeights", "LoadedBackbone", "WeightsMeta", "export_weights", "load_backbone"]
 
@@ -180,8 +181,9 @@ def export_weights(
     """Export the backbone of a geossl pretraining checkpoint (``.pth``, ``.ckpt``, ``.json``).
 
     The files are ``{output_dir}/{backbone}_{method}-{hash8}.{pth,ckpt,json}`` (see the module
-    doc); each is written atomically. The ``.pth`` bytes are deterministic, so exporting the same
-    weights twice gives the same names and hash.
+    doc); they are written under temporary names and renamed together, so an interrupted export
+    leaves none of them. The ``.pth`` bytes are deterministic, so exporting the same weights twice
+    gives the same names and hash.
 
     Args:
         checkpoint: a Lightning checkpoint of :class:`~geossl.trainers.GeoSSLTask` (read with
@@ -230,7 +232,6 @@ def export_weights(
     files = {"weights": paths["pth"].name, "checkpoint": paths["ckpt"].name}
     metadata = _metadata(meta, raw, num_features, files, source_sha256)
 
-    atomic_write_bytes(paths["pth"], data)
     lightning_checkpoint = {
         "epoch": meta.epoch,
         "global_step": meta.global_step,
@@ -241,9 +242,13 @@ def export_weights(
         "hyper_parameters": {"model": meta.backbone, "in_channels": meta.in_chans},
         "geossl_metadata": metadata,
     }
-    with atomic_output(paths["ckpt"]) as tmp:
-        torch.save(lightning_checkpoint, tmp)
-    atomic_write_bytes(paths["json"], (json.dumps(metadata, indent=2) + "\n").encode())
+    # All three under temporary names, renamed together once all are written: an interrupted
+    # export leaves no .pth without its .json (which a re-run would then refuse to replace).
+    with ExitStack() as stack:
+        tmp = {ext: stack.enter_context(atomic_output(path)) for ext, path in paths.items()}
+        tmp["pth"].write_bytes(data)
+        torch.save(lightning_checkpoint, tmp["ckpt"])
+        tmp["json"].write_bytes((json.dumps(metadata, indent=2) + "\n").encode())
 
     _, exported = read_weights(paths["pth"])
     return ExportedWeights(

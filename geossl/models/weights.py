@@ -332,9 +332,14 @@ def _torch_load(path: Path) -> Any:
         ValueError: if the file is not a torch file or holds other Python objects.
     """
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(path, device="cpu")
+        try:
+            return load_file(path, device="cpu")
+        except SafetensorError as err:
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
+            raise ValueError(f"{path}: not a safetensors weight file ({detail})") from err
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -477,7 +482,18 @@ def _geossl_checkpoint_meta(
     hp: Mapping[str, Any] = checkpoint["hyper_parameters"]
     datamodule: Mapping[str, Any] = checkpoint.get("datamodule_hyper_parameters") or {}
     is_fmow = "product" in datamodule and "pair_mode" in datamodule
+    is_rasters = "paths" in datamodule and "patch_size" in datamodule
     bands = _fmow_bands(datamodule, in_chans) if is_fmow else None
+    # RasterTimeSeriesDataModule: its band names (band files) and its raw-to-[0, 1] scale
+    # (uint8 stacks are divided by 255 whatever data.scale says; other dtypes need data.scale).
+    names = datamodule.get("band_names") if is_rasters else None
+    if isinstance(names, list | tuple) and len(names) == in_chans:
+        bands = tuple(str(n) for n in names)
+    scale = UINT8_SCALE
+    if is_fmow:
+        scale = _fmow_scale(datamodule)
+    elif is_rasters and datamodule.get("scale"):
+        scale = float(datamodule["scale"])
     if bands is None:
         bands = tuple(f"band_{i + 1}" for i in range(in_chans))
     mean = hp.get("mean") or (IMAGENET_MEAN if in_chans == 3 else ())
@@ -496,7 +512,7 @@ def _geossl_checkpoint_meta(
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),
         # GeoSSLAugmentation divides uint8 batches by 255; float batches are taken as [0, 1].
-        scale=_fmow_scale(datamodule) if is_fmow else UINT8_SCALE,
+        scale=scale,
         image_size=int(hp.get("crop_size", 224)),
         method=pretrain_method(losses),
         sha256=digest[:8],
@@ -505,7 +521,7 @@ def _geossl_checkpoint_meta(
         has_metadata=True,
         sha256_full=digest,
         losses={str(name): float(weight) for name, weight in losses.items()},
-        dataset="fmow" if is_fmow else None,
+        dataset="fmow" if is_fmow else ("rasters" if is_rasters else None),
         epoch=checkpoint.get("epoch"),
         global_step=checkpoint.get("global_step"),
         info=info,
@@ -561,8 +577,15 @@ def _meta_from_metadata(
     bands = metadata.get("bands") or [f"band_{i + 1}" for i in range(in_chans)]
     if len(bands) != in_chans:
         raise ValueError(f"{where}: {len(bands)} band names for in_chans={in_chans}")
-    losses = metadata.get("losses") or {}
     dataset = metadata.get("dataset")
+    try:  # optional fields of a hand-written .json: a bad one is a one-line error naming the file
+        image_size = int(metadata.get("image_size") or _default_image_size(backbone))
+        losses = {str(k): float(v) for k, v in (metadata.get("losses") or {}).items()}
+    except (AttributeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{where}: invalid weights metadata ({type(err).__name__}: {err}); image_size is a "
+            "number of pixels and losses maps loss terms to weights (docs/export.md)"
+        ) from err
     return WeightsMeta(
         backbone=backbone,
         in_chans=in_chans,
@@ -570,14 +593,14 @@ def _meta_from_metadata(
         mean=mean,
         std=std,
         scale=scale,
-        image_size=int(metadata.get("image_size") or _default_image_size(backbone)),
+        image_size=image_size,
         method=str(metadata.get("method") or "unknown"),
         sha256=digest[:8],
         source=weights,
         source_format=fmt,
         has_metadata=True,
         sha256_full=digest,
-        losses={str(k): float(v) for k, v in losses.items()},
+        losses=losses,
         dataset=str(dataset["name"])
         if isinstance(dataset, Mapping) and "name" in dataset
         else None,

@@ -189,7 +189,15 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
 
     Patches are thus uniform over the valid patch positions, whatever the number of files per
     place. A dataset with fewer than two dates, or where no patch passes the rule (e.g.
-    non-overlapping files), fails at construction with one line.
+    non-overlapping files), fails at construction with one line starting ``no valid pair:``.
+
+    **Places seen at one date only** (``single_date_pairs=True``, off by default): a collection of
+    separate patches (BigEarthNet: each patch is its own place, at one date) has no temporal pair
+    at all. With this option step 1 draws over the area where *one* date has data, and a patch
+    with a single valid date gives the pair ``(d, d)``: both views are the same image, so the
+    temporal-positive term reduces to MoCo-v2's two augmentations of one image for that pair
+    (patches with two or more valid dates still get two different dates). The share of such pairs
+    among the trial draws is :attr:`single_date_rate`.
 
     Randomness and sharding follow :class:`~geossl.samplers.TemporalPairSampler`: epoch ``e`` uses
     ``torch.Generator().manual_seed(seed + e)`` unless a ``generator`` is given (then every draw
@@ -209,10 +217,12 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
             by repeating the first pairs).
         num_replicas: shard the pairs over this many processes (default 1: no sharding).
         rank: this process's shard in ``0..num_replicas-1``.
+        single_date_pairs: pair a patch with a single valid date with itself (see above) instead
+            of rejecting it.
 
     Raises:
         ValueError: for invalid arguments, fewer than two dates, or when no patch has two valid
-            dates ("no valid pair: ...").
+            dates ("no valid pair: ..."; with ``single_date_pairs``: one valid date).
     """
 
     def __init__(
@@ -227,21 +237,30 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
         drop_last: bool = False,
         num_replicas: int = 1,
         rank: int = 0,
+        single_date_pairs: bool = False,
     ) -> None:
         if length < 1:
             raise ValueError(f"length must be at least 1, got {length}")
         check_replicas(num_replicas, rank)
         rule = _PatchRule(dataset, patch_size, max_nodata_fraction, cells_per_patch)
-        if rule.num_dates < 2:
+        hint = "; single_date_pairs=True pairs a place seen at one date with itself"
+        if rule.num_dates < 2 and not single_date_pairs:
             raise ValueError(
                 f"no valid pair: temporal pairs need two acquisition dates, found {rule.num_dates} "
-                f"for a {rule.describe()}"
+                f"for a {rule.describe()}{hint}"
             )
         g = rule.grid
-        self._cells: IntArray = np.flatnonzero(g.valid.sum(axis=0) >= 2).astype(np.int64)
+        #: Fewest valid dates of a patch that gives a pair (1 with ``single_date_pairs``).
+        self.min_dates = 1 if single_date_pairs else 2
+        self.single_date_pairs = single_date_pairs
+        self._cells: IntArray = np.flatnonzero(g.valid.sum(axis=0) >= self.min_dates).astype(
+            np.int64
+        )
         if len(self._cells) == 0:
+            what = "at any date" if single_date_pairs else "at two acquisition dates"
             raise ValueError(
-                f"no valid pair: no place has data at two acquisition dates for a {rule.describe()}"
+                f"no valid pair: no place has data {what} for a {rule.describe()}"
+                f"{'' if single_date_pairs else hint}"
             )
         self.rule = rule
         self.dataset = dataset
@@ -254,12 +273,17 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
         self.epoch = 0
         # A trial draw: fail now (not in the middle of training) when no patch is ever valid.
         trial = torch.Generator().manual_seed(seed)
-        boxes, _, tried = self._candidates(_TRIAL_DRAWS, trial)
+        boxes, trial_dates, tried = self._candidates(_TRIAL_DRAWS, trial)
         #: Share of the trial candidates that gave a pair (drives the size of later draws).
         self.acceptance_rate = len(boxes) / tried
+        #: Share of the trial pairs whose two views are one date (0 without single_date_pairs).
+        self.single_date_rate = (
+            float(np.mean(trial_dates[:, 0] == trial_dates[:, 1])) if len(boxes) else 0.0
+        )
         if len(boxes) == 0:
+            what = "a valid acquisition date" if single_date_pairs else "two acquisition dates"
             raise ValueError(
-                f"no valid pair: none of {tried} random patches has two acquisition dates that "
+                f"no valid pair: none of {tried} random patches has {what} that "
                 f"cover it for a {rule.describe()}; lower patch_size or raise max_nodata_fraction"
             )
 
@@ -285,9 +309,14 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
         cy = g.top - (cells // width + uv[:, 1]) * g.cell_y
         boxes = self.rule.snap(cx, cy)
         valid = self.rule.valid_dates(boxes)  # [M, D]
-        keep = valid.sum(axis=1) >= 2
+        counts = valid.sum(axis=1)  # [M]
+        keep = counts >= self.min_dates
         ranked = np.where(valid, scores.numpy(), -1.0)[keep]
+        if ranked.shape[1] == 1:  # a single date in the dataset (single_date_pairs)
+            ranked = np.concatenate([ranked, np.full_like(ranked, -1.0)], axis=1)
         dates = np.argsort(-ranked, axis=1, kind="stable")[:, :2].astype(np.int64)
+        single = counts[keep] == 1  # only with single_date_pairs: the date with itself
+        dates[single, 1] = dates[single, 0]
         return boxes[keep], dates, count
 
     def draw(self, count: int, generator: torch.Generator) -> tuple[FloatArray, IntArray]:
@@ -299,7 +328,8 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
 
         Returns:
             ``(boxes, dates)``: float64 ``[count, 4]`` patch bounds ``(xmin, ymin, xmax, ymax)`` in
-            the dataset's CRS and int64 ``[count, 2]`` date ids (view 0, view 1), distinct per row.
+            the dataset's CRS and int64 ``[count, 2]`` date ids (view 0, view 1), distinct per row
+            (equal for a single-date pair with ``single_date_pairs``).
 
         Raises:
             RuntimeError: when the draws stop giving pairs (cannot happen after a successful

@@ -2,7 +2,10 @@
 
 from geossl.errors import NonFiniteLossError
 from geossl.trainers import scrl as scrl  # registers the "scrl" term
+from geossl.trainers.classification import FMoWClassificationTask
+from geossl.trainers.detection import XViewDetectionTask
 from geossl.trainers.pretrain import GeoSSLTask
+from geossl.trainers.segmentation import SpaceNetSegmentationTask
 from geossl.trainers.terms import (
     LossTerm,
     LossTermContext,
@@ -15,12 +18,15 @@ from geossl.trainers.terms import (
 )
 
 __all__ = [
+    "FMoWClassificationTask",
     "GeoSSLTask",
     "LossTerm",
     "LossTermContext",
     "NonFiniteLossError",
+    "SpaceNetSegmentationTask",
     "StepOutputs",
     "TermOutput",
+    "XViewDetectionTask",
     "create_loss_term",
     "list_loss_terms",
     "register_loss_term",

@@ -28,10 +28,10 @@ temperature) come through ``loss_options={name: {option: value}}`` and reach the
 import copy
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.distributed as dist
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from lightly.models.modules import MoCoProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightning import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
@@ -51,6 +52,7 @@ from geossl.models import (
     get_num_features,
     pool_feature_map,
 )
+from geossl.models.init import adapt_first_conv
 from geossl.models.weights import load_state_dict_strict, read_weights
 from geossl.trainers.terms import (
     DEFAULT_LOSSES,
@@ -69,7 +71,15 @@ from geossl.trainers.terms import (
 from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD, GeoSSLAugmentation, ViewParams
 from geossl.utils import batch_shuffle, batch_unshuffle, world_size
 
-__all__ = ["GeoSSLTask", "WarmupCosineSchedule"]
+__all__ = ["NORMALIZATIONS", "GeoSSLTask", "WarmupCosineSchedule"]
+
+#: Values of ``model.normalization`` (see :class:`GeoSSLTask`).
+NORMALIZATIONS = ("auto", "imagenet", "data")
+
+
+def _rounded(values: list[float]) -> list[float]:
+    """Values with 4 significant digits, for messages (the hyper-parameters keep them all)."""
+    return [float(f"{v:.4g}") for v in values]
 
 
 @dataclass(frozen=True)
@@ -139,8 +149,23 @@ class GeoSSLTask(LightningModule):
         shuffle_bn: shuffle the key encoder's batch (across ranks under DDP) to avoid BN leakage.
         crop_size: side of the augmented views (224).
         min_scale: smallest RandomResizedCrop area fraction (0.2).
-        mean: per-band normalisation mean of ``[0, 1]`` inputs (ImageNet's for 3 bands if ``None``).
-        std: per-band normalisation std (ImageNet's for 3 bands if ``None``).
+        mean: per-band normalisation mean of ``[0, 1]`` inputs; ``None``: from ``normalization``.
+            Given values are used as they are (a checkpoint records the statistics a run used
+            here, so loading it reproduces them).
+        std: per-band normalisation std, like ``mean`` (give both or neither, except that with 3
+            bands a missing one is ImageNet's unless ``normalization="data"``).
+        normalization: where ``mean`` / ``std`` come from when they are ``None``: ``"auto"``
+            (default) ImageNet's for 3 bands (RGB, what RGB weights expect), the data's for any
+            other band count; ``"imagenet"`` ImageNet's (3 bands only); ``"data"`` the data's for
+            any band count. *The data's*: at fit start (``setup``) the task calls its data
+            module's ``band_statistics(normalization_samples)`` (per-band mean and population std
+            of the valid pixels of a seeded sample of training patches on the ``[0, 1]`` scale,
+            cached; :class:`~geossl.datamodules.RasterTimeSeriesDataModule`,
+            :class:`~geossl.datamodules.FMoWDataModule`), prints them once, loads them into the
+            augmentation's normalisation and writes them into the hyper-parameters, so the
+            checkpoints (and ``geossl export weights``) record the statistics actually used. A
+            resumed run uses its checkpoint's statistics.
+        normalization_samples: patches / images the data statistics are estimated from (256).
         lr: SGD learning rate (0.03 for a total batch of 256).
         sgd_momentum: SGD momentum (0.9).
         weight_decay: SGD weight decay (1e-4).
@@ -160,6 +185,14 @@ class GeoSSLTask(LightningModule):
             only a classifier (``fc.*`` / ``head.*``) in the file is dropped. A file path, so it
             is kept out of the checkpoint's hyper-parameters (like torchgeo's ``weights``);
             checkpoints record its name and hash as ``geossl_init_weights`` instead.
+        adapt_in_chans: let 3-band (RGB) ``init_weights`` start a backbone with another
+            ``in_chans`` by adapting the first convolution with timm's rule
+            (:func:`~geossl.models.init.adapt_first_conv`: for 1 band the sum of the RGB kernels,
+            for :math:`N` bands the RGB kernels repeated cyclically and scaled by :math:`3 / N`,
+            so that the activations keep their magnitude); every other tensor is loaded as is.
+            ``geossl_init_weights`` then records ``adapted_from: 3``. The file's RGB
+            normalisation no longer applies: the data's is used (``normalization``). Without it,
+            a band-count mismatch is an error.
 
     Raises:
         ValueError: for any invalid hyper-parameter; the message names it as ``model.<name>``.
@@ -195,6 +228,9 @@ class GeoSSLTask(LightningModule):
         channels_last: bool = False,
         nan_check_every_n_steps: int = 1,
         init_weights: str | None = None,
+        normalization: Literal["auto", "imagenet", "data"] = "auto",
+        normalization_samples: int = 256,
+        adapt_in_chans: bool = False,
     ) -> None:
         super().__init__()
         # A local path: loading the checkpoint elsewhere must not need the file (see the doc).
@@ -222,17 +258,30 @@ class GeoSSLTask(LightningModule):
             (c.queue_key_source for c in term_classes if c.queue_key_source is not None), None
         )
 
+        #: Where the normalisation comes from: "given", "imagenet" or "data" (``normalization``).
+        self.normalization_source = self._normalization_source(hp)
+        pending = self.normalization_source == "data"
+        aug_mean: Sequence[float] | None = hp["mean"]
+        aug_std: Sequence[float] | None = hp["std"]
+        if self.normalization_source == "imagenet" or (hp["in_chans"] == 3 and not pending):
+            aug_mean = IMAGENET_MEAN if aug_mean is None else aug_mean
+            aug_std = IMAGENET_STD if aug_std is None else aug_std
         self.augment = GeoSSLAugmentation(
             size=hp["crop_size"],
             min_scale=hp["min_scale"],
-            mean=hp["mean"],
-            std=hp["std"],
+            # Placeholders until setup() takes the data's statistics (the forward refuses them).
+            mean=[0.0] * hp["in_chans"] if pending else aug_mean,
+            std=[1.0] * hp["in_chans"] if pending else aug_std,
             in_chans=hp["in_chans"],
         )
+        #: True until the data's statistics are loaded (``normalization`` resolved to the data).
+        self.normalization_pending = pending
         self.backbone = create_backbone(hp["backbone"], in_chans=hp["in_chans"])
         self.init_weights_info: dict[str, Any] | None = None
+        self._init_weights_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         if init_weights is not None:  # before the key encoder copies the backbone
             self.init_weights_info = self._load_init_weights(init_weights)
+            self._warn_on_other_normalization()
         num_features = get_num_features(self.backbone)
         # A recipe whose terms never read the MoCo projection (SCRL alone) gets no projection head:
         # parameters without gradients would stop DDP (find_unused_parameters is off by default).
@@ -273,11 +322,13 @@ class GeoSSLTask(LightningModule):
             path: the weight file.
 
         Returns:
-            What the checkpoints record: file name, sha256, backbone, method, format.
+            What the checkpoints record: file name, sha256, backbone, method, format and
+            ``adapted_from`` (the file's band count when ``adapt_in_chans`` adapted it, else None).
 
         Raises:
             FileNotFoundError: naming ``model.init_weights`` if the file does not exist.
-            ValueError: naming ``model.init_weights`` for another backbone, band count or keys.
+            ValueError: naming ``model.init_weights`` for another backbone, band count (unless
+                ``adapt_in_chans`` adapts 3-band weights) or keys.
         """
         hp = self.hparams
         where = f"model.init_weights: {path}"
@@ -291,29 +342,134 @@ class GeoSSLTask(LightningModule):
             raise ValueError(
                 f"{where} holds {meta.backbone} weights but model.backbone is {hp['backbone']}"
             )
+        adapted_from: int | None = None
         if meta.in_chans != hp["in_chans"]:
-            raise ValueError(
-                f"{where} has {meta.in_chans}-band weights but model.in_chans={hp['in_chans']}"
-            )
+            if meta.in_chans != 3:
+                raise ValueError(
+                    f"{where} has {meta.in_chans}-band weights but model.in_chans="
+                    f"{hp['in_chans']} (only 3-band weights can be adapted to another band count)"
+                )
+            if not hp["adapt_in_chans"]:
+                raise ValueError(
+                    f"{where} has 3-band weights but model.in_chans={hp['in_chans']}: set "
+                    "model.adapt_in_chans=true to adapt the first convolution (timm's rule), or "
+                    "give the model 3 bands"
+                )
+            state = adapt_first_conv(state, hp["backbone"], hp["in_chans"])
+            adapted_from = meta.in_chans
         # The file's classifier (an ImageNet fc / head) was dropped by read_weights; every other
         # tensor must match the backbone exactly.
         load_state_dict_strict(self.backbone, state, source=where, backbone=hp["backbone"])
-        mean = tuple(hp["mean"] or IMAGENET_MEAN)
-        std = tuple(hp["std"] or IMAGENET_STD)
-        if meta.has_metadata and meta.has_normalization and (meta.mean, meta.std) != (mean, std):
-            warnings.warn(
-                f"{where} was trained on inputs normalised with mean={list(meta.mean)} "
-                f"std={list(meta.std)}, but model.mean={list(mean)} model.std={list(std)}",
-                UserWarning,
-                stacklevel=3,
-            )
+        if meta.has_metadata and meta.has_normalization and adapted_from is None:
+            self._init_weights_norm = (tuple(meta.mean), tuple(meta.std))
         return {
             "file": Path(path).name,
             "sha256": meta.sha256_full,
             "backbone": meta.backbone,
             "method": meta.method,
             "source_format": meta.source_format,
+            "adapted_from": adapted_from,
         }
+
+    def _warn_on_other_normalization(self) -> None:
+        """Warn when ``init_weights`` were trained with other statistics than this run's.
+
+        Checked once the statistics are known: at construction, or after the data's are loaded.
+        """
+        if self._init_weights_norm is None or self.normalization_pending:
+            return
+        file_mean, file_std = self._init_weights_norm
+        mean = tuple(float(v) for v in self.augment.mean.flatten().tolist())
+        std = tuple(float(v) for v in self.augment.std.flatten().tolist())
+        close = all(
+            math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7)
+            for a, b in zip((*file_mean, *file_std), (*mean, *std), strict=True)
+        )
+        if not close:
+            name = self.init_weights_info["file"] if self.init_weights_info else "?"
+            warnings.warn(
+                f"model.init_weights: {name} was trained on inputs normalised with "
+                f"mean={list(file_mean)} std={list(file_std)}, but model.mean={list(mean)} "
+                f"model.std={list(std)}",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    @staticmethod
+    def _normalization_source(hp: Mapping[str, Any]) -> str:
+        """``"given"``, ``"imagenet"`` or ``"data"``: where ``mean`` / ``std`` come from."""
+        if hp["mean"] is not None and hp["std"] is not None:
+            return "given"
+        if hp["normalization"] == "data" or (hp["normalization"] == "auto" and hp["in_chans"] != 3):
+            return "data"
+        return "given" if hp["mean"] is not None or hp["std"] is not None else "imagenet"
+
+    def setup(self, stage: str) -> None:
+        """Take the data's normalisation statistics when ``normalization`` asks for them.
+
+        Runs on every process after the data module's ``setup`` and before the model is moved,
+        wrapped or logged: rank 0 calls ``datamodule.band_statistics(normalization_samples)``
+        (cached on disk) and broadcasts the result.
+
+        Args:
+            stage: Lightning's stage (``"fit"``, ...).
+
+        Raises:
+            ValueError: naming ``model.mean`` / ``model.std`` when the data module has no
+                ``band_statistics``.
+        """
+        if not self.normalization_pending:
+            return
+        trainer = self.trainer
+        datamodule = getattr(trainer, "datamodule", None)
+        estimate = getattr(datamodule, "band_statistics", None)
+        if not callable(estimate):
+            owner = type(datamodule).__name__ if datamodule is not None else "no data module"
+            raise ValueError(
+                f"model.mean / model.std are not set and the data ({owner}) has no "
+                f"band_statistics() to estimate them for model.in_chans={self.hparams['in_chans']}:"
+                " set model.mean and model.std"
+            )
+        stats: tuple[list[float], list[float]] | None = None
+        if trainer.is_global_zero:
+            stats = estimate(self.hparams["normalization_samples"])
+        stats = trainer.strategy.broadcast(stats, src=0)
+        if stats is None:  # pragma: no cover - rank 0 always computes them
+            raise RuntimeError("rank 0 did not broadcast the band statistics")
+        mean, std = stats
+        self.set_normalization(mean, std)
+        rank_zero_info(
+            f"GeoSSLTask: per-band statistics of {type(datamodule).__name__} "
+            f"({self.hparams['normalization_samples']} samples, [0, 1] scale): "
+            f"model.mean={_rounded(mean)} model.std={_rounded(std)}"
+        )
+
+    def set_normalization(self, mean: list[float], std: list[float]) -> None:
+        """Use ``mean`` / ``std`` from now on and record them in the hyper-parameters.
+
+        The checkpoint's ``hyper_parameters`` (what ``geossl export weights`` reads) and the
+        logger's copy get them too, so every record of the run names the statistics it used.
+
+        Args:
+            mean: per-band mean, ``in_chans`` values.
+            std: per-band std, ``in_chans`` values, > 0.
+
+        Raises:
+            ValueError: naming ``model.mean`` / ``model.std`` for a wrong length or a std <= 0.
+        """
+        try:
+            self.augment.set_normalization(mean, std)
+        except ValueError as err:
+            raise ValueError(f"model.mean / model.std: {err}") from err
+        values = {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+        self.hparams.update(values)
+        # Lightning logs hparams_initial (a copy taken at save_hyperparameters): the logged
+        # hyper-parameters must say which statistics the run used, not None.
+        initial = getattr(self, "_hparams_initial", None)
+        if initial is not None:
+            initial.update(values)
+        self.normalization_pending = False
+        self._warn_on_other_normalization()
 
     @staticmethod
     def _check_hparams(hp: Mapping[str, Any]) -> dict[str, float]:
@@ -356,13 +512,31 @@ class GeoSSLTask(LightningModule):
                 "model.nan_check_every_n_steps must be >= 0 (0 disables the check), "
                 f"got {hp['nan_check_every_n_steps']}"
             )
+        if hp["normalization"] not in NORMALIZATIONS:
+            raise ValueError(
+                f"model.normalization must be one of {list(NORMALIZATIONS)}, "
+                f"got {hp['normalization']!r}"
+            )
+        if hp["normalization_samples"] < 1:
+            raise ValueError(
+                f"model.normalization_samples must be >= 1, got {hp['normalization_samples']}"
+            )
+        given = [name for name in ("mean", "std") if hp[name] is not None]
+        if len(given) == 1 and (hp["in_chans"] != 3 or hp["normalization"] == "data"):
+            missing = "std" if given == ["mean"] else "mean"
+            raise ValueError(
+                f"model.{missing} is missing: model.mean and model.std go together for "
+                f"model.in_chans={hp['in_chans']} (set both, or neither to estimate both from "
+                "the data)"
+            )
+        if not given and hp["normalization"] == "imagenet" and hp["in_chans"] != 3:
+            raise ValueError(
+                f"model.normalization=imagenet needs model.in_chans=3 (ImageNet's statistics are "
+                f"RGB), got {hp['in_chans']}: use model.normalization=auto (the data's) or set "
+                "model.mean and model.std"
+            )
         for name in ["mean", "std"]:
             stats = hp[name]
-            if stats is None and hp["in_chans"] != 3:
-                raise ValueError(
-                    f"model.{name} is required when model.in_chans={hp['in_chans']} != 3 "
-                    "(the ImageNet default has 3 bands)"
-                )
             if stats is not None and len(stats) != hp["in_chans"]:
                 raise ValueError(
                     f"model.{name} has {len(stats)} values but model.in_chans={hp['in_chans']}"
@@ -532,6 +706,11 @@ class GeoSSLTask(LightningModule):
         Raises:
             ValueError: if ``batch["image"]`` is not ``[B, 2, in_chans, H, W]``.
         """
+        if self.normalization_pending:
+            raise RuntimeError(
+                "model.mean / model.std are not known yet: they are estimated from the data "
+                "module when fitting starts (setup); set them to use the task without a Trainer"
+            )
         images = batch["image"]
         if images.ndim != 5 or images.shape[1] != 2 or images.shape[2] != self.hparams["in_chans"]:
             raise ValueError(
@@ -700,13 +879,32 @@ class GeoSSLTask(LightningModule):
             checkpoint["geossl_init_weights"] = self.init_weights_info
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the record of ``init_weights`` across a resume.
+        """Keep the record of ``init_weights`` and the data's statistics across a resume.
+
+        A run whose statistics come from the data resumes with its checkpoint's (the weights were
+        trained with them), with a warning if the data now gives others.
 
         Args:
             checkpoint: the checkpoint being restored.
         """
         if self.init_weights_info is None:
             self.init_weights_info = checkpoint.get("geossl_init_weights")
+        saved = checkpoint.get("hyper_parameters") or {}
+        mean, std = saved.get("mean"), saved.get("std")
+        if self.normalization_source != "data" or mean is None or std is None:
+            return
+        if not self.normalization_pending and (
+            list(mean) != self.hparams["mean"] or list(std) != self.hparams["std"]
+        ):
+            warnings.warn(
+                f"resuming with the checkpoint's model.mean={_rounded(list(mean))} "
+                f"model.std={_rounded(list(std))}; the data now gives "
+                f"model.mean={_rounded(self.hparams['mean'])} "
+                f"model.std={_rounded(self.hparams['std'])}",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.set_normalization(list(mean), list(std))
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """SGD over every trainable parameter, cosine schedule per step with optional warm-up.

@@ -275,6 +275,23 @@ class GeoSSLAugmentation(nn.Module):
             list(std), dtype=torch.float32
         )
 
+    @torch.no_grad()
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Replace the normalisation statistics (e.g. once they are estimated from the data).
+
+        The buffers keep their device and dtype.
+
+        Args:
+            mean: per-band mean of the ``[0, 1]`` input, ``C`` values.
+            std: per-band standard deviation, ``C`` values, finite and > 0.
+
+        Raises:
+            ValueError: if a statistic has the wrong length or a std is <= 0.
+        """
+        mean_t, std_t = self._check_stats(mean, std, self.in_chans)
+        self.mean.copy_(mean_t.view(1, -1, 1, 1))
+        self.std.copy_(std_t.view(1, -1, 1, 1))
+
     @overload
     def forward(self, x: Tensor, return_params: Literal[False] = False) -> Tensor: ...
 

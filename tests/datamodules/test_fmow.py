@@ -1,11 +1,14 @@
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from geossl.datamodules import FMoWDataModule
 from geossl.datasets.errors import DatasetNotFoundError
+from geossl.datasets.fmow import FMoW, read_fmow_image
+from geossl.datasets.fmow_sample import generate_fmow_sample
 from geossl.samplers import TemporalPairSampler
 
 
@@ -123,3 +126,36 @@ def test_in_chans(tmp_path: Path) -> None:
     assert _module(tmp_path, tmp_path, product="ms").in_chans == 8
     assert _module(tmp_path, tmp_path, product="ms", bands=[5, 3, 2, 7]).in_chans == 4
     assert _module(tmp_path, tmp_path, bands=[1]).in_chans == 1
+
+
+def test_band_statistics_of_multispectral_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "fmow-full"
+    generate_fmow_sample(root, locations=10, seed=1, full=True, image_size=(48, 64))
+    dm = _module(root, tmp_path, product="ms", image_size=32)
+    mean, std = dm.band_statistics(num_samples=5)
+    assert len(mean) == len(std) == 8
+    # Naive: the same seeded images, read as the workers read them, pooled with numpy.
+    assert dm.index is not None
+    rows = dm.index.split_rows("train")
+    picks = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))[:5]
+    pixels = []
+    sample = rows.iloc[picks.sort().values.numpy()]
+    crops = sample[["crop_x0", "crop_y0", "crop_x1", "crop_y1"]].to_numpy(dtype=np.int64)
+    for path, (x0, y0, x1, y1) in zip(sample["path"], crops.tolist(), strict=True):
+        image = read_fmow_image(root / str(path), (x0, y0, x1, y1), 32).numpy().astype(np.float64)
+        pixels.append(image[:, ~np.all(image == 0, axis=0)])  # all-zero pixels: no data
+    pooled = np.concatenate(pixels, axis=1)
+    np.testing.assert_allclose(mean, pooled.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(std, pooled.std(axis=1), rtol=1e-6)
+    assert len(list((tmp_path / "cache").glob("band-stats-fmow-ms-*.json"))) == 1
+
+    def no_reads(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the cached statistics were read again from the images")
+
+    monkeypatch.setattr(FMoW, "__getitem__", no_reads)
+    restarted = _module(root, tmp_path, product="ms", image_size=32)
+    assert restarted.band_statistics(num_samples=5) == (mean, std)
+    with pytest.raises(AssertionError, match="read again"):  # other bands: another estimate
+        _module(root, tmp_path, product="ms", image_size=32, bands=[5, 3, 2]).band_statistics(5)

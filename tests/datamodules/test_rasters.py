@@ -1,17 +1,26 @@
 """RasterTimeSeriesDataModule: batches in the pair contract, geo clusters, workers, errors."""
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import rasterio
 import torch
+from rasterio.windows import from_bounds
 
+from geossl.cli import run_pretrain
 from geossl.datamodules import RasterTimeSeriesDataModule
+from geossl.datasets.rasters import TimeSeriesRasters
 from geossl.datasets.rasters_sample import (
     RasterSampleSummary,
     generate_raster_timeseries_sample,
 )
 from geossl.samplers import TemporalGeoPairSampler
-from tests.raster_helpers import real_stack
+from tests.raster_helpers import S2_BANDS, real_bigearthnet, real_stack, scene, write_tif
+
+REPO = Path(__file__).resolve().parents[2]
+RASTERS_TINY = REPO / "tests" / "conf" / "rasters_tiny.yaml"
 
 KEYS = {"image", "time", "index", "location", "lat", "lon", "geo_label", "label", "bounds"}
 
@@ -108,6 +117,8 @@ def test_geo_clusters_are_seeded(stack: RasterSampleSummary) -> None:
         ({"max_nodata_fraction": 2.0}, "data.max_nodata_fraction"),
         ({"scale": 0.0}, "data.scale"),
         ({"shared_canvas": False}, "data.shared_canvas"),
+        ({"band_names": ["B02", "B02"]}, "data.band_names"),
+        ({"band_names": ["B02"], "bands": [1]}, "data.band_names"),
     ],
 )
 def test_bad_arguments_name_the_key(kwargs: dict[str, Any], key: str) -> None:
@@ -128,3 +139,117 @@ def test_real_landsat_batch() -> None:
     assert batch["image"].shape == (4, 2, 4, 64, 64)
     assert (batch["lat"] < -8).all()  # Pucallpa, Peru
     assert (batch["geo_label"] < 8).all()
+
+
+# -------------------------------------------------------------------------------------------------
+# band statistics
+# -------------------------------------------------------------------------------------------------
+
+
+def _naive_statistics(
+    dm: RasterTimeSeriesDataModule, num_samples: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The same seeded patches read with rasterio, masked and pooled with numpy."""
+    assert dm.rasters is not None
+    assert dm.train_sampler is not None
+    rasters = dm.rasters
+    boxes, dates = dm.train_sampler.draw(num_samples, torch.Generator().manual_seed(dm.seed))
+    paths = [str(p) for p in rasters.index["filepath"]]
+    pixels, dropped = [], 0
+    for box, date in zip(boxes, dates[:, 0], strict=True):
+        (path,) = [p for p, d in zip(paths, rasters.file_dates, strict=True) if d == date]
+        with rasterio.open(path) as src:
+            raw = src.read(window=from_bounds(*box, transform=src.transform))  # [C, h, w]
+        keep = ~np.all(raw == 0, axis=0)  # nodata 0 in every band
+        dropped += int((~keep).sum())
+        pixels.append(raw[:, keep].astype(np.float64) / 255.0)
+    pooled = np.concatenate(pixels, axis=1)
+    return pooled.mean(axis=1), pooled.std(axis=1), dropped
+
+
+def test_band_statistics_match_numpy_and_leave_nodata_out(tmp_path: Path) -> None:
+    # One file per date (the naive reader reads one file), with nodata wedges and a cloudy date.
+    single = generate_raster_timeseries_sample(tmp_path / "stack", num_dates=4)
+    dm = _module(str(single.root), cache_dir=str(tmp_path / "cache"), max_nodata_fraction=0.5)
+    mean, std = dm.band_statistics(num_samples=64)
+    want_mean, want_std, dropped = _naive_statistics(dm, 64)
+    assert dropped > 0  # the sample has nodata wedges: they must not count
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-6)
+    np.testing.assert_allclose(std, want_std, rtol=1e-6)
+    assert len(list((tmp_path / "cache").glob("band-stats-rasters-*.json"))) == 1
+
+
+def test_band_statistics_are_cached_across_restarts(
+    stack: RasterSampleSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = str(tmp_path / "cache")
+    first = _module(str(stack.root), cache_dir=cache).band_statistics(num_samples=16)
+    restarted = _module(str(stack.root), cache_dir=cache)
+    restarted.setup("fit")
+
+    def no_reads(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the cached statistics were read again from the rasters")
+
+    monkeypatch.setattr(TimeSeriesRasters, "__getitem__", no_reads)
+    assert restarted.band_statistics(num_samples=16) == first
+    with pytest.raises(AssertionError, match="read again"):  # another sample size: recomputed
+        restarted.band_statistics(num_samples=17)
+    # Default cache folder: .geossl in the first path.
+    assert not (stack.root / ".geossl").exists()
+
+
+def test_single_date_pairs_error_names_the_data_key(tmp_path: Path) -> None:
+    write_tif(tmp_path / "west_20200101.tif", scene(0, (4, 64, 32)))
+    write_tif(tmp_path / "east_20200601.tif", scene(1, (4, 64, 32)), origin=(485964.0, 5209248.0))
+    with pytest.raises(ValueError, match=r"no valid pair: .*data\.single_date_pairs=true"):
+        _module(str(tmp_path), patch_size=8).setup()
+    dm = _module(str(tmp_path), patch_size=8, single_date_pairs=True, num_geo_clusters=2)
+    batch = next(iter(dm.train_dataloader()))
+    assert torch.equal(batch["index"][:, 0], batch["index"][:, 1])
+    assert torch.equal(batch["image"][:, 0], batch["image"][:, 1])
+
+
+def test_real_bigearthnet_pretrains_through_the_cli(tmp_path: Path) -> None:
+    # 6 BigEarthNet patches: 12 one-band files each at 10/20/60 m, each patch another place at
+    # one date, so no temporal pair exists: single_date_pairs makes that explicit. The statistics
+    # of the 12 bands are estimated (model.mean / model.std not given).
+    root = real_bigearthnet()
+    args = [
+        "--config",
+        str(RASTERS_TINY),
+        "--data.paths",
+        str(root),
+        "--data.band_names",
+        "[" + ", ".join(S2_BANDS) + "]",
+        "--data.scale",
+        "1e-4",
+        "--data.nodata",
+        "0",
+        "--data.patch_size",
+        "64",
+        "--data.batch_size",
+        "2",
+        "--data.num_geo_clusters",
+        "2",
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--model.mean",
+        "null",
+        "--model.std",
+        "null",
+        "--model.normalization_samples",
+        "12",
+        "--trainer.max_steps",
+        "1",
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "runs"),
+    ]
+    with pytest.raises(ValueError, match=r"no valid pair: .*data\.single_date_pairs=true"):
+        run_pretrain(args)
+    cli = run_pretrain([*args, "--data.single_date_pairs", "true"])
+    assert cli.trainer.global_step == 1
+    assert cli.model.hparams["in_chans"] == 12
+    mean, std = cli.model.hparams["mean"], cli.model.hparams["std"]
+    assert len(mean) == len(std) == 12
+    assert all(0.0 < m < 1.0 for m in mean)  # reflectance x 1e-4
+    assert (mean, std) == cli.datamodule.band_statistics(12)  # the cached estimate

@@ -13,6 +13,7 @@ from geossl.datasets.errors import BadDatasetError, InvalidSampleError
 from geossl.datasets.fmow import (
     FMOW_CATEGORIES,
     FMoW,
+    FMoWLocations,
     FMoWTemporalPairs,
     fmow_context_box,
     fmow_meta_from_dict,
@@ -567,3 +568,42 @@ def test_boundless_read_maps_the_window_linearly(tmp_path: Path, suffix: str) ->
     )
     with pytest.raises(ValueError, match="does not overlap"):
         read_fmow_image(path, (-90, 0, -10, 80), 16, boundless=True)
+
+
+def test_locations_stack_acquisitions_in_time_order(tmp_path: Path) -> None:
+    dataset = FMoWLocations(tmp_path, _rows(tmp_path), image_size=16, max_views=3)
+    assert len(dataset) == 3  # locations, not images
+    sample = dataset[0]
+    assert sample["image"].shape == (3, 3, 16, 16)
+    assert sample["views"].tolist() == [True, True, False]
+    assert sample["index"].tolist() == [0, 1, -1]
+    assert sample["time"].tolist() == [0, 1000, 0]
+    assert sample["label"] == 0
+    assert not sample["image"][2].any()  # the empty slot is zero
+    red, green = (sample["image"][i].float().mean(dim=(1, 2)) for i in range(2))
+    torch.testing.assert_close(red, torch.tensor(RED, dtype=torch.float32), atol=3.0, rtol=0)
+    torch.testing.assert_close(green, torch.tensor(GREEN, dtype=torch.float32), atol=3.0, rtol=0)
+    assert dataset[1]["views"].tolist() == [True, False, False]
+    with pytest.raises(IndexError):
+        dataset[3]
+    with pytest.raises(ValueError, match="max_views"):
+        FMoWLocations(tmp_path, _rows(tmp_path), max_views=0)
+
+
+def test_locations_subsample_views(tmp_path: Path) -> None:
+    first = FMoWLocations(tmp_path, _rows(tmp_path), image_size=8, max_views=1)
+    assert [first[i]["index"].tolist() for i in range(3)] == [[0], [2], [3]]  # earliest image
+    random = FMoWLocations(tmp_path, _rows(tmp_path), image_size=8, max_views=1, random_views=True)
+    torch.manual_seed(0)
+    drawn = {random[0]["index"].item() for _ in range(20)}
+    assert drawn == {0, 1}
+
+
+def test_locations_skip_unreadable_images(tmp_path: Path) -> None:
+    dataset = FMoWLocations(tmp_path, _rows(tmp_path, bad=frozenset({0, 2})), image_size=8)
+    with pytest.warns(RuntimeWarning, match="loc0_0"):
+        sample = dataset[0]
+    assert sample["index"].tolist() == [1, -1, -1, -1]  # the readable image moves up
+    with pytest.warns(RuntimeWarning, match="loc1_2"):
+        sample = dataset[1]
+    assert sample["location"] == 2  # nothing readable: the next location

@@ -43,6 +43,16 @@ def test_grid_counts(
         assert grid.window(0, grid.n_cols - 2)[0] + chip < size[0]
 
 
+@pytest.mark.parametrize(("size", "chip", "stride"), [(21, 4, 16), (40, 8, 16), (33, 8, 32)])
+def test_sparse_grid_has_no_chip_past_the_edge(size: int, chip: int, stride: int) -> None:
+    # stride > chip (sparse sampling): every chip starts inside the raster, none is left out.
+    grid = ChipGrid(size, size, chip, stride)
+    starts = [grid.window(0, j)[0] for j in range(grid.n_cols)]
+    assert starts[-1] < size
+    assert starts[-1] + stride >= size  # the next chip would start past the edge
+    assert grid.n_rows == grid.n_cols == len(range(0, size, stride))
+
+
 def test_grid_rejects_bad_sizes() -> None:
     with pytest.raises(ValueError, match="chip_size"):
         ChipGrid(10, 10, 0, 1)
@@ -184,3 +194,31 @@ def test_split_antimeridian_keeps_area() -> None:
     west = split_antimeridian(shapely.box(-181.0, 0.0, -179.0, 1.0))
     assert isinstance(west, shapely.MultiPolygon)
     assert west.bounds == pytest.approx((-180.0, 0.0, 180.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("crs", "unit"), [("EPSG:4326", 1.0), ("EPSG:4087", 111_319.490_793_273_57)]
+)  # lon/lat, and World Equidistant Cylindrical (metres, reprojected by PROJ)
+def test_footprint_of_a_chip_wider_than_180_degrees(crs: str, unit: float) -> None:
+    # A coarse global raster (1 degree pixels) with 224-pixel chips: 224 degrees of longitude.
+    transform = Affine(unit, 0.0, -180.0 * unit, 0.0, -unit, 90.0 * unit)
+    windows = np.array([[0, 0, 224, 100], [180, 0, 224, 100]])
+    (wide, across), lon, _ = chip_footprints(transform, crs, windows)
+    assert wide is not None
+    assert wide.bounds == pytest.approx((-180.0, -10.0, 44.0, 90.0))
+    assert wide.area == pytest.approx(224.0 * 100.0)
+    assert lon[0] == pytest.approx(-68.0)
+    # From 0 E over the antimeridian to 44 W: split there, nothing lost.
+    assert isinstance(across, shapely.MultiPolygon)
+    assert across.area == pytest.approx(224.0 * 100.0)
+    assert across.bounds == pytest.approx((-180.0, -10.0, 180.0, 90.0))
+
+
+def test_footprint_of_a_chip_past_the_pole_is_clipped() -> None:
+    # The last chip row of a global lon/lat raster sticks out past the south pole.
+    transform = Affine(1.0, 0.0, -180.0, 0.0, -1.0, 90.0)
+    windows = np.array([[0, 170, 16, 16]])  # rows 170 .. 186: latitudes -80 .. -96
+    (footprint,), lon, lat = chip_footprints(transform, "EPSG:4326", windows)
+    assert footprint is not None
+    assert footprint.bounds == pytest.approx((-180.0, -90.0, -164.0, -80.0))
+    assert (lon[0], lat[0]) == pytest.approx((-172.0, -88.0))  # the window centre

@@ -17,6 +17,7 @@ import pytest
 import rasterio
 import shapely
 import torch
+from affine import Affine
 from rasterio.warp import transform_geom
 from torch import nn
 
@@ -192,6 +193,101 @@ def test_geoparquet_is_readable_through_gdal(tmp_path: Path) -> None:
     assert frame.crs.to_epsg() == 4326
     assert len(frame) == 15
     assert frame.geometry.geom_type.eq("Polygon").all()
+
+
+GEOPARQUET_SCHEMA = Path(__file__).parent / "data" / "geoparquet-1.1.0.schema.json"
+
+
+def _geoparquet_validator() -> Any:
+    """A validator of the GeoParquet 1.1.0 schema, its PROJJSON reference resolved offline."""
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed")
+    referencing = pytest.importorskip("referencing", reason="referencing is not installed")
+    import pyproj
+
+    schema = json.loads(GEOPARQUET_SCHEMA.read_text())
+    # The schema refers to PROJJSON v0.5 at proj.org; PROJ ships v0.7 (a superset) in pyproj.
+    projjson = json.loads(
+        (Path(pyproj.datadir.get_data_dir()) / "projjson.schema.json").read_text()
+    )
+    resource = referencing.Resource.from_contents(projjson)
+    registry = referencing.Registry().with_resources(
+        [
+            ("https://proj.org/schemas/v0.5/projjson.schema.json", resource),
+            (projjson["$id"], resource),
+        ]
+    )
+    return jsonschema.Draft7Validator(schema, registry=registry)
+
+
+def _check_geoparquet(path: Path) -> dict[str, Any]:
+    """What GDAL's Parquet driver relies on, checked without GDAL; returns the ``geo`` object."""
+    from pyproj import CRS
+
+    # GDAL reads "geo" from the Parquet footer's key-value metadata (not the Arrow schema).
+    parquet = pq.ParquetFile(path)
+    geo: dict[str, Any] = json.loads(parquet.metadata.metadata[b"geo"])
+    errors = [e.message for e in _geoparquet_validator().iter_errors(geo)]
+    assert errors == []
+    assert geo["version"] == "1.1.0"
+    primary = geo["primary_column"]
+    assert primary in geo["columns"]
+    schema = parquet.schema_arrow
+    for name, column in geo["columns"].items():
+        assert schema.field(name).type == pa.binary()  # WKB: a BYTE_ARRAY column
+        assert column["encoding"] == "WKB"
+        # PROJJSON of EPSG:4326 (longitude first in the WKB, per the spec), or absent: OGC:CRS84.
+        crs = CRS.from_json_dict(column["crs"]) if column.get("crs") else CRS("OGC:CRS84")
+        assert "CRS" in crs.to_json_dict()["type"]  # what GDAL checks before importing it
+        assert crs.equals(CRS("EPSG:4326"), ignore_axis_order=True)
+        wkb = parquet.read(columns=[name]).column(name).to_pylist()
+        geometries = shapely.from_wkb([g for g in wkb if g is not None])  # raises on bad WKB
+        assert not shapely.has_z(geometries).any()
+        assert shapely.is_valid(geometries).all()
+        assert sorted(column["geometry_types"]) == sorted({g.geom_type for g in geometries})
+        xmin, ymin, xmax, ymax = column["bbox"]
+        total = shapely.total_bounds(geometries)
+        assert (xmin, ymin) <= (total[0], total[1])
+        assert (xmax, ymax) >= (total[2], total[3])
+        assert [xmin, ymin, xmax, ymax] == pytest.approx(total.tolist())
+        assert -180.0 <= xmin <= xmax <= 180.0
+        assert -90.0 <= ymin <= ymax <= 90.0
+        covering = column.get("covering", {}).get("bbox")
+        if covering is not None:  # a struct column with the four bounds of each row
+            bbox = parquet.read(columns=[covering["xmin"][0]]).column(0).combine_chunks()
+            for key in ("xmin", "ymin", "xmax", "ymax"):
+                assert covering[key][0] == covering["xmin"][0]
+                assert bbox.type.get_field_index(covering[key][1]) >= 0
+    return geo
+
+
+def test_geoparquet_metadata_is_valid_geoparquet_1_1(tmp_path: Path) -> None:
+    # One raster in UTM 18N (Polygons), one across the antimeridian in UTM 60N (MultiPolygons).
+    a = position_raster(tmp_path / "a.tif")
+    fiji = Affine(1000.0, 0.0, 820_000.0, 0.0, -1000.0, 100_000.0)  # 180 E at x ~ 833 km
+    b = position_raster(tmp_path / "b.tif", crs="EPSG:32660", transform=fiji)
+    out = tmp_path / "emb.parquet"
+    _embed([a, b], out, max_nodata=1.0)
+    geo = _check_geoparquet(out)
+    assert geo["columns"]["geometry"]["geometry_types"] == ["MultiPolygon", "Polygon"]
+    assert geo["columns"]["geometry"]["bbox"][0] == pytest.approx(-180.0)
+    # The check itself catches what GDAL would trip on.
+    bad = dict(geo, version="1.1")
+    assert list(_geoparquet_validator().iter_errors(bad))
+    bad = dict(geo, columns={"geometry": {**geo["columns"]["geometry"], "encoding": "WKT"}})
+    assert list(_geoparquet_validator().iter_errors(bad))
+
+
+def test_empty_geoparquet_metadata_is_valid(tmp_path: Path) -> None:
+    data = np.zeros((3, 16, 16), np.uint8)
+    raster = write_raster(tmp_path / "empty.tif", data, nodata=0)
+    out = tmp_path / "empty.parquet"
+    with pytest.warns(UserWarning, match="no preview"):
+        report = _embed([raster], out, scale=1 / 255)
+    assert report.num_embedded == 0
+    geo = json.loads(pq.read_metadata(out).metadata[b"geo"])
+    assert [e.message for e in _geoparquet_validator().iter_errors(geo)] == []
+    assert geo["columns"]["geometry"]["geometry_types"] == []
+    assert "bbox" not in geo["columns"]["geometry"]
 
 
 def test_batches_across_blocks_and_workers_give_the_same_rows(tmp_path: Path) -> None:
@@ -434,6 +530,20 @@ def test_an_interrupted_run_leaves_no_file(tmp_path: Path, fmt: str) -> None:
         _embed([raster], out, fmt=fmt, model=Interrupted(3), batch_size=2, overwrite=True)
     after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert after == before  # no temporary file left, the old outputs untouched
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_damaged_raster_is_a_one_line_error_naming_it(tmp_path: Path, workers: int) -> None:
+    data = np.random.default_rng(0).integers(1, 255, size=(3, 64, 64), dtype=np.uint8)
+    good = write_raster(tmp_path / "good.tif", data, compress="deflate")
+    damaged = tmp_path / "damaged.tif"
+    damaged.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])  # header, half the tiles
+    out = tmp_path / "out" / "e.parquet"
+    with pytest.raises(ValueError, match=r"damaged\.tif: cannot read chip row \d") as info:
+        _embed([damaged], out, scale=1 / 255, chip_size=16, workers=workers)
+    assert "\n" not in str(info.value)
+    assert "IReadBlock failed" in str(info.value)  # GDAL's reason, not "see previous exception"
+    assert _files(tmp_path / "out") == []
 
 
 def test_model_output_must_be_pooled(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 
 from geossl.datasets.fmow_sample import generate_fmow_sample
@@ -85,6 +87,18 @@ def test_missing_crs_names_the_file(tmp_path: Path) -> None:
         _find([path])
 
 
+def test_gcp_only_raster_is_named_as_such(tmp_path: Path) -> None:
+    # GDAL gives a GCP-only raster no dataset CRS: the GCP check must come before the CRS check.
+    points = [(0, 0, 500_000, 4_400_000), (0, 30, 500_300, 4_400_000), (20, 0, 500_000, 4_399_800)]
+    gcps = [GroundControlPoint(row, col, x, y) for row, col, x, y in points]
+    path = tmp_path / "gcps.tif"
+    profile = {"driver": "GTiff", "width": 30, "height": 20, "count": 3, "dtype": "uint8"}
+    with rasterio.open(path, "w", gcps=gcps, crs=CRS.from_epsg(32618), **profile) as dst:
+        dst.write(RGB)
+    with pytest.raises(ValueError, match=r"gcps\.tif: the raster is georeferenced by GCPs only"):
+        _find([path])
+
+
 def test_band_count_must_match_the_weights(tmp_path: Path) -> None:
     four = write_raster(tmp_path / "four.tif", np.zeros((4, 8, 8), np.uint16))
     with pytest.raises(
@@ -109,6 +123,13 @@ def test_alpha_band_is_left_out_and_masks(tmp_path: Path) -> None:
     assert isinstance(source, RasterSource)
     assert source.bands == (1, 2, 3)
     assert not source.all_valid  # the alpha band is read as the mask
+    # 4-band weights: the message says why 4 bands are not enough.
+    with pytest.raises(
+        ValueError,
+        match=r"rgba\.tif: the raster has 4 band\(s\) \(1 alpha, not counted\) but the "
+        r"weights take 4;",
+    ):
+        _find([path], in_chans=4)
 
 
 def test_datetime_from_tiff_tags(tmp_path: Path) -> None:

@@ -151,6 +151,27 @@ def test_export_again_refuses_then_overwrites_identically(
     assert again.weights.read_bytes() == before  # deterministic bytes, so a stable hash
 
 
+def test_an_interrupted_export_leaves_no_file(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save = torch.save
+
+    def interrupted(obj: object, f: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(f, str | Path):  # the .ckpt, written after the .pth; not the hashing
+            raise KeyboardInterrupt
+        save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        export_weights(checkpoint, out)
+    assert list(out.iterdir()) == []  # no .pth without its .ckpt and .json, no temporary file
+    monkeypatch.undo()
+    exported = export_weights(checkpoint, out)  # so a re-run needs no --overwrite
+    assert sorted(p.suffix for p in out.iterdir()) == [".ckpt", ".json", ".pth"]
+    assert exported.weights.is_file()
+
+
 def test_export_needs_a_pretraining_checkpoint(exported: ExportedWeights, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a geossl pretraining checkpoint"):
         export_weights(exported.checkpoint, tmp_path)
@@ -309,6 +330,22 @@ def test_four_band_bare_file_needs_metadata(tmp_path: Path) -> None:
     x = torch.randn(1, 4, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("image_size", "224px"), ("losses", ["tp", "geo"]), ("losses", {"tp": "x"})],
+)
+def test_bad_optional_metadata_is_one_line_naming_the_json(
+    exported: ExportedWeights, tmp_path: Path, field: str, value: object
+) -> None:
+    shutil.copy(exported.weights, tmp_path / "w.pth")
+    meta = json.loads(exported.metadata.read_text())
+    meta[field] = value  # a hand-edited .json
+    (tmp_path / "w.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"w\.json: invalid weights metadata") as info:
+        load_backbone(tmp_path / "w.pth")
+    assert "\n" not in str(info.value)
 
 
 def test_multispectral_checkpoint_metadata(checkpoint: Path, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The torchgeo-style weights API: GeoSSLWeights, from_file, resnet18/50, strict loading."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import timm
@@ -209,6 +210,17 @@ def test_read_timm_files(tmp_path: Path) -> None:
         read_weights(ddp, backbone="vit_tiny_patch16_224")
 
 
+def test_damaged_safetensors_is_a_one_line_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    save_file({"conv1.weight": torch.zeros(4, 3, 7, 7)}, str(path))
+    for name, data in (("short", b"abc"), ("cut", path.read_bytes()[:-10])):
+        broken = tmp_path / f"{name}.safetensors"
+        broken.write_bytes(data)
+        with pytest.raises(ValueError, match=rf"{name}\.safetensors: not a safetensors") as info:
+            read_weights(broken, backbone="resnet18")
+        assert "\n" not in str(info.value)
+
+
 def test_build_transforms_needs_normalisation(tmp_path: Path) -> None:
     path = tmp_path / "ms.pth"
     torch.save(timm.create_model("resnet18", num_classes=0, in_chans=4).state_dict(), path)
@@ -226,3 +238,28 @@ def test_pretrain_method_names() -> None:
     assert pretrain_method(None) == "tp_geo"
     assert pretrain_method({"moco": 1.0}) == "moco"
     assert pretrain_method({"tp": 1.0, "geo": 0.0, "co2": 10.0}) == "tp_co2"
+
+
+def test_raster_checkpoint_meta_takes_the_data_scale_and_band_names(tmp_path: Path) -> None:
+    from geossl.models.weights import _geossl_checkpoint_meta
+
+    data: dict[str, Any] = {
+        "paths": ["s2/"],
+        "patch_size": 64,
+        "scale": 1e-4,
+        "band_names": ["B02", "B03", "B04", "B08"],
+    }
+    checkpoint: dict[str, Any] = {
+        "hyper_parameters": {"backbone": "resnet18", "mean": [0.1] * 4, "std": [0.2] * 4},
+        "datamodule_hyper_parameters": data,
+    }
+    meta = _geossl_checkpoint_meta(tmp_path / "x.ckpt", checkpoint, 4, "0" * 64)
+    assert meta.scale == pytest.approx(1e-4)
+    assert meta.bands == ("B02", "B03", "B04", "B08")
+    assert meta.dataset == "rasters"
+    uint8 = {**data, "scale": None, "band_names": None}
+    meta = _geossl_checkpoint_meta(
+        tmp_path / "x.ckpt", {**checkpoint, "datamodule_hyper_parameters": uint8}, 4, "0" * 64
+    )
+    assert meta.scale == pytest.approx(1 / 255)
+    assert meta.bands == ("band_1", "band_2", "band_3", "band_4")

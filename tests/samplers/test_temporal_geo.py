@@ -157,6 +157,48 @@ def test_one_date_or_too_large_patches_fail(rasters: TimeSeriesRasters, tmp_path
         TemporalGeoPairSampler(rasters, 8, length=1, max_nodata_fraction=1.5)
 
 
+def test_single_date_pairs_are_explicit(tmp_path: Path) -> None:
+    # The west half is seen in January and June, the east half in January only.
+    write_tif(tmp_path / "full_20200101.tif", scene(0, (4, 64, 64)))
+    write_tif(tmp_path / "west_20200601.tif", scene(1, (4, 64, 32)))
+    ds = TimeSeriesRasters(tmp_path)
+    default = TemporalGeoPairSampler(ds, 8, length=400, seed=0)
+    assert default.single_date_rate == 0.0
+    boxes, dates = default.draw(400, torch.Generator().manual_seed(0))
+    assert (dates[:, 0] != dates[:, 1]).all()
+    assert (boxes[:, 2] <= ORIGIN[0] + 64.0).all()  # the east half has no pair: never drawn
+    sampler = TemporalGeoPairSampler(ds, 8, length=400, seed=0, single_date_pairs=True)
+    boxes, dates = sampler.draw(400, torch.Generator().manual_seed(0))
+    east = boxes[:, 0] >= ORIGIN[0] + 64.0
+    assert east.any()
+    assert (dates[east, 0] == dates[east, 1]).all()  # one date: paired with itself
+    assert (dates[east, 0] == 0).all()
+    west = boxes[:, 2] <= ORIGIN[0] + 64.0
+    assert (dates[west, 0] != dates[west, 1]).all()  # two dates: still two different ones
+    assert 0.0 < sampler.single_date_rate < 1.0
+    single = next(pair for pair in sampler if pair[0] == pair[1])
+    sample = RasterTemporalPairs(ds)[single]  # one image for both views
+    assert torch.equal(sample["image"][0], sample["image"][1])
+    assert sample["time"][0] == sample["time"][1]
+
+
+def test_single_date_pairs_on_separate_places(tmp_path: Path) -> None:
+    # BigEarthNet-like: two places, one date each. No temporal pair: a clear error that says
+    # what to do; with single_date_pairs every pair is a date with itself.
+    write_tif(tmp_path / "west_20200101.tif", scene(0, (4, 64, 32)))
+    write_tif(tmp_path / "east_20200601.tif", scene(1, (4, 64, 32)), origin=(485964.0, 5209248.0))
+    ds = TimeSeriesRasters(tmp_path)
+    with pytest.raises(ValueError, match=r"no valid pair: .*single_date_pairs=True pairs a place"):
+        TemporalGeoPairSampler(ds, 8, length=10)
+    sampler = TemporalGeoPairSampler(ds, 8, length=50, single_date_pairs=True)
+    assert sampler.single_date_rate == 1.0
+    for first, second in sampler:
+        assert first == second
+    write_tif(tmp_path / "one" / "only_20200101.tif", scene(0))
+    one = TemporalGeoPairSampler(TimeSeriesRasters(tmp_path / "one"), 8, 5, single_date_pairs=True)
+    assert all(first == second for first, second in one)
+
+
 def test_ddp_shards_partition_the_epoch(rasters: TimeSeriesRasters) -> None:
     full = list(TemporalGeoPairSampler(rasters, PATCH, length=41, seed=2))
     shards = [

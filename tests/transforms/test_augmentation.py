@@ -47,6 +47,19 @@ def test_custom_stats_are_applied():
     torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([2.0, 1.0, 0.5]))
 
 
+def test_set_normalization_replaces_the_stats_in_place():
+    aug = GeoSSLAugmentation(size=8, mean=[0.0] * 4, std=[1.0] * 4, in_chans=4, **GEOMETRY_ONLY)
+    aug = aug.double()  # the buffers keep their dtype (and device)
+    aug.set_normalization([0.5, 0.5, 0.5, 0.0], [0.25, 0.5, 1.0, 2.0])
+    assert aug.mean.dtype == torch.float64
+    out = aug(torch.ones(1, 4, 10, 10, dtype=torch.float64))
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([2.0, 1.0, 0.5, 0.5]).double())
+    with pytest.raises(ValueError, match="std must be finite and > 0"):
+        aug.set_normalization([0.5] * 4, [0.2, 0.2, 0.2, 0.0])
+    with pytest.raises(ValueError, match="mean has 3 values"):
+        aug.set_normalization([0.5] * 3, [0.2] * 3)
+
+
 def test_deterministic_with_manual_seed():
     aug = GeoSSLAugmentation(size=16)
     x = torch.randint(0, 256, (4, 3, 24, 24), dtype=torch.uint8)

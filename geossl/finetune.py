@@ -1,0 +1,403 @@
+"""``geossl finetune``, ``geossl evaluate`` and ``geossl compare``: the downstream tasks.
+
+One registry (:data:`DOWNSTREAM_TASKS`) names each task, its preset in ``configs/finetune/`` and
+its LightningModule. ``finetune`` runs LightningCLI on the preset (every ``--model.init_args.*`` /
+``--data.init_args.*`` / ``--trainer.*`` flag overrides it), fits, tests the best checkpoint and
+writes the metrics; ``evaluate`` reloads a saved model and tests it on a split; ``compare`` runs
+``finetune`` once per weights and prints the side-by-side table the papers print.
+"""
+
+import importlib
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning
+import torch
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningCLI
+
+from geossl.cli import default_precision
+from geossl.configs import preset_path
+from geossl.utils.io import atomic_write_bytes
+
+__all__ = [
+    "DOWNSTREAM_TASKS",
+    "DownstreamTaskSpec",
+    "EvaluationResult",
+    "format_comparison",
+    "get_task_spec",
+    "run_compare",
+    "run_evaluate",
+    "run_finetune",
+]
+
+
+@dataclass(frozen=True)
+class DownstreamTaskSpec:
+    """A downstream task of ``geossl finetune --task NAME``.
+
+    Attributes:
+        name: the ``--task`` value.
+        preset: the YAML in ``configs/finetune/`` (without ``.yaml``).
+        task_class: import path of the LightningModule.
+        metrics: the test metrics to report, headline first (the papers' metric).
+        description: one line for ``--help``.
+    """
+
+    name: str
+    preset: str
+    task_class: str
+    metrics: tuple[str, ...]
+    description: str
+
+
+#: The downstream tasks, by ``--task`` name.
+DOWNSTREAM_TASKS: dict[str, DownstreamTaskSpec] = {
+    spec.name: spec
+    for spec in (
+        DownstreamTaskSpec(
+            "fmow-cls",
+            "fmow-cls",
+            "geossl.trainers.classification.FMoWClassificationTask",
+            ("test_top1", "test_macro_f1", "test_top5"),
+            "fMoW 62-way classification, full fine-tuning (top-1, macro F1)",
+        ),
+        DownstreamTaskSpec(
+            "fmow-linear",
+            "fmow-linear",
+            "geossl.trainers.classification.FMoWClassificationTask",
+            ("test_top1", "test_macro_f1", "test_top5"),
+            "fMoW 62-way classification, linear probe on frozen features (top-1, macro F1)",
+        ),
+        DownstreamTaskSpec(
+            "xview-det",
+            "xview-det",
+            "geossl.trainers.detection.XViewDetectionTask",
+            ("test_map_50", "test_map"),
+            "xView object detection, RetinaNet + FPN (AP50, COCO mAP)",
+        ),
+        DownstreamTaskSpec(
+            "spacenet-seg",
+            "spacenet-seg",
+            "geossl.trainers.segmentation.SpaceNetSegmentationTask",
+            ("test_miou", "test_building_iou", "test_building_f1"),
+            "SpaceNet building segmentation (mIoU, building IoU / F1)",
+        ),
+    )
+}
+
+
+def get_task_spec(name: str) -> DownstreamTaskSpec:
+    """The task called ``name``.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    if name not in DOWNSTREAM_TASKS:
+        raise ValueError(f"unknown --task {name!r}: choose one of {', '.join(DOWNSTREAM_TASKS)}")
+    return DOWNSTREAM_TASKS[name]
+
+
+def _import_class(path: str) -> type[Any]:
+    module, _, name = path.rpartition(".")
+    cls: type[Any] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+@dataclass
+class EvaluationResult:
+    """What a fine-tuning or evaluation run produced.
+
+    Attributes:
+        task: the task name.
+        weights: the starting weights' record (name, kind, sha256, ...).
+        metrics: test metric name -> value.
+        metrics_path: the JSON written.
+        checkpoint: the model evaluated (None when the in-memory model was tested).
+        run_dir: the run folder (fine-tuning only).
+        report: task-specific extras (fMoW: the per-class report).
+    """
+
+    task: str
+    weights: dict[str, Any]
+    metrics: dict[str, float]
+    metrics_path: Path | None = None
+    checkpoint: Path | None = None
+    run_dir: Path | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def table(self, names: Sequence[str] = ()) -> str:
+        """The metrics as a two-column table (the ``names`` first, then the rest)."""
+        keys = [k for k in names if k in self.metrics]
+        keys += sorted(k for k in self.metrics if k not in keys)
+        width = max([6, *(len(k) for k in keys)])
+        lines = [f"{'metric':<{width}}  value"]
+        lines += [f"{k:<{width}}  {self.metrics[k]:.4f}" for k in keys]
+        return "\n".join(lines)
+
+
+def _scalar_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for key, value in values.items():
+        number = float(value.item() if isinstance(value, torch.Tensor) else value)
+        metrics[key] = number
+    return metrics
+
+
+def _write_outputs(
+    result: EvaluationResult, model: LightningModule, out_dir: Path, spec: DownstreamTaskSpec
+) -> None:
+    """Write ``metrics.json`` (and the task's report files) into ``out_dir``, atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = getattr(model, "test_report", None)
+    confusion = getattr(model, "test_confusion", None)
+    if isinstance(report, dict):
+        result.report = report
+        from geossl.evaluation.classification import format_report, plot_confusion_matrix
+
+        atomic_write_bytes(out_dir / "report.json", json.dumps(report, indent=2).encode())
+        atomic_write_bytes(out_dir / "report.txt", (format_report(report) + "\n").encode())
+        if isinstance(confusion, torch.Tensor):
+            names = list(report["classes"])
+            plot_confusion_matrix(
+                confusion, names, out_dir / "confusion_matrix.png", title=spec.name
+            )
+    payload = {
+        "task": result.task,
+        "weights": result.weights,
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "metrics": result.metrics,
+    }
+    result.metrics_path = out_dir / "metrics.json"
+    atomic_write_bytes(result.metrics_path, json.dumps(payload, indent=2).encode())
+
+
+def _quiet_lightning_warnings() -> None:
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended to run")
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # A linear probe keeps its frozen backbone in eval mode on purpose (fixed BN statistics).
+    warnings.filterwarnings(
+        "ignore", r"Found \d+ module\(s\) in eval mode at the start of training"
+    )
+
+
+def run_finetune(
+    task: str, weights: str | None = None, args: Sequence[str] | None = None
+) -> EvaluationResult:
+    """Fine-tune on a downstream task, then test the best checkpoint and write the metrics.
+
+    Args:
+        task: a :data:`DOWNSTREAM_TASKS` name.
+        weights: ``--weights`` (``random``, ``imagenet``, a torchgeo name or a file); None keeps
+            the preset's (or the one given in ``args``).
+        args: further LightningCLI arguments (``--data.init_args.root DIR``, ``--config F``,
+            ``--trainer.max_epochs N``, ...).
+
+    Returns:
+        The test metrics, written to ``{run_dir}/metrics.json`` with the report files.
+    """
+    spec = get_task_spec(task)
+    _quiet_lightning_warnings()
+    cli_args = ["--config", str(preset_path(spec.preset, task="finetune")), *(args or [])]
+    if weights is not None:  # last, so that a --config in args cannot override it
+        cli_args += ["--model.init_args.weights", str(weights)]
+    cli = LightningCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=cli_args,
+        run=False,
+        trainer_defaults={"precision": default_precision()},
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": f"geossl finetune --task {task}"},
+    )
+    trainer, model = cli.trainer, cli.model
+    trainer.fit(model, datamodule=cli.datamodule)
+    checkpoint = trainer.checkpoint_callback
+    best = str(getattr(checkpoint, "best_model_path", "") or "") if checkpoint else ""
+    tested = trainer.test(model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)
+    metrics = _scalar_metrics(tested[0] if tested else {})
+    run_dir = Path(str(trainer.log_dir or "."))
+    record = dict(getattr(model, "init_weights_info", None) or {})
+    result = EvaluationResult(
+        task, record, metrics, checkpoint=Path(best) if best else None, run_dir=run_dir
+    )
+    _write_outputs(result, model, run_dir, spec)
+    return result
+
+
+def run_evaluate(
+    checkpoint: str | os.PathLike[str],
+    *,
+    task: str | None = None,
+    split: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    output: str | os.PathLike[str] | None = None,
+    accelerator: str = "auto",
+) -> EvaluationResult:
+    """Test a fine-tuned model saved by ``geossl finetune`` on a split.
+
+    Args:
+        checkpoint: the Lightning checkpoint.
+        task: the task name; None reads ``geossl_task`` from the checkpoint.
+        split: the split to test (sets the data module's ``test_split``).
+        data: data module arguments overriding the checkpoint's (``root``, ``batch_size``, ...).
+        output: folder for ``metrics.json`` and the reports (default: next to the checkpoint,
+            ``eval-{split}``).
+        accelerator: Lightning accelerator.
+
+    Returns:
+        The metrics (also written).
+
+    Raises:
+        FileNotFoundError: if the checkpoint does not exist.
+        ValueError: if the checkpoint names no task and none is given, or has no data module
+            arguments.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    name = task or saved.get("geossl_task")
+    if not name:
+        raise ValueError(f"{path}: not a geossl fine-tuning checkpoint; pass --task")
+    spec = get_task_spec(str(name))
+    task_cls = _import_class(spec.task_class)
+    model = task_cls.load_from_checkpoint(path, map_location="cpu", weights="checkpoint")
+    data_hp = dict(saved.get("datamodule_hyper_parameters") or {})
+    if not data_hp:
+        raise ValueError(f"{path}: the checkpoint holds no data module arguments")
+    # LightningCLI records the class it instantiated as `_class_path` (and other `_` keys).
+    data_class = str(data_hp.get("_class_path") or _preset_data_class(spec))
+    data_hp = {k: v for k, v in data_hp.items() if not k.startswith("_")}
+    data_hp.update(data or {})
+    if split is not None:
+        data_hp["test_split"] = split
+    data_cls = _import_class(data_class)
+    datamodule = data_cls(**data_hp)
+    _quiet_lightning_warnings()
+    trainer = lightning.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        precision=default_precision(),  # type: ignore[arg-type]
+    )
+    tested = trainer.test(model, datamodule=datamodule, verbose=False)
+    result = EvaluationResult(
+        spec.name,
+        dict(saved.get("geossl_init_weights") or {}),
+        _scalar_metrics(tested[0] if tested else {}),
+        checkpoint=path,
+    )
+    shown_split = data_hp.get("test_split", "test")
+    out_dir = Path(output) if output is not None else path.parent / f"eval-{shown_split}"
+    _write_outputs(result, model, out_dir, spec)
+    return result
+
+
+def _preset_data_class(spec: DownstreamTaskSpec) -> str:
+    """The data module class path of a task's preset."""
+    import yaml
+
+    config = yaml.safe_load(preset_path(spec.preset, task="finetune").read_text())
+    data = config.get("data") if isinstance(config, dict) else None
+    class_path = data.get("class_path") if isinstance(data, dict) else None
+    if not isinstance(class_path, str):
+        raise ValueError(f"configs/finetune/{spec.preset}.yaml names no data.class_path")
+    return class_path
+
+
+def format_comparison(
+    results: Mapping[str, EvaluationResult], metrics: Sequence[str], *, markdown: bool = False
+) -> str:
+    """The papers' table: one row per starting weights, one column per metric (in percent).
+
+    Args:
+        results: weights label -> result.
+        metrics: the columns.
+        markdown: a Markdown table instead of aligned text.
+
+    Returns:
+        The table.
+    """
+    labels = list(results)
+    cells = [
+        [
+            f"{100 * r.metrics[m]:.2f}" if m in r.metrics and math.isfinite(r.metrics[m]) else "-"
+            for m in metrics
+        ]
+        for r in results.values()
+    ]
+    header = ["weights", *(m.removeprefix("test_") for m in metrics)]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for label, row in zip(labels, cells, strict=True):
+            lines.append("| " + " | ".join([label, *row]) + " |")
+        return "\n".join(lines)
+    widths = [max(len(header[0]), *(len(label) for label in labels))]
+    widths += [max(len(h), 6) for h in header[1:]]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    for label, row in zip(labels, cells, strict=True):
+        lines.append("  ".join(v.ljust(w) for v, w in zip([label, *row], widths, strict=True)))
+    return "\n".join(lines)
+
+
+def run_compare(
+    task: str,
+    weights: Sequence[str],
+    args: Sequence[str] | None = None,
+    *,
+    output: str | os.PathLike[str] | None = None,
+) -> dict[str, EvaluationResult]:
+    """Fine-tune once per weights with the same settings and tabulate the test metrics.
+
+    Args:
+        task: a :data:`DOWNSTREAM_TASKS` name.
+        weights: the ``--weights`` values to compare (e.g. ``random imagenet run.ckpt``).
+        args: LightningCLI arguments shared by every run.
+        output: folder for ``comparison.json`` and ``comparison.md`` (default: none written).
+
+    Returns:
+        weights label -> result, in the given order.
+
+    Raises:
+        ValueError: if ``weights`` is empty or repeats a value.
+    """
+    if not weights:
+        raise ValueError("geossl compare needs at least one --weights value")
+    if len(set(weights)) != len(weights):
+        raise ValueError(f"--weights repeats a value: {list(weights)}")
+    spec = get_task_spec(task)
+    results: dict[str, EvaluationResult] = {}
+    for value in weights:
+        print(f"geossl compare: {task} from {value}", file=sys.stderr)
+        result = run_finetune(task, value, args)
+        label = str(result.weights.get("name") or value)
+        if label in results:  # two files with one name: tell them apart by what was typed
+            label = value
+        results[label] = result
+    if output is not None:
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "task": task,
+            "metrics": list(spec.metrics),
+            "rows": [
+                {"weights": label, **r.weights, "metrics": r.metrics, "run_dir": str(r.run_dir)}
+                for label, r in results.items()
+            ],
+        }
+        atomic_write_bytes(out / "comparison.json", json.dumps(payload, indent=2).encode())
+        table = format_comparison(results, spec.metrics, markdown=True)
+        atomic_write_bytes(out / "comparison.md", (table + "\n").encode())
+    return results

@@ -1,0 +1,336 @@
+"""Backbone weights for downstream models: ``--weights random|imagenet|TORCHGEO_NAME|FILE``.
+
+Every downstream task (fMoW classification, xView detection, SpaceNet segmentation) starts its
+backbone from an :class:`InitWeights`, resolved once from what the user typed:
+
+==========================================  ================================================
+``random``                                  random initialisation (the papers' lower bound)
+``imagenet``                                timm's ImageNet weights of the backbone (network or
+                                            the Hugging Face cache)
+``ResNet50_Weights.FMOW_RGB_GASSL`` (any    a torchgeo weights enum member (downloaded and
+torchgeo ``*_Weights.*`` name)              hash-checked by torchgeo)
+a path                                      a geossl pretraining checkpoint, a geossl export, a
+                                            torchgeo-style checkpoint, a timm file or a bare state
+                                            dict (:func:`geossl.models.read_weights`)
+==========================================  ================================================
+
+The state dict is always timm's ResNet layout without classifier (``conv1.weight``,
+``bn1.*``, ``layer1.0.conv1.weight``, ...), the layout of torchvision's ResNet trunk, of the
+detection backbone's ``body`` and of segmentation_models_pytorch's ResNet encoders, so one loader
+(:func:`load_trunk_weights`) fills all three, strictly: a tensor that the weights do not provide
+is an error, never a silent random initialisation.
+
+Band count: weights trained on 3 bands do not fit a 1-band (SpaceNet pan) or 13-band (Sentinel-2)
+model. :meth:`InitWeights.for_in_chans` adapts the first convolution only when asked
+(``adapt=True``), with timm's documented rule (:func:`adapt_first_conv`).
+"""
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import timm
+import torch
+from timm.models import adapt_input_conv
+from torch import Tensor, nn
+
+from .backbones import check_backbone_name
+from .weights import classifier_prefixes, read_weights
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "InitWeights",
+    "adapt_first_conv",
+    "check_backbone_weights",
+    "load_trunk_weights",
+    "resolve_init_weights",
+]
+
+#: ImageNet normalisation of ``[0, 1]`` RGB inputs (timm's, torchvision's and GASSL's).
+IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+#: A torchgeo weights name: ``ResNet50_Weights.FMOW_RGB_GASSL``.
+_TORCHGEO_NAME = re.compile(r"^[A-Za-z0-9]+_Weights\.[A-Za-z0-9_]+$")
+
+#: Buffers that torchvision's FrozenBatchNorm2d (detection backbones) does not have.
+_OPTIONAL_BUFFERS = ("num_batches_tracked",)
+
+
+@dataclass(frozen=True)
+class InitWeights:
+    """Backbone weights to start a downstream model from.
+
+    Attributes:
+        spec: what the user gave (``"random"``, ``"imagenet"``, a torchgeo name or a path).
+        kind: ``"random"``, ``"imagenet"``, ``"torchgeo"`` or ``"file"``.
+        backbone: timm architecture (``"resnet50"``).
+        in_chans: input bands the weights expect (the model's, for ``random``).
+        state_dict: timm-key tensors without classifier; None for ``random``.
+        mean: per-band mean of the ``[0, 1]`` input the weights were trained on; empty when
+            unknown (then the task's ``mean`` / ``std`` must be given).
+        std: per-band standard deviation, like :attr:`mean`.
+        sha256: short hash that identifies the weights (None for ``random`` / ``imagenet``).
+        adapted_from: band count of the weights before :meth:`for_in_chans` changed it, or None.
+    """
+
+    spec: str
+    kind: str
+    backbone: str
+    in_chans: int
+    state_dict: dict[str, Tensor] | None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    sha256: str | None = None
+    adapted_from: int | None = None
+
+    @property
+    def name(self) -> str:
+        """Short label for tables and logs.
+
+        ``random``, ``imagenet``, the torchgeo name, or the file name with its hash.
+        """
+        if self.kind == "file":
+            suffix = f" ({self.sha256})" if self.sha256 else ""
+            return f"{Path(self.spec).name}{suffix}"
+        return self.spec
+
+    def for_in_chans(self, in_chans: int, *, adapt: bool = False) -> "InitWeights":
+        """These weights for a model with ``in_chans`` input bands.
+
+        Args:
+            in_chans: the model's band count.
+            adapt: allow a different band count, adapting the first convolution with
+                :func:`adapt_first_conv` (the normalisation is then unknown: give it to the task).
+
+        Returns:
+            ``self`` when the counts agree (or for ``random``), else adapted weights.
+
+        Raises:
+            ValueError: if the counts differ and ``adapt`` is False; the message says how to fix it.
+        """
+        if in_chans < 1:
+            raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+        if self.state_dict is None:
+            return replace(self, in_chans=in_chans)
+        if in_chans == self.in_chans:
+            return self
+        if not adapt:
+            raise ValueError(
+                f"{self.spec}: in_chans mismatch: the weights have {self.in_chans} input bands but "
+                f"the data has {in_chans}; set model.adapt_in_chans=true to adapt the first "
+                "convolution (docs/finetune.md), or give the data "
+                f"{self.in_chans} bands"
+            )
+        state = adapt_first_conv(self.state_dict, self.backbone, in_chans)
+        return replace(
+            self,
+            in_chans=in_chans,
+            state_dict=state,
+            mean=(),
+            std=(),
+            adapted_from=self.in_chans,
+        )
+
+
+def _first_conv_key(state_dict: Mapping[str, Tensor], backbone: str) -> str:
+    """Key of the first convolution's weight (timm's ``first_conv`` of the architecture)."""
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    first = getattr(cfg, "first_conv", None) if cfg is not None else None
+    key = f"{first}.weight" if isinstance(first, str) else "conv1.weight"
+    if key not in state_dict:
+        raise ValueError(f"{backbone}: no first convolution {key!r} in the weights")
+    return key
+
+
+def adapt_first_conv(
+    state_dict: Mapping[str, Tensor], backbone: str, in_chans: int
+) -> dict[str, Tensor]:
+    """Adapt the first convolution of ``state_dict`` to ``in_chans`` input bands.
+
+    The rule is timm's (``timm.models.adapt_input_conv``), the one ``timm.create_model(...,
+    pretrained=True, in_chans=N)`` applies to ImageNet weights:
+
+    - 1 band from 3: the sum of the three kernels, :math:`W' = W_R + W_G + W_B`, so a grey
+      image (R = G = B = x) gives exactly the activations the RGB weights give;
+    - N bands from 3: the RGB kernels repeated cyclically (R, G, B, R, G, B, ...) and scaled by
+      :math:`3 / N`, so the activation keeps its magnitude when the bands are alike.
+
+    Args:
+        state_dict: timm-key weights.
+        backbone: timm architecture (to find the first convolution).
+        in_chans: the new band count.
+
+    Returns:
+        A new state dict; only the first convolution's weight differs.
+    """
+    key = _first_conv_key(state_dict, backbone)
+    adapted = dict(state_dict)
+    weight = state_dict[key]
+    adapted[key] = adapt_input_conv(in_chans, weight.float()).to(weight.dtype).contiguous()
+    return adapted
+
+
+def _imagenet(backbone: str, in_chans: int) -> InitWeights:
+    """The ImageNet weights timm has for ``backbone`` (3 bands)."""
+    model = timm.create_model(backbone, pretrained=True, num_classes=0)
+    classifier = classifier_prefixes(backbone)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(classifier)}
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    mean = tuple(float(v) for v in cfg.get("mean", IMAGENET_MEAN))
+    std = tuple(float(v) for v in cfg.get("std", IMAGENET_STD))
+    return InitWeights("imagenet", "imagenet", backbone, 3, state, mean, std)
+
+
+def _torchgeo(spec: str, backbone: str) -> InitWeights:
+    """A torchgeo weights enum member by name (``ResNet50_Weights.FMOW_RGB_GASSL``)."""
+    import torchgeo.models
+
+    try:
+        weights = torchgeo.models.get_weight(spec)
+    except (KeyError, ValueError, AttributeError) as error:
+        raise ValueError(f"--weights {spec}: not a torchgeo weights name ({error})") from None
+    meta = dict(weights.meta)
+    arch = str(meta.get("model", backbone)).split(".")[0]
+    if arch != backbone:
+        raise ValueError(
+            f"--weights {spec}: these are {arch} weights, but the backbone is {backbone}"
+        )
+    classifier = classifier_prefixes(arch)
+    raw = weights.get_state_dict(progress=True)
+    state = {k: v for k, v in raw.items() if not k.startswith(classifier)}
+    in_chans = int(meta.get("in_chans", 3))
+    check_backbone_weights(state, arch, in_chans, source=spec)
+    # torchgeo's RGB SSL weights (GASSL, SeCo, ...) expect ImageNet-normalised [0, 1] input.
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((), ())
+    return InitWeights(spec, "torchgeo", arch, in_chans, state, mean, std)
+
+
+def resolve_init_weights(
+    spec: str | os.PathLike[str], *, backbone: str = "resnet50", in_chans: int = 3
+) -> InitWeights:
+    """Resolve ``--weights`` into backbone tensors (see the module doc for the accepted forms).
+
+    Args:
+        spec: ``"random"``, ``"imagenet"``, a torchgeo weights name or a weights file.
+        backbone: timm architecture of the downstream model; a file or torchgeo name for another
+            architecture is an error.
+        in_chans: band count of a ``random`` backbone.
+
+    Returns:
+        The weights (:meth:`InitWeights.for_in_chans` fits them to the data's band count).
+
+    Raises:
+        FileNotFoundError: if ``spec`` looks like a path and the file does not exist.
+        ValueError: on an unknown backbone, a weights file for another architecture, or an
+            unreadable file (the message names it).
+    """
+    check_backbone_name(backbone)
+    text = os.fspath(spec)
+    if text == "random":
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((), ())
+        return InitWeights("random", "random", backbone, in_chans, None, mean, std)
+    if text == "imagenet":
+        return _imagenet(backbone, in_chans)
+    path = Path(text)
+    if _TORCHGEO_NAME.match(text) and not path.exists():
+        return _torchgeo(text, backbone)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--weights {text}: no such file (give random, imagenet, a torchgeo weights name "
+            "such as ResNet50_Weights.FMOW_RGB_GASSL, or a geossl checkpoint / exported .pth)"
+        )
+    state, meta = read_weights(path, backbone=backbone)
+    arch = meta.backbone.split(".")[0]
+    if arch != backbone:
+        raise ValueError(f"{path}: these are {arch} weights, but the backbone is {backbone}")
+    check_backbone_weights(state, arch, meta.in_chans, source=str(path))
+    mean, std = (meta.mean, meta.std) if meta.has_normalization else ((), ())
+    return InitWeights(
+        text, "file", arch, meta.in_chans, state, tuple(mean), tuple(std), meta.sha256
+    )
+
+
+def _trunk_weights(
+    expected: Mapping[str, Tensor], state_dict: Mapping[str, Tensor], ignore_prefixes: Sequence[str]
+) -> dict[str, Tensor]:
+    """The weights meant for a trunk with ``expected`` tensors."""
+    return {
+        k: v
+        for k, v in state_dict.items()
+        if not k.startswith(tuple(ignore_prefixes))
+        and not (k.endswith(_OPTIONAL_BUFFERS) and k not in expected)
+    }
+
+
+def _raise_on_mismatch(
+    expected: Mapping[str, Tensor], wanted: Mapping[str, Tensor], source: str
+) -> None:
+    """One-line error when ``wanted`` does not fill ``expected`` exactly."""
+    missing = [k for k in expected if k not in wanted]
+    unexpected = [k for k in wanted if k not in expected]
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
+        for k, v in wanted.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} trunk tensors missing from the weights ({missing[:3]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} weights with no place in the trunk ({unexpected[:3]})")
+    if mismatched:
+        problems.append(f"shape mismatch (weights vs trunk): {mismatched[:3]}")
+    if problems:
+        raise ValueError(f"{source}: cannot load the backbone: {'; '.join(problems)}")
+
+
+def check_backbone_weights(
+    state_dict: Mapping[str, Tensor], backbone: str, in_chans: int, *, source: str
+) -> None:
+    """Check that ``state_dict`` fills a timm ``backbone`` exactly, without building it.
+
+    The model is created on the ``meta`` device (no memory, no initialisation), so the check is
+    cheap even for large backbones.
+
+    Raises:
+        ValueError: naming ``source`` and the keys that differ.
+    """
+    with torch.device("meta"):
+        model = timm.create_model(backbone, num_classes=0, in_chans=in_chans)
+    expected = model.state_dict()
+    _raise_on_mismatch(expected, _trunk_weights(expected, state_dict, ()), source)
+
+
+def load_trunk_weights(
+    module: nn.Module,
+    state_dict: Mapping[str, Tensor],
+    *,
+    source: str,
+    ignore_prefixes: Sequence[str] = (),
+) -> None:
+    """Load timm-key ResNet weights into a trunk strictly, whatever wraps it.
+
+    The trunk is a timm or torchvision ResNet, the ``body`` of a torchvision detection backbone
+    (``IntermediateLayerGetter``, with ``FrozenBatchNorm2d`` that has no ``num_batches_tracked``)
+    or a segmentation_models_pytorch ResNet encoder: all use the same keys.
+
+    Args:
+        module: the trunk.
+        state_dict: timm-key weights without classifier.
+        source: what to name in errors (the ``--weights`` value).
+        ignore_prefixes: weight keys the trunk legitimately lacks (e.g. ``("layer4.",)`` for a
+            trunk cut short).
+
+    Raises:
+        ValueError: if a trunk tensor is missing from the weights, a weight has no place in the
+            trunk, or a shape differs; the message names the source and the keys.
+    """
+    expected = module.state_dict()
+    wanted = _trunk_weights(expected, state_dict, ignore_prefixes)
+    _raise_on_mismatch(expected, wanted, source)
+    with torch.no_grad():
+        module.load_state_dict(wanted, strict=True)
