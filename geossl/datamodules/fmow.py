@@ -27,6 +27,31 @@ __all__ = ["FMoWDataModule"]
 MS_NUM_BANDS = 8
 
 
+def check_fmow_inputs(product: str, bands: list[int] | None, val_split: str | None) -> None:
+    """Validate the arguments every fMoW data module shares.
+
+    Args:
+        product: ``data.product``.
+        bands: ``data.bands`` (1-based).
+        val_split: ``data.val_split`` (None: no validation split).
+
+    Raises:
+        ValueError: naming the ``data.<key>`` to fix.
+    """
+    if val_split is not None and val_split not in FMOW_SPLITS:
+        raise ValueError(f"data.val_split must be one of {list(FMOW_SPLITS)}, got {val_split!r}")
+    if product not in PRODUCTS:
+        raise ValueError(f"data.product must be one of {sorted(PRODUCTS)}, got {product!r}")
+    max_band = MS_NUM_BANDS if product == "ms" else 3
+    if bands is not None and (
+        not bands or any(b < 1 or b > max_band for b in bands) or len(set(bands)) != len(bands)
+    ):
+        raise ValueError(
+            f"data.bands must be distinct 1-based band indexes in 1..{max_band} for product "
+            f"{product!r}, got {bands}"
+        )
+
+
 class FMoWDataModule(LightningDataModule):
     """fMoW temporal pairs for pretraining (MoCo-v2 + temporal positives + geo-location).
 
@@ -107,20 +132,7 @@ class FMoWDataModule(LightningDataModule):
             raise ValueError(
                 f"data.splits must be distinct splits of {list(FMOW_SPLITS)}, got {splits}"
             )
-        if val_split is not None and val_split not in FMOW_SPLITS:
-            raise ValueError(
-                f"data.val_split must be one of {list(FMOW_SPLITS)}, got {val_split!r}"
-            )
-        if product not in PRODUCTS:
-            raise ValueError(f"data.product must be one of {sorted(PRODUCTS)}, got {product!r}")
-        max_band = MS_NUM_BANDS if product == "ms" else 3
-        if bands is not None and (
-            not bands or any(b < 1 or b > max_band for b in bands) or len(set(bands)) != len(bands)
-        ):
-            raise ValueError(
-                f"data.bands must be distinct 1-based band indexes in 1..{max_band} for product "
-                f"{product!r}, got {bands}"
-            )
+        check_fmow_inputs(product, bands, val_split)
         positive = {"image_size": image_size, "batch_size": batch_size}
         positive["num_geo_clusters"] = num_geo_clusters
         for key, value in positive.items():

@@ -7,11 +7,11 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from geossl.datamodules.fmow import MS_NUM_BANDS
+from geossl.datamodules.fmow import MS_NUM_BANDS, check_fmow_inputs
 from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow import FMoW, FMoWLocations
 from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
-from geossl.datasets.fmow_index import PRODUCTS, FMoWIndex, build_fmow_index
+from geossl.datasets.fmow_index import FMoWIndex, build_fmow_index
 
 __all__ = ["FMoWClassificationDataModule"]
 
@@ -81,20 +81,7 @@ class FMoWClassificationDataModule(LightningDataModule):
         for key, split in (("train_split", train_split), ("test_split", test_split)):
             if split not in FMOW_SPLITS:
                 raise ValueError(f"data.{key} must be one of {list(FMOW_SPLITS)}, got {split!r}")
-        if val_split is not None and val_split not in FMOW_SPLITS:
-            raise ValueError(
-                f"data.val_split must be one of {list(FMOW_SPLITS)}, got {val_split!r}"
-            )
-        if product not in PRODUCTS:
-            raise ValueError(f"data.product must be one of {sorted(PRODUCTS)}, got {product!r}")
-        max_band = MS_NUM_BANDS if product == "ms" else 3
-        if bands is not None and (
-            not bands or any(b < 1 or b > max_band for b in bands) or len(set(bands)) != len(bands)
-        ):
-            raise ValueError(
-                f"data.bands must be distinct 1-based band indexes in 1..{max_band} for product "
-                f"{product!r}, got {bands}"
-            )
+        check_fmow_inputs(product, bands, val_split)
         for key, value in (
             ("image_size", image_size),
             ("batch_size", batch_size),
