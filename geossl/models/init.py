@@ -36,6 +36,8 @@ import torch
 from timm.models import adapt_input_conv
 from torch import Tensor, nn
 
+from geossl.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD
+
 from .backbones import check_backbone_name
 from .weights import classifier_prefixes, read_weights
 
@@ -49,9 +51,6 @@ __all__ = [
     "resolve_init_weights",
 ]
 
-#: ImageNet normalisation of ``[0, 1]`` RGB inputs (timm's, torchvision's and GASSL's).
-IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
 
 #: A torchgeo weights name: ``ResNet50_Weights.FMOW_RGB_GASSL``.
 _TORCHGEO_NAME = re.compile(r"^[A-Za-z0-9]+_Weights\.[A-Za-z0-9_]+$")
@@ -248,9 +247,16 @@ def resolve_init_weights(
     if arch != backbone:
         raise ValueError(f"{path}: these are {arch} weights, but the backbone is {backbone}")
     check_backbone_weights(state, arch, meta.in_chans, source=str(path))
-    mean, std = (meta.mean, meta.std) if meta.has_normalization else ((), ())
+    known = meta.has_normalization
     return InitWeights(
-        text, "file", arch, meta.in_chans, state, tuple(mean), tuple(std), meta.sha256
+        text,
+        "file",
+        arch,
+        meta.in_chans,
+        state,
+        tuple(meta.mean) if known else (),
+        tuple(meta.std) if known else (),
+        meta.sha256,
     )
 
 
