@@ -42,7 +42,7 @@ def preset_path(name: str, task: str = "pretrain") -> Path:
     """Return the YAML file of a preset.
 
     Args:
-        name: Preset name, e.g. ``"fmow"``.
+        name: Preset name, e.g. ``"fmow"``; ``-`` and ``_`` are interchangeable.
         task: The sub-folder of the configs folder.
 
     Returns:
@@ -52,6 +52,8 @@ def preset_path(name: str, task: str = "pretrain") -> Path:
         ValueError: If the preset does not exist; the message lists the valid ones.
     """
     path = config_dir() / task / f"{name}.yaml"
+    if not path.is_file():  # fmow-sentinel names configs/pretrain/fmow_sentinel.yaml
+        path = config_dir() / task / f"{name.replace('-', '_')}.yaml"
     if not path.is_file():
         valid = ", ".join(list_presets(task)) or "none"
         raise ValueError(f"unknown --dataset {name!r} for {task}: choose one of {valid}")

@@ -21,7 +21,7 @@ from typing import Any
 import lightning
 import torch
 from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from geossl.cli import default_precision
 from geossl.configs import preset_path
@@ -49,6 +49,9 @@ class DownstreamTaskSpec:
         task_class: import path of the LightningModule.
         metrics: the test metrics to report, headline first (the papers' metric).
         description: one line for ``--help``.
+        data_in_channels: the data module's attribute that gives the model's ``in_channels``
+            (linked at instantiation, so a 13-band product needs no second flag); ``""`` when the
+            preset sets ``model.init_args.in_channels`` itself.
     """
 
     name: str
@@ -56,6 +59,7 @@ class DownstreamTaskSpec:
     task_class: str
     metrics: tuple[str, ...]
     description: str
+    data_in_channels: str = ""
 
 
 #: The downstream tasks, by ``--task`` name.
@@ -68,6 +72,7 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTaskSpec] = {
             "geossl.trainers.classification.FMoWClassificationTask",
             ("test_top1", "test_macro_f1", "test_top5"),
             "fMoW 62-way classification, full fine-tuning (top-1, macro F1)",
+            data_in_channels="in_chans",
         ),
         DownstreamTaskSpec(
             "fmow-linear",
@@ -75,6 +80,7 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTaskSpec] = {
             "geossl.trainers.classification.FMoWClassificationTask",
             ("test_top1", "test_macro_f1", "test_top5"),
             "fMoW 62-way classification, linear probe on frozen features (top-1, macro F1)",
+            data_in_channels="in_chans",
         ),
         DownstreamTaskSpec(
             "xview-det",
@@ -92,6 +98,34 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTaskSpec] = {
         ),
     )
 }
+
+
+class DownstreamCLI(LightningCLI):
+    """LightningCLI that links the data's band count into the model (``data_in_channels``).
+
+    Args:
+        *args: LightningCLI's positional arguments.
+        data_in_channels: the data module attribute linked to ``model.init_args.in_channels``
+            (``""``: no link).
+        **kwargs: LightningCLI's keyword arguments.
+    """
+
+    def __init__(self, *args: Any, data_in_channels: str = "", **kwargs: Any) -> None:
+        self.data_in_channels = data_in_channels
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link ``data.<data_in_channels>`` to ``model.init_args.in_channels``.
+
+        Args:
+            parser: The parser LightningCLI builds.
+        """
+        if self.data_in_channels:
+            parser.link_arguments(
+                f"data.{self.data_in_channels}",
+                "model.init_args.in_channels",
+                apply_on="instantiate",
+            )
 
 
 def get_task_spec(name: str) -> DownstreamTaskSpec:
@@ -209,13 +243,14 @@ def run_finetune(
     cli_args = ["--config", str(preset_path(spec.preset, task="finetune")), *(args or [])]
     if weights is not None:  # last, so that a --config in args cannot override it
         cli_args += ["--model.init_args.weights", str(weights)]
-    cli = LightningCLI(
+    cli = DownstreamCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=cli_args,
         run=False,
+        data_in_channels=spec.data_in_channels,
         trainer_defaults={"precision": default_precision()},
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": f"geossl finetune --task {task}"},

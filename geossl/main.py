@@ -87,10 +87,16 @@ def _datasets_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     sample = dsub.add_parser(
         "sample", help="write a small seeded sample in the real on-disk layout"
     )
-    sample.add_argument("dataset", choices=["fmow", "rasters", "xview", "spacenet1", "spacenet2"])
+    sample.add_argument(
+        "dataset",
+        choices=["fmow", "fmow-sentinel", "rasters", "xview", "spacenet1", "spacenet2"],
+    )
     sample.add_argument("--output", required=True, type=Path, help="folder to create")
     sample.add_argument(
-        "--locations", type=int, default=48, help="fmow: number of locations (default 48)"
+        "--locations",
+        type=int,
+        default=None,
+        help="fmow / fmow-sentinel: number of locations (default 48 / 24)",
     )
     sample.add_argument(
         "--dates",
@@ -131,7 +137,12 @@ def _datasets_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     index.add_argument("dataset", choices=["fmow"])
     index.add_argument("--root", required=True, type=Path)
     index.add_argument("--splits", nargs="+", default=["train", "val"])
-    index.add_argument("--product", choices=["rgb", "msrgb", "ms"], default="rgb")
+    index.add_argument(
+        "--product",
+        choices=["rgb", "msrgb", "ms", "sentinel"],
+        default="rgb",
+        help="sentinel: fMoW-Sentinel (CSVs + 13-band GeoTIFFs; splits train, val, test)",
+    )
     index.add_argument("--num-geo-clusters", type=int, default=100)
     index.add_argument("--seed", type=int, default=0)
     index.add_argument("--workers", type=int, default=None)
@@ -547,12 +558,27 @@ def _run_datasets(args: argparse.Namespace) -> None:
             f"{raster_summary.num_bands} bands, {width}x{height} px, EPSG:{raster_summary.epsg}) "
             f"to {raster_summary.root}"
         )
+    elif args.action == "sample" and args.dataset == "fmow-sentinel":
+        from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
+
+        sentinel = generate_fmow_sentinel_sample(
+            args.output,
+            locations=24 if args.locations is None else args.locations,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+        splits = ", ".join(f"{k} {v}" for k, v in sentinel.images_per_split.items() if v)
+        print(
+            f"wrote {sentinel.num_images:,} 13-band GeoTIFFs of {sentinel.num_locations:,} "
+            f"locations ({splits}; {sentinel.num_failed} failed download(s) left out of the "
+            f"CSVs, as in fMoW-Sentinel) to {sentinel.root}"
+        )
     elif args.action == "sample":
         from geossl.datasets.fmow_sample import generate_fmow_sample
 
         summary = generate_fmow_sample(
             args.output,
-            locations=args.locations,
+            locations=48 if args.locations is None else args.locations,
             seed=args.seed,
             full=args.full,
             overwrite=args.overwrite,
@@ -602,6 +628,35 @@ def _run_datasets(args: argparse.Namespace) -> None:
         print(f"index {source}: {len(index.table):,} images -> {index.cache_path}")
 
 
+#: How jsonargparse reports a class of a subclass-mode section (``model:``/``data:`` with a
+#: ``class_path``) whose constructor raised: the constructor's message is one of the listed errors.
+_UNION_ERROR = "Does not validate against any of the Union subtypes"
+
+
+def one_line_message(error: BaseException) -> str:
+    """The one line a user sees for ``error``: its first line, or the constructor's own message.
+
+    Args:
+        error: The exception.
+
+    Returns:
+        The line to print after ``geossl: error:``.
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    if not lines or not lines[0]:
+        return type(error).__name__
+    if lines[0].startswith(_UNION_ERROR):
+        # "Errors:" then "- <constructor message>" per subtype; the NoneType one says nothing.
+        reasons = [
+            line[2:]
+            for line in lines
+            if line.startswith("- ") and not line.startswith("- Expected a <class 'NoneType'>")
+        ]
+        if reasons:
+            return reasons[0]
+    return lines[0]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the ``geossl`` command line.
 
@@ -614,8 +669,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except _USER_ERRORS as error:
         if os.environ.get("GEOSSL_DEBUG"):
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"geossl: error: {message}", file=sys.stderr)
+        print(f"geossl: error: {one_line_message(error)}", file=sys.stderr)
         raise SystemExit(2) from None
     if code:
         raise SystemExit(code)

@@ -9,6 +9,7 @@ from geossl.cli import DEFAULT_DATAMODULE, build_args, data_class_path, run_pret
 from geossl.configs import list_presets, preset_path
 from geossl.datamodules import RasterTimeSeriesDataModule
 from geossl.datasets.fmow_sample import generate_fmow_sample
+from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
 from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +32,8 @@ def tiny_args(root: Path, runs: Path, *extra: str) -> list[str]:
 
 
 def test_presets_exist() -> None:
-    assert {"fmow", "fmow_demo"} <= set(list_presets())
+    assert {"fmow", "fmow_demo", "fmow_sentinel"} <= set(list_presets())
+    assert preset_path("fmow-sentinel") == preset_path("fmow_sentinel")
     assert build_args(["--trainer.max_epochs", "1"], "fmow")[:2] == [
         "--config",
         str(preset_path("fmow")),
@@ -97,6 +99,31 @@ def test_fit_on_fmow_full_multispectral(tmp_path: Path) -> None:
     assert cli.model.hparams["in_chans"] == 8
     assert len(cli.model.hparams["mean"]) == len(cli.model.hparams["std"]) == 8
     assert cli.trainer.global_step == 2
+
+
+def test_fit_on_fmow_sentinel_and_export(tmp_path: Path) -> None:
+    # The fmow-sentinel preset: 13-band GeoTIFFs listed in CSVs; in_chans 13 flows into the model,
+    # per-band statistics are estimated from the images, and the exported weights name the bands
+    # and the reflectance scale.
+    import json
+
+    from geossl.datasets.fmow_constants import FMOW_SENTINEL_BANDS
+    from geossl.export.weights import export_weights
+
+    root = tmp_path / "fmow-sentinel"
+    generate_fmow_sentinel_sample(root, locations=8, seed=1, image_size=(16, 24))
+    args = tiny_args(root, tmp_path, "--trainer.max_steps", "2", "--data.num_geo_clusters", "2")
+    cli = run_pretrain(build_args(args, "fmow-sentinel"))
+    assert cli.datamodule.hparams["product"] == "sentinel"
+    assert cli.model.hparams["in_chans"] == 13
+    assert len(cli.model.hparams["mean"]) == len(cli.model.hparams["std"]) == 13
+    assert cli.trainer.global_step == 2
+    ckpt = Path(str(cli.trainer.log_dir)) / "checkpoints" / "last.ckpt"
+    exported = export_weights(ckpt, tmp_path / "weights")
+    meta = json.loads(exported.metadata.read_text())
+    assert meta["bands"] == list(FMOW_SENTINEL_BANDS)
+    assert meta["normalization"]["scale"] == pytest.approx(1e-4)
+    assert len(meta["normalization"]["mean"]) == 13
 
 
 def test_fit_on_a_raster_time_series(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

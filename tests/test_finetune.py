@@ -145,3 +145,37 @@ def test_registry_and_command_errors(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         main(["compare", "--task", "fmow-cls", "--weights", "random", "random"])
     assert "--weights repeats a value" in capsys.readouterr().err
+
+
+def test_fmow_sentinel_links_the_band_count_into_the_model(
+    tmp_path: Path, fmow_sample: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 13-band weights on fMoW-Sentinel: model.init_args.in_channels follows data.product without
+    # a second flag. The same weights on RGB data: the constructor's one-line message, not
+    # jsonargparse's "Does not validate against any of the Union subtypes".
+    import timm
+
+    from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
+
+    root = tmp_path / "fmow-sentinel"
+    generate_fmow_sentinel_sample(root, locations=6, seed=3, image_size=(16, 20))
+    weights = tmp_path / "resnet18_13band.pth"
+    torch.save(timm.create_model("resnet18", in_chans=13, num_classes=0).state_dict(), weights)
+    stats = ["--model.init_args.mean", str([0.1] * 13), "--model.init_args.std", str([0.05] * 13)]
+    result = run_finetune(
+        "fmow-linear",
+        str(weights),
+        tiny_args(root, tmp_path / "sentinel", "--data.init_args.product", "sentinel", *stats),
+    )
+    assert math.isfinite(result.metrics["test_top1"])
+    assert result.checkpoint is not None
+    saved = torch.load(result.checkpoint, map_location="cpu", weights_only=True)
+    assert saved["hyper_parameters"]["in_channels"] == 13
+
+    argv = ["finetune", "--task", "fmow-linear", "--weights", str(weights)]
+    with pytest.raises(SystemExit) as excinfo:
+        main([*argv, *tiny_args(fmow_sample, tmp_path / "rgb", *stats)])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "in_chans mismatch: the weights have 13 input bands but the data has 3" in err
+    assert "Union subtypes" not in err

@@ -119,6 +119,23 @@ def test_sample_xview_and_spacenet_commands(
     assert excinfo.value.code == 2
 
 
+def test_fmow_sentinel_sample_and_index_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "fmow-sentinel"
+    main(["datasets", "sample", "fmow-sentinel", "--output", str(out), "--locations", "5"])
+    assert "13-band GeoTIFFs of 5 locations" in capsys.readouterr().out
+    assert (out / "train.csv").is_file()
+    assert (out / "test_gt.csv").is_file()
+    args = ["datasets", "index", "fmow", "--root", str(out), "--product", "sentinel"]
+    main([*args, "--splits", "train", "val", "test", "--num-geo-clusters", "2"])
+    assert "images" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as excinfo:  # fMoW-Sentinel has no seq split: one line, exit 2
+        main([*args, "--splits", "seq"])
+    assert excinfo.value.code == 2
+    assert "fMoW-Sentinel has the splits" in capsys.readouterr().err
+
+
 def test_index_command(
     fmow_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -17,7 +18,12 @@ from geossl.datasets.band_stats import (
     valid_pixels,
 )
 from geossl.datasets.fmow import FMoW, FMoWTemporalPairs
-from geossl.datasets.fmow_constants import FMOW_SPLITS
+from geossl.datasets.fmow_constants import (
+    FMOW_SENTINEL_BANDS,
+    FMOW_SENTINEL_CSV,
+    FMOW_SENTINEL_SCALE,
+    FMOW_SPLITS,
+)
 from geossl.datasets.fmow_index import PRODUCTS, FMoWIndex, build_fmow_index
 from geossl.samplers.temporal import TemporalPairSampler
 
@@ -26,14 +32,30 @@ __all__ = ["FMoWDataModule"]
 #: Bands of an fMoW-full multispectral image (WorldView-2/3; 4-band sensors need ``bands``).
 MS_NUM_BANDS = 8
 
+#: Bands of each product's images: fMoW-rgb JPEGs, fMoW-full ``_ms.tif``, fMoW-Sentinel.
+PRODUCT_BANDS: dict[str, int] = {
+    "rgb": 3,
+    "msrgb": 3,
+    "ms": MS_NUM_BANDS,
+    "sentinel": len(FMOW_SENTINEL_BANDS),
+}
 
-def check_fmow_inputs(product: str, bands: list[int] | None, val_split: str | None) -> None:
+
+def product_scale(product: str) -> float | None:
+    """Raw-to-[0, 1] factor of a product's GeoTIFFs (None: the reader's default by dtype)."""
+    return FMOW_SENTINEL_SCALE if product == "sentinel" else None
+
+
+def check_fmow_inputs(
+    product: str, bands: list[int] | None, val_split: str | None, splits: Sequence[str] = ()
+) -> None:
     """Validate the arguments every fMoW data module shares.
 
     Args:
         product: ``data.product``.
         bands: ``data.bands`` (1-based).
         val_split: ``data.val_split`` (None: no validation split).
+        splits: the other splits the module reads (fMoW-Sentinel has no ``seq``).
 
     Raises:
         ValueError: naming the ``data.<key>`` to fix.
@@ -42,7 +64,15 @@ def check_fmow_inputs(product: str, bands: list[int] | None, val_split: str | No
         raise ValueError(f"data.val_split must be one of {list(FMOW_SPLITS)}, got {val_split!r}")
     if product not in PRODUCTS:
         raise ValueError(f"data.product must be one of {sorted(PRODUCTS)}, got {product!r}")
-    max_band = MS_NUM_BANDS if product == "ms" else 3
+    if product == "sentinel":
+        wanted = [*splits, *([val_split] if val_split is not None else [])]
+        unknown = [s for s in wanted if s not in FMOW_SENTINEL_CSV]
+        if unknown:
+            raise ValueError(
+                f"fMoW-Sentinel has the splits {list(FMOW_SENTINEL_CSV)}; data.product "
+                f"'sentinel' cannot read {unknown}"
+            )
+    max_band = PRODUCT_BANDS[product]
     if bands is not None and (
         not bands or any(b < 1 or b > max_band for b in bands) or len(set(bands)) != len(bands)
     ):
@@ -62,7 +92,7 @@ class FMoWDataModule(LightningDataModule):
     and resize to ``image_size``; the random view augmentation happens on the device.
 
     A training batch is ``image: [B, 2, C, image_size, image_size]`` (uint8 for the JPEG products,
-    float32 in ``[0, 1]`` for fMoW-full GeoTIFFs), ``label, geo_label, location: int64 [B]``,
+    float32 in ``[0, 1]`` for GeoTIFFs), ``label, geo_label, location: int64 [B]``,
     ``lat, lon: float32 [B]``, ``time, index: int64 [B, 2]`` (docs/design.md).
 
     Per-band normalisation statistics of the training images (:meth:`band_statistics`) are what
@@ -72,8 +102,11 @@ class FMoWDataModule(LightningDataModule):
     Args:
         root: the fMoW root folder.
         splits: splits used for pretraining (default ``["train"]``).
-        product: ``"rgb"``, ``"msrgb"`` or ``"ms"`` (fMoW-full's 8-band GeoTIFF; 4-band images
-            need ``bands`` within 1..4 so that every image has the same channels).
+        product: ``"rgb"``, ``"msrgb"``, ``"ms"`` (fMoW-full's 8-band GeoTIFF; 4-band images
+            need ``bands`` within 1..4 so that every image has the same channels) or
+            ``"sentinel"`` (fMoW-Sentinel: ``root`` holds ``train.csv`` etc. and 13-band
+            GeoTIFFs of reflectance x 10,000, scaled by 1e-4; each image is its own crop, so the
+            two views of a pair cover the same ground).
         bands: 1-based band indexes to read (rasterio convention), ``None`` for all.
         image_size: side the context crop is resized to in the workers (the model's random resized
             crop makes the 224 px views from it; 448 as in Ayush et al.).
@@ -132,7 +165,7 @@ class FMoWDataModule(LightningDataModule):
             raise ValueError(
                 f"data.splits must be distinct splits of {list(FMOW_SPLITS)}, got {splits}"
             )
-        check_fmow_inputs(product, bands, val_split)
+        check_fmow_inputs(product, bands, val_split, splits)
         positive = {"image_size": image_size, "batch_size": batch_size}
         positive["num_geo_clusters"] = num_geo_clusters
         for key, value in positive.items():
@@ -170,10 +203,10 @@ class FMoWDataModule(LightningDataModule):
 
     @property
     def in_chans(self) -> int:
-        """Channels of the images: 3 for rgb/msrgb, ``len(bands)`` or 8 for ms."""
+        """Channels of the images: ``len(bands)``, else 3 (rgb/msrgb), 8 (ms) or 13 (sentinel)."""
         if self.bands is not None:
             return len(self.bands)
-        return MS_NUM_BANDS if self.product == "ms" else 3
+        return PRODUCT_BANDS[self.product]
 
     @property
     def pairs_share_canvas(self) -> bool:
@@ -209,7 +242,12 @@ class FMoWDataModule(LightningDataModule):
             self.index = self._build_index(rebuild=False, progress=False)
         rows = self.index.split_rows(*self.splits)
         self.train_dataset = FMoWTemporalPairs(
-            self.root, rows, self.image_size, self.bands, shared_canvas=self.shared_canvas
+            self.root,
+            rows,
+            self.image_size,
+            self.bands,
+            scale=product_scale(self.product),
+            shared_canvas=self.shared_canvas,
         )
         self.train_sampler = TemporalPairSampler(
             rows["location_id"].to_numpy(dtype="int64"),
@@ -220,7 +258,9 @@ class FMoWDataModule(LightningDataModule):
         )
         if self.val_split is not None:
             val_rows: pd.DataFrame = self.index.split_rows(self.val_split)
-            self.val_dataset = FMoW(self.root, val_rows, self.image_size, self.bands)
+            self.val_dataset = FMoW(
+                self.root, val_rows, self.image_size, self.bands, scale=product_scale(self.product)
+            )
 
     def band_statistics(self, num_samples: int = 256) -> tuple[list[float], list[float]]:
         r"""Per-band mean and std of the training images on the ``[0, 1]`` scale (cached).
@@ -271,7 +311,9 @@ class FMoWDataModule(LightningDataModule):
             generator = torch.Generator().manual_seed(self.seed)
             picks = torch.randperm(len(rows), generator=generator)[:num_samples]
             sample = rows.iloc[picks.sort().values.numpy()]  # index order: sorted by location
-            dataset = FMoW(self.root, sample, self.image_size, self.bands)
+            dataset = FMoW(
+                self.root, sample, self.image_size, self.bands, scale=product_scale(self.product)
+            )
             moments = BandMoments(self.in_chans)
             for i in range(len(dataset)):
                 image = dataset[i]["image"]  # [C, H, W]

@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from geossl.datamodules.fmow import MS_NUM_BANDS, check_fmow_inputs
+from geossl.datamodules.fmow import PRODUCT_BANDS, check_fmow_inputs, product_scale
 from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow import FMoW, FMoWLocations
 from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
@@ -32,7 +32,7 @@ class FMoWClassificationDataModule(LightningDataModule):
 
     Args:
         root: the fMoW root folder.
-        product: ``"rgb"``, ``"msrgb"`` or ``"ms"``.
+        product: ``"rgb"``, ``"msrgb"``, ``"ms"`` or ``"sentinel"`` (fMoW-Sentinel, 13 bands).
         bands: 1-based band indexes, ``None`` for all.
         image_size: side the context crop is resized to (224, the backbone's input).
         batch_size: samples per batch (per process).
@@ -81,7 +81,7 @@ class FMoWClassificationDataModule(LightningDataModule):
         for key, split in (("train_split", train_split), ("test_split", test_split)):
             if split not in FMOW_SPLITS:
                 raise ValueError(f"data.{key} must be one of {list(FMOW_SPLITS)}, got {split!r}")
-        check_fmow_inputs(product, bands, val_split)
+        check_fmow_inputs(product, bands, val_split, [train_split, test_split])
         for key, value in (
             ("image_size", image_size),
             ("batch_size", batch_size),
@@ -115,10 +115,10 @@ class FMoWClassificationDataModule(LightningDataModule):
 
     @property
     def in_chans(self) -> int:
-        """Channels of the images: 3 for rgb/msrgb, ``len(bands)`` or 8 for ms."""
+        """Channels of the images: ``len(bands)``, else 3 (rgb/msrgb), 8 (ms) or 13 (sentinel)."""
         if self.bands is not None:
             return len(self.bands)
-        return MS_NUM_BANDS if self.product == "ms" else 3
+        return PRODUCT_BANDS[self.product]
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -167,9 +167,12 @@ class FMoWClassificationDataModule(LightningDataModule):
                 self.bands,
                 self.max_views,
                 random_views=train,
+                scale=product_scale(self.product),
             )
         else:
-            dataset = FMoW(self.root, rows, self.image_size, self.bands)
+            dataset = FMoW(
+                self.root, rows, self.image_size, self.bands, scale=product_scale(self.product)
+            )
         self.datasets[key] = dataset
         return dataset
 

@@ -104,5 +104,28 @@ FMOW_APPROXIMATE_WAVELENGTHS: tuple[float, ...] = (
     0.950,
 )
 
+#: The 13 Sentinel-2 bands of an fMoW-Sentinel image, in band order (increasing wavelength).
+FMOW_SENTINEL_BANDS: tuple[str, ...] = (
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+)
+
+#: fMoW-Sentinel stores Sentinel-2 reflectance times 10,000 (uint16): this factor maps it to [0, 1].
+FMOW_SENTINEL_SCALE = 1e-4
+
+#: The metadata CSV of each fMoW-Sentinel split (the test split's is ``test_gt.csv``).
+FMOW_SENTINEL_CSV: dict[str, str] = {"train": "train.csv", "val": "val.csv", "test": "test_gt.csv"}
+
 if len(FMOW_CATEGORIES) != 62:  # pragma: no cover - guards against editing mistakes
     raise RuntimeError(f"FMOW_CATEGORIES must have 62 entries, has {len(FMOW_CATEGORIES)}")

@@ -25,15 +25,16 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +44,8 @@ import pyarrow.parquet as pq
 
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError, InvalidSampleError
 from geossl.datasets.fmow import fmow_context_box, parse_fmow_json
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
+from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SENTINEL_CSV, FMOW_SPLITS
+from geossl.datasets.fmow_sentinel import read_fmow_sentinel_csv, read_sentinel_header
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit, spherical_kmeans
 from geossl.utils.io import atomic_output
 
@@ -59,17 +61,21 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 #: Bumped whenever the columns or their meaning change; part of the cache key.
 INDEX_FORMAT_VERSION = 1
 
-Product = Literal["rgb", "msrgb", "ms"]
+Product = Literal["rgb", "msrgb", "ms", "sentinel"]
 
 #: Image extensions of each product, in order of preference (``rgb`` is a JPEG in fMoW-rgb and a
-#: GeoTIFF in fMoW-full). The JSON is always ``{stem}_{product}.json``.
+#: GeoTIFF in fMoW-full). The JSON is always ``{stem}_{product}.json``; ``sentinel``
+#: (fMoW-Sentinel, :mod:`geossl.datasets.fmow_sentinel`) has metadata CSVs instead of JSONs.
 PRODUCTS: dict[str, tuple[str, ...]] = {
     "rgb": (".jpg", ".tif"),
     "msrgb": (".jpg",),
     "ms": (".tif",),
+    "sentinel": (".tif",),
 }
 
 #: Columns of the index table and their Arrow types, in order (see docs/design.md).
@@ -199,12 +205,16 @@ class FMoWIndexReport:
 
     def summary_lines(self) -> list[str]:
         """The plain-text summary: one line of totals, then one line per bad reason."""
+        files = (
+            f"{self.num_images_checked:,} GeoTIFF headers"
+            if self.product == "sentinel"
+            else f"{self.num_json_read:,} JSON + {self.num_images_checked:,} image files"
+        )
         lines = [
             f"fMoW index of {self.root} ({', '.join(self.splits)}, {self.product}): "
             f"{self.num_valid:,} images of {self.num_locations:,} locations; "
             f"{self.num_bad:,} of {self.num_scanned:,} samples skipped; "
-            f"{self.num_json_read:,} JSON + {self.num_images_checked:,} image files read "
-            f"in {self.seconds:.1f} s with {self.workers} worker(s)"
+            f"{files} read in {self.seconds:.1f} s with {self.workers} worker(s)"
         ]
         for reason, count in sorted(self.bad_by_reason.items(), key=lambda item: -item[1]):
             examples = ", ".join(self.examples.get(reason, []))
@@ -341,6 +351,76 @@ def _check_layout(root: str, splits: Sequence[str]) -> None:
             missing.append(f"{split}_gt_mapping.json")
     if missing:
         raise DatasetNotFoundError(root, f"fMoW {', '.join(missing)} not found")
+
+
+def _check_sentinel_layout(root: str, splits: Sequence[str]) -> None:
+    if not os.path.isdir(root):
+        exists = os.path.exists(root)
+        problem = "root is not a folder" if exists else "root folder does not exist"
+        problem = f"fMoW-Sentinel {problem}"
+        raise DatasetNotFoundError(root, problem)
+    missing = [
+        name
+        for split in splits
+        for name in (FMOW_SENTINEL_CSV[split], f"{split}/")
+        if not os.path.exists(os.path.join(root, name))
+    ]
+    if missing:
+        raise DatasetNotFoundError(root, f"fMoW-Sentinel {', '.join(missing)} not found")
+
+
+#: One location of fMoW-Sentinel for a scan worker: (unit, split, category, location, images), each
+#: image ``(path, image_id, timestamp, lon, lat)`` from the CSV.
+_SentinelUnit = tuple[int, str, str, str, list[tuple[str, int, int, float, float]]]
+
+
+def _sentinel_entries(root: str, splits: Sequence[str]) -> list[str]:
+    """Fingerprint entries of fMoW-Sentinel (no CSV is parsed).
+
+    Each CSV's size and ``mtime_ns`` (the CSV is the list of samples) and the split and category
+    folders' ``mtime_ns``.
+    """
+    entries: list[str] = []
+    for split in splits:
+        name = FMOW_SENTINEL_CSV[split]
+        stat = os.stat(os.path.join(root, name))
+        entries.append(f"{name}\t{stat.st_mtime_ns}\t{stat.st_size}")
+        split_dir = os.path.join(root, split)
+        entries.append(f"{split}\t{_mtime_ns(split_dir)}")
+        with os.scandir(split_dir) as categories:
+            for cat in categories:
+                if not cat.name.startswith(".") and cat.is_dir():
+                    entries.append(f"{split}/{cat.name}\t{cat.stat().st_mtime_ns}")
+    return entries
+
+
+def _discover_sentinel(
+    root: str, splits: Sequence[str], report: FMoWIndexReport
+) -> tuple[list[_Unit], dict[str, list[tuple[str, int, int, float, float]]]]:
+    """Locations of fMoW-Sentinel from its CSVs (bad rows go to ``report``) and their images."""
+    units: list[_Unit] = []
+    images: dict[str, list[tuple[str, int, int, float, float]]] = {}
+    for split in splits:
+        rows, bad = read_fmow_sentinel_csv(root, split)
+        report.num_scanned += len(rows) + len(bad)
+        for reason, where in bad:
+            report.add_bad(reason, where)
+        for path, category, location_id, image_id, timestamp, lon, lat in zip(
+            rows["path"].tolist(),
+            rows["category"].tolist(),
+            rows["location_id"].tolist(),
+            rows["image_id"].tolist(),
+            rows["timestamp"].tolist(),
+            rows["lon"].tolist(),
+            rows["lat"].tolist(),
+            strict=True,
+        ):
+            location = f"{split}/{category}_{location_id}"
+            if location not in images:
+                images[location] = []
+                units.append(_Unit(path.rpartition("/")[0], split, category, location))
+            images[location].append((path, image_id, timestamp, lon, lat))
+    return units, images
 
 
 def fmow_fingerprint(root: str | os.PathLike[str], splits: Sequence[str] = ("train", "val")) -> str:
@@ -525,6 +605,67 @@ def _scan_units(
     return pa.RecordBatch.from_arrays(arrays, schema=_SCAN_SCHEMA), report
 
 
+def _scan_sentinel_units(
+    task: tuple[str, list[_SentinelUnit]],
+) -> tuple[pa.RecordBatch, FMoWIndexReport]:
+    """Read the GeoTIFF header of every listed fMoW-Sentinel image; return rows and a report.
+
+    The whole image is the crop and the target box (a composite covers the location's footprint);
+    lon/lat are the raster's centre, else the CSV polygon's centroid.
+    """
+    root, units = task
+    report = FMoWIndexReport(root=root, splits=[], product="sentinel")
+    cols: dict[str, list[Any]] = {name: [] for name, _ in _SCAN_COLUMNS}
+    sep = os.sep
+    for unit_id, split, category, location, images in units:
+        label = _LABELS[category]
+        for path, image_id, timestamp, csv_lon, csv_lat in images:
+            report.num_images_checked += 1
+            if not 0 <= image_id < 32768:
+                report.add_bad("malformed id", path)
+                continue
+            header = read_sentinel_header(root + sep + path.replace("/", sep))
+            if isinstance(header, str):
+                report.add_bad(header, path)
+                continue
+            lon, lat = header.lon, header.lat
+            if not (math.isfinite(lon) and math.isfinite(lat)):
+                lon, lat = csv_lon, csv_lat
+            if not (math.isfinite(lon) and math.isfinite(lat)):
+                report.add_bad("no location", path)
+                continue
+            w, h = header.width, header.height
+            row: dict[str, Any] = {
+                "path": path,
+                "split": split,
+                "category": category,
+                "label": label,
+                "location": location,
+                "t": image_id,
+                "timestamp": timestamp,
+                "lat": lat,
+                "lon": lon,
+                "gsd": header.gsd,
+                "cloud_cover": math.nan,
+                "img_width": w,
+                "img_height": h,
+                "box_x": 0,
+                "box_y": 0,
+                "box_w": w,
+                "box_h": h,
+                "crop_x0": 0,
+                "crop_y0": 0,
+                "crop_x1": w,
+                "crop_y1": h,
+                "country_code": "",
+                "unit": unit_id,
+            }
+            for name, value in row.items():
+                cols[name].append(value)
+    arrays = [pa.array(cols[name], type=typ) for name, typ in _SCAN_COLUMNS]
+    return pa.RecordBatch.from_arrays(arrays, schema=_SCAN_SCHEMA), report
+
+
 def _mp_context() -> multiprocessing.context.BaseContext:
     # fork starts workers instantly (no re-import of torch); elsewhere use the platform default.
     if sys.platform == "linux":
@@ -532,15 +673,18 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context()
 
 
+_ScanResult = tuple[pa.RecordBatch, FMoWIndexReport]
+
+
 @contextlib.contextmanager
 def _task_results(
-    tasks: list[tuple[str, str, bool, list[tuple[int, str, str, str, str]]]], workers: int
-) -> Iterator[Iterator[tuple[pa.RecordBatch, FMoWIndexReport]]]:
+    scan: Callable[[_T], _ScanResult], tasks: list[_T], workers: int
+) -> Iterator[Iterator[_ScanResult]]:
     if workers <= 1 or len(tasks) <= 1:
-        yield map(_scan_units, tasks)
+        yield map(scan, tasks)
         return
     with _mp_context().Pool(processes=min(workers, len(tasks))) as pool:
-        yield pool.imap(_scan_units, tasks)
+        yield pool.imap(scan, tasks)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -713,11 +857,20 @@ def build_fmow_index(
     the train split's locations (one 3-D unit vector per location); every location of every split
     gets the nearest centroid. Without a train split the requested splits are clustered.
 
+    fMoW-Sentinel (``product="sentinel"``, splits ``train``/``val``/``test``): the samples are the
+    rows of ``train.csv`` / ``val.csv`` / ``test_gt.csv`` (:func:`~geossl.datasets.fmow_sentinel.
+    read_fmow_sentinel_csv`), images at ``{split}/{category}/{category}_{loc}/{category}_{loc}_{id}
+    .tif``. Every image's header is read (size, 13 bands, location), whatever ``verify_images``
+    says; the whole image is the crop and the target box, ``t`` is the ``image_id``. The
+    fingerprint covers the CSVs and the split and category folders, so the CSVs are only read on a
+    cache miss.
+
     Args:
         root: the fMoW root folder.
         splits: splits to index, from ``train``, ``val``, ``test``, ``seq``.
         product: ``"rgb"`` (``_rgb.jpg``, else fMoW-full's ``_rgb.tif``), ``"msrgb"``
-            (``_msrgb.jpg``) or ``"ms"`` (fMoW-full's ``_ms.tif``).
+            (``_msrgb.jpg``), ``"ms"`` (fMoW-full's ``_ms.tif``) or ``"sentinel"``
+            (fMoW-Sentinel's 13-band GeoTIFFs).
         num_geo_clusters: number of geo clusters K.
         seed: k-means seed.
         cache_dir: where the Parquet cache goes; default ``{root}/.geossl``. A cache that cannot be
@@ -736,7 +889,8 @@ def build_fmow_index(
         The index, its centroids, the report and where the cache is.
 
     Raises:
-        DatasetNotFoundError: if the root, a split folder or a mapping file is missing.
+        DatasetNotFoundError: if the root, a split folder, a mapping file or (fMoW-Sentinel) a CSV
+            is missing.
         BadDatasetError: if nothing valid is found or more than ``max_bad_fraction`` is bad.
         ValueError: for invalid arguments, or more geo clusters than distinct training locations.
     """
@@ -748,6 +902,8 @@ def build_fmow_index(
         raise ValueError(f"splits must be a non-empty subset of {list(FMOW_SPLITS)}, got {splits}")
     if product not in PRODUCTS:
         raise ValueError(f"product must be one of {sorted(PRODUCTS)}, got {product!r}")
+    if product == "sentinel" and any(s not in FMOW_SENTINEL_CSV for s in splits):
+        raise ValueError(f"fMoW-Sentinel has the splits {list(FMOW_SENTINEL_CSV)}, got {splits}")
     if num_geo_clusters < 1:
         raise ValueError(f"num_geo_clusters must be at least 1, got {num_geo_clusters}")
     if not 0.0 <= max_bad_fraction <= 1.0:
@@ -757,9 +913,15 @@ def build_fmow_index(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
 
-    _check_layout(root_str, splits)
+    sentinel = product == "sentinel"
     report = FMoWIndexReport(root=root_str, splits=splits, product=product, workers=workers)
-    units, entries = _discover(root_str, splits, report)
+    units: list[_Unit] = []
+    if sentinel:
+        _check_sentinel_layout(root_str, splits)
+        entries = _sentinel_entries(root_str, splits)  # the CSVs are read on a cache miss only
+    else:
+        _check_layout(root_str, splits)
+        units, entries = _discover(root_str, splits, report)
     params = {
         "version": INDEX_FORMAT_VERSION,
         "root": os.path.realpath(root_str),
@@ -788,29 +950,53 @@ def build_fmow_index(
             _say(f"Using the cached fMoW index {cache_path} ({table.num_rows:,} images)", progress)
             return FMoWIndex(_to_pandas(table), centroids, cached_report, cache_path, True)
 
+    images: dict[str, list[tuple[str, int, int, float, float]]] = {}
+    if sentinel:
+        units, images = _discover_sentinel(root_str, splits, report)
     units.sort(key=lambda u: u.location)
-    tasks = [
-        (
-            root_str,
-            product,
-            verify_images,
-            [(i, u.folder, u.split, u.category, u.location) for i, u in enumerate(chunk, lo)],
-        )
-        for lo in range(0, len(units), _UNITS_PER_TASK)
-        for chunk in [units[lo : lo + _UNITS_PER_TASK]]
+    chunks = [
+        (lo, units[lo : lo + _UNITS_PER_TASK]) for lo in range(0, len(units), _UNITS_PER_TASK)
     ]
     batches: list[pa.RecordBatch] = []
     from tqdm.auto import tqdm
 
     # The pool forks before tqdm starts its monitor thread.
-    with (
-        _task_results(tasks, workers) as results,
-        tqdm(total=len(units), desc="Indexing fMoW", unit="loc", disable=not progress) as bar,
-    ):
-        for task, (batch, part) in zip(tasks, results, strict=True):
+    with contextlib.ExitStack() as stack:
+        if sentinel:
+            sentinel_tasks = [
+                (
+                    root_str,
+                    [
+                        (i, u.split, u.category, u.location, images[u.location])
+                        for i, u in enumerate(chunk, lo)
+                    ],
+                )
+                for lo, chunk in chunks
+            ]
+            results = stack.enter_context(
+                _task_results(_scan_sentinel_units, sentinel_tasks, workers)
+            )
+        else:
+            folder_tasks = [
+                (
+                    root_str,
+                    product,
+                    verify_images,
+                    [
+                        (i, u.folder, u.split, u.category, u.location)
+                        for i, u in enumerate(chunk, lo)
+                    ],
+                )
+                for lo, chunk in chunks
+            ]
+            results = stack.enter_context(_task_results(_scan_units, folder_tasks, workers))
+        bar = stack.enter_context(
+            tqdm(total=len(units), desc="Indexing fMoW", unit="loc", disable=not progress)
+        )
+        for (_, chunk), (batch, part) in zip(chunks, results, strict=True):
             batches.append(batch)
             report.merge(part)
-            bar.update(len(task[3]))
+            bar.update(len(chunk))
     report.num_valid = sum(b.num_rows for b in batches)
     _check_bad_fraction(report, max_bad_fraction)
 

@@ -458,6 +458,10 @@ def _fmow_bands(datamodule: Mapping[str, Any], in_chans: int) -> tuple[str, ...]
         from geossl.datasets.fmow_constants import FMOW_MS_BANDS
 
         names = FMOW_MS_BANDS
+    elif product == "sentinel":
+        from geossl.datasets.fmow_constants import FMOW_SENTINEL_BANDS
+
+        names = FMOW_SENTINEL_BANDS
     else:
         return None
     selected = datamodule.get("bands")
@@ -467,11 +471,18 @@ def _fmow_bands(datamodule: Mapping[str, Any], in_chans: int) -> tuple[str, ...]
 
 
 def _fmow_scale(datamodule: Mapping[str, Any]) -> float:
-    """Raw-to-[0, 1] factor of an FMoWDataModule product: 1/255 (JPEG) or 1/2047 (11-bit ms)."""
+    """Raw-to-[0, 1] factor of an FMoWDataModule product.
+
+    1/255 (JPEG), 1/2047 (11-bit ms) or 1e-4 (fMoW-Sentinel reflectance x 10,000).
+    """
     if datamodule.get("product") == "ms":
         from geossl.datasets.fmow import MS_SCALE
 
         return MS_SCALE
+    if datamodule.get("product") == "sentinel":
+        from geossl.datasets.fmow_constants import FMOW_SENTINEL_SCALE
+
+        return FMOW_SENTINEL_SCALE
     return UINT8_SCALE
 
 

@@ -9,6 +9,7 @@ from geossl.datamodules import FMoWDataModule
 from geossl.datasets.errors import DatasetNotFoundError
 from geossl.datasets.fmow import FMoW, read_fmow_image
 from geossl.datasets.fmow_sample import generate_fmow_sample
+from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
 from geossl.samplers import TemporalPairSampler
 
 
@@ -126,6 +127,36 @@ def test_in_chans(tmp_path: Path) -> None:
     assert _module(tmp_path, tmp_path, product="ms").in_chans == 8
     assert _module(tmp_path, tmp_path, product="ms", bands=[5, 3, 2, 7]).in_chans == 4
     assert _module(tmp_path, tmp_path, bands=[1]).in_chans == 1
+    assert _module(tmp_path, tmp_path, product="sentinel").in_chans == 13
+
+
+def test_fmow_sentinel_pairs(tmp_path: Path) -> None:
+    # product="sentinel": the CSV-listed 13-band GeoTIFFs, reflectance x 1e-4, two dates of one
+    # location per pair; a band selection reads those bands only.
+    root = tmp_path / "fmow-sentinel"
+    generate_fmow_sentinel_sample(root, locations=6, seed=2, image_size=(16, 24))
+    dm = _module(
+        root, tmp_path, product="sentinel", image_size=20, batch_size=2, num_geo_clusters=2
+    )
+    assert dm.in_chans == 13
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 2, 13, 20, 20)
+    assert batch["image"].dtype == torch.float32
+    assert float(batch["image"].min()) >= 0.0
+    assert float(batch["image"].max()) <= 1.0
+    assert float(batch["image"][:, :, 10].max()) < 0.01  # B10 (cirrus) reflectance is near 0
+    assert bool((batch["time"][:, 0] != batch["time"][:, 1]).all())
+    rgb = _module(root, tmp_path, product="sentinel", bands=[4, 3, 2], image_size=20)
+    assert rgb.in_chans == 3
+    rgb.setup("fit")
+    assert rgb.train_dataset is not None
+    pair = rgb.train_dataset[(0, 1)]
+    assert pair["image"].shape == (2, 3, 20, 20)
+    with pytest.raises(ValueError, match=r"data\.bands .* 1\.\.13"):
+        _module(root, tmp_path, product="sentinel", bands=[14])
+    with pytest.raises(ValueError, match="fMoW-Sentinel has the splits"):
+        _module(root, tmp_path, product="sentinel", val_split="seq")
 
 
 def test_band_statistics_of_multispectral_images(
