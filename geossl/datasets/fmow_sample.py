@@ -34,7 +34,6 @@ import colorsys
 import io
 import json
 import math
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,7 +51,7 @@ from geossl.datasets.fmow_constants import (
     FMOW_MS_BANDS,
     FMOW_SPLITS,
 )
-from geossl.utils.io import atomic_output, atomic_write_bytes
+from geossl.utils.io import atomic_output, atomic_write_bytes, prepare_sample_folder
 
 __all__ = ["DEFAULT_SPLIT_FRACTIONS", "FMoWSampleSummary", "generate_fmow_sample"]
 
@@ -484,24 +483,57 @@ def _split_counts(n: int, fractions: Mapping[str, float]) -> dict[str, int]:
 
 
 def _prepare_output(root: Path, overwrite: bool) -> None:
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"{root}: output exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{root}: output folder is not empty (pass overwrite=True to replace it)"
-            )
-        # remove only what the generator owns, never unrelated files in the folder
-        owned = [*FMOW_SPLITS, *(f"{s}_gt" for s in FMOW_ANONYMOUS_SPLITS)]
-        for name in owned:
-            p = root / name
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            elif p.exists() or p.is_symlink():
-                p.unlink()
-        for name in ["manifest.json.bz2", *(f"{s}_gt_mapping.json" for s in FMOW_ANONYMOUS_SPLITS)]:
-            (root / name).unlink(missing_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
+    owned = [
+        *FMOW_SPLITS,
+        *(f"{s}_gt" for s in FMOW_ANONYMOUS_SPLITS),
+        "manifest.json.bz2",
+        *(f"{s}_gt_mapping.json" for s in FMOW_ANONYMOUS_SPLITS),
+    ]
+    prepare_sample_folder(root, overwrite, owned)
+
+
+def check_plan_arguments(
+    locations: int,
+    split_fractions: Mapping[str, float],
+    valid_splits: Sequence[str],
+    categories: Sequence[str] | None,
+) -> tuple[dict[str, float], tuple[str, ...]]:
+    """Validate the location plan of an fMoW-style sample generator.
+
+    Args:
+        locations: number of locations (a positive integer).
+        split_fractions: share of locations per split.
+        valid_splits: the splits the layout has.
+        categories: the categories to cycle through, None for all 62.
+
+    Returns:
+        ``(fractions, categories)``.
+
+    Raises:
+        ValueError: naming the argument that is out of range.
+    """
+    if isinstance(locations, bool) or not isinstance(locations, int | np.integer) or locations < 1:
+        raise ValueError(f"locations must be a positive integer, got {locations!r}")
+    fractions = dict(split_fractions)
+    unknown = sorted(set(fractions) - set(valid_splits))
+    if unknown:
+        raise ValueError(
+            f"split_fractions has unknown splits {unknown}; valid: {list(valid_splits)}"
+        )
+    if (
+        any(not math.isfinite(f) or f < 0 for f in fractions.values())
+        or sum(fractions.values()) <= 0
+    ):
+        raise ValueError(f"split_fractions must be finite, >= 0 and sum to > 0, got {fractions}")
+    cats: tuple[str, ...] = FMOW_CATEGORIES if categories is None else tuple(categories)
+    if isinstance(categories, str) or not cats:
+        raise ValueError(
+            f"categories must be a non-empty sequence of fMoW categories, got {categories!r}"
+        )
+    bad = sorted({c for c in cats if c not in FMOW_CATEGORIES})
+    if bad:
+        raise ValueError(f"unknown fMoW categories {bad}; see FMOW_CATEGORIES")
+    return fractions, cats
 
 
 # -------------------------------------------------------------------------------------------------
@@ -802,29 +834,14 @@ def generate_fmow_sample(
         FileExistsError: when ``output`` is a file, or a non-empty folder and ``overwrite`` is
             ``False``.
     """
-    if isinstance(locations, bool) or not isinstance(locations, int | np.integer) or locations < 1:
-        raise ValueError(f"locations must be a positive integer, got {locations!r}")
+    fractions, cats = check_plan_arguments(
+        locations,
+        DEFAULT_SPLIT_FRACTIONS if split_fractions is None else split_fractions,
+        FMOW_SPLITS,
+        categories,
+    )
     n_lo, n_hi = _check_range("images_per_location", images_per_location, 1)
     s_lo, s_hi = _check_range("image_size", image_size, 16)
-    fractions = dict(DEFAULT_SPLIT_FRACTIONS if split_fractions is None else split_fractions)
-    unknown = sorted(set(fractions) - set(FMOW_SPLITS))
-    if unknown:
-        raise ValueError(
-            f"split_fractions has unknown splits {unknown}; valid: {list(FMOW_SPLITS)}"
-        )
-    if (
-        any(not math.isfinite(f) or f < 0 for f in fractions.values())
-        or sum(fractions.values()) <= 0
-    ):
-        raise ValueError(f"split_fractions must be finite, >= 0 and sum to > 0, got {fractions}")
-    cats: tuple[str, ...] = FMOW_CATEGORIES if categories is None else tuple(categories)
-    if isinstance(categories, str) or not cats:
-        raise ValueError(
-            f"categories must be a non-empty sequence of fMoW categories, got {categories!r}"
-        )
-    bad = sorted({c for c in cats if c not in FMOW_CATEGORIES})
-    if bad:
-        raise ValueError(f"unknown fMoW categories {bad}; see FMOW_CATEGORIES")
 
     root = Path(output)
     _prepare_output(root, overwrite)

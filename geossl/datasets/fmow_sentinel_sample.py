@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,8 +43,9 @@ from geossl.datasets.fmow_sample import (
     _render,
     _Scene,
     _write_geotiff,
+    check_plan_arguments,
 )
-from geossl.utils.io import atomic_write_bytes
+from geossl.utils.io import atomic_write_bytes, prepare_sample_folder
 
 __all__ = [
     "DEFAULT_SENTINEL_SPLIT_FRACTIONS",
@@ -121,22 +121,6 @@ def sentinel_bands(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]:
     return out
 
 
-def _prepare_output(root: Path, overwrite: bool) -> None:
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"{root}: output exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{root}: output folder is not empty (pass overwrite=True to replace it)"
-            )
-        for split, csv_name in FMOW_SENTINEL_CSV.items():  # only what the generator owns
-            folder = root / split
-            if folder.is_dir() and not folder.is_symlink():
-                shutil.rmtree(folder)
-            (root / csv_name).unlink(missing_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
-
-
 def generate_fmow_sentinel_sample(
     output: str | Path,
     locations: int = 24,
@@ -171,36 +155,19 @@ def generate_fmow_sentinel_sample(
         ValueError: when an argument is out of range or names an unknown split or category.
         FileExistsError: when ``output`` is a file, or a non-empty folder without ``overwrite``.
     """
-    if isinstance(locations, bool) or not isinstance(locations, int | np.integer) or locations < 1:
-        raise ValueError(f"locations must be a positive integer, got {locations!r}")
+    fractions, cats = check_plan_arguments(
+        locations,
+        DEFAULT_SENTINEL_SPLIT_FRACTIONS if split_fractions is None else split_fractions,
+        tuple(FMOW_SENTINEL_CSV),
+        categories,
+    )
     f_lo, f_hi = _check_range("fmow_images_per_location", fmow_images_per_location, 0)
     s_lo, s_hi = _check_range("image_size", image_size, 8)
-    fractions = dict(
-        DEFAULT_SENTINEL_SPLIT_FRACTIONS if split_fractions is None else split_fractions
-    )
-    unknown = sorted(set(fractions) - set(FMOW_SENTINEL_CSV))
-    if unknown:
-        raise ValueError(
-            f"split_fractions has unknown splits {unknown}; valid: {list(FMOW_SENTINEL_CSV)}"
-        )
-    if (
-        any(not math.isfinite(f) or f < 0 for f in fractions.values())
-        or sum(fractions.values()) <= 0
-    ):
-        raise ValueError(f"split_fractions must be finite, >= 0 and sum to > 0, got {fractions}")
     if not 0.0 <= failed_fraction < 1.0:
         raise ValueError(f"failed_fraction must be in [0, 1), got {failed_fraction}")
-    cats: tuple[str, ...] = FMOW_CATEGORIES if categories is None else tuple(categories)
-    if isinstance(categories, str) or not cats:
-        raise ValueError(
-            f"categories must be a non-empty sequence of fMoW categories, got {categories!r}"
-        )
-    bad = sorted({c for c in cats if c not in FMOW_CATEGORIES})
-    if bad:
-        raise ValueError(f"unknown fMoW categories {bad}; see FMOW_CATEGORIES")
 
-    root = Path(output)
-    _prepare_output(root, overwrite)
+    owned = [*FMOW_SENTINEL_CSV, *FMOW_SENTINEL_CSV.values()]  # split folders and CSVs
+    root = prepare_sample_folder(output, overwrite, owned)
     rng = np.random.default_rng(seed)
     plan = _plan_locations(int(locations), rng, fractions, cats)
     styles = {c: _category_style(c) for c in set(cats)}

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import colorsys
 import json
-import shutil
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ import rasterio
 from rasterio.transform import Affine
 
 from geossl.datasets.xview import XVIEW_GEOJSON, XVIEW_IMAGES_DIR, XVIEW_TYPE_TO_LABEL
-from geossl.utils.io import atomic_output, atomic_write_bytes
+from geossl.utils.io import atomic_output, atomic_write_bytes, prepare_sample_folder
 
 __all__ = ["DEFAULT_SAMPLE_TYPE_IDS", "XViewSampleSummary", "generate_xview_sample"]
 
@@ -179,20 +178,8 @@ def _point_geom(lon: float, lat: float) -> str:
 
 
 def _prepare_output(root: Path, overwrite: bool) -> None:
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"{root}: output exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{root}: output folder is not empty (pass overwrite=True to replace it)"
-            )
-        # remove only what the generator (and the reader's cache) owns
-        for name in (XVIEW_IMAGES_DIR, ".geossl-cache"):
-            path = root / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-        (root / XVIEW_GEOJSON).unlink(missing_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
+    # only what the generator (and the reader's cache) owns
+    prepare_sample_folder(root, overwrite, (XVIEW_IMAGES_DIR, ".geossl-cache", XVIEW_GEOJSON))
 
 
 def _write_geotiff(path: Path, image: UInt8Array, transform: Affine) -> None:
