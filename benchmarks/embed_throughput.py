@@ -114,7 +114,7 @@ def _raster(work_dir: Path, size: int) -> tuple[Path, float]:
     return path, seconds
 
 
-class _RSSSampler:
+class RSSSampler:
     """Sample this process's resident set size every ``interval`` seconds in a thread."""
 
     def __init__(self, interval: float = 0.1) -> None:
@@ -136,7 +136,7 @@ class _RSSSampler:
             self.peak = max(self.peak, value)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> _RSSSampler:
+    def __enter__(self) -> RSSSampler:
         self._thread.start()
         return self
 
@@ -176,11 +176,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = timm.create_model(args.backbone, num_classes=0)
     out_dir = Path(tempfile.mkdtemp(prefix="geossl-embed-bench-", dir=args.work_dir))
     output = out_dir / ("e.parquet" if args.format == "geoparquet" else "grid")
-    baseline = _RSSSampler.rss()
+    baseline = RSSSampler.rss()
     load = os.getloadavg()[0]
     start = time.perf_counter()
     try:
-        with _RSSSampler() as sampler:
+        with RSSSampler() as sampler:
             report = embed_rasters(
                 model,
                 [raster],

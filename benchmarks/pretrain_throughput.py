@@ -68,7 +68,14 @@ def machine() -> dict[str, Any]:
 
 
 def run(
-    name: str, root: Path, work: Path, batch: int, steps: int, accelerator: str, workers: int
+    name: str,
+    root: Path,
+    work: Path,
+    batch: int,
+    steps: int,
+    accelerator: str,
+    workers: int,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Train ``steps`` steps of one configuration and return its figures."""
     overrides, _, _ = CONFIGS[name]
@@ -86,6 +93,7 @@ def run(
         f"--trainer.logger.init_args.save_dir={work / 'runs'}",
         "--trainer.enable_checkpointing=false",
         "--trainer.callbacks=[]",
+        *([f"--trainer.precision={precision}"] if precision else []),
     ]
     cli = run_pretrain(args)
     summary = next(c for c in getattr(cli.trainer, "callbacks", []) if isinstance(c, RunSummary))
@@ -111,6 +119,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--precision", default=None, help="trainer.precision, e.g. bf16-mixed")
     parser.add_argument(
         "--output", type=Path, default=REPO / "benchmarks" / "results" / "pretrain_throughput.json"
     )
@@ -131,6 +140,7 @@ def main() -> None:
             args.steps or steps,
             args.accelerator,
             args.workers,
+            args.precision,
         )
         figures["wall_s"] = round(time.perf_counter() - start, 1)
         results.append(figures)

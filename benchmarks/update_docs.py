@@ -76,6 +76,22 @@ def render_into(page: Path, files: list[Path]) -> None:
     print(f"wrote {page}")
 
 
+NOTES_START, NOTES_END = "<!-- notes:start -->", "<!-- notes:end -->"
+
+
+def kept_notes(page: Path) -> str:
+    """The hand-written block of ``page`` between the notes markers, markers included ("" if none).
+
+    ``docs/benchmarks.md`` is regenerated from :data:`INTRO` and the results; text written by hand
+    between ``<!-- notes:start -->`` and ``<!-- notes:end -->`` (the performance notes) survives.
+    """
+    text = page.read_text() if page.is_file() else ""
+    if NOTES_START not in text or NOTES_END not in text:
+        return ""
+    body = text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0]
+    return f"{NOTES_START}{body}{NOTES_END}\n"
+
+
 def main() -> None:
     """Write the pages: ablation results into docs/ablation.md, the rest into docs/benchmarks.md."""
     files = sorted(RESULTS.glob("*.json"))
@@ -89,7 +105,8 @@ def main() -> None:
     body = (
         "\n".join(sections) if sections else "No results yet: run the scripts in `benchmarks/`.\n"
     )
-    PAGE.write_text(INTRO + "\n" + body)
+    notes = kept_notes(PAGE)
+    PAGE.write_text(INTRO + "\n" + (notes + "\n" if notes else "") + body)
     print(f"wrote {PAGE}")
     if ablations:
         render_into(ABLATION_PAGE, ablations)

@@ -26,9 +26,10 @@ temperature) come through ``loss_options={name: {option: value}}`` and reach the
 """
 
 import copy
+import functools
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -80,6 +81,43 @@ NORMALIZATIONS = ("auto", "imagenet", "data")
 def _rounded(values: list[float]) -> list[float]:
     """Values with 4 significant digits, for messages (the hyper-parameters keep them all)."""
     return [float(f"{v:.4g}") for v in values]
+
+
+def _run_encoder(
+    backbone: nn.Module, head: nn.Module, x: Tensor, feature_map: bool, channels_last: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """One encoder on a view: ``(features [B, F], projection [B, D], embedding [B, D], map)``.
+
+    A free function of tensors and modules (no ``self``), so that ``torch.compile`` can trace it
+    once for every task (see :func:`_compiled_encoder`); the embedding is float32 and unit-norm,
+    the map is ``[B, F, h, w]`` when ``feature_map`` is true, else ``None``.
+    """
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    fmap: Tensor | None = None
+    if feature_map:
+        fmap = forward_feature_map(backbone, x)  # [B, F, h, w]
+        features = pool_feature_map(backbone, fmap)  # [B, F]
+    else:
+        features = backbone(x)  # [B, F]
+    projection: Tensor = head(features)  # [B, D]
+    embedding = F.normalize(projection.float(), dim=1)  # [B, D] float32
+    return features, projection, embedding, fmap
+
+
+_EncoderFn = Callable[
+    [nn.Module, nn.Module, Tensor, bool, bool], tuple[Tensor, Tensor, Tensor, Tensor | None]
+]
+
+
+@functools.cache
+def _compiled_encoder() -> _EncoderFn:
+    """:func:`_run_encoder` through ``torch.compile``, created once (``model.compile``).
+
+    Dynamo specialises on the modules (query / key encoder), the flags, the grad mode and the
+    autocast state, so one compiled function serves every task in the process.
+    """
+    return cast(_EncoderFn, torch.compile(_run_encoder))
 
 
 @dataclass(frozen=True)
@@ -171,6 +209,12 @@ class GeoSSLTask(LightningModule):
         weight_decay: SGD weight decay (1e-4).
         warmup_epochs: epochs of linear warm-up before the cosine schedule (0).
         channels_last: run the backbones and their inputs in channels-last memory format.
+        compile: run the encoders (backbone, projection head and the normalisation of the
+            embedding, for the query and the key encoder: nearly all of a step's FLOPs) through
+            ``torch.compile`` (inductor, default mode). The first steps are slow while it
+            compiles and a new batch size compiles again; the module, its state dict and the
+            checkpoints are unchanged, and the augmentation and the loss terms stay eager.
+            Off by default (``benchmarks/step_throughput.py`` measures what it gains).
         nan_check_every_n_steps: check that every term's loss is finite every this many training
             steps (1: every step; 0: never). A check costs one device-to-host sync (the CPU waits
             for the forward pass before it queues the backward; plus a tiny all-reduce under DDP
@@ -226,6 +270,7 @@ class GeoSSLTask(LightningModule):
         weight_decay: float = 1e-4,
         warmup_epochs: int = 0,
         channels_last: bool = False,
+        compile: bool = False,
         nan_check_every_n_steps: int = 1,
         init_weights: str | None = None,
         normalization: Literal["auto", "imagenet", "data"] = "auto",
@@ -643,16 +688,10 @@ class GeoSSLTask(LightningModule):
         Returns:
             The encoder's outputs.
         """
-        if self.hparams["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
-        fmap: Tensor | None = None
-        if feature_map:
-            fmap = forward_feature_map(backbone, x)  # [B, F, h, w]
-            features = pool_feature_map(backbone, fmap)  # [B, F]
-        else:
-            features = backbone(x)  # [B, F]
-        projection: Tensor = head(features)  # [B, D]
-        embedding = F.normalize(projection.float(), dim=1)  # [B, D] float32
+        encode = _compiled_encoder() if self.hparams["compile"] else _run_encoder
+        features, projection, embedding, fmap = encode(
+            backbone, head, x, feature_map, self.hparams["channels_last"]
+        )
         return EncoderOutput(features, projection, embedding, fmap)
 
     @torch.no_grad()
