@@ -47,7 +47,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -415,10 +415,14 @@ def profile(
     ]
     with SyncTracer() as tracer:
         run_steps(step, optimizer, batch, settings, settings.steps)
+    # On a CPU every read is listed; which would be GPU syncs is what the meta rows tell.
+    read_kind = (
+        "host sync" if tracer.on_device else "host read (CPU run: GPU syncs are the meta rows)"
+    )
     for (op, where), count in tracer.hits.most_common():
         rows.append(
             {
-                "kind": "host sync" if tracer.on_device else "host sync if on a GPU",
+                "kind": read_kind,
                 "op": op,
                 "calls_per_step": round(count / settings.steps, 1),
                 "self_cpu_ms_per_step": "",
@@ -426,7 +430,41 @@ def profile(
                 "where": where,
             }
         )
+    rows += [meta_check(name, settings) for name in RECIPES]
     return {"recipe": recipe, "mode": mode, "rows": rows}
+
+
+def meta_check(recipe: str, settings: Settings) -> dict[str, Any]:
+    """The first device value one step of ``recipe`` reads on the host, found on the meta device.
+
+    The tracer above cannot tell, on a CPU, a value that would live on the GPU from one drawn on
+    the host (kornia's parameters); the meta device can: every tensor the module and the batch
+    put on the device is a meta tensor, and reading one on the host raises. The finiteness check
+    (a read by design, ``nan_check_every_n_steps``) is off here.
+    """
+    meta = replace(settings, device="meta", nan_check_every_n_steps=0)
+    _, step = build_geossl(recipe, "eager", meta)
+    batch = make_batch(meta)
+    kind = f"{recipe}: first device value read on the host (meta device)"
+    row: dict[str, Any] = {"kind": kind, "op": "none"}
+    row |= {"calls_per_step": "", "self_cpu_ms_per_step": "", "share": "", "where": ""}
+    try:
+        step(batch, 0).backward()  # type: ignore[no-untyped-call]
+    except (RuntimeError, NotImplementedError) as error:
+        frames = [
+            f
+            for f in traceback.extract_tb(error.__traceback__)
+            if any(r in f.filename for r in SyncTracer.ROOTS)
+        ]
+        message = str(error)
+        if "nonzero" in message:
+            row["op"] = "aten::nonzero (boolean mask)"
+        elif "item()" in message:
+            row["op"] = "aten::_local_scalar_dense (.item() / bool())"
+        else:
+            row["op"] = message.splitlines()[0][:80]
+        row["where"] = " <- ".join(_short_frame(f) for f in frames[::-1][:3])
+    return row
 
 
 # torch's dispatch / function modes are not typed: the calls into them are marked below.
@@ -434,7 +472,8 @@ class SyncTracer(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Count the operations that copy a device value to the host, by calling line.
 
     At the dispatcher: ``_local_scalar_dense`` (``.item()``, ``bool(t)``, ``int(t)``),
-    ``nonzero`` / ``masked_select`` (boolean-mask indexing: the output size is data-dependent),
+    ``nonzero`` / ``masked_select`` and boolean-mask indexing (``x[mask]``: the output size is
+    data-dependent),
     ``_assert_async`` and any copy from the device to the CPU (``.cpu()``, ``.tolist()``,
     ``.numpy()``). On a CPU nothing actually waits: every such operation is counted as what
     would be a sync on a GPU, and ``.tolist()`` (which reads CPU memory without dispatching) is
@@ -487,6 +526,12 @@ class SyncTracer(TorchDispatchMode):  # type: ignore[no-untyped-call]
             to_host = device.type != "cpu" and target.type == "cpu"
         elif name == "copy_" and len(tensors) > 1:  # copy_(dst on the host, src on the device)
             to_host = tensors[0].device.type == "cpu" and tensors[1].device.type != "cpu"
+        elif name in {"index", "index_put", "index_put_"} and len(args) > 1:
+            # ``x[mask]``: a boolean index is turned into positions (nonzero) inside the kernel
+            masks = [i for i in args[1] if isinstance(i, Tensor) and i.dtype == torch.bool]
+            if masks and (masks[0].device.type != "cpu" or not self.on_device):
+                self.record(f"aten::{name} (boolean mask)")
+                return func(*args, **kwargs)
         if name in self.OPS or to_host:
             self.record(f"aten::{name}")
         return func(*args, **kwargs)

@@ -1,10 +1,10 @@
 """CO2: consistent contrast, a consistency regulariser on MoCo's similarities to the queue."""
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geossl.losses.utils import check_temperature, normalize_query_key_negatives
+from geossl.utils.amp import autocast_disabled
 
 __all__ = ["CO2Loss"]
 
@@ -74,7 +74,7 @@ class CO2Loss(nn.Module):
         Raises:
             ValueError: if the shapes do not match.
         """
-        with torch.autocast(device_type=query.device.type, enabled=False):
+        with autocast_disabled(query.device):
             q, p, n = normalize_query_key_negatives(query, key, negatives)  # [B|B|K, D]
             log_q = F.log_softmax(q @ n.T / self.temperature, dim=1)  # [B, K]
             log_p = F.log_softmax(p @ n.T / self.temperature, dim=1)  # [B, K]

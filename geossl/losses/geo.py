@@ -1,8 +1,9 @@
 """Geo-location pretext loss (Geography-aware SSL)."""
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from geossl.utils.amp import autocast_disabled
 
 __all__ = ["GeoLocationLoss"]
 
@@ -51,7 +52,7 @@ class GeoLocationLoss(nn.Module):
                 f"logits must be [B, K] and target [B], got {tuple(logits.shape)} "
                 f"and {tuple(target.shape)}"
             )
-        with torch.autocast(device_type=logits.device.type, enabled=False):
+        with autocast_disabled(logits.device):
             logits = logits.float()
             target = target.long()
             valid = target != self.ignore_index  # [B]

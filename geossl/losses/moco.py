@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geossl.losses.utils import check_temperature, normalize_query_key_negatives
+from geossl.utils.amp import autocast_disabled
 
 __all__ = ["MoCoLoss"]
 
@@ -58,7 +59,7 @@ class MoCoLoss(nn.Module):
         Raises:
             ValueError: if the shapes do not match.
         """
-        with torch.autocast(device_type=query.device.type, enabled=False):
+        with autocast_disabled(query.device):
             q, k, n = normalize_query_key_negatives(query, key, negatives)  # [B|B|K, D]
             l_pos = (q * k).sum(dim=1, keepdim=True)  # [B, 1]
             l_neg = q @ n.T  # [B, K]

@@ -221,7 +221,12 @@ class GeoSSLTask(LightningModule):
             so that every rank stops together). A NaN / Inf in a checked step stops the run before
             its backward; with ``n > 1`` the non-finite flags of the unchecked steps are kept on
             the device and checked at the next check or before any checkpoint is written, so no
-            checkpoint is ever saved after a non-finite loss.
+            checkpoint is ever saved after a non-finite loss. The same transfer reads the step's
+            total loss for the progress bar (``loss``; ``train_loss`` goes to the loggers every
+            ``trainer.log_every_n_steps`` without a sync): the bar shows the loss of the last
+            checked step, and none with 0. Apart from this check, a step of the MoCo, TP, Geo
+            and CO2 terms reads nothing from the device; SCRL reads one value (how many box
+            pairs the batch has, which sizes its RoI batch).
         init_weights: start the query (and key) backbone from a weight file instead of random
             init: torchgeo's GASSL ``.pth``, a ``geossl export weights`` file, a geossl or
             torchgeo checkpoint, a timm ``.pth`` / ``.safetensors`` / ``train.py`` checkpoint
@@ -830,12 +835,18 @@ class GeoSSLTask(LightningModule):
             result: TermOutput = term(out)
             results[name] = result
             total = total + self.loss_weights[name] * result.loss.float()
-        self._check_finite(results, total)
+        checked_total = self._check_finite(results, total)
 
         if self.queue is not None and self.queue_key_source is not None:
             self.queue.enqueue(out.keys[self.queue_key_source])
 
-        self.log("train_loss", total, batch_size=batch_size, prog_bar=True)
+        # Lightning converts every ``prog_bar`` value to a Python number at the end of every step
+        # (``.item()``: the CPU would wait for the whole step before it prepares the next one).
+        # The bar shows the total as read by the finiteness check instead, a CPU tensor.
+        self.log("train_loss", total, batch_size=batch_size)
+        if checked_total is not None:
+            loss_on_host = torch.tensor(checked_total)
+            self.log("loss", loss_on_host, batch_size=batch_size, prog_bar=True, logger=False)
         for name, result in results.items():
             self.log(f"train/loss_{name}", result.loss.detach(), batch_size=batch_size)
             for metric, value in result.metrics.items():
@@ -845,23 +856,27 @@ class GeoSSLTask(LightningModule):
         self.log("train/embedding_std", embedding_std, batch_size=batch_size)
         return total
 
-    def _check_finite(self, results: Mapping[str, TermOutput], total: Tensor) -> None:
+    def _check_finite(self, results: Mapping[str, TermOutput], total: Tensor) -> float | None:
         """Record this step's non-finite losses; raise on a check step if any was seen.
 
         Every step stacks the term losses and the total into ``[T + 1]`` codes (0 finite, 1 NaN,
         2 Inf) kept on the device (no sync); every ``nan_check_every_n_steps`` steps the codes
-        since the last check are reduced over ranks and read on the host (one sync).
+        since the last check are reduced over ranks and read on the host, with this step's total
+        (one sync).
 
         Args:
             results: the terms' outputs of this step, in ``self.terms`` order.
             total: the weighted total.
+
+        Returns:
+            This rank's total as a Python float on a check step, else ``None``.
 
         Raises:
             NonFiniteLossError: naming the terms and the step (or step range).
         """
         every: int = self.hparams["nan_check_every_n_steps"]
         if every == 0:
-            return
+            return None
         values = torch.stack([r.loss.detach().float() for r in results.values()] + [total.detach()])
         codes = torch.isnan(values).float() + 2 * torch.isinf(values).float()  # [T + 1]
         if self._nonfinite_codes is None:
@@ -872,10 +887,17 @@ class GeoSSLTask(LightningModule):
             self._nonfinite_steps = (self._nonfinite_steps[0], self.global_step)
         self._steps_since_check += 1
         if self._steps_since_check >= every:
-            self._raise_if_nonfinite()
+            return self._raise_if_nonfinite(total)
+        return None
 
-    def _raise_if_nonfinite(self) -> None:
+    def _raise_if_nonfinite(self, total: Tensor | None = None) -> float | None:
         """Read the non-finite codes since the last check (one host sync) and reset them.
+
+        Args:
+            total: a loss to read in the same transfer (the step's total), or ``None``.
+
+        Returns:
+            ``total`` as a Python float, or ``None`` when it was not given or nothing was pending.
 
         Raises:
             NonFiniteLossError: if a loss was NaN or Inf; the message names the logged keys
@@ -886,12 +908,16 @@ class GeoSSLTask(LightningModule):
         self._nonfinite_codes = None
         self._steps_since_check = 0
         if codes is None:
-            return
+            return None
         if world_size() > 1:  # every rank must stop at the same step, or the others would hang
             dist.all_reduce(codes, op=dist.ReduceOp.MAX)
-        flags: list[float] = codes.tolist()  # the host sync
+        if total is None:
+            flags: list[float] = codes.tolist()  # the host sync
+            total_on_host = None
+        else:
+            *flags, total_on_host = torch.cat([codes, total.detach().float().view(1)]).tolist()
         if not any(flags):
-            return
+            return total_on_host
         names = [f"train/loss_{name}" for name in self.loss_terms] + ["train_loss"]
         bad = [(n, "nan" if c == 1 else "inf") for n, c in zip(names, flags, strict=True) if c]
         if len(bad) > 1:  # a bad term makes the total bad: name the terms only

@@ -1,14 +1,16 @@
 """Batched, on-device view augmentation for contrastive pretraining (kornia)."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast, overload
+from typing import Literal, Self, cast, overload
 
 import kornia.augmentation as K
 import torch
 from kornia.augmentation.container.params import ParamItem
 from torch import Tensor, nn
+
+from geossl.utils.amp import autocast_disabled
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GeoSSLAugmentation", "RandomBandJitter", "ViewParams"]
 
@@ -34,6 +36,9 @@ class ViewParams:
         view_size: ``(h, w)`` of the views.
         kornia_params: kornia's parameters of the geometric step, to replay it with
             ``augmentation.geometric(other, params=kornia_params)`` (e.g. on masks).
+        axis_aligned: the views are axis-aligned by construction (crop, scale and flip only, as
+            :class:`GeoSSLAugmentation` draws them), so consumers that need it (SCRL's boxes)
+            need not read ``transform`` on the host to check it.
     """
 
     transform: Tensor
@@ -42,6 +47,7 @@ class ViewParams:
     source_size: tuple[int, int]
     view_size: tuple[int, int]
     kornia_params: list[ParamItem]
+    axis_aligned: bool = False
 
     def map_points(self, points: Tensor) -> Tensor:
         """Map source-pixel coordinates into the views.
@@ -144,8 +150,13 @@ class GeoSSLAugmentation(nn.Module):
     view, ``align_corners=True``). No anti-aliasing: the data workers resize to about ``size``
     first, so crops are mostly up-sampled.
 
-    Every random draw uses torch's global generator on the input's device, so
-    ``torch.manual_seed`` makes a call reproducible.
+    The crop, flip, colour and blur parameters are drawn on the host (torch's global CPU
+    generator) and sent to the device with non-blocking copies, however the module is moved:
+    kornia 0.9 otherwise moves its random generators with the module, draws on the GPU and then
+    reads about nine of the drawn values back on the host per view (``batch_prob.item()``, the
+    colour-jitter order and guards, the blur's sigma check), and every such read makes the CPU
+    wait for all queued GPU work. :class:`RandomBandJitter` draws on the device (it reads
+    nothing back). ``torch.manual_seed`` seeds both, so a call is reproducible.
 
     Args:
         size: output side in pixels (224 in the paper).
@@ -239,6 +250,16 @@ class GeoSSLAugmentation(nn.Module):
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", std_t.view(1, -1, 1, 1), persistent=False)
 
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
+        """Move / cast the normalisation buffers only, never kornia's random generators.
+
+        The children hold no parameters or buffers; what ``Module.to`` would change in them is
+        the device kornia draws on (see the class docstring for why it stays the host).
+        """
+        del recurse  # the children have no tensors to move
+        moved: Self = super()._apply(fn, recurse=False)  # type: ignore[no-untyped-call]
+        return moved
+
     @staticmethod
     def _check_stats(
         mean: Sequence[float] | None, std: Sequence[float] | None, in_chans: int
@@ -320,7 +341,7 @@ class GeoSSLAugmentation(nn.Module):
         elif not x.is_floating_point():
             raise TypeError(f"images must be uint8 or float in [0, 1], got {x.dtype}")
         source_size = (int(x.shape[-2]), int(x.shape[-1]))
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with autocast_disabled(x.device):
             params = self.geometric.forward_parameters(x.shape)
             views = cast(Tensor, self.geometric(x, params=params))  # [B, C, size, size]
             matrix = self.geometric.transform_matrix
@@ -361,4 +382,5 @@ class GeoSSLAugmentation(nn.Module):
             source_size=source_size,
             view_size=(self.size, self.size),
             kornia_params=params,
+            axis_aligned=True,
         )

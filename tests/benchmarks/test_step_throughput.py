@@ -84,8 +84,22 @@ def test_profile_finds_the_nan_check_sync(tmp_path):
     )
     kinds = {r["kind"] for r in result["results"]}
     assert "top self CPU time" in kinds
-    syncs = [r for r in result["results"] if r["kind"].startswith("host sync")]
+    syncs = [r for r in result["results"] if r["kind"].startswith("host read")]
     assert any("geossl/trainers/pretrain.py" in r["where"] for r in syncs), syncs
+    # The meta device tells what would live on a GPU: no recipe reads a device value apart from
+    # SCRL's box count.
+    meta = {r["kind"].split(":")[0]: r for r in result["results"] if "meta device" in r["kind"]}
+    assert set(meta) == set(step_throughput.RECIPES)
+    assert {name for name, r in meta.items() if r["op"] != "none"} == {"tp_geo_scrl", "all"}
+    assert meta["all"]["op"] == "aten::nonzero (boolean mask)"
+    assert meta["all"]["where"].startswith("geossl/transforms/boxes.py")
+
+
+def test_tracer_counts_boolean_mask_indexing():
+    x, mask = torch.arange(4.0), torch.tensor([True, False, True, False])
+    with step_throughput.SyncTracer() as tracer:
+        x[mask]
+    assert [op for op, _ in tracer.hits] == ["aten::index (boolean mask)"]
 
 
 @pytest.mark.parametrize(

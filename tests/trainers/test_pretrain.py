@@ -49,9 +49,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.logged: dict[str, torch.Tensor] = {}
+        self.options: dict[str, dict[str, Any]] = {}
 
     def __call__(self, name: str, value: torch.Tensor, **kwargs: Any) -> None:
         self.logged[name] = value
+        self.options[name] = kwargs
 
 
 def make_task(monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> tuple[GeoSSLTask, Recorder]:
@@ -162,12 +164,17 @@ def test_training_step_recipes(monkeypatch, losses):
     assert loss.ndim == 0
     assert torch.isfinite(loss)
     loss.backward()
-    expected = {"train_loss", "train/embedding_std"} | {f"train/loss_{n}" for n in losses}
+    expected = {"train_loss", "loss", "train/embedding_std"} | {f"train/loss_{n}" for n in losses}
     if "geo" in losses:
         expected.add("train/geo_acc")
     assert set(recorder.logged) == expected
     weighted = sum(w * recorder.logged[f"train/loss_{n}"] for n, w in losses.items())
     torch.testing.assert_close(recorder.logged["train_loss"].detach(), weighted)
+    # Only the bar's copy is a progress-bar metric, and it is the host value the check read:
+    # Lightning calls .item() on every prog_bar tensor at the end of every step.
+    assert [n for n, o in recorder.options.items() if o.get("prog_bar")] == ["loss"]
+    assert recorder.logged["loss"].device.type == "cpu"
+    assert recorder.logged["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
     std = recorder.logged["train/embedding_std"].item()
     assert 0 < std <= 1
     assert task.backbone.get_parameter("conv1.weight").grad is not None

@@ -70,3 +70,23 @@ def test_compile_traces_the_encoders(monkeypatch, fresh_compile):
 def test_inductor_compile_keeps_the_loss(fresh_compile):
     # Inductor generates C++ for the CPU: a minute or more on a small machine.
     torch.testing.assert_close(_loss(compile=True), _loss(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [{"moco": 1.0}, {"tp": 1.0, "geo": 1.0}, {"tp": 1.0, "geo": 1.0, "co2": 10.0}],
+    ids=["moco", "tp_geo", "tp_geo_co2"],
+)
+def test_a_step_reads_no_device_value_on_the_host(losses):
+    # Every host read of a GPU value makes the CPU wait for all queued work. On the meta device
+    # such a read raises, so a forward and backward here prove that none is left in the step
+    # (augmentation, encoders, shuffle-BN, queue, loss terms) apart from the finiteness check.
+    task = GeoSSLTask(**{**TINY, "losses": losses, "nan_check_every_n_steps": 0}).to("meta")
+    task.log = lambda *args, **kw: None  # type: ignore[method-assign]
+    batch = {
+        "image": torch.empty(4, 2, 3, 40, 40, dtype=torch.uint8, device="meta"),
+        "geo_label": torch.zeros(4, dtype=torch.long, device="meta"),
+    }
+    loss = task.training_step(batch, 0)
+    loss.backward()
+    assert loss.device.type == "meta"

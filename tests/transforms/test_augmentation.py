@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -194,3 +194,33 @@ def test_map_points_and_crop_boxes_with_flip():
 
 def _slice(data, b):
     return {k: v[b : b + 1] for k, v in data.items()}
+
+
+def test_moving_the_module_keeps_the_random_draws_on_the_host():
+    # On a GPU, kornia reads some drawn values on the host (the jitter order, batch_prob): drawn
+    # on the device, each read would wait for all queued work. The meta device stands in for
+    # the GPU: reading a meta value on the host raises, so a whole call here proves none is read.
+    aug = GeoSSLAugmentation(size=16).to("meta")
+    assert aug.mean.device.type == "meta"
+    kornia_parts = [m for m in aug.modules() if hasattr(m, "_param_generator")]
+    assert {cast(torch.device, m.device).type for m in kornia_parts} == {"cpu"}
+    x = torch.empty(3, 3, 24, 24, dtype=torch.uint8, device="meta")
+    views, params = aug(x, return_params=True)
+    assert views.shape == (3, 3, 16, 16)
+    assert views.device.type == params.transform.device.type == "meta"
+    assert params.axis_aligned
+
+
+def test_band_jitter_reads_nothing_on_the_host():
+    aug = GeoSSLAugmentation(size=16, in_chans=4, mean=[0.5] * 4, std=[0.2] * 4).to("meta")
+    views = aug(torch.empty(2, 4, 20, 20, device="meta"))
+    assert views.shape == (2, 4, 16, 16)
+
+
+def test_moved_module_draws_like_an_unmoved_one():
+    x = torch.rand(4, 3, 24, 24)
+    torch.manual_seed(5)
+    unmoved = GeoSSLAugmentation(size=16)(x)
+    torch.manual_seed(5)
+    moved = GeoSSLAugmentation(size=16).to(torch.float64)(x.double())
+    torch.testing.assert_close(moved.float(), unmoved, rtol=1e-4, atol=1e-4)

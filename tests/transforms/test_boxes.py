@@ -1,4 +1,5 @@
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -244,3 +245,23 @@ def test_mismatched_views_are_refused():
     sheared = ViewParams(rotated, one.crop_boxes, one.flipped, (128, 128), (32, 32), [])
     with pytest.raises(ValueError, match="axis-aligned"):
         sample_scrl_boxes(one, sheared)
+
+
+def test_axis_aligned_views_are_not_read_back():
+    # Views flagged axis-aligned by construction (GeoSSLAugmentation's) skip the check that reads
+    # the matrices on the host; on the meta device a read would raise.
+    one = manual_params([[0, 0, 50, 50]], 32, [False])
+    on_meta = ViewParams(
+        one.transform.to("meta"),
+        one.crop_boxes.to("meta"),
+        one.flipped.to("meta"),
+        (128, 128),
+        (32, 32),
+        [],
+    )
+    with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta"):
+        sample_scrl_boxes(on_meta, on_meta)
+    flagged = replace(on_meta, axis_aligned=True)
+    # Past the check: the box selection (a data-dependent count of boxes) is the one read left.
+    with pytest.raises(NotImplementedError, match="nonzero"):
+        sample_scrl_boxes(flagged, flagged)
