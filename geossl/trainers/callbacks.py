@@ -141,10 +141,11 @@ class RunSummary(Callback):
                 f"(steady state: {self.steps - self.warmup_steps} steps "
                 f"after {self.warmup_steps} warm-up)",
             )
+        # ``loss`` is the progress bar's copy of ``train_loss`` (GeoSSLTask): shown once.
         losses = {
             k: float(v)
             for k, v in trainer.callback_metrics.items()
-            if "loss" in k or k.startswith("train/")
+            if ("loss" in k or k.startswith("train/")) and k != "loss"
         }
         if losses:
             table.add_row(

@@ -6,6 +6,7 @@ import lightning
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from rich.console import Console
 from torch.utils.data import DataLoader
 
 from geossl.models import KeyQueue
@@ -21,6 +22,7 @@ from geossl.trainers import (
     register_loss_term,
     terms,
 )
+from geossl.trainers.callbacks import RunSummary
 from geossl.trainers.pretrain import WarmupCosineSchedule
 
 TINY: dict[str, Any] = {
@@ -396,6 +398,33 @@ def _loader(n: int = 12, batch_size: int = 4) -> DataLoader[dict[str, torch.Tens
         for i in range(n)
     ]
     return DataLoader(samples, batch_size=batch_size, drop_last=True)  # type: ignore[arg-type]
+
+
+@pytest.mark.filterwarnings(
+    "ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning"
+)
+def test_progress_bar_shows_the_checked_loss_and_the_summary_lists_it_once():
+    summary = RunSummary(warmup_steps=0)
+    trainer = lightning.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[summary],
+    )
+    trainer.fit(GeoSSLTask(**{**TINY, "losses": {"tp": 1.0}}), train_dataloaders=_loader())
+    # Only the host copy is a progress-bar metric (a device one costs a sync every step).
+    assert set(trainer.progress_bar_metrics) == {"loss"}
+    assert trainer.progress_bar_metrics["loss"] == pytest.approx(
+        float(trainer.callback_metrics["train_loss"])
+    )
+    console = Console(record=True, width=200)
+    console.print(summary.table(trainer))
+    text = console.export_text()
+    assert "train_loss=" in text
+    assert " loss=" not in text.replace("train_loss=", "")
 
 
 # Lightning 2.6's utilities/_pytree.py builds LeafSpec(), which torch 2.14 deprecates: not our code.
