@@ -1,18 +1,27 @@
-"""Batched, on-device view augmentation for contrastive pretraining (kornia)."""
+"""Batched, on-device view augmentation for contrastive pretraining."""
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Self, cast, overload
+from typing import Literal, overload
 
-import kornia.augmentation as K
 import torch
-from kornia.augmentation.container.params import ParamItem
 from torch import Tensor, nn
 
 from geossl.utils.amp import autocast_disabled
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GeoSSLAugmentation", "RandomBandJitter", "ViewParams"]
+from . import functional as VF
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "GeoSSLAugmentation",
+    "RandomBandJitter",
+    "RandomColorJitter",
+    "RandomGaussianBlur",
+    "RandomGrayscale",
+    "ViewParams",
+]
 
 #: ImageNet statistics, the normalisation of torchvision / timm / torchgeo's FMOW_RGB_GASSL weights.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,8 +43,6 @@ class ViewParams:
         flipped: ``[B]`` bool, whether the view was flipped horizontally.
         source_size: ``(H, W)`` of the source images.
         view_size: ``(h, w)`` of the views.
-        kornia_params: kornia's parameters of the geometric step, to replay it with
-            ``augmentation.geometric(other, params=kornia_params)`` (e.g. on masks).
         axis_aligned: the views are axis-aligned by construction (crop, scale and flip only, as
             :class:`GeoSSLAugmentation` draws them), so consumers that need it (SCRL's boxes)
             need not read ``transform`` on the host to check it.
@@ -46,7 +53,6 @@ class ViewParams:
     flipped: Tensor
     source_size: tuple[int, int]
     view_size: tuple[int, int]
-    kornia_params: list[ParamItem]
     axis_aligned: bool = False
 
     def map_points(self, points: Tensor) -> Tensor:
@@ -126,37 +132,165 @@ class RandomBandJitter(nn.Module):
         return torch.where(apply, out, x)
 
 
+def _probability(name: str, p: float) -> None:
+    if not 0 <= p <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {p}")
+
+
+class RandomColorJitter(nn.Module):
+    r"""torchvision's ``ColorJitter`` with probability ``p``, batched (RGB in ``[0, 1]``).
+
+    Per sample, factors :math:`\beta, \gamma, \sigma \sim U[\max(0, 1 - s), 1 + s]` for the
+    brightness, contrast and saturation strengths and a hue shift :math:`\eta \sim U[-h, h]`
+    turns; the four adjustments (:mod:`geossl.transforms.functional`, torchvision's definitions)
+    run in a random order drawn once per batch (torchvision draws it per image, kornia per
+    batch), and each sample keeps its input with probability ``1 - p``. The factors are drawn on
+    the input's device; the order on the host (a permutation of four, read without a device sync).
+
+    Args:
+        brightness: strength ``s`` >= 0 (0.4).
+        contrast: strength >= 0 (0.4).
+        saturation: strength >= 0 (0.4).
+        hue: strength ``h`` in ``[0, 0.5]`` (0.1).
+        p: probability per sample (0.8).
+
+    Raises:
+        ValueError: if a parameter is out of range.
+    """
+
+    def __init__(
+        self,
+        brightness: float = 0.4,
+        contrast: float = 0.4,
+        saturation: float = 0.4,
+        hue: float = 0.1,
+        p: float = 0.8,
+    ) -> None:
+        super().__init__()
+        for name, strength in [
+            ("brightness", brightness),
+            ("contrast", contrast),
+            ("saturation", saturation),
+        ]:
+            if strength < 0:
+                raise ValueError(f"{name} must be >= 0, got {strength}")
+        if not 0 <= hue <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5], got {hue}")
+        _probability("p", p)
+        self.strengths = (brightness, contrast, saturation)
+        self.hue = hue
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Jitter a batch.
+
+        Args:
+            x: ``[B, 3, H, W]`` float RGB in ``[0, 1]``.
+
+        Returns:
+            ``[B, 3, H, W]`` jittered images.
+        """
+        b = x.shape[0]
+        u = torch.rand((4, b, 1, 1, 1), device=x.device, dtype=x.dtype)  # [4, B, 1, 1, 1]
+        factors = [
+            max(0.0, 1 - s) + (1 + s - max(0.0, 1 - s)) * u[k] for k, s in enumerate(self.strengths)
+        ] + [self.hue * (2 * u[3] - 1)]
+        steps = [VF.adjust_brightness, VF.adjust_contrast, VF.adjust_saturation, VF.adjust_hue]
+        out = x
+        for k in torch.randperm(4).tolist():  # a CPU permutation: no device sync
+            out = steps[k](out, factors[k])
+        apply = torch.rand((b, 1, 1, 1), device=x.device) < self.p
+        return torch.where(apply, out, x)
+
+
+class RandomGrayscale(nn.Module):
+    """torchvision's ``RandomGrayscale``, batched: luma in all three bands with probability ``p``.
+
+    Args:
+        p: probability per sample (0.2).
+
+    Raises:
+        ValueError: if ``p`` is out of range.
+    """
+
+    def __init__(self, p: float = 0.2) -> None:
+        super().__init__()
+        _probability("p", p)
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Gray some samples of ``[B, 3, H, W]`` RGB in ``[0, 1]``."""
+        apply = torch.rand((x.shape[0], 1, 1, 1), device=x.device) < self.p
+        return torch.where(apply, VF.rgb_to_grayscale(x).expand_as(x), x)
+
+
+class RandomGaussianBlur(nn.Module):
+    """Gaussian blur with probability ``p`` and sigma ``U(sigma)`` per sample, batched.
+
+    torchvision's ``GaussianBlur`` kernel (``kernel_size`` taps, reflect padding), one sigma per
+    image for both axes (MoCo-v2 / SimCLR), drawn on the input's device.
+
+    Args:
+        kernel_size: odd kernel side >= 3.
+        sigma: range of the standard deviation in pixels ((0.1, 2.0)).
+        p: probability per sample (0.5).
+
+    Raises:
+        ValueError: if a parameter is out of range.
+    """
+
+    def __init__(
+        self, kernel_size: int, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5
+    ) -> None:
+        super().__init__()
+        if kernel_size < 3 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and >= 3, got {kernel_size}")
+        if not 0 < sigma[0] <= sigma[1]:
+            raise ValueError(f"sigma must be a range 0 < low <= high, got {sigma}")
+        _probability("p", p)
+        self.kernel_size = kernel_size
+        self.sigma = sigma
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Blur some samples of ``[B, C, H, W]`` images."""
+        b = x.shape[0]
+        u = torch.rand((2, b), device=x.device)  # sigma, apply
+        sigma = self.sigma[0] + (self.sigma[1] - self.sigma[0]) * u[0]  # [B]
+        blurred = VF.gaussian_blur(x, self.kernel_size, sigma)
+        return torch.where((u[1] < self.p).view(b, 1, 1, 1), blurred, x)
+
+
 class GeoSSLAugmentation(nn.Module):
     """The MoCo-v2 / Geography-aware SSL view augmentation, batched on the device.
 
     The recipe of MoCo-v2 (Chen et al., 2020, https://arxiv.org/abs/2003.04297) as used by
-    Geography-aware SSL (Ayush et al., ICCV 2021, https://arxiv.org/abs/2011.09980):
+    Geography-aware SSL (Ayush et al., ICCV 2021, https://arxiv.org/abs/2011.09980), with
+    torchvision's definitions:
 
     1. ``RandomResizedCrop(size, scale=(min_scale, 1))``, ratio (3/4, 4/3), bilinear;
     2. ``RandomHorizontalFlip(p=flip_p)``;
-    3. ``ColorJitter(0.4, 0.4, 0.4, 0.1)`` with ``p=0.8``, then ``RandomGrayscale(p=0.2)``
-       (RGB only; for ``in_chans != 3`` both are replaced by :class:`RandomBandJitter`);
-    4. ``RandomGaussianBlur`` with ``p=0.5``, sigma in (0.1, 2.0), odd kernel of about 10 % of
-       ``size`` (23 for 224, SimCLR's choice; at least 3), reflect padding;
+    3. ``ColorJitter(0.4, 0.4, 0.4, 0.1)`` with ``p=0.8`` (:class:`RandomColorJitter`), then
+       ``RandomGrayscale(p=0.2)`` (RGB only; for ``in_chans != 3`` both are replaced by
+       :class:`RandomBandJitter`);
+    4. Gaussian blur with ``p=0.5``, sigma in (0.1, 2.0), odd kernel of about 10 % of ``size``
+       (23 for 224, SimCLR's choice; at least 3), reflect padding;
     5. ``Normalize(mean, std)``.
 
-    The flip is applied right after the crop (the papers flip last): it commutes with the per-pixel
+    The flip is applied with the crop (the papers flip last): it commutes with the per-pixel
     colour operations and with the isotropic Gaussian blur under reflect padding, so the output
     distribution is the same, and all geometry is one affine map per sample
     (:class:`ViewParams`), which SCRL needs to map boxes between views.
 
-    Crops use kornia's ``cropping_mode="resample"``: one batched ``warp_affine`` per call, exactly
-    the returned matrix (corner pixel centres of the crop go to the corner pixel centres of the
-    view, ``align_corners=True``). No anti-aliasing: the data workers resize to about ``size``
-    first, so crops are mostly up-sampled.
+    Crops are resampled in one batched ``grid_sample`` per call, exactly the returned matrix
+    (corner pixel centres of the crop go to the corner pixel centres of the view,
+    ``align_corners=True``). No anti-aliasing: the data workers resize to about ``size`` first, so
+    crops are mostly up-sampled.
 
-    The crop, flip, colour and blur parameters are drawn on the host (torch's global CPU
-    generator) and sent to the device with non-blocking copies, however the module is moved:
-    kornia 0.9 otherwise moves its random generators with the module, draws on the GPU and then
-    reads about nine of the drawn values back on the host per view (``batch_prob.item()``, the
-    colour-jitter order and guards, the blur's sigma check), and every such read makes the CPU
-    wait for all queued GPU work. :class:`RandomBandJitter` draws on the device (it reads
-    nothing back). ``torch.manual_seed`` seeds both, so a call is reproducible.
+    Every step is a fixed handful of batched tensor operations (:mod:`geossl.transforms.functional`,
+    about 130 per view against kornia's 780) and nothing drawn is read back on the host, so on a
+    GPU the CPU never waits for queued work. Draws use torch's global generator of the input's
+    device (``torch.manual_seed`` makes a call reproducible).
 
     Args:
         size: output side in pixels (224 in the paper).
@@ -226,39 +360,20 @@ class GeoSSLAugmentation(nn.Module):
         self.size = size
         self.in_chans = in_chans
         self.blur_kernel = max(3, int(0.1 * size) // 2 * 2 + 1)
-        self.geometric = K.AugmentationSequential(
-            K.RandomResizedCrop(
-                (size, size),
-                scale=(min_scale, 1.0),
-                cropping_mode="resample",
-                align_corners=True,
-            ),
-            K.RandomHorizontalFlip(p=flip_p),
-        )
+        self.min_scale = min_scale
+        self.flip_p = flip_p
         colour: list[nn.Module]
         if in_chans == 3:
             colour = [
-                K.ColorJitter(brightness, contrast, saturation, hue, p=jitter_p),
-                K.RandomGrayscale(p=grayscale_p),
+                RandomColorJitter(brightness, contrast, saturation, hue, p=jitter_p),
+                RandomGrayscale(p=grayscale_p),
             ]
         else:
             colour = [RandomBandJitter(brightness, contrast, p=jitter_p)]
         self.colour = nn.Sequential(*colour)
-        self.blur = K.RandomGaussianBlur(
-            (self.blur_kernel, self.blur_kernel), sigma=(0.1, 2.0), p=blur_p
-        )
+        self.blur = RandomGaussianBlur(self.blur_kernel, sigma=(0.1, 2.0), p=blur_p)
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", std_t.view(1, -1, 1, 1), persistent=False)
-
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Move / cast the normalisation buffers only, never kornia's random generators.
-
-        The children hold no parameters or buffers; what ``Module.to`` would change in them is
-        the device kornia draws on (see the class docstring for why it stays the host).
-        """
-        del recurse  # the children have no tensors to move
-        moved: Self = super()._apply(fn, recurse=False)  # type: ignore[no-untyped-call]
-        return moved
 
     @staticmethod
     def _check_stats(
@@ -340,47 +455,51 @@ class GeoSSLAugmentation(nn.Module):
             x = x.float() / 255.0
         elif not x.is_floating_point():
             raise TypeError(f"images must be uint8 or float in [0, 1], got {x.dtype}")
-        source_size = (int(x.shape[-2]), int(x.shape[-1]))
+        b, _, height, width = x.shape
+        if height < 2 or width < 2:
+            raise ValueError(f"images must be at least 2 x 2 pixels, got {height} x {width}")
         with autocast_disabled(x.device):
-            params = self.geometric.forward_parameters(x.shape)
-            views = cast(Tensor, self.geometric(x, params=params))  # [B, C, size, size]
-            matrix = self.geometric.transform_matrix
-            views = cast(Tensor, self.blur(self.colour(views)))
+            crops = VF.sample_resized_crops(
+                b, height, width, (self.min_scale, 1.0), device=x.device
+            )  # [B, 4] (x0, y0, w, h)
+            flipped = torch.rand(b, device=x.device) < self.flip_p  # [B]
+            views: Tensor = VF.warp_views(x, crops, flipped, self.size)  # [B, C, size, size]
+            views = self.blur(self.colour(views))  # [B, C, size, size]
             views = (views - self.mean.to(views.dtype)) / self.std.to(views.dtype)  # [B, C, S, S]
         if not return_params:
             return views
-        if matrix is None:  # pragma: no cover - the crop always records a matrix
-            raise RuntimeError("kornia did not record the crop/flip transform matrix")
-        return views, self._view_params(matrix, params, source_size)
-
-    def _view_params(
-        self, matrix: Tensor, params: list[ParamItem], source_size: tuple[int, int]
-    ) -> ViewParams:
-        """Describe the geometry of a call from its transform matrix.
-
-        Args:
-            matrix: ``[B, 3, 3]`` source-to-view matrix recorded by kornia.
-            params: kornia's parameters of the geometric step.
-            source_size: ``(H, W)`` of the source.
-
-        Returns:
-            The :class:`ViewParams` of the call.
-        """
-        matrix = matrix.float()
-        flipped = matrix[:, 0, 0] < 0  # the flip negates the x scale
-        corners = torch.tensor(
-            [[0.0, 0.0, 1.0], [self.size - 1.0, self.size - 1.0, 1.0]], device=matrix.device
-        )  # view corners, [2, 3]
-        src = corners @ torch.linalg.inv(matrix).transpose(1, 2)  # [B, 2, 3]
-        src = src[..., :2] / src[..., 2:]
-        lo, hi = src.min(dim=1).values, src.max(dim=1).values  # [B, 2] each
-        boxes = torch.cat([lo, hi], dim=1)  # [B, 4] (x0, y0, x1, y1)
-        return ViewParams(
-            transform=matrix,
-            crop_boxes=boxes,
+        x0, y0, w, h = crops.unbind(dim=1)
+        return views, ViewParams(
+            transform=VF.crop_flip_matrix(crops, flipped, self.size),
+            crop_boxes=torch.stack([x0, y0, x0 + w - 1, y0 + h - 1], dim=1),
             flipped=flipped,
-            source_size=source_size,
+            source_size=(int(height), int(width)),
             view_size=(self.size, self.size),
-            kornia_params=params,
             axis_aligned=True,
         )
+
+    def apply_geometry(self, x: Tensor, params: ViewParams, mode: str = "bilinear") -> Tensor:
+        """Crop, resize and flip other data of the same sources exactly like the views.
+
+        For instance masks or label rasters (``mode="nearest"``) aligned with the images that
+        :meth:`forward` augmented: no colour, blur or normalisation.
+
+        Args:
+            x: ``[B, K, H, W]`` floating-point data on the sources' grid (``params.source_size``).
+            params: the views' geometry, from ``forward(..., return_params=True)``.
+            mode: ``"bilinear"`` or ``"nearest"``.
+
+        Returns:
+            ``[B, K, size, size]``.
+
+        Raises:
+            ValueError: if ``x`` is not on the sources' grid.
+        """
+        if x.ndim != 4 or tuple(x.shape[-2:]) != params.source_size:
+            raise ValueError(
+                f"expected [B, K, {params.source_size[0]}, {params.source_size[1]}] data, "
+                f"got {tuple(x.shape)}"
+            )
+        boxes = params.crop_boxes
+        crops = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2] + 1], dim=1)
+        return VF.warp_views(x, crops, params.flipped, self.size, mode=mode)

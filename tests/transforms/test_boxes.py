@@ -48,7 +48,7 @@ def manual_params(crops: Sequence[Sequence[float]], size: int, flipped: list[boo
     flip = torch.tensor(flipped)
     matrix[flip, 0] = -matrix[flip, 0]
     matrix[flip, 0, 2] += size - 1
-    return ViewParams(matrix, boxes, flip, (128, 128), (size, size), [])
+    return ViewParams(matrix, boxes, flip, (128, 128), (size, size))
 
 
 # --- the geometry guarantee: both boxes of a pair read the same source region -----------------
@@ -237,12 +237,12 @@ def test_mismatched_views_are_refused():
     two = manual_params([[0, 0, 50, 50]] * 2, 32, [False, False])
     with pytest.raises(ValueError, match=r"\[B, 3, 3\]"):
         sample_scrl_boxes(one, two)
-    other_source = ViewParams(one.transform, one.crop_boxes, one.flipped, (64, 64), (32, 32), [])
+    other_source = ViewParams(one.transform, one.crop_boxes, one.flipped, (64, 64), (32, 32))
     with pytest.raises(ValueError, match="same source canvas"):
         sample_scrl_boxes(one, other_source)
     rotated = one.transform.clone()
     rotated[:, 0, 1] = 0.1
-    sheared = ViewParams(rotated, one.crop_boxes, one.flipped, (128, 128), (32, 32), [])
+    sheared = ViewParams(rotated, one.crop_boxes, one.flipped, (128, 128), (32, 32))
     with pytest.raises(ValueError, match="axis-aligned"):
         sample_scrl_boxes(one, sheared)
 
@@ -257,7 +257,6 @@ def test_axis_aligned_views_are_not_read_back():
         one.flipped.to("meta"),
         (128, 128),
         (32, 32),
-        [],
     )
     with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta"):
         sample_scrl_boxes(on_meta, on_meta)
