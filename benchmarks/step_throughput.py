@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -430,8 +430,45 @@ def profile(
                 "where": where,
             }
         )
+    with OpCounter() as counter:
+        run_steps(step, optimizer, batch, settings, 1)
+    augment = cast(GeoSSLTask, task).augment
+    with OpCounter() as per_view:
+        augment(batch["image"][:, 0], return_params=True)
+    for what, count in [
+        (f"{recipe}: one step (forward, backward, SGD)", counter.count),
+        ("GeoSSLAugmentation: one view", per_view.count),
+    ]:
+        rows.append(
+            {
+                "kind": "tensor operations dispatched (each a kernel launch on a GPU)",
+                "op": what,
+                "calls_per_step": count,
+                "self_cpu_ms_per_step": "",
+                "share": "",
+                "where": "",
+            }
+        )
     rows += [meta_check(name, settings) for name in RECIPES]
     return {"recipe": recipe, "mode": mode, "rows": rows}
+
+
+class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    """Count the ATen operations dispatched (the host's launch work on a GPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.count = 0
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 def meta_check(recipe: str, settings: Settings) -> dict[str, Any]:

@@ -210,10 +210,12 @@ class GeoSSLTask(LightningModule):
         warmup_epochs: epochs of linear warm-up before the cosine schedule (0).
         channels_last: run the backbones and their inputs in channels-last memory format.
         compile: run the encoders (backbone, projection head and the normalisation of the
-            embedding, for the query and the key encoder: nearly all of a step's FLOPs) through
-            ``torch.compile`` (inductor, default mode). The first steps are slow while it
-            compiles and a new batch size compiles again; the module, its state dict and the
-            checkpoints are unchanged, and the augmentation and the loss terms stay eager.
+            embedding, for the query and the key encoder: nearly all of a step's FLOPs) and the
+            colour-jitter adjustments of the augmentation (chains of per-pixel operations that
+            fuse into a kernel or two) through ``torch.compile`` (inductor, default mode). The
+            first steps are slow while it compiles and a new batch size compiles again; the
+            module, its state dict and the checkpoints are unchanged, and the geometry, blur
+            and loss terms stay eager (a few batched kernels each).
             Off by default (``benchmarks/step_throughput.py`` measures what it gains).
         nan_check_every_n_steps: check that every term's loss is finite every this many training
             steps (1: every step; 0: never). A check costs one device-to-host sync (the CPU waits
@@ -323,6 +325,7 @@ class GeoSSLTask(LightningModule):
             mean=[0.0] * hp["in_chans"] if pending else aug_mean,
             std=[1.0] * hp["in_chans"] if pending else aug_std,
             in_chans=hp["in_chans"],
+            compile=hp["compile"],
         )
         #: True until the data's statistics are loaded (``normalization`` resolved to the data).
         self.normalization_pending = pending

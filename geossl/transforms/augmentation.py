@@ -1,9 +1,10 @@
 """Batched, on-device view augmentation for contrastive pretraining."""
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +12,9 @@ from torch import Tensor, nn
 from geossl.utils.amp import autocast_disabled
 
 from . import functional as VF
+
+#: A colour adjustment: ``(images [B, 3, H, W], factors [B, 1, 1, 1]) -> images``.
+ColorStep = Callable[[Tensor, Tensor], Tensor]
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -137,6 +141,25 @@ def _probability(name: str, p: float) -> None:
         raise ValueError(f"{name} must be in [0, 1], got {p}")
 
 
+#: The four colour-jitter adjustments, in torchvision's parameter order.
+COLOR_STEPS: tuple[ColorStep, ...] = (
+    VF.adjust_brightness,
+    VF.adjust_contrast,
+    VF.adjust_saturation,
+    VF.adjust_hue,
+)
+
+
+@functools.cache
+def compiled_color_steps() -> tuple[ColorStep, ...]:
+    """:data:`COLOR_STEPS` through ``torch.compile``, created once per process.
+
+    Each adjustment is a chain of per-pixel operations (about 30 for the hue) that inductor fuses
+    into one or two kernels: eager, every operation is a pass over the whole batch of views.
+    """
+    return tuple(cast(ColorStep, torch.compile(step, dynamic=False)) for step in COLOR_STEPS)
+
+
 class RandomColorJitter(nn.Module):
     r"""torchvision's ``ColorJitter`` with probability ``p``, batched (RGB in ``[0, 1]``).
 
@@ -153,6 +176,7 @@ class RandomColorJitter(nn.Module):
         saturation: strength >= 0 (0.4).
         hue: strength ``h`` in ``[0, 0.5]`` (0.1).
         p: probability per sample (0.8).
+        compile: run the adjustments through ``torch.compile`` (:func:`compiled_color_steps`).
 
     Raises:
         ValueError: if a parameter is out of range.
@@ -165,6 +189,7 @@ class RandomColorJitter(nn.Module):
         saturation: float = 0.4,
         hue: float = 0.1,
         p: float = 0.8,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         for name, strength in [
@@ -180,6 +205,7 @@ class RandomColorJitter(nn.Module):
         self.strengths = (brightness, contrast, saturation)
         self.hue = hue
         self.p = p
+        self.compiled = compile  # not ``compile``: nn.Module.compile is a method
 
     def forward(self, x: Tensor) -> Tensor:
         """Jitter a batch.
@@ -195,7 +221,7 @@ class RandomColorJitter(nn.Module):
         factors = [
             max(0.0, 1 - s) + (1 + s - max(0.0, 1 - s)) * u[k] for k, s in enumerate(self.strengths)
         ] + [self.hue * (2 * u[3] - 1)]
-        steps = [VF.adjust_brightness, VF.adjust_contrast, VF.adjust_saturation, VF.adjust_hue]
+        steps = compiled_color_steps() if self.compiled else COLOR_STEPS
         out = x
         for k in torch.randperm(4).tolist():  # a CPU permutation: no device sync
             out = steps[k](out, factors[k])
@@ -307,6 +333,8 @@ class GeoSSLAugmentation(nn.Module):
         contrast: colour-jitter contrast strength (0.4).
         saturation: colour-jitter saturation strength (0.4, RGB only).
         hue: colour-jitter hue strength (0.1, RGB only).
+        compile: fuse the colour-jitter adjustments with ``torch.compile``
+            (:class:`RandomColorJitter`); the geometry and blur are already a few kernels.
 
     Raises:
         ValueError: if a parameter is out of range or ``mean`` / ``std`` do not have ``C`` entries.
@@ -330,6 +358,7 @@ class GeoSSLAugmentation(nn.Module):
         contrast: float = 0.4,
         saturation: float = 0.4,
         hue: float = 0.1,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if size < 2:
@@ -365,7 +394,7 @@ class GeoSSLAugmentation(nn.Module):
         colour: list[nn.Module]
         if in_chans == 3:
             colour = [
-                RandomColorJitter(brightness, contrast, saturation, hue, p=jitter_p),
+                RandomColorJitter(brightness, contrast, saturation, hue, jitter_p, compile),
                 RandomGrayscale(p=grayscale_p),
             ]
         else:

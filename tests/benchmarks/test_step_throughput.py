@@ -93,6 +93,11 @@ def test_profile_finds_the_nan_check_sync(tmp_path):
     assert {name for name, r in meta.items() if r["op"] != "none"} == {"tp_geo_scrl", "all"}
     assert meta["all"]["op"] == "aten::nonzero (boolean mask)"
     assert meta["all"]["where"].startswith("geossl/transforms/boxes.py")
+    counts = {r["op"]: r["calls_per_step"] for r in result["results"] if "dispatched" in r["kind"]}
+    assert 0 < counts["GeoSSLAugmentation: one view"] < 400  # kornia's view was ~780
+    assert (
+        counts["tp_geo: one step (forward, backward, SGD)"] > counts["GeoSSLAugmentation: one view"]
+    )
 
 
 def test_tracer_counts_boolean_mask_indexing():
