@@ -141,6 +141,19 @@ def _probability(name: str, p: float) -> None:
         raise ValueError(f"{name} must be in [0, 1], got {p}")
 
 
+def _check_jitter(brightness: float, contrast: float, saturation: float, hue: float) -> None:
+    """Refuse colour-jitter strengths torchvision's ``ColorJitter`` would refuse."""
+    for name, strength in [
+        ("brightness", brightness),
+        ("contrast", contrast),
+        ("saturation", saturation),
+    ]:
+        if strength < 0:
+            raise ValueError(f"{name} must be >= 0, got {strength}")
+    if not 0 <= hue <= 0.5:
+        raise ValueError(f"hue must be in [0, 0.5], got {hue}")
+
+
 #: The four colour-jitter adjustments, in torchvision's parameter order.
 COLOR_STEPS: tuple[ColorStep, ...] = (
     VF.adjust_brightness,
@@ -192,15 +205,7 @@ class RandomColorJitter(nn.Module):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        for name, strength in [
-            ("brightness", brightness),
-            ("contrast", contrast),
-            ("saturation", saturation),
-        ]:
-            if strength < 0:
-                raise ValueError(f"{name} must be >= 0, got {strength}")
-        if not 0 <= hue <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {hue}")
+        _check_jitter(brightness, contrast, saturation, hue)
         _probability("p", p)
         self.strengths = (brightness, contrast, saturation)
         self.hue = hue
@@ -373,17 +378,8 @@ class GeoSSLAugmentation(nn.Module):
             ("blur_p", blur_p),
             ("flip_p", flip_p),
         ]:
-            if not 0 <= prob <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {prob}")
-        if not 0 <= hue <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {hue}")
-        for name, strength in [
-            ("brightness", brightness),
-            ("contrast", contrast),
-            ("saturation", saturation),
-        ]:
-            if strength < 0:
-                raise ValueError(f"{name} must be >= 0, got {strength}")
+            _probability(name, prob)
+        _check_jitter(brightness, contrast, saturation, hue)
         mean_t, std_t = self._check_stats(mean, std, in_chans)
 
         self.size = size
