@@ -458,6 +458,7 @@ def test_fit_and_checkpoint_round_trip(tmp_path):
     # warm-up of one epoch (3 steps) then cosine: lr rose to the base value
     lr = trainer.optimizers[0].param_groups[0]["lr"]
     assert lr == pytest.approx(task.hparams["lr"] * WarmupCosineSchedule(3, 3)(3))
+    assert trainer.optimizers[0].param_groups[0]["fused"]  # one kernel per update
 
     path = tmp_path / "task.ckpt"
     trainer.save_checkpoint(path)
