@@ -10,7 +10,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
@@ -26,6 +25,7 @@ from geossl.datasets.fmow_constants import FMOW_CATEGORIES
 from geossl.evaluation.classification import classification_report
 from geossl.models.backbones import create_backbone, get_num_features
 from geossl.trainers.downstream import DownstreamWeights
+from geossl.transforms import functional as VF
 
 __all__ = ["FMoWClassificationTask"]
 
@@ -45,7 +45,7 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
     - ``mode="finetune"``: everything trains.
 
     Training batches get a random resized crop (scale ``[min_scale, 1]``) and horizontal and
-    vertical flips, batched on the device (kornia); evaluation uses the images as served.
+    vertical flips, batched on the device; evaluation uses the images as served.
 
     Logged: ``{train,val,test}_loss``, ``{val,test}_top1``, ``{val,test}_top5`` (micro
     accuracy) and ``{val,test}_macro_f1`` (torchmetrics, macro over the classes present); after
@@ -149,10 +149,6 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
             nn.init.zeros_(self.classifier.bias)
             self.backbone.requires_grad_(False)
             self.backbone.eval()
-        self.flips = nn.Sequential(K.RandomHorizontalFlip(), K.RandomVerticalFlip())
-        # One crop per input size (parameter-free, so not registered): the output keeps the size
-        # the data module serves.
-        self._crops: dict[tuple[int, int], K.RandomResizedCrop] = {}
 
     def configure_metrics(self) -> None:
         """top-1 / top-5 accuracy and macro F1 for val and test, the confusion matrix for test."""
@@ -214,11 +210,17 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
         return self.classifier(self.features(image, views))  # type: ignore[no-any-return]
 
     def _augment(self, image: Tensor) -> Tensor:
-        """Random resized crop and flips on ``[N, C, H, W]`` in ``[0, 1]`` (same output size)."""
-        size = (int(image.shape[-2]), int(image.shape[-1]))
-        if size not in self._crops:
-            self._crops[size] = K.RandomResizedCrop(size, scale=(self.hparams["min_scale"], 1.0))
-        return self.flips(self._crops[size](image))  # type: ignore[no-any-return]
+        """Random resized crop and flips on ``[N, C, H, W]`` in ``[0, 1]`` (same output size).
+
+        torchvision's ``RandomResizedCrop`` rule and both flips (p = 0.5 each), in one batched
+        ``grid_sample`` with every draw on the device (:mod:`geossl.transforms.functional`).
+        """
+        n, _, height, width = image.shape
+        crops = VF.sample_resized_crops(
+            n, height, width, (self.hparams["min_scale"], 1.0), device=image.device
+        )
+        flips = torch.rand((2, n), device=image.device) < 0.5  # [2, N] horizontal, vertical
+        return VF.warp_views(image, crops, flips[0], (height, width), vflipped=flips[1])
 
     def _prepare(self, batch: dict[str, Tensor], train: bool) -> Tensor:
         """The batch's images as normalised floats, augmented in training."""

@@ -118,29 +118,38 @@ def crop_flip_matrix(crops: Tensor, flipped: Tensor, size: int) -> Tensor:
 
 
 def warp_views(
-    x: Tensor, crops: Tensor, flipped: Tensor, size: int, mode: str = "bilinear"
+    x: Tensor,
+    crops: Tensor,
+    flipped: Tensor,
+    size: int | tuple[int, int],
+    mode: str = "bilinear",
+    vflipped: Tensor | None = None,
 ) -> Tensor:
     """Resample the crop-resize-flip views of :func:`crop_flip_matrix` in one ``grid_sample``.
 
     Args:
         x: ``[B, C, H, W]`` floating-point sources.
         crops: ``[B, 4]`` ``(x0, y0, w, h)``.
-        flipped: ``[B]`` bool.
-        size: side of the views.
+        flipped: ``[B]`` bool, horizontal flips.
+        size: side of square views, or ``(height, width)``.
         mode: ``"bilinear"`` (images) or ``"nearest"`` (labels, masks).
+        vflipped: ``[B]`` bool, vertical flips (none when ``None``; :func:`crop_flip_matrix`
+            describes views without them).
 
     Returns:
-        ``[B, C, size, size]`` views.
+        ``[B, C, height, width]`` views.
     """
     b, _, height, width = x.shape
+    out_h, out_w = (size, size) if isinstance(size, int) else size
     x0, y0, w, h = crops.to(x.dtype).unbind(dim=1)  # [B] each
     # Normalised output coordinate a in [-1, 1] -> normalised source coordinate (align_corners).
-    sign = 1.0 - 2.0 * flipped.to(x.dtype)
+    sign_x = 1.0 - 2.0 * flipped.to(x.dtype)
+    sign_y = 1.0 if vflipped is None else 1.0 - 2.0 * vflipped.to(x.dtype)
     zero = torch.zeros_like(x0)
-    row_x = [sign * (w - 1) / (width - 1), zero, (2 * x0 + w - 1) / (width - 1) - 1]
-    row_y = [zero, (h - 1) / (height - 1), (2 * y0 + h - 1) / (height - 1) - 1]
+    row_x = [sign_x * (w - 1) / (width - 1), zero, (2 * x0 + w - 1) / (width - 1) - 1]
+    row_y = [zero, sign_y * (h - 1) / (height - 1), (2 * y0 + h - 1) / (height - 1) - 1]
     theta = torch.stack([torch.stack(row_x, 1), torch.stack(row_y, 1)], dim=1)  # [B, 2, 3]
-    grid = F.affine_grid(theta, [b, 1, size, size], align_corners=True)  # [B, S, S, 2]
+    grid = F.affine_grid(theta, [b, 1, out_h, out_w], align_corners=True)  # [B, h, w, 2]
     # "border": a coordinate that rounds just past the last pixel centre reads that pixel.
     return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=True)
 

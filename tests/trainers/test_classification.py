@@ -102,6 +102,8 @@ def test_normalisation_and_augmentation_of_a_batch() -> None:
     assert not torch.equal(augmented, prepared)
     temporal = {"image": sample["image"][:, None].expand(2, 3, 3, 32, 32).contiguous()}
     assert task._prepare(temporal, train=True).shape == (2, 3, 3, 32, 32)
+    # Batched on the device: a meta batch (whose values cannot be read) goes through.
+    assert task._augment(torch.empty(4, 3, 32, 32, device="meta")).shape == (4, 3, 32, 32)
 
 
 def test_band_adaptation_is_explicit(tmp_path: Path) -> None:

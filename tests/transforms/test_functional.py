@@ -153,3 +153,13 @@ def test_random_colour_jitter_is_a_composition_of_the_four_steps(rgb):
 def test_bad_parameters_are_refused(module, kwargs, match):
     with pytest.raises(ValueError, match=match):
         module(**kwargs)
+
+
+def test_whole_image_crops_with_flips_are_flips():
+    x = torch.rand(4, 2, 6, 9)
+    whole = torch.tensor([[0.0, 0.0, 9.0, 6.0]]).expand(4, 4)
+    h_flip = torch.tensor([False, True, False, True])
+    v_flip = torch.tensor([False, False, True, True])
+    out = VF.warp_views(x, whole, h_flip, (6, 9), vflipped=v_flip)
+    expected = torch.stack([x[0], x[1].flip(-1), x[2].flip(-2), x[3].flip(-1, -2)])
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
