@@ -244,7 +244,15 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """Cross-entropy on an augmented batch."""
         loss, _ = self._step(batch, train=True)
-        self.log("train_loss", loss, batch_size=len(batch["label"]), prog_bar=True)
+        batch_size = len(batch["label"])
+        self.log("train_loss", loss, batch_size=batch_size)
+        # Lightning turns every prog_bar value into a number at the end of every step (.item():
+        # on a GPU the CPU would wait for the whole step). The bar's copy is read only on the
+        # steps whose metrics Lightning's loggers read anyway.
+        every = max(1, int(getattr(self._trainer, "log_every_n_steps", 1)))
+        if self.global_step % every == 0:
+            loss_on_host = loss.detach().cpu()
+            self.log("loss", loss_on_host, batch_size=batch_size, prog_bar=True, logger=False)
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

@@ -1,6 +1,7 @@
 """fMoW classification task: weights loaded exactly, linear probe frozen, temporal averaging."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import timm
@@ -154,3 +155,16 @@ def test_reload_from_checkpoint_keeps_normalisation(tmp_path: Path) -> None:
     assert reloaded.init_weights_info == task.init_weights_info
     for key, value in task.state_dict().items():
         assert torch.equal(reloaded.state_dict()[key], value), key
+
+
+def test_progress_bar_loss_is_a_host_copy_read_on_logging_steps() -> None:
+    # A device tensor with prog_bar=True costs a host sync at the end of every step.
+    task = tiny_task()
+    logged: dict[str, tuple[torch.Tensor, dict[str, Any]]] = {}
+    task.log = lambda name, value, **kw: logged.__setitem__(name, (value, kw))  # type: ignore[method-assign]
+    task.training_step(batch(size=2), 0)
+    assert not logged["train_loss"][1].get("prog_bar")
+    value, options = logged["loss"]
+    assert options["prog_bar"]
+    assert value.device.type == "cpu"
+    torch.testing.assert_close(value, logged["train_loss"][0].detach())
