@@ -14,7 +14,8 @@
 #   step512   batch 512, channels_last and compile
 #   pipeline  (3) benchmarks.input_pipeline: PIL in 8 / 15 workers vs nvJPEG on the GPU
 #   embed     (4) benchmarks.embed_throughput: ResNet-50, batch 256, 20,000 px raster
-#   e2e       geossl pretrain end to end (benchmarks.pretrain_throughput, bf16-mixed)
+#   e2e       geossl pretrain end to end (benchmarks.pretrain_throughput, bf16-mixed), JPEGs
+#             decoded in the workers (PIL) and on the GPU (data.decode_on_device, nvJPEG)
 #   report    benchmarks.targets (PASS / FAIL) and docs/benchmarks.md
 # The results go to benchmarks/results/*.json and docs/benchmarks.md, and are copied to $OUT when
 # it is set. The GPU image has torch, torchvision, lightning and timm; torchgeo, kornia, rasterio,
@@ -74,7 +75,8 @@ for stage in "${STAGES[@]}"; do
             --workers 8 "$WORKERS" --batches 10 --warmup 2 --no-docs ;;
     embed) run embed python3 -m benchmarks.embed_throughput --device cuda --backbone resnet50 \
             --batch-size 256 --workers "$WORKERS" --work-dir /tmp/geossl-embed ;;
-    e2e) run e2e python3 -m benchmarks.pretrain_throughput --configs resnet50_224 --accelerator gpu \
+    e2e) run e2e python3 -m benchmarks.pretrain_throughput \
+            --configs resnet50_224 resnet50_224_decode_on_device --accelerator gpu \
             --batch-size 256 --steps 40 --workers "$WORKERS" --precision bf16-mixed ;;
     report) run report python3 -m benchmarks.targets ;;
     *) echo "unknown stage $stage" >&2; status=1 ;;

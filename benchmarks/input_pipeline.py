@@ -9,11 +9,12 @@ DataLoader workers and each decode mode:
   :class:`~geossl.samplers.TemporalPairSampler`): the workers open each JPEG with PIL
   (DCT-domain draft decode when the crop is large), crop the target's context box and resize it
   to ``image_size``;
-* ``decode_jpeg_<device>``: the workers only read the two files' bytes (same pairs, same rows);
-  ``torchvision.io.decode_jpeg`` decodes the batch on ``--device`` (nvJPEG on a GPU; on a CPU it
-  runs in the main process as the stand-in) and the crop / antialiased bilinear resize to
-  ``image_size`` runs there too. The ``cuda`` mode is recorded as ``skipped: no GPU`` without
-  one.
+* ``decode_jpeg_<device>``: the same loader with ``data.decode_on_device=true``: the workers
+  only read the two files' bytes (same pairs, same rows), and
+  :meth:`~geossl.datamodules.FMoWDataModule.decode_batch` (what Lightning's transfer hook runs)
+  decodes the batch on ``--device`` with ``torchvision.io.decode_jpeg`` (nvJPEG on a GPU; on a CPU
+  it runs in the main process as the stand-in), then crops and resizes (antialiased bilinear) to
+  ``image_size`` there. The ``cuda`` mode is recorded as ``skipped: no GPU`` without one.
 
 ``loader_samples_per_s`` is pairs per second out of the loader (on the device for the
 ``decode_jpeg`` modes); ``augmented_samples_per_s`` adds GeoSSLTask's view augmentation
@@ -37,10 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-import torchvision
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from benchmarks.step_throughput import RESULTS, machine_info
 from benchmarks.update_docs import main as update_docs
@@ -49,52 +49,6 @@ from geossl.datasets.fmow_sample import generate_fmow_sample
 from geossl.transforms import GeoSSLAugmentation
 
 DECODE_MODES = ["pil", "decode_jpeg_cpu", "decode_jpeg_cuda"]
-
-
-class PairBytes(Dataset[dict[str, Any]]):
-    """The raw JPEG bytes and context crops of the two images of a pair ``(i, j)``.
-
-    Args:
-        paths: absolute image path of every index row.
-        crops: ``[N, 4]`` context crop ``(x0, y0, x1, y1)`` of every row (exclusive ends).
-    """
-
-    def __init__(self, paths: list[str], crops: Tensor) -> None:
-        self.paths = paths
-        self.crops = crops
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: tuple[int, int]) -> dict[str, Any]:
-        """Read the files of rows ``index = (i, j)``."""
-        rows = [int(index[0]), int(index[1])]
-        return {
-            "data": [Path(self.paths[r]).read_bytes() for r in rows],
-            "crop": self.crops[rows],
-        }
-
-
-def _collate_bytes(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        # 2B byte strings, pair-major: plain bytes, not 2B shared-memory tensors per batch.
-        "data": [d for s in samples for d in s["data"]],
-        "crop": torch.cat([s["crop"] for s in samples]),  # [2B, 4]
-    }
-
-
-def decode_batch(batch: dict[str, Any], size: int, device: torch.device) -> Tensor:
-    """Decode, crop and resize a batch of pair bytes on ``device``: ``uint8 [B, 2, 3, S, S]``."""
-    data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in batch["data"]]
-    images = torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB, device=device)
-    out = []
-    for image, (x0, y0, x1, y1) in zip(images, batch["crop"].tolist(), strict=True):
-        crop = image[:, max(y0, 0) : y1, max(x0, 0) : x1].unsqueeze(0).float()
-        resized = F.interpolate(
-            crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
-        out.append(resized.round_().clamp_(0, 255).to(torch.uint8))
-    return torch.cat(out).view(-1, 2, 3, size, size)
 
 
 def _rate(batches: Iterator[Tensor], count: int, warmup: int, device: torch.device) -> float:
@@ -118,7 +72,7 @@ def _forever(loader: DataLoader[Any]) -> Iterator[Any]:
 
 def run_mode(
     mode: str,
-    datamodule: FMoWDataModule,
+    datamodules: dict[str, FMoWDataModule],
     workers: int,
     args: argparse.Namespace,
     augment: GeoSSLAugmentation,
@@ -129,38 +83,17 @@ def run_mode(
     if device.type == "cuda" and not torch.cuda.is_available():
         row["status"] = "skipped: no GPU"
         return row
-    dataset, sampler = datamodule.train_dataset, datamodule.train_sampler
-    if dataset is None or sampler is None:
-        raise RuntimeError("call datamodule.setup('fit') first")
-    kwargs: dict[str, Any] = {
-        "batch_size": args.batch_size,
-        "sampler": sampler,
-        "num_workers": workers,
-        "drop_last": True,
-        "pin_memory": device.type == "cuda",
-        "persistent_workers": workers > 0,
-    }
-    if workers > 0:
-        kwargs["prefetch_factor"] = 4
-    loader: DataLoader[Any]
-    if mode == "pil":
-        loader = DataLoader(dataset, **kwargs)
+    dm = datamodules["pil" if mode == "pil" else "device"]
+    dm.batch_size, dm.num_workers = args.batch_size, workers
+    dm.pin_memory, dm.persistent_workers = device.type == "cuda", workers > 0
+    loader = dm.train_dataloader()
 
-        def batches() -> Generator[Tensor]:
-            for batch in _forever(loader):
-                yield batch["image"].to(device, non_blocking=True)
-
-    else:
-        rows = datamodule.index.split_rows(*datamodule.splits)  # type: ignore[union-attr]
-        paths = [dataset.path(r) for r in range(len(dataset))]
-        crops = torch.as_tensor(
-            rows[["crop_x0", "crop_y0", "crop_x1", "crop_y1"]].to_numpy(dtype="int64", copy=True)
-        )
-        loader = DataLoader(PairBytes(paths, crops), collate_fn=_collate_bytes, **kwargs)
-
-        def batches() -> Generator[Tensor]:
-            for batch in _forever(loader):
-                yield decode_batch(batch, args.image_size, device)
+    def batches() -> Generator[Tensor]:
+        for batch in _forever(loader):
+            # What Lightning does between the loader and training_step: the device transfer, then
+            # the data module's hook (which decodes on the device with decode_on_device).
+            moved = move_data_to_device(batch, device)
+            yield dm.on_after_batch_transfer(moved, 0)["image"]
 
     # One iterator for both measurements: a second pass over a DataLoader with persistent
     # workers while the first is unfinished waits on its outstanding batches.
@@ -239,24 +172,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             image_size=(lo, hi),
             split_fractions={"train": 1.0},
         )
-    datamodule = FMoWDataModule(
-        root=str(root),
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        num_workers=0,
-        num_geo_clusters=min(100, args.locations),
-        cache_dir=str(args.work_dir / f"index-{root.name}"),
-        pin_memory=False,
-        persistent_workers=False,
-    )
+    datamodules = {
+        kind: FMoWDataModule(
+            root=str(root),
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            num_workers=0,
+            num_geo_clusters=min(100, args.locations),
+            cache_dir=str(args.work_dir / f"index-{root.name}"),
+            pin_memory=False,
+            persistent_workers=False,
+            decode_on_device=kind == "device",
+        )
+        for kind in ("pil", "device")
+    }
+    datamodule = datamodules["pil"]
     datamodule.prepare_data()
-    datamodule.setup("fit")
+    for dm in datamodules.values():
+        dm.setup("fit")
     torch.manual_seed(0)
     augment = GeoSSLAugmentation(size=args.crop_size)
     rows = []
     for workers in args.workers:
         for mode in args.modes:
-            row = run_mode(mode, datamodule, workers, args, augment)
+            row = run_mode(mode, datamodules, workers, args, augment)
             rows.append(row)
             print(
                 f"{mode:>17} workers {workers:>2}: {row.get('loader_samples_per_s', '-')} "

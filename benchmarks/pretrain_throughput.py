@@ -32,21 +32,22 @@ from geossl.trainers.callbacks import RunSummary
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"
 
+_RESNET50_224 = [
+    "--model.backbone=resnet50",
+    "--model.crop_size=224",
+    "--model.proj_hidden_dim=2048",
+    "--model.proj_dim=128",
+    "--model.queue_size=4096",
+    "--data.image_size=256",
+]
+
 #: name -> (LightningCLI overrides on top of the tiny config, default batch size, default steps)
 CONFIGS: dict[str, tuple[list[str], int, int]] = {
     "tiny": ([], 4, 30),
-    "resnet50_224": (
-        [
-            "--model.backbone=resnet50",
-            "--model.crop_size=224",
-            "--model.proj_hidden_dim=2048",
-            "--model.proj_dim=128",
-            "--model.queue_size=4096",
-            "--data.image_size=256",
-        ],
-        8,
-        8,
-    ),
+    "tiny_decode_on_device": (["--data.decode_on_device=true"], 4, 30),
+    "resnet50_224": (_RESNET50_224, 8, 8),
+    # The workers only read the files; the JPEGs are decoded where the model runs (nvJPEG).
+    "resnet50_224_decode_on_device": ([*_RESNET50_224, "--data.decode_on_device=true"], 8, 8),
 }
 
 
@@ -99,6 +100,7 @@ def run(
     summary = next(c for c in getattr(cli.trainer, "callbacks", []) if isinstance(c, RunSummary))
     return {
         "config": name,
+        "decode_on_device": bool(cli.datamodule.hparams.get("decode_on_device", False)),
         "backbone": cli.model.hparams["backbone"],
         "crop_size": cli.model.hparams["crop_size"],
         "batch_size": batch,

@@ -88,6 +88,15 @@ def test_too_many_geo_clusters_names_the_key(fmow_sample: Path, tmp_path: Path) 
         run_pretrain(tiny_args(fmow_sample, tmp_path, "--data.num_geo_clusters", "500"))
 
 
+def test_fit_with_the_jpegs_decoded_on_the_device(fmow_sample: Path, tmp_path: Path) -> None:
+    # The workers send bytes; Lightning's transfer hook decodes them before training_step.
+    args = tiny_args(fmow_sample, tmp_path, "--data.decode_on_device", "true")
+    cli = run_pretrain([*args, "--trainer.max_steps", "2"])
+    assert cli.trainer.global_step == 2
+    assert cli.datamodule.decode_on_device
+    assert cli.datamodule.num_decode_failures == 0
+
+
 def test_fit_on_fmow_full_multispectral(tmp_path: Path) -> None:
     # fMoW-full: 8-band 11-bit _ms.tif read through rasterio; in_chans flows from the data to the
     # model, and the normalisation of a band count other than 3 is estimated from the images

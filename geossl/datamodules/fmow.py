@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 import torch
 from lightning.pytorch import LightningDataModule
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from geossl.datasets.band_stats import (
@@ -17,6 +19,8 @@ from geossl.datasets.band_stats import (
     cached_band_statistics,
     valid_pixels,
 )
+from geossl.datasets.encoded import EncodedImages, collate_encoded, decode_encoded
+from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow import FMoW, FMoWTemporalPairs
 from geossl.datasets.fmow_constants import (
     FMOW_SENTINEL_BANDS,
@@ -28,6 +32,12 @@ from geossl.datasets.fmow_index import PRODUCTS, FMoWIndex, build_fmow_index
 from geossl.samplers.temporal import TemporalPairSampler
 
 __all__ = ["FMoWDataModule"]
+
+#: Products stored as JPEG (fMoW-rgb), which ``decode_on_device`` can decode with nvJPEG.
+JPEG_PRODUCTS = ("rgb", "msrgb")
+
+#: Images that may fail to decode on the device in one process before the run stops.
+MAX_DECODE_FAILURES = 100
 
 #: Bands of an fMoW-full multispectral image (WorldView-2/3; 4-band sensors need ``bands``).
 MS_NUM_BANDS = 8
@@ -127,6 +137,13 @@ class FMoWDataModule(LightningDataModule):
         shared_canvas: draw the second acquisition of a pair on the anchor's canvas (its target box
             where the anchor's box is; see :class:`~geossl.datasets.fmow.FMoWTemporalPairs`), as
             the temporal SCRL loss (``model.loss_options.scrl.temporal``) needs.
+        decode_on_device: JPEG products: the workers only read the files and the training batch
+            is decoded where the model runs (:meth:`decode_batch`, nvJPEG on a GPU), cropped and
+            resized there (bilinear, antialiased). Real fMoW JPEGs are thousands of pixels wide;
+            decoding them in the workers takes dozens of CPU cores per GPU. Images that fail to
+            decode are replaced by the other view of their pair (else by another pair of the batch)
+            with a warning; more than 100 failures stop the run. Validation batches are still
+            decoded in the workers.
 
     Raises:
         ValueError: for invalid arguments, naming the ``data.<key>`` to fix.
@@ -152,6 +169,7 @@ class FMoWDataModule(LightningDataModule):
         drop_last: bool = True,
         val_split: str | None = None,
         shared_canvas: bool = False,
+        decode_on_device: bool = False,
     ) -> None:
         super().__init__()
         splits = list(splits) if splits is not None else ["train"]
@@ -177,6 +195,16 @@ class FMoWDataModule(LightningDataModule):
             raise ValueError(f"data.pair_mode must be 'location' or 'image', got {pair_mode!r}")
         if not 0.0 <= max_bad_fraction <= 1.0:
             raise ValueError(f"data.max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+        if decode_on_device and product not in JPEG_PRODUCTS:
+            raise ValueError(
+                "data.decode_on_device decodes JPEGs: it needs product "
+                f"{' or '.join(JPEG_PRODUCTS)}, got {product!r}"
+            )
+        if decode_on_device and shared_canvas:
+            raise ValueError(
+                "data.decode_on_device and data.shared_canvas cannot be combined: the canvas "
+                "window of the second view is read in the workers"
+            )
         self.save_hyperparameters()
         self.root = root
         self.splits = splits
@@ -196,6 +224,9 @@ class FMoWDataModule(LightningDataModule):
         self.drop_last = drop_last
         self.val_split = val_split
         self.shared_canvas = shared_canvas
+        self.decode_on_device = decode_on_device
+        #: Images that failed to decode on the device in this process.
+        self.num_decode_failures = 0
         self.index: FMoWIndex | None = None
         self.train_dataset: FMoWTemporalPairs | None = None
         self.train_sampler: TemporalPairSampler | None = None
@@ -248,6 +279,7 @@ class FMoWDataModule(LightningDataModule):
             self.bands,
             scale=product_scale(self.product),
             shared_canvas=self.shared_canvas,
+            encoded=self.decode_on_device,
         )
         self.train_sampler = TemporalPairSampler(
             rows["location_id"].to_numpy(dtype="int64"),
@@ -348,8 +380,78 @@ class FMoWDataModule(LightningDataModule):
             self.train_dataset,
             sampler=self.train_sampler,
             drop_last=self.drop_last,
+            collate_fn=collate_encoded if self.decode_on_device else None,
             **self._loader_kwargs(),
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Decode a ``decode_on_device`` batch where it now is (see :meth:`decode_batch`)."""
+        if isinstance(batch, dict) and isinstance(batch.get("encoded"), EncodedImages):
+            return self.decode_batch(batch)
+        return batch
+
+    def decode_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Turn a ``decode_on_device`` batch into the usual one, on the device of its tensors.
+
+        ``encoded`` (the ``2 B`` files, pair-major) becomes ``image: uint8 [B, 2, C, S, S]``
+        (``S = image_size``, ``C`` the selected bands). A file that does not decode, or whose
+        context crop misses the decoded image, is replaced by the other view of its pair (with
+        that view's ``time`` and ``index``), or when both fail by the nearest intact pair of the
+        batch (every key); each warns, naming the file.
+
+        Raises:
+            BadDatasetError: past 100 failures in this process, or when no pair of a batch
+                decodes.
+        """
+        encoded: EncodedImages = batch.pop("encoded")
+        device = batch["index"].device
+        images, failed = decode_encoded(encoded, self.image_size, device)
+        pairs = images.view(-1, 2, *images.shape[1:])
+        if failed:
+            self._replace_failed(batch, pairs, encoded, failed)
+        if self.bands is not None:
+            pairs = pairs[:, :, [b - 1 for b in self.bands]]
+        batch["image"] = pairs
+        return batch
+
+    def _replace_failed(
+        self, batch: dict[str, Any], pairs: Tensor, encoded: EncodedImages, failed: list[int]
+    ) -> None:
+        self.num_decode_failures += len(failed)
+        for position in failed:
+            warnings.warn(
+                f"{encoded.paths[position]}: cannot decode the image on {pairs.device} (corrupt "
+                "JPEG, or its context crop misses the image); a replacement is used",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        if self.num_decode_failures > MAX_DECODE_FAILURES:
+            raise BadDatasetError(
+                self.root,
+                f"{self.num_decode_failures} images failed to decode on the device (more than "
+                f"{MAX_DECODE_FAILURES}), last {encoded.paths[failed[-1]]}",
+            )
+        bad = [[False, False] for _ in range(pairs.shape[0])]
+        for position in failed:
+            bad[position // 2][position % 2] = True
+        intact = [p for p, views in enumerate(bad) if not any(views)]
+        for p, (first_bad, second_bad) in enumerate(bad):
+            if first_bad and second_bad:
+                if not intact:
+                    raise BadDatasetError(
+                        self.root,
+                        f"no pair of a batch could be decoded, first {encoded.paths[2 * p]}",
+                    )
+                donor = min(intact, key=lambda q: abs(q - p))
+                pairs[p] = pairs[donor]
+                for value in batch.values():
+                    if isinstance(value, Tensor) and value.ndim > 0:
+                        value[p] = value[donor]
+            elif first_bad or second_bad:
+                good = 1 if first_bad else 0
+                pairs[p, 1 - good] = pairs[p, good]
+                for key in ("time", "index"):
+                    batch[key][p, 1 - good] = batch[key][p, good]
 
     def val_dataloader(self) -> DataLoader[dict[str, torch.Tensor]] | list[Any]:
         """Single images of ``val_split`` in index order (an empty list when it is not set)."""

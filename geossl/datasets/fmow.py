@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from geossl.datasets.encoded import EncodedImages
 from geossl.datasets.errors import BadDatasetError, InvalidSampleError
 from geossl.datasets.fmow_constants import FMOW_CATEGORIES
 
@@ -53,6 +54,10 @@ __all__ = [
 ]
 
 Sample = dict[str, Tensor]
+#: What a reader returns for one image: the decoded crop, or the file's bytes (``encoded``).
+_ImageT = TypeVar("_ImageT", Tensor, bytes)
+#: The start-of-image marker every JPEG file begins with.
+_JPEG_START = b"\xff\xd8"
 Transform = Callable[[Sample], Sample]
 
 #: MGRS latitude band letters, 8 degrees each from 80 S (``X`` spans 72-84 N).
@@ -694,28 +699,53 @@ class _FMoWBase(Dataset[Sample]):
                 boundless=window is not None,
             )
         except self._errors as err:
-            self._bad_rows.add(row)
-            self.num_load_failures += 1
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            warnings.warn(
-                f"{path}: cannot read image ({message}); a replacement image is used",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            if self.num_load_failures > self.max_load_failures:
-                raise BadDatasetError(
-                    self.root,
-                    f"{self.num_load_failures} images failed to load in one worker "
-                    f"(more than max_load_failures={self.max_load_failures}), "
-                    f"last {path}: {message}",
-                ) from err
+            self._record_failure(row, path, err)
             return None
 
-    def _read_with_replacement(self, row: int) -> tuple[int, Tensor]:
-        """Read ``row``, else the first image of the following locations, until one loads."""
+    def _try_read_bytes(self, row: int) -> bytes | None:
+        """The file of ``row`` undecoded, or ``None`` after counting a failure (as ``_try_read``).
+
+        Only what the worker can see without decoding is checked: the file reads and starts with
+        the JPEG start-of-image marker. A file that fails to decode on the device is counted there.
+        """
+        if row in self._bad_rows:
+            return None
+        path = self.path(row)
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+            if not data.startswith(_JPEG_START):
+                raise ValueError("not a JPEG file (no start-of-image marker)")
+            return data
+        except self._errors as err:
+            self._record_failure(row, path, err)
+            return None
+
+    def _record_failure(self, row: int, path: str, err: BaseException) -> None:
+        """Count an unreadable image, warn, and give up past ``max_load_failures``."""
+        self._bad_rows.add(row)
+        self.num_load_failures += 1
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        warnings.warn(
+            f"{path}: cannot read image ({message}); a replacement image is used",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        if self.num_load_failures > self.max_load_failures:
+            raise BadDatasetError(
+                self.root,
+                f"{self.num_load_failures} images failed to load in one worker "
+                f"(more than max_load_failures={self.max_load_failures}), "
+                f"last {path}: {message}",
+            ) from err
+
+    def _read_with_replacement(
+        self, row: int, read: Callable[[int], _ImageT | None]
+    ) -> tuple[int, _ImageT]:
+        """Read ``row`` with ``read``, else the first image of the next locations that loads."""
         current = row
         for _ in range(len(self._run_starts) + 1):
-            image = self._try_read(current)
+            image = read(current)
             if image is not None:
                 return current, image
             current = self._next_location_row(current)
@@ -760,7 +790,7 @@ class FMoW(_FMoWBase):
         """Return the sample of row ``index``."""
         if not isinstance(index, int | np.integer):
             raise TypeError(f"FMoW takes an integer row index, got {type(index).__name__}")
-        row, image = self._read_with_replacement(self._check_row(int(index)))
+        row, image = self._read_with_replacement(self._check_row(int(index)), self._try_read)
         sample = {
             "image": image,
             **self._meta(row),
@@ -803,6 +833,12 @@ class FMoWTemporalPairs(_FMoWBase):
         scale: GeoTIFF value scale (see :func:`read_fmow_image`).
         max_load_failures: unreadable images tolerated per process before giving up.
         shared_canvas: draw view 1 on the anchor's canvas (see above).
+        encoded: JPEG products only: return the two files undecoded, ``encoded``
+            (:class:`~geossl.datasets.encoded.EncodedImages` with each row's context crop) in place
+            of ``image``, for :func:`~geossl.datasets.encoded.decode_encoded` on the device; batch
+            them with :func:`~geossl.datasets.encoded.collate_encoded`. A file that cannot be read
+            or is not a JPEG is replaced as above; one that fails to decode is the decoder's to
+            handle.
     """
 
     def __init__(
@@ -816,7 +852,15 @@ class FMoWTemporalPairs(_FMoWBase):
         scale: float | None = None,
         max_load_failures: int = 100,
         shared_canvas: bool = False,
+        encoded: bool = False,
     ) -> None:
+        if encoded and shared_canvas:
+            raise ValueError("FMoWTemporalPairs: encoded images cannot be drawn on a shared canvas")
+        if encoded and len(split_rows):
+            jpeg = split_rows["path"].astype(str).str.lower().str.endswith((".jpg", ".jpeg"))
+            if not jpeg.all():
+                first = split_rows["path"][~jpeg].iloc[0]
+                raise ValueError(f"{first}: encoded=True reads JPEG images only")
         super().__init__(
             root,
             split_rows,
@@ -827,6 +871,7 @@ class FMoWTemporalPairs(_FMoWBase):
             max_load_failures=max_load_failures,
         )
         self.shared_canvas = shared_canvas
+        self.encoded = encoded
         self._box: npt.NDArray[np.float64] | None = None
         if shared_canvas:
             missing = [c for c in _BOX_COLUMNS if c not in split_rows.columns]
@@ -870,36 +915,63 @@ class FMoWTemporalPairs(_FMoWBase):
             math.ceil(yo + ho + bottom * ho),
         )
 
-    def __getitem__(self, index: tuple[int, int]) -> Sample:
-        """Return the pair sample of rows ``index = (i, j)``."""
+    def __getitem__(self, index: tuple[int, int]) -> dict[str, Any]:
+        """Return the pair sample of rows ``index = (i, j)`` (``encoded`` is not a tensor)."""
         if not isinstance(index, tuple | list) or len(index) != 2:
             raise TypeError(
                 "FMoWTemporalPairs takes an (i, j) pair of row indexes (use TemporalPairSampler), "
                 f"got {index!r}"
             )
         i, j = self._check_row(int(index[0])), self._check_row(int(index[1]))
-        anchor = self._try_read(i)
-        if anchor is None:  # the anchor failed: j alone (else the next location) for both views
-            replacement = self._try_read(j) if j != i else None
-            if replacement is not None:
-                i, first = j, replacement
-            else:
-                i, first = self._read_with_replacement(self._next_location_row(i))
-            j, second = i, first
+        sample: dict[str, Any]
+        if self.encoded:
+            i, j, first_bytes, second_bytes = self._read_pair(
+                i, j, self._try_read_bytes, lambda anchor, other: self._try_read_bytes(other)
+            )
+            sample = {
+                "encoded": EncodedImages(
+                    [first_bytes, second_bytes],
+                    [self._crop_of(i), self._crop_of(j)],
+                    [self.path(i), self.path(j)],
+                )
+            }
         else:
-            first = anchor
-            other = self._read_second(i, j) if j != i else anchor
-            if other is None:
-                j, second = i, anchor
-            else:
-                second = other
-        sample = {
-            "image": torch.stack([first, second]),
-            **self._meta(i),
-            "time": torch.tensor([self._time[i], self._time[j]], dtype=torch.int64),
-            "index": torch.tensor([i, j], dtype=torch.int64),
-        }
+            i, j, first, second = self._read_pair(i, j, self._try_read, self._read_second)
+            sample = {"image": torch.stack([first, second])}
+        sample.update(
+            self._meta(i),
+            time=torch.tensor([self._time[i], self._time[j]], dtype=torch.int64),
+            index=torch.tensor([i, j], dtype=torch.int64),
+        )
         return self.transforms(sample) if self.transforms is not None else sample
+
+    def _read_pair(
+        self,
+        i: int,
+        j: int,
+        read: Callable[[int], _ImageT | None],
+        read_second: Callable[[int, int], _ImageT | None],
+    ) -> tuple[int, int, _ImageT, _ImageT]:
+        """Both views of ``(i, j)``, replaced as the class doc says.
+
+        Returns:
+            ``(i, j, first, second)``, where ``i`` and ``j`` are the rows actually read.
+        """
+        anchor = read(i)
+        if anchor is None:  # the anchor failed: j alone (else the next location) for both views
+            replacement = read(j) if j != i else None
+            if replacement is not None:
+                return j, j, replacement, replacement
+            i, first = self._read_with_replacement(self._next_location_row(i), read)
+            return i, i, first, first
+        other = read_second(i, j) if j != i else anchor
+        if other is None:
+            return i, i, anchor, anchor
+        return i, j, anchor, other
+
+    def _crop_of(self, row: int) -> tuple[int, int, int, int]:
+        x0, y0, x1, y1 = (int(v) for v in self._crop[row])
+        return x0, y0, x1, y1
 
     def _read_second(self, anchor: int, other: int) -> Tensor | None:
         """View 1: row ``other`` on its own context crop, or on the anchor's canvas."""

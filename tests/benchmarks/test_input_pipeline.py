@@ -1,12 +1,6 @@
-import pytest
 import torch
 
 from benchmarks import input_pipeline
-
-# torchvision 0.29 deprecates its JPEG decoder for TorchCodec; it is the decode being measured.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The image decoding and encoding capabilities of TorchVision:DeprecationWarning"
-)
 
 
 def test_input_pipeline_modes(tmp_path, monkeypatch):
@@ -37,20 +31,3 @@ def test_input_pipeline_modes(tmp_path, monkeypatch):
         assert rows[mode]["augmented_samples_per_s"] > 0
     if not torch.cuda.is_available():
         assert rows["decode_jpeg_cuda"]["status"] == "skipped: no GPU"
-
-
-def test_decode_batch_matches_the_crop(tmp_path):
-    from io import BytesIO
-
-    from PIL import Image
-
-    image = torch.zeros(3, 20, 30, dtype=torch.uint8)
-    image[:, 5:15, 10:20] = 200  # the crop is uniformly 200
-    buffer = BytesIO()
-    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=100)
-    data = buffer.getvalue()
-    batch = {"data": [data, data], "crop": torch.tensor([[11, 6, 19, 14], [11, 6, 19, 14]])}
-    out = input_pipeline.decode_batch(batch, 8, torch.device("cpu"))
-    assert out.shape == (1, 2, 3, 8, 8)
-    assert out.dtype == torch.uint8
-    assert (out.float() - 200).abs().max() <= 6

@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -6,7 +7,9 @@ import pytest
 import torch
 
 from geossl.datamodules import FMoWDataModule
-from geossl.datasets.errors import DatasetNotFoundError
+from geossl.datamodules import fmow as fmow_datamodule
+from geossl.datasets.encoded import EncodedImages
+from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.fmow import FMoW, read_fmow_image
 from geossl.datasets.fmow_sample import generate_fmow_sample
 from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
@@ -190,3 +193,102 @@ def test_band_statistics_of_multispectral_images(
     assert restarted.band_statistics(num_samples=5) == (mean, std)
     with pytest.raises(AssertionError, match="read again"):  # other bands: another estimate
         _module(root, tmp_path, product="ms", image_size=32, bands=[5, 3, 2]).band_statistics(5)
+
+
+def _first_batches(dm: FMoWDataModule) -> dict[str, Any]:
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    return dm.on_after_batch_transfer(batch, 0)  # type: ignore[no-any-return]
+
+
+def test_decode_on_device_gives_the_workers_batch(fmow_sample: Path, tmp_path: Path) -> None:
+    # Same seed, same pairs: every key is equal and the pixels agree to PIL's draft decode.
+    workers = _first_batches(_module(fmow_sample, tmp_path))
+    dm = _module(fmow_sample, tmp_path, decode_on_device=True)
+    dm.prepare_data()
+    dm.setup("fit")
+    raw = next(iter(dm.train_dataloader()))
+    assert "image" not in raw
+    assert isinstance(raw["encoded"], EncodedImages)
+    assert len(raw["encoded"]) == 8  # 4 pairs, pair-major
+    decoded = dm.on_after_batch_transfer(raw, 0)
+    assert set(decoded) == set(workers)
+    for key in workers:
+        if key != "image":
+            assert torch.equal(decoded[key], workers[key]), key
+    assert decoded["image"].shape == workers["image"].shape == (4, 2, 3, 48, 48)
+    assert decoded["image"].dtype == torch.uint8
+    diff = (decoded["image"].float() - workers["image"].float()).abs()
+    assert diff.mean() < 1.0
+    assert dm.num_decode_failures == 0
+    # A band selection applies after the decode; validation batches are left as they are.
+    bgr = _first_batches(_module(fmow_sample, tmp_path, decode_on_device=True, bands=[3, 2, 1]))
+    assert torch.equal(bgr["image"], decoded["image"].flip(2))
+    plain = {"image": torch.zeros(1)}
+    assert dm.on_after_batch_transfer(plain, 0) is plain
+
+
+def _corrupt(root: Path, rows: list[str]) -> None:
+    for path in rows:
+        (root / path).write_bytes(b"\xff\xd8" + bytes(500))  # a JPEG marker, then nothing valid
+
+
+def test_decode_on_device_replaces_corrupt_images(fmow_sample: Path, tmp_path: Path) -> None:
+    root = tmp_path / "fmow-rgb"
+    shutil.copytree(fmow_sample, root)
+    clean = _first_batches(_module(root, tmp_path))
+    dm = _module(root, tmp_path, decode_on_device=True)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.index is not None
+    paths = dm.index.split_rows("train")["path"].tolist()
+    (i0, j0), (i1, j1) = clean["index"][0].tolist(), clean["index"][1].tolist()
+    assert len({i0, j0, i1, j1}) == 4
+    # Pair 0 loses its second view; pair 1 loses both of its views.
+    _corrupt(root, [paths[j0], paths[i1], paths[j1]])
+    batch = next(iter(dm.train_dataloader()))
+    with pytest.warns(RuntimeWarning, match="cannot decode the image") as record:
+        out = dm.on_after_batch_transfer(batch, 0)
+    named = " ".join(str(w.message) for w in record)
+    assert all(paths[r] in named for r in (j0, i1, j1))
+    assert dm.num_decode_failures == 3
+    image = out["image"]
+    assert torch.equal(image[0, 1], image[0, 0])  # the anchor stands in for its lost view
+    assert out["index"][0].tolist() == [i0, i0]
+    assert out["time"][0, 1] == out["time"][0, 0]
+    for key in out:  # pair 1 is a copy of its nearest intact neighbour, pair 2
+        assert torch.equal(out[key][1], out[key][2]), key
+    for key in out:  # the other pairs are untouched
+        if key != "image":
+            assert torch.equal(out[key][2:], clean[key][2:]), key
+
+
+def test_decode_on_device_stops_past_the_failure_limit(
+    fmow_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "fmow-rgb"
+    shutil.copytree(fmow_sample, root)
+    dm = _module(root, tmp_path, decode_on_device=True)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.index is not None
+    _corrupt(root, dm.index.split_rows("train")["path"].tolist())
+    batch = next(iter(dm.train_dataloader()))
+    with pytest.warns(RuntimeWarning), pytest.raises(BadDatasetError, match="no pair of a batch"):
+        dm.on_after_batch_transfer(batch, 0)
+    monkeypatch.setattr(fmow_datamodule, "MAX_DECODE_FAILURES", 2)
+    with pytest.warns(RuntimeWarning), pytest.raises(BadDatasetError, match=r"failed to decode"):
+        dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"product": "ms"}, r"data\.decode_on_device decodes JPEGs.*got 'ms'"),
+        ({"shared_canvas": True}, r"data\.decode_on_device and data\.shared_canvas"),
+    ],
+)
+def test_decode_on_device_arguments(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _module(tmp_path, tmp_path, decode_on_device=True, **kwargs)

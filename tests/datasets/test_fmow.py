@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from geossl.datasets.encoded import EncodedImages
 from geossl.datasets.errors import BadDatasetError, InvalidSampleError
 from geossl.datasets.fmow import (
     FMOW_CATEGORIES,
@@ -448,6 +449,45 @@ def test_too_many_load_failures(tmp_path: Path) -> None:
     assert message.startswith(str(tmp_path))
     assert "max_load_failures=2" in message
     assert "\n" not in message
+
+
+def test_encoded_pairs_carry_the_files_and_crops(tmp_path: Path) -> None:
+    rows = _rows(tmp_path)
+    rows.loc[1, ["crop_x0", "crop_y0", "crop_x1", "crop_y1"]] = [4, 2, 60, 40]
+    dataset = FMoWTemporalPairs(tmp_path, rows, image_size=24, encoded=True)
+    sample = dataset[(0, 1)]
+    assert "image" not in sample
+    encoded = sample["encoded"]
+    assert isinstance(encoded, EncodedImages)
+    assert encoded.data == [(tmp_path / p).read_bytes() for p in rows["path"][:2]]
+    assert encoded.crops == [(0, 0, 64, 48), (4, 2, 60, 40)]
+    assert encoded.paths == [str(tmp_path / p) for p in rows["path"][:2]]
+    assert sample["time"].tolist() == [0, 1000]
+    assert sample["index"].tolist() == [0, 1]
+    assert sample["location"] == 0
+
+
+def test_encoded_pairs_replace_unreadable_files(tmp_path: Path) -> None:
+    rows = _rows(tmp_path)
+    (tmp_path / rows["path"][0]).unlink()
+    (tmp_path / rows["path"][4]).write_bytes(b"GIF89a")  # not a JPEG
+    pairs = FMoWTemporalPairs(tmp_path, rows, image_size=16, encoded=True)
+    with pytest.warns(RuntimeWarning, match=r"loc0_0_rgb\.jpg: cannot read image"):
+        assert pairs[(1, 0)]["index"].tolist() == [1, 1]  # view 1 repeats the anchor
+    with pytest.warns(RuntimeWarning, match=r"loc2_4_rgb\.jpg: cannot read image \(not a JPEG"):
+        sample = pairs[(4, 4)]
+    assert sample["index"].tolist() == [2, 2]  # the next location's first image, twice
+    assert sample["encoded"].paths == [str(tmp_path / rows["path"][2])] * 2
+    assert pairs.num_load_failures == 2
+
+
+def test_encoded_pairs_need_jpegs_on_their_own_canvas(tmp_path: Path) -> None:
+    rows = _rows(tmp_path)
+    with pytest.raises(ValueError, match="shared canvas"):
+        FMoWTemporalPairs(tmp_path, rows, encoded=True, shared_canvas=True)
+    rows.loc[3, "path"] = "loc2_3_ms.tif"
+    with pytest.raises(ValueError, match=r"^loc2_3_ms\.tif: encoded=True reads JPEG images only"):
+        FMoWTemporalPairs(tmp_path, rows, encoded=True)
 
 
 # --------------------------------------------------------------------------- shared canvas
