@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.update_docs import main as update_docs
 from geossl import __version__
-from geossl.cli import run_pretrain
+from geossl.cli.pretrain_cli import run_pretrain
 from geossl.datasets.fmow_sample import generate_fmow_sample
 from geossl.trainers.callbacks import RunSummary
 

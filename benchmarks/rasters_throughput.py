@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks.pretrain_throughput import machine
 from benchmarks.update_docs import main as update_docs
-from geossl.cli import run_pretrain
+from geossl.cli.pretrain_cli import run_pretrain
 from geossl.datamodules import RasterTimeSeriesDataModule
 from geossl.trainers.callbacks import RunSummary
 

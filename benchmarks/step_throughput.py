@@ -183,7 +183,7 @@ def build_torchgeo(mode: str, settings: Settings) -> tuple[nn.Module, StepFn]:
     """
     import warnings
 
-    from torchgeo.trainers import MoCoTask
+    from geossl.utils.torchgeo_tasks import MoCoTask
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MoCoTask's hyper-parameter advice

@@ -1,6 +1,6 @@
 """Entry point for ``python -m geossl``."""
 
-from geossl.main import main
+from geossl.cli import main
 
 if __name__ == "__main__":
     main()

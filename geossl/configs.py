@@ -58,3 +58,22 @@ def preset_path(name: str, task: str = "pretrain") -> Path:
         valid = ", ".join(list_presets(task)) or "none"
         raise ValueError(f"unknown --dataset {name!r} for {task}: choose one of {valid}")
     return path
+
+
+def preset_summary(name: str, task: str = "pretrain") -> str:
+    """Return the one-line summary of a preset: the text of its first comment line.
+
+    Every preset opens with ``# <what it trains, on what>``; ``geossl pretrain --help`` lists
+    them. Reading one line keeps ``--help`` free of YAML parsing and of any torch import.
+
+    Args:
+        name: Preset name (``-`` and ``_`` are interchangeable).
+        task: The sub-folder of the configs folder.
+
+    Returns:
+        The summary, without the leading ``#``; ``""`` when the file does not start with a
+        comment.
+    """
+    with preset_path(name, task).open(encoding="utf-8") as file:
+        first = file.readline().strip()
+    return first.lstrip("#").strip() if first.startswith("#") else ""

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from geossl.cli import run_pretrain
+from geossl.cli.pretrain_cli import run_pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"

@@ -46,3 +46,25 @@ def test_config_builds_and_steps(path: Path) -> None:
     loss.backward()
     grads = [p.grad for p in task.backbone.parameters() if p.grad is not None]
     assert grads, f"{path.name}: no gradient reached the backbone"
+
+
+FINETUNE_PRESETS = sorted((REPO / "configs" / "finetune").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PRESETS + FINETUNE_PRESETS, ids=lambda p: p.stem)
+def test_presets_use_the_progress_bars_without_v_num(path: Path) -> None:
+    # Lightning's bars show the logger's version as `v_num: 0.000`; geossl's drop it.
+    callbacks = yaml.safe_load(path.read_text())["trainer"]["callbacks"]
+    bars = [c["class_path"] for c in callbacks if "ProgressBar" in c["class_path"]]
+    assert bars in (
+        ["geossl.trainers.callbacks.RichProgressBar"],
+        ["geossl.trainers.callbacks.TQDMProgressBar"],
+    ), bars
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_presets_open_with_a_one_line_summary(path: Path) -> None:
+    # `geossl pretrain --help` lists the presets by their first comment line.
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# ")
+    assert 20 < len(first) <= 80, first

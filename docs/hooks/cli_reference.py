@@ -9,7 +9,7 @@ import argparse
 import re
 from typing import Any
 
-from geossl.main import build_parser
+from geossl.cli import build_parser
 
 _MARKER = re.compile(r"<!-- geossl-help:\s*(?P<command>[\w ]*?)\s*-->")
 

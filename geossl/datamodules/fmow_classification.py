@@ -43,9 +43,7 @@ class FMoWClassificationDataModule(LightningDataModule):
             val; ``"test"`` reads ``test_gt_mapping.json``).
         temporal: one sample per location with all its acquisitions (features averaged).
         max_views: acquisitions per location with ``temporal``.
-        seed: seed of the index's geo clusters (the pretraining index cache is reused when it
-            matches) and of the training shuffle.
-        num_geo_clusters: geo clusters of the index (only to share the pretraining cache).
+        seed: seed of the training shuffle.
         cache_dir: index cache folder (default ``{root}/.geossl``).
         max_bad_fraction: fail when more than this fraction of the samples is bad.
         pin_memory: pin batches (only when CUDA is available).
@@ -69,7 +67,6 @@ class FMoWClassificationDataModule(LightningDataModule):
         temporal: bool = False,
         max_views: int = 4,
         seed: int = 0,
-        num_geo_clusters: int = 100,
         cache_dir: str | None = None,
         max_bad_fraction: float = 0.5,
         pin_memory: bool = True,
@@ -86,7 +83,6 @@ class FMoWClassificationDataModule(LightningDataModule):
             ("image_size", image_size),
             ("batch_size", batch_size),
             ("max_views", max_views),
-            ("num_geo_clusters", num_geo_clusters),
         ):
             if value < 1:
                 raise ValueError(f"data.{key} must be at least 1, got {value}")
@@ -105,7 +101,6 @@ class FMoWClassificationDataModule(LightningDataModule):
         self.temporal = temporal
         self.max_views = max_views
         self.seed = seed
-        self.num_geo_clusters = num_geo_clusters
         self.cache_dir = cache_dir
         self.max_bad_fraction = max_bad_fraction
         self.pin_memory = pin_memory
@@ -136,7 +131,7 @@ class FMoWClassificationDataModule(LightningDataModule):
             self.root,
             splits=self.splits,
             product=self.product,
-            num_geo_clusters=self.num_geo_clusters,
+            num_geo_clusters=None,  # labels only: a small labelled subset must fine-tune
             seed=self.seed,
             cache_dir=self.cache_dir,
             max_bad_fraction=self.max_bad_fraction,

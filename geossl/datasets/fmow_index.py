@@ -229,7 +229,8 @@ class FMoWIndex:
     Attributes:
         table: one row per valid image, columns of docs/design.md, sorted by
             ``(location_id, timestamp, t)``.
-        centroids: geo-cluster centroids, unit vectors ``float64 [K, 3]`` (``geo_label`` indexes).
+        centroids: geo-cluster centroids, unit vectors ``float64 [K, 3]`` (``geo_label`` indexes;
+            ``[0, 3]`` for an index built without geo clusters, whose ``geo_label`` is -1).
         report: what the build saw (for a cached index: the report of the build that wrote it).
         cache_path: the Parquet file (written, or read when ``from_cache``).
         from_cache: whether the table was read from ``cache_path`` instead of built.
@@ -692,11 +693,44 @@ def _task_results(
 # --------------------------------------------------------------------------------------------------
 
 
+def _geo_clusters(
+    table: pa.Table,
+    location_id: npt.NDArray[np.int32],
+    num_locations: int,
+    units: list[_Unit],
+    location_units: npt.NDArray[np.int64],
+    splits: Sequence[str],
+    num_geo_clusters: int,
+    seed: int,
+    root: str,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int16]]:
+    """Spherical k-means of the training locations; return the centroids and each row's label."""
+    # One point per location: the normalised mean of its images' footprint centres.
+    points = latlon_to_unit(table.column("lat").to_numpy(), table.column("lon").to_numpy())
+    sums = np.stack(
+        [np.bincount(location_id, weights=points[:, d], minlength=num_locations) for d in range(3)],
+        axis=1,
+    )
+    location_points = sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(min=1e-12)
+    location_split = np.array([units[u].split for u in location_units])
+    train = location_split == "train" if "train" in splits else np.ones(num_locations, dtype=bool)
+    centroids, _ = spherical_kmeans(
+        location_points[train],
+        num_geo_clusters,
+        seed,
+        k_name="data.num_geo_clusters",
+        what="training locations" if "train" in splits else "locations",
+        context=root,
+    )
+    geo_label = assign_clusters(location_points, centroids).astype(np.int16)[location_id]
+    return centroids, geo_label
+
+
 def _finish_table(
     batches: list[pa.RecordBatch],
     units: list[_Unit],
     splits: Sequence[str],
-    num_geo_clusters: int,
+    num_geo_clusters: int | None,
     seed: int,
     root: str,
 ) -> tuple[pa.Table, npt.NDArray[np.float64], int]:
@@ -712,24 +746,21 @@ def _finish_table(
     num_locations = int(location_id[-1]) + 1
     starts = np.flatnonzero(new_location)
 
-    # One point per location: the normalised mean of its images' footprint centres.
-    points = latlon_to_unit(table.column("lat").to_numpy(), table.column("lon").to_numpy())
-    sums = np.stack(
-        [np.bincount(location_id, weights=points[:, d], minlength=num_locations) for d in range(3)],
-        axis=1,
-    )
-    location_points = sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(min=1e-12)
-    location_split = np.array([units[u].split for u in unit[starts]])
-    train = location_split == "train" if "train" in splits else np.ones(num_locations, dtype=bool)
-    centroids, _ = spherical_kmeans(
-        location_points[train],
-        num_geo_clusters,
-        seed,
-        k_name="data.num_geo_clusters",
-        what="training locations" if "train" in splits else "locations",
-        context=root,
-    )
-    geo_label = assign_clusters(location_points, centroids).astype(np.int16)[location_id]
+    if num_geo_clusters is None:  # fine-tuning and evaluation: no geo labels
+        centroids = np.zeros((0, 3), dtype=np.float64)
+        geo_label = np.full(len(location_id), -1, dtype=np.int16)
+    else:
+        centroids, geo_label = _geo_clusters(
+            table,
+            location_id,
+            num_locations,
+            units,
+            unit[starts],
+            splits,
+            num_geo_clusters,
+            seed,
+            root,
+        )
 
     columns = []
     for name, typ in INDEX_COLUMNS:
@@ -837,7 +868,7 @@ def build_fmow_index(
     root: str | os.PathLike[str],
     splits: Sequence[str] = ("train", "val"),
     product: str = "rgb",
-    num_geo_clusters: int = 100,
+    num_geo_clusters: int | None = 100,
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
     rebuild: bool = False,
@@ -871,7 +902,9 @@ def build_fmow_index(
         product: ``"rgb"`` (``_rgb.jpg``, else fMoW-full's ``_rgb.tif``), ``"msrgb"``
             (``_msrgb.jpg``), ``"ms"`` (fMoW-full's ``_ms.tif``) or ``"sentinel"``
             (fMoW-Sentinel's 13-band GeoTIFFs).
-        num_geo_clusters: number of geo clusters K.
+        num_geo_clusters: number of geo clusters K; None computes none (every ``geo_label`` is
+            -1, no centroids): what fine-tuning and evaluation use, so that a small labelled
+            subset needs no more locations than clusters.
         seed: k-means seed.
         cache_dir: where the Parquet cache goes; default ``{root}/.geossl``. A cache that cannot be
             written (read-only dataset) only warns.
@@ -904,7 +937,7 @@ def build_fmow_index(
         raise ValueError(f"product must be one of {sorted(PRODUCTS)}, got {product!r}")
     if product == "sentinel" and any(s not in FMOW_SENTINEL_CSV for s in splits):
         raise ValueError(f"fMoW-Sentinel has the splits {list(FMOW_SENTINEL_CSV)}, got {splits}")
-    if num_geo_clusters < 1:
+    if num_geo_clusters is not None and num_geo_clusters < 1:
         raise ValueError(f"num_geo_clusters must be at least 1, got {num_geo_clusters}")
     if not 0.0 <= max_bad_fraction <= 1.0:
         raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")

@@ -6,9 +6,49 @@ from typing import Any
 
 import lightning
 import torch
+from lightning.pytorch import callbacks
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from rich.console import Console
 from rich.table import Table
+
+__all__ = ["RichProgressBar", "RunSummary", "TQDMProgressBar"]
+
+
+def _without_version(items: dict[str, Any]) -> dict[str, Any]:
+    """Drop ``v_num``: the logger's version number says nothing about the run's progress."""
+    items.pop("v_num", None)
+    return items
+
+
+class RichProgressBar(callbacks.RichProgressBar):
+    """Lightning's rich progress bar without the logger's ``v_num`` (shown as ``v_num: 0.000``).
+
+    The pretraining presets name it (``geossl.trainers.callbacks.RichProgressBar``); it takes
+    Lightning's arguments.
+
+    Example:
+        >>> RichProgressBar(leave=True).leave
+        True
+    """
+
+    def get_metrics(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
+    ) -> dict[str, Any]:
+        """The bar's items: the logged progress-bar metrics, without ``v_num``."""
+        return _without_version(super().get_metrics(trainer, pl_module))
+
+
+class TQDMProgressBar(callbacks.TQDMProgressBar):
+    """Lightning's tqdm progress bar without the logger's ``v_num``.
+
+    The fine-tuning presets name it (``geossl.trainers.callbacks.TQDMProgressBar``).
+    """
+
+    def get_metrics(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
+    ) -> dict[str, Any]:
+        """The bar's items: the logged progress-bar metrics, without ``v_num``."""
+        return _without_version(super().get_metrics(trainer, pl_module))
 
 
 def _batch_size(batch: Any) -> int:

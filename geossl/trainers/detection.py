@@ -49,9 +49,6 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torch.optim import AdamW
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchgeo.trainers import ObjectDetectionTask
-from torchgeo.trainers.detection import BACKBONE_LAT_DIM_MAP
-from torchgeo.trainers.utils import GeneralizedRCNNTransformNoOp
 from torchmetrics.detection.mean_ap import MeanAveragePrecision
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
@@ -63,6 +60,11 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from geossl.datasets.xview import XVIEW_NUM_CLASSES
 from geossl.errors import NonFiniteLossError
 from geossl.trainers.downstream import DownstreamWeights
+from geossl.utils.torchgeo_tasks import (
+    BACKBONE_LAT_DIM_MAP,
+    GeneralizedRCNNTransformNoOp,
+    ObjectDetectionTask,
+)
 
 __all__ = ["DETECTION_MODELS", "XViewDetectionTask", "build_detector", "map_scalars"]
 

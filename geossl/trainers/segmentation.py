@@ -20,7 +20,6 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torch.optim import AdamW
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchgeo.trainers import SemanticSegmentationTask
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     BinaryF1Score,
@@ -31,6 +30,7 @@ from torchmetrics.classification import (
 
 from geossl.datasets.spacenet import IGNORE_INDEX
 from geossl.trainers.downstream import DownstreamWeights
+from geossl.utils.torchgeo_tasks import SemanticSegmentationTask
 
 __all__ = ["NUM_CLASSES", "SEGMENTATION_MODELS", "SpaceNetSegmentationTask", "segmentation_metrics"]
 

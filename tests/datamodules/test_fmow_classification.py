@@ -14,7 +14,6 @@ def _module(data_root: Path, tmp_path: Path, **kwargs: Any) -> FMoWClassificatio
         "image_size": 24,
         "batch_size": 4,
         "num_workers": 0,
-        "num_geo_clusters": 4,
         "cache_dir": str(tmp_path / "index"),
     }
     options.update(kwargs)

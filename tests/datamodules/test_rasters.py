@@ -9,7 +9,7 @@ import rasterio
 import torch
 from rasterio.windows import from_bounds
 
-from geossl.cli import run_pretrain
+from geossl.cli.pretrain_cli import run_pretrain
 from geossl.datamodules import RasterTimeSeriesDataModule
 from geossl.datasets.rasters import TimeSeriesRasters
 from geossl.datasets.rasters_sample import (

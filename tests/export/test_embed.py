@@ -22,11 +22,11 @@ from rasterio.warp import transform_geom
 from torch import nn
 
 from geossl import __version__
+from geossl.cli import main
 from geossl.datasets.fmow_sample import generate_fmow_sample
 from geossl.export.chips import ChipGrid
 from geossl.export.embed import EmbedReport, describe_pooling, embed_rasters, output_paths
 from geossl.export.sources import find_sources
-from geossl.main import main
 from tests.export.embed_helpers import (
     IDENTITY,
     UTM_TRANSFORM,

@@ -11,14 +11,14 @@ import pytest
 import timm
 import torch
 from torch import Tensor, nn
-from torchgeo.trainers import ClassificationTask, SemanticSegmentationTask
 
+from geossl.cli import main
 from geossl.export import ExportedWeights, export_weights, load_backbone
-from geossl.main import main
 from geossl.models import forward_feature_map
 from geossl.models.weights import load_state_dict_strict
 from geossl.trainers import GeoSSLTask
 from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD
+from geossl.utils.torchgeo_tasks import ClassificationTask, SemanticSegmentationTask
 from tests.pretrain_helpers import shared_tiny_checkpoint
 
 

@@ -11,13 +11,13 @@ import torchgeo.models
 from safetensors.torch import save_file
 from torch import Tensor
 from torchgeo.models import ResNet50_Weights
-from torchgeo.trainers import ClassificationTask, SemanticSegmentationTask
 from torchvision.models._api import Weights
 
 from geossl.export import ExportedWeights, export_weights
 from geossl.models import GeoSSLWeights, LocalWeights, read_weights, resnet18, resnet50
 from geossl.models.weights import build_transforms, load_state_dict_strict, pretrain_method
 from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD
+from geossl.utils.torchgeo_tasks import ClassificationTask, SemanticSegmentationTask
 from tests.pretrain_helpers import shared_tiny_checkpoint
 
 

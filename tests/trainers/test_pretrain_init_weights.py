@@ -9,7 +9,7 @@ import timm
 import torch
 from torch import Tensor
 
-from geossl.cli import run_pretrain
+from geossl.cli.pretrain_cli import run_pretrain
 from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
 from geossl.export import ExportedWeights, export_weights
 from geossl.models.init import adapt_first_conv

@@ -12,7 +12,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from geossl.cli import run_pretrain
+from geossl.cli.pretrain_cli import run_pretrain
 from geossl.datamodules import RasterTimeSeriesDataModule
 from geossl.datasets.rasters_sample import (
     RasterSampleSummary,

@@ -1,13 +1,14 @@
-"""``geossl finetune``, ``geossl evaluate`` and ``geossl compare``: the downstream tasks.
+"""The LightningCLI runs of ``geossl finetune``, ``evaluate`` and ``compare``.
 
-One registry (:data:`DOWNSTREAM_TASKS`) names each task, its preset in ``configs/finetune/`` and
-its LightningModule. ``finetune`` runs LightningCLI on the preset (every ``--model.init_args.*`` /
-``--data.init_args.*`` / ``--trainer.*`` flag overrides it), fits, tests the best checkpoint and
-writes the metrics; ``evaluate`` reloads a saved model and tests it on a split; ``compare`` runs
-``finetune`` once per weights and prints the side-by-side table the papers print.
+The task registry and the argument front-ends are in [geossl.cli.finetune][] (no torch import);
+this module imports Lightning. ``finetune`` runs LightningCLI on the preset (every
+``--model.init_args.*`` / ``--data.init_args.*`` / ``--trainer.*`` flag overrides it), fits,
+tests the best checkpoint and writes the metrics; ``evaluate`` reloads a saved model and tests
+it on a split; ``compare`` runs ``finetune`` once per weights and prints the papers' table.
 """
 
 import importlib
+import inspect
 import json
 import math
 import os
@@ -23,81 +24,19 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from geossl.cli import default_precision
+from geossl.cli.finetune import DownstreamTaskSpec, get_task_spec
+from geossl.cli.runtime import default_precision, quiet_lightning
 from geossl.configs import preset_path
 from geossl.utils.io import atomic_write_bytes
 
 __all__ = [
-    "DOWNSTREAM_TASKS",
-    "DownstreamTaskSpec",
+    "DownstreamCLI",
     "EvaluationResult",
     "format_comparison",
-    "get_task_spec",
     "run_compare",
     "run_evaluate",
     "run_finetune",
 ]
-
-
-@dataclass(frozen=True)
-class DownstreamTaskSpec:
-    """A downstream task of ``geossl finetune --task NAME``.
-
-    Attributes:
-        name: the ``--task`` value.
-        preset: the YAML in ``configs/finetune/`` (without ``.yaml``).
-        task_class: import path of the LightningModule.
-        metrics: the test metrics to report, headline first (the papers' metric).
-        description: one line for ``--help``.
-        data_in_channels: the data module's attribute that gives the model's ``in_channels``
-            (linked at instantiation, so a 13-band product needs no second flag); ``""`` when the
-            preset sets ``model.init_args.in_channels`` itself.
-    """
-
-    name: str
-    preset: str
-    task_class: str
-    metrics: tuple[str, ...]
-    description: str
-    data_in_channels: str = ""
-
-
-#: The downstream tasks, by ``--task`` name.
-DOWNSTREAM_TASKS: dict[str, DownstreamTaskSpec] = {
-    spec.name: spec
-    for spec in (
-        DownstreamTaskSpec(
-            "fmow-cls",
-            "fmow-cls",
-            "geossl.trainers.classification.FMoWClassificationTask",
-            ("test_top1", "test_macro_f1", "test_top5"),
-            "fMoW 62-way classification, full fine-tuning (top-1, macro F1)",
-            data_in_channels="in_chans",
-        ),
-        DownstreamTaskSpec(
-            "fmow-linear",
-            "fmow-linear",
-            "geossl.trainers.classification.FMoWClassificationTask",
-            ("test_top1", "test_macro_f1", "test_top5"),
-            "fMoW 62-way classification, linear probe on frozen features (top-1, macro F1)",
-            data_in_channels="in_chans",
-        ),
-        DownstreamTaskSpec(
-            "xview-det",
-            "xview-det",
-            "geossl.trainers.detection.XViewDetectionTask",
-            ("test_map_50", "test_map"),
-            "xView object detection, RetinaNet + FPN (AP50, COCO mAP)",
-        ),
-        DownstreamTaskSpec(
-            "spacenet-seg",
-            "spacenet-seg",
-            "geossl.trainers.segmentation.SpaceNetSegmentationTask",
-            ("test_miou", "test_building_iou", "test_building_f1"),
-            "SpaceNet building segmentation (mIoU, building IoU / F1)",
-        ),
-    )
-}
 
 
 class DownstreamCLI(LightningCLI):
@@ -126,17 +65,6 @@ class DownstreamCLI(LightningCLI):
                 "model.init_args.in_channels",
                 apply_on="instantiate",
             )
-
-
-def get_task_spec(name: str) -> DownstreamTaskSpec:
-    """The task called ``name``.
-
-    Raises:
-        ValueError: for an unknown name, listing the valid ones.
-    """
-    if name not in DOWNSTREAM_TASKS:
-        raise ValueError(f"unknown --task {name!r}: choose one of {', '.join(DOWNSTREAM_TASKS)}")
-    return DOWNSTREAM_TASKS[name]
 
 
 def _import_class(path: str) -> type[Any]:
@@ -213,16 +141,6 @@ def _write_outputs(
     atomic_write_bytes(result.metrics_path, json.dumps(payload, indent=2).encode())
 
 
-def _quiet_lightning_warnings() -> None:
-    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
-    warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended to run")
-    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    # A linear probe keeps its frozen backbone in eval mode on purpose (fixed BN statistics).
-    warnings.filterwarnings(
-        "ignore", r"Found \d+ module\(s\) in eval mode at the start of training"
-    )
-
-
 def run_finetune(
     task: str, weights: str | None = None, args: Sequence[str] | None = None
 ) -> EvaluationResult:
@@ -239,7 +157,7 @@ def run_finetune(
         The test metrics, written to ``{run_dir}/metrics.json`` with the report files.
     """
     spec = get_task_spec(task)
-    _quiet_lightning_warnings()
+    quiet_lightning()
     cli_args = ["--config", str(preset_path(spec.preset, task="finetune")), *(args or [])]
     if weights is not None:  # last, so that a --config in args cannot override it
         cli_args += ["--model.init_args.weights", str(weights)]
@@ -318,8 +236,8 @@ def run_evaluate(
     if split is not None:
         data_hp["test_split"] = split
     data_cls = _import_class(data_class)
-    datamodule = data_cls(**data_hp)
-    _quiet_lightning_warnings()
+    datamodule = data_cls(**_accepted_arguments(data_cls, data_hp, path))
+    quiet_lightning()
     trainer = lightning.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -338,6 +256,28 @@ def run_evaluate(
     out_dir = Path(output) if output is not None else path.parent / f"eval-{shown_split}"
     _write_outputs(result, model, out_dir, spec)
     return result
+
+
+def _accepted_arguments(
+    cls: type[Any], arguments: Mapping[str, Any], source: Path
+) -> dict[str, Any]:
+    """The saved constructor ``arguments`` that ``cls`` still takes; warn about the others.
+
+    A checkpoint keeps the data module's arguments of the geossl that wrote it; an argument
+    removed since (``num_geo_clusters`` of the fMoW classification data, which only pretraining
+    needs) must not stop the evaluation.
+    """
+    parameters = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(arguments)
+    dropped = sorted(k for k in arguments if k not in parameters)
+    if dropped:
+        warnings.warn(
+            f"{source}: {cls.__name__} no longer takes {', '.join(dropped)}; ignored",
+            UserWarning,
+            stacklevel=3,
+        )
+    return {k: v for k, v in arguments.items() if k in parameters}
 
 
 def _preset_data_class(spec: DownstreamTaskSpec) -> str:

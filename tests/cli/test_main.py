@@ -1,5 +1,6 @@
 """The ``geossl`` command: dispatch, help, one-line errors."""
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -7,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from geossl import __version__
-from geossl.main import _split_dataset_flag, build_parser, main
+from geossl.cli import COMMANDS, build_parser, main
+from geossl.cli._args import split_flag
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,18 +34,63 @@ def test_python_dash_m_entry_point() -> None:
         assert command in result.stdout
 
 
-def test_split_dataset_flag() -> None:
-    assert _split_dataset_flag(["--dataset", "fmow", "--data.root", "x"]) == (
+#: What every help screen must answer without: each costs seconds to import.
+HEAVY_MODULES = ("torch", "lightning", "torchgeo", "rasterio", "numpy", "pandas", "timm")
+
+
+HELP_SCREENS = [
+    ["--help"],
+    ["--version"],
+    ["pretrain", "--help"],
+    ["finetune", "--help"],
+    ["compare", "--help"],
+    ["evaluate", "--help"],
+    ["datasets", "sample", "--help"],
+    ["embed", "--help"],
+    ["export", "weights", "--help"],
+    ["demo", "--help"],
+]
+
+_HELP_SCRIPT = """
+import sys
+from geossl.cli import main
+for argv in ARGV:
+    try:
+        main(argv)
+    except SystemExit as error:
+        assert error.code in (0, None), (argv, error.code)
+print("LOADED", sorted(m for m in HEAVY if m in sys.modules))
+"""
+
+
+def test_help_and_version_import_no_torch() -> None:
+    # `geossl --help` took ~10 s when building the parser imported Lightning.
+    script = _HELP_SCRIPT.replace("ARGV", repr(HELP_SCREENS)).replace("HEAVY", repr(HEAVY_MODULES))
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "LOADED []"
+
+
+def test_command_table_matches_the_parser() -> None:
+    parser = build_parser()
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert list(actions[0].choices) == list(COMMANDS)
+
+
+def test_split_flag() -> None:
+    assert split_flag(["--dataset", "fmow", "--data.root", "x"], "--dataset") == (
         "fmow",
         ["--data.root", "x"],
     )
-    assert _split_dataset_flag(["--dataset=fmow"]) == ("fmow", [])
-    assert _split_dataset_flag(["--trainer.max_epochs", "1"]) == (
+    assert split_flag(["--dataset=fmow"], "--dataset") == ("fmow", [])
+    assert split_flag(["--trainer.max_epochs", "1"], "--dataset") == (
         None,
         ["--trainer.max_epochs", "1"],
     )
     with pytest.raises(ValueError, match="--dataset needs"):
-        _split_dataset_flag(["--dataset"])
+        split_flag(["--dataset"], "--dataset")
 
 
 def test_unknown_preset_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""``geossl pretrain``: the LightningCLI that trains a :class:`~geossl.trainers.GeoSSLTask`.
+"""The LightningCLI of ``geossl pretrain``, which trains a :class:`~geossl.trainers.GeoSSLTask`.
 
 Everything after ``geossl pretrain`` is LightningCLI syntax (``--trainer.max_epochs 5``,
 ``--model.losses '{tp: 1}'``,
@@ -12,33 +12,21 @@ without a ``class_path`` anywhere it is :data:`DEFAULT_DATAMODULE` (fMoW), so ``
 ...}`` and ``--data.root`` keep working (:func:`data_class_path`).
 """
 
-import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from geossl import datamodules
+from geossl.cli.pretrain import DEFAULT_DATAMODULE
+from geossl.cli.runtime import default_precision, quiet_lightning
 from geossl.configs import preset_path
 from geossl.trainers.callbacks import RunSummary
 from geossl.trainers.pretrain import GeoSSLTask
-
-#: The data module of a ``data`` section without ``class_path`` (the rasters preset names
-#: ``geossl.datamodules.RasterTimeSeriesDataModule``).
-DEFAULT_DATAMODULE = "geossl.datamodules.FMoWDataModule"
-
-
-def default_precision() -> str:
-    """Pick the default precision: bf16 autocast on a GPU that supports it, else fp32."""
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
 
 
 class GeoSSLCLI(LightningCLI):
@@ -152,18 +140,7 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
     Returns:
         The CLI object (tests read ``cli.trainer`` and ``cli.model`` from it).
     """
-    # LightningCLI 2.6 calls jsonargparse APIs that 4.49 deprecates: those warnings are for
-    # Lightning's developers, not for someone starting a run.
-    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
-    # FMoWDataModule serves val images only when data.val_split is set; pretraining has no
-    # validation step, so Lightning's notice that it skips the val loop says nothing useful.
-    warnings.filterwarnings(
-        "ignore", "You passed in a `val_dataloader` but have no `validation_step`"
-    )
-    # `geossl pretrain` passes its own argument list while sys.argv also holds it: intended.
-    warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended to run")
-    # lightning 2.6's _pytree uses an API that torch 2.14 deprecates: harmless, and not the user's.
-    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    quiet_lightning()
     cli_args: list[str] | None = None if args is None else list(args)
     trainer_defaults: dict[str, Any] = {
         "precision": default_precision(),

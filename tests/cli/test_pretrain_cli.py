@@ -5,14 +5,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from geossl.cli import DEFAULT_DATAMODULE, build_args, data_class_path, run_pretrain
+from geossl.cli.pretrain import DEFAULT_DATAMODULE
+from geossl.cli.pretrain_cli import build_args, data_class_path, run_pretrain
 from geossl.configs import list_presets, preset_path
 from geossl.datamodules import RasterTimeSeriesDataModule
 from geossl.datasets.fmow_sample import generate_fmow_sample
 from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
 from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"
 RASTERS_TINY = REPO / "tests" / "conf" / "rasters_tiny.yaml"
 

@@ -7,18 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from geossl.finetune import (
-    DOWNSTREAM_TASKS,
+from geossl.cli import main
+from geossl.cli.finetune import DOWNSTREAM_TASKS, get_task_spec
+from geossl.cli.finetune_cli import (
     EvaluationResult,
     format_comparison,
-    get_task_spec,
     run_compare,
     run_evaluate,
     run_finetune,
 )
-from geossl.main import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "conf" / "fmow_cls_tiny.yaml"
 
 
@@ -179,3 +178,52 @@ def test_fmow_sentinel_links_the_band_count_into_the_model(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "in_chans mismatch: the weights have 13 input bands but the data has 3" in err
     assert "Union subtypes" not in err
+
+
+def test_fine_tunes_the_sample_command_output_without_geo_clusters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The sequence of the issue: `geossl datasets sample fmow --output DIR` (48 locations, 34 of
+    # them in train) then `geossl finetune --task fmow-cls --weights random --data.root DIR`.
+    # It stopped with "data.num_geo_clusters=100 is larger than the number of distinct training
+    # locations (34)": classification has no use for geo clusters.
+    root = tmp_path / "fmow"
+    main(["datasets", "sample", "fmow", "--output", str(root)])
+    assert "48 locations" in capsys.readouterr().out
+    main(
+        [
+            "finetune",
+            "--task",
+            "fmow-cls",
+            "--weights",
+            "random",
+            "--data.root",
+            str(root),
+            "--config",
+            str(TINY),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+    assert "test_top1" in capsys.readouterr().out
+    cached = list((root / ".geossl").glob("fmow-index-rgb-*.parquet"))
+    assert len(cached) == 1
+    import pyarrow.parquet as pq
+
+    geo_label = pq.read_table(cached[0], columns=["geo_label"]).column("geo_label").to_numpy()
+    assert (geo_label == -1).all()  # no clustering was done
+
+
+def test_evaluate_ignores_arguments_the_data_module_no_longer_takes(
+    finetuned: EvaluationResult, tmp_path: Path
+) -> None:
+    # A checkpoint of the previous geossl stores data.num_geo_clusters=100 for the fMoW
+    # classification data, which no longer takes it: evaluation warns and goes on.
+    assert finetuned.checkpoint is not None
+    saved = torch.load(finetuned.checkpoint, map_location="cpu", weights_only=True)
+    saved["datamodule_hyper_parameters"]["num_geo_clusters"] = 100
+    old = tmp_path / "old.ckpt"
+    torch.save(saved, old)
+    with pytest.warns(UserWarning, match="no longer takes num_geo_clusters; ignored"):
+        result = run_evaluate(old, output=tmp_path / "eval")
+    assert result.metrics == pytest.approx(finetuned.metrics, abs=1e-5)

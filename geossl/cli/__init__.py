@@ -1,0 +1,155 @@
+"""The ``geossl`` command: one table of subcommands, each a module of this package.
+
+Building the parser imports no torch and no Lightning (``geossl --help`` answers at once): the
+subcommand modules are argparse front-ends that import the library when they run. ``pretrain``,
+``finetune`` and ``compare`` hand their arguments to LightningCLI
+([geossl.cli.pretrain_cli][], [geossl.cli.finetune_cli][]); the others call one library
+function each, so everything they do is also available from Python.
+
+Example:
+    >>> parser = build_parser()
+    >>> sorted(COMMANDS) == sorted(parser._subparsers._group_actions[0].choices)
+    True
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from geossl import __version__
+from geossl.cli import datasets, demo, embed, export, finetune, pretrain
+from geossl.errors import NonFiniteLossError
+
+__all__ = ["COMMANDS", "Command", "build_parser", "main", "one_line_message"]
+
+#: Errors that are the user's to fix (bad data, bad config value): printed as one line, no
+#: traceback. Set GEOSSL_DEBUG=1 to get the traceback.
+_USER_ERRORS: tuple[type[Exception], ...] = (
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+    NonFiniteLossError,
+)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``geossl`` subcommand.
+
+    Attributes:
+        name: The word after ``geossl``.
+        add_parser: Adds the subcommand's parser (and its help line) to ``geossl``'s.
+        run: Runs it on the parsed arguments (argparse commands).
+        run_raw: Runs it on the raw arguments after the name (commands whose flags are
+            LightningCLI's); exactly one of ``run`` and ``run_raw`` is set.
+    """
+
+    name: str
+    add_parser: Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], object]
+    run: Callable[[argparse.Namespace], None] | None = None
+    run_raw: Callable[[list[str]], None] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.run is None) == (self.run_raw is None):
+            raise ValueError(f"command {self.name!r}: give exactly one of run and run_raw")
+
+
+#: The subcommands, in the order ``geossl --help`` lists them.
+COMMANDS: dict[str, Command] = {
+    command.name: command
+    for command in (
+        Command("pretrain", pretrain.add_parser, run_raw=pretrain.run),
+        Command("finetune", finetune.add_finetune_parser, run_raw=finetune.run_finetune_command),
+        Command("evaluate", finetune.add_evaluate_parser, run=finetune.run_evaluate_command),
+        Command("compare", finetune.add_compare_parser, run_raw=finetune.run_compare_command),
+        Command("datasets", datasets.add_parser, run=datasets.run),
+        Command("export", export.add_parser, run=export.run),
+        Command("embed", embed.add_parser, run=embed.run),
+        Command("demo", demo.add_parser, run=demo.run),
+    )
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser (LightningCLI commands are listed here, parsed there).
+
+    Returns:
+        The parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="geossl",
+        description="Geography-aware self-supervised learning for satellite and aerial imagery.",
+    )
+    parser.add_argument("--version", action="version", version=f"geossl {__version__}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}"
+    )
+    for command in COMMANDS.values():
+        command.add_parser(sub)
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    """Dispatch a command; returns the exit code."""
+    command = COMMANDS.get(argv[0]) if argv else None
+    if command is not None and command.run_raw is not None:
+        command.run_raw(argv[1:])
+        return 0
+    args = build_parser().parse_args(argv)
+    run = COMMANDS[args.command].run
+    if run is not None:  # always: a command without run_raw has run
+        run(args)
+    return 0
+
+
+#: How jsonargparse reports a class of a subclass-mode section (``model:``/``data:`` with a
+#: ``class_path``) whose constructor raised: the constructor's message is one of the listed errors.
+_UNION_ERROR = "Does not validate against any of the Union subtypes"
+
+
+def one_line_message(error: BaseException) -> str:
+    """The one line a user sees for ``error``: its first line, or the constructor's own message.
+
+    Args:
+        error: The exception.
+
+    Returns:
+        The line to print after ``geossl: error:``.
+
+    Example:
+        >>> one_line_message(ValueError("data.root: no such folder" + chr(10) + "more detail"))
+        'data.root: no such folder'
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    if not lines or not lines[0]:
+        return type(error).__name__
+    if lines[0].startswith(_UNION_ERROR):
+        # "Errors:" then "- <constructor message>" per subtype; the NoneType one says nothing.
+        reasons = [
+            line[2:]
+            for line in lines
+            if line.startswith("- ") and not line.startswith("- Expected a <class 'NoneType'>")
+        ]
+        if reasons:
+            return reasons[0]
+    return lines[0]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``geossl`` command line.
+
+    Args:
+        argv: Arguments without the program name; None reads ``sys.argv``.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _run(args)
+    except _USER_ERRORS as error:
+        if os.environ.get("GEOSSL_DEBUG"):
+            raise
+        print(f"geossl: error: {one_line_message(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if code:
+        raise SystemExit(code)

@@ -1,0 +1,198 @@
+"""``geossl datasets {sample,download,index}``: generate, download and index datasets.
+
+A thin argparse front-end: every action calls one library function, imported when it runs, so
+``geossl --help`` loads no torch.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``geossl datasets sample DATASET`` and ``{download,index} fmow``.
+
+    Args:
+        sub: The ``geossl`` sub-parsers.
+    """
+    datasets = sub.add_parser("datasets", help="generate, download and index datasets")
+    dsub = datasets.add_subparsers(dest="action", required=True, metavar="{sample,download,index}")
+
+    sample = dsub.add_parser(
+        "sample", help="write a small seeded sample in the real on-disk layout"
+    )
+    sample.add_argument(
+        "dataset",
+        choices=["fmow", "fmow-sentinel", "rasters", "xview", "spacenet1", "spacenet2"],
+    )
+    sample.add_argument("--output", required=True, type=Path, help="folder to create")
+    sample.add_argument(
+        "--locations",
+        type=int,
+        default=None,
+        help="fmow / fmow-sentinel: number of locations (default 48 / 24)",
+    )
+    sample.add_argument(
+        "--dates",
+        type=int,
+        default=5,
+        help="rasters: acquisition dates of the co-registered GeoTIFF time series (default 5)",
+    )
+    sample.add_argument(
+        "--images", type=int, default=12, help="xview: number of images (default 12)"
+    )
+    sample.add_argument(
+        "--tiles", type=int, default=8, help="spacenet1/2: number of image chips (default 8)"
+    )
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--full", action="store_true", help="fMoW-full layout (_rgb.tif + 8-band _ms.tif)"
+    )
+    sample.add_argument(
+        "--overwrite", action="store_true", help="replace an existing non-empty folder"
+    )
+
+    download = dsub.add_parser("download", help="download from the public S3 bucket (resumable)")
+    download.add_argument("dataset", choices=["fmow"])
+    download.add_argument("--root", required=True, type=Path)
+    download.add_argument("--subset", choices=["rgb", "full"], default="rgb")
+    download.add_argument("--splits", nargs="+", default=["train", "val"])
+    download.add_argument(
+        "--max-locations", type=int, default=None, help="per split, for a quick start"
+    )
+    download.add_argument("--workers", type=int, default=8)
+    download.add_argument(
+        "--base-url", default=None, help="mirror of the bucket (default: public S3)"
+    )
+
+    index = dsub.add_parser(
+        "index", help="build (or reuse) the cached image index and print its summary"
+    )
+    index.add_argument("dataset", choices=["fmow"])
+    index.add_argument("--root", required=True, type=Path)
+    index.add_argument("--splits", nargs="+", default=["train", "val"])
+    index.add_argument(
+        "--product",
+        choices=["rgb", "msrgb", "ms", "sentinel"],
+        default="rgb",
+        help="sentinel: fMoW-Sentinel (CSVs + 13-band GeoTIFFs; splits train, val, test)",
+    )
+    index.add_argument("--num-geo-clusters", type=int, default=100)
+    index.add_argument("--seed", type=int, default=0)
+    index.add_argument("--workers", type=int, default=None)
+    index.add_argument("--rebuild", action="store_true", help="ignore the cache and scan again")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run ``geossl datasets ...``.
+
+    Args:
+        args: The parsed arguments.
+    """
+    if args.action == "sample" and args.dataset == "xview":
+        from geossl.datasets.xview_sample import generate_xview_sample
+
+        xview = generate_xview_sample(
+            args.output, images=args.images, seed=args.seed, overwrite=args.overwrite
+        )
+        print(
+            f"wrote {len(xview.image_ids):,} GeoTIFFs and {xview.num_features:,} boxes "
+            f"({len(xview.missing_image_ids)} image(s) missing on purpose, as in xView) to "
+            f"{xview.root}"
+        )
+    elif args.action == "sample" and args.dataset.startswith("spacenet"):
+        from geossl.datasets.spacenet_sample import generate_spacenet_sample
+
+        spacenet = generate_spacenet_sample(
+            args.output,
+            collection=args.dataset,
+            tiles=args.tiles,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+        print(
+            f"wrote {len(spacenet.tiles):,} {args.dataset} chips "
+            f"({', '.join(spacenet.products)}) to {spacenet.dataset_dir}"
+        )
+    elif args.action == "sample" and args.dataset == "rasters":
+        from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
+
+        raster_summary = generate_raster_timeseries_sample(
+            args.output, num_dates=args.dates, seed=args.seed, overwrite=args.overwrite
+        )
+        height, width = raster_summary.size
+        print(
+            f"wrote {len(raster_summary.files):,} GeoTIFFs ({len(raster_summary.dates)} dates, "
+            f"{raster_summary.num_bands} bands, {width}x{height} px, EPSG:{raster_summary.epsg}) "
+            f"to {raster_summary.root}"
+        )
+    elif args.action == "sample" and args.dataset == "fmow-sentinel":
+        from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
+
+        sentinel = generate_fmow_sentinel_sample(
+            args.output,
+            locations=24 if args.locations is None else args.locations,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+        splits = ", ".join(f"{k} {v}" for k, v in sentinel.images_per_split.items() if v)
+        print(
+            f"wrote {sentinel.num_images:,} 13-band GeoTIFFs of {sentinel.num_locations:,} "
+            f"locations ({splits}; {sentinel.num_failed} failed download(s) left out of the "
+            f"CSVs, as in fMoW-Sentinel) to {sentinel.root}"
+        )
+    elif args.action == "sample":
+        from geossl.datasets.fmow_sample import generate_fmow_sample
+
+        summary = generate_fmow_sample(
+            args.output,
+            locations=48 if args.locations is None else args.locations,
+            seed=args.seed,
+            full=args.full,
+            overwrite=args.overwrite,
+        )
+        splits = ", ".join(f"{k} {v}" for k, v in summary.images_per_split.items() if v)
+        print(
+            f"wrote {summary.num_images:,} images of {summary.num_locations:,} locations "
+            f"({splits}; {summary.num_files:,} files) to {summary.root}"
+        )
+    elif args.action == "download":
+        from geossl.datasets.fmow_download import FMOW_BASE_URL, download_fmow
+
+        report = download_fmow(
+            args.root,
+            subset=args.subset,
+            splits=args.splits,
+            max_locations=args.max_locations,
+            workers=args.workers,
+            base_url=args.base_url or FMOW_BASE_URL,
+        )
+        print(
+            f"downloaded {report.downloaded:,} files ({report.bytes / 1e6:,.1f} MB), "
+            f"{report.skipped_existing:,} already complete, {len(report.failed):,} failed"
+        )
+        for path, reason in report.failed[:10]:
+            print(f"  failed: {path}: {reason}", file=sys.stderr)
+        if len(report.failed) > 10:
+            print(
+                f"  ... and {len(report.failed) - 10:,} more; run the command again to retry them",
+                file=sys.stderr,
+            )
+        if report.failed:
+            raise SystemExit(1)
+    elif args.action == "index":
+        from geossl.datasets.fmow_index import build_fmow_index
+
+        index = build_fmow_index(
+            args.root,
+            splits=tuple(args.splits),
+            product=args.product,
+            num_geo_clusters=args.num_geo_clusters,
+            seed=args.seed,
+            rebuild=args.rebuild,
+            workers=args.workers,
+        )
+        source = "loaded from cache" if index.from_cache else "built"
+        print(f"index {source}: {len(index.table):,} images -> {index.cache_path}")
