@@ -598,10 +598,14 @@ class _ToListTracer(TorchFunctionMode):
 
 
 def _short_frame(frame: traceback.FrameSummary) -> str:
-    """``.../site-packages/kornia/x.py`` line 12 -> ``kornia/x.py:12``."""
+    """``.../site-packages/kornia/x.py`` line 12 -> ``kornia/x.py:12``.
+
+    The last ``root`` in the path is the package's: a checkout in a folder named ``geossl``
+    (``.../geossl/geossl/x.py``) is still ``geossl/x.py``.
+    """
     for root in SyncTracer.ROOTS:
         if root in frame.filename:
-            return f"{root}{frame.filename.split(root, 1)[1]}:{frame.lineno}"
+            return f"{root}{frame.filename.rsplit(root, 1)[1]}:{frame.lineno}"
     return f"{frame.filename}:{frame.lineno}"
 
 

@@ -6,7 +6,7 @@ subcommand modules are argparse front-ends that import the library when they run
 ([geossl.cli.pretrain_cli][], [geossl.cli.finetune_cli][]); the others call one library
 function each, so everything they do is also available from Python.
 
-Example:
+Examples:
     >>> parser = build_parser()
     >>> sorted(COMMANDS) == sorted(parser._subparsers._group_actions[0].choices)
     True
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from geossl import __version__
-from geossl.cli import datasets, demo, embed, export, finetune, pretrain
+from geossl.cli import datasets, demo, embed, export, finetune, pretrain, probe
 from geossl.errors import NonFiniteLossError
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main", "one_line_message"]
@@ -64,6 +64,7 @@ COMMANDS: dict[str, Command] = {
         Command("finetune", finetune.add_finetune_parser, run_raw=finetune.run_finetune_command),
         Command("evaluate", finetune.add_evaluate_parser, run=finetune.run_evaluate_command),
         Command("compare", finetune.add_compare_parser, run_raw=finetune.run_compare_command),
+        Command("probe", probe.add_parser, run=probe.run),
         Command("datasets", datasets.add_parser, run=datasets.run),
         Command("export", export.add_parser, run=export.run),
         Command("embed", embed.add_parser, run=embed.run),
@@ -118,7 +119,7 @@ def one_line_message(error: BaseException) -> str:
     Returns:
         The line to print after ``geossl: error:``.
 
-    Example:
+    Examples:
         >>> one_line_message(ValueError("data.root: no such folder" + chr(10) + "more detail"))
         'data.root: no such folder'
     """

@@ -21,7 +21,7 @@ def split_flag(
     Raises:
         ValueError: If the flag has no value.
 
-    Example:
+    Examples:
         >>> split_flag(["--dataset", "fmow", "--data.root", "x"], "--dataset")
         ('fmow', ['--data.root', 'x'])
         >>> split_flag(["--dataset=rasters"], "--dataset")

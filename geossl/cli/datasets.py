@@ -25,7 +25,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     )
     sample.add_argument(
         "dataset",
-        choices=["fmow", "fmow-sentinel", "rasters", "xview", "spacenet1", "spacenet2"],
+        choices=["fmow", "fmow-sentinel", "rasters", "xview", "spacenet1", "spacenet2", "scenes"],
     )
     sample.add_argument("--output", required=True, type=Path, help="folder to create")
     sample.add_argument(
@@ -45,6 +45,12 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     )
     sample.add_argument(
         "--tiles", type=int, default=8, help="spacenet1/2: number of image chips (default 8)"
+    )
+    sample.add_argument(
+        "--classes", type=int, default=4, help="scenes: number of classes (2-6, default 4)"
+    )
+    sample.add_argument(
+        "--per-class", type=int, default=10, help="scenes: images per class (default 10)"
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument(
@@ -91,7 +97,21 @@ def run(args: argparse.Namespace) -> None:
     Args:
         args: The parsed arguments.
     """
-    if args.action == "sample" and args.dataset == "xview":
+    if args.action == "sample" and args.dataset == "scenes":
+        from geossl.datasets.scenes_sample import generate_scene_sample
+
+        scenes = generate_scene_sample(
+            args.output,
+            classes=args.classes,
+            per_class=args.per_class,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+        print(
+            f"wrote {args.classes * args.per_class:,} scenes of {args.classes} classes and "
+            f"labels.csv to {scenes} (geossl probe --weights W {scenes})"
+        )
+    elif args.action == "sample" and args.dataset == "xview":
         from geossl.datasets.xview_sample import generate_xview_sample
 
         xview = generate_xview_sample(

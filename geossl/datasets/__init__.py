@@ -17,6 +17,8 @@ from geossl.datasets.fmow_sample import FMoWSampleSummary, generate_fmow_sample
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit, spherical_kmeans
 from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters, ValidityGrid
 from geossl.datasets.rasters_sample import RasterSampleSummary, generate_raster_timeseries_sample
+from geossl.datasets.scenes import LabelledScenes, read_scene_labels
+from geossl.datasets.scenes_sample import generate_scene_sample
 from geossl.datasets.spacenet import SpaceNetChips, SpaceNetTiles
 from geossl.datasets.spacenet_sample import SpaceNetSampleSummary, generate_spacenet_sample
 from geossl.datasets.xview import XView, XViewChipParams
@@ -36,6 +38,7 @@ __all__ = [
     "FMoWSampleSummary",
     "FMoWTemporalPairs",
     "InvalidSampleError",
+    "LabelledScenes",
     "RasterSampleSummary",
     "RasterTemporalPairs",
     "SpaceNetChips",
@@ -52,10 +55,12 @@ __all__ = [
     "fmow_context_box",
     "generate_fmow_sample",
     "generate_raster_timeseries_sample",
+    "generate_scene_sample",
     "generate_spacenet_sample",
     "generate_xview_sample",
     "latlon_to_unit",
     "parse_fmow_json",
     "read_fmow_image",
+    "read_scene_labels",
     "spherical_kmeans",
 ]

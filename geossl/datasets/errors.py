@@ -24,6 +24,10 @@ _GET_DATA_HINTS: dict[str, str] = {
         "(datasets/spacenet.md), or write a small sample with `geossl datasets sample spacenet1 "
         "--output {root}`"
     ),
+    "scenes": (
+        "a scene folder holds labels.csv with the header path,class_name,class_idx and one row "
+        "per image (docs/probe.md)"
+    ),
     "rasters": (
         "point data.paths at GeoTIFFs or folders of them (searched recursively), or write a small "
         "sample with geossl.datasets.generate_raster_timeseries_sample"

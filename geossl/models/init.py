@@ -209,14 +209,15 @@ def _torchgeo(spec: str, backbone: str) -> InitWeights:
 
 
 def resolve_init_weights(
-    spec: str | os.PathLike[str], *, backbone: str = "resnet50", in_chans: int = 3
+    spec: str | os.PathLike[str], *, backbone: str | None = "resnet50", in_chans: int = 3
 ) -> InitWeights:
     """Resolve ``--weights`` into backbone tensors (see the module doc for the accepted forms).
 
     Args:
         spec: ``"random"``, ``"imagenet"``, a torchgeo weights name or a weights file.
         backbone: timm architecture of the downstream model; a file or torchgeo name for another
-            architecture is an error.
+            architecture is an error. None: the file's architecture (``resnet50`` for
+            ``random``, ``imagenet`` and torchgeo names).
         in_chans: band count of a ``random`` backbone.
 
     Returns:
@@ -227,14 +228,17 @@ def resolve_init_weights(
         ValueError: on an unknown backbone, a weights file for another architecture, or an
             unreadable file (the message names it).
     """
-    check_backbone_name(backbone)
     text = os.fspath(spec)
+    path = Path(text)
+    from_file = backbone is None and path.is_file()
+    if backbone is None:
+        backbone = "resnet50"
+    check_backbone_name(backbone)
     if text == "random":
         mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((), ())
         return InitWeights("random", "random", backbone, in_chans, None, mean, std)
     if text == "imagenet":
         return _imagenet(backbone, in_chans)
-    path = Path(text)
     if _TORCHGEO_NAME.match(text) and not path.exists():
         return _torchgeo(text, backbone)
     if not path.is_file():
@@ -242,9 +246,11 @@ def resolve_init_weights(
             f"--weights {text}: no such file (give random, imagenet, a torchgeo weights name "
             "such as ResNet50_Weights.FMOW_RGB_GASSL, or a geossl checkpoint / exported .pth)"
         )
-    state, meta = read_weights(path, backbone=backbone)
+    state, meta = read_weights(path, backbone=None if from_file else backbone)
     arch = meta.backbone.split(".")[0]
-    if arch != backbone:
+    if from_file:
+        check_backbone_name(arch)
+    elif arch != backbone:
         raise ValueError(f"{path}: these are {arch} weights, but the backbone is {backbone}")
     check_backbone_weights(state, arch, meta.in_chans, source=str(path))
     known = meta.has_normalization

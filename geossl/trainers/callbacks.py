@@ -23,12 +23,11 @@ def _without_version(items: dict[str, Any]) -> dict[str, Any]:
 class RichProgressBar(callbacks.RichProgressBar):
     """Lightning's rich progress bar without the logger's ``v_num`` (shown as ``v_num: 0.000``).
 
-    The pretraining presets name it (``geossl.trainers.callbacks.RichProgressBar``); it takes
-    Lightning's arguments.
+    It takes Lightning's arguments; the pretraining presets name it::
 
-    Example:
-        >>> RichProgressBar(leave=True).leave
-        True
+        trainer:
+          callbacks:
+            - class_path: geossl.trainers.callbacks.RichProgressBar
     """
 
     def get_metrics(

@@ -120,3 +120,13 @@ def test_search_max_batch(capacity, start, limit, expected):
 
     assert step_throughput.search_max_batch(fits, start, limit) == expected
     assert all(b % 32 == 0 for b in tried)
+
+
+def test_short_frame_names_the_package_file_in_a_checkout_named_geossl() -> None:
+    # A clone in a folder called geossl: the path holds "geossl/" twice.
+    import traceback
+
+    frame = traceback.FrameSummary("/tmp/ci/geossl/geossl/transforms/boxes.py", 214, "f")
+    assert step_throughput._short_frame(frame) == "geossl/transforms/boxes.py:214"
+    site = traceback.FrameSummary("/venv/site-packages/kornia/augmentation/base.py", 3, "g")
+    assert step_throughput._short_frame(site) == "kornia/augmentation/base.py:3"
