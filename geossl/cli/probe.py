@@ -11,6 +11,8 @@ from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
+#: geossl.evaluation.probe.PROBE_DATASETS, repeated so that --help needs no torch (a test keeps
+#: the two equal).
 _DATASETS = ("folder", "eurosat", "ucmerced", "resisc45")
 
 

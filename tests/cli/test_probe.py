@@ -71,3 +71,11 @@ def test_bad_input_is_one_line(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert message in err
+
+
+def test_cli_choices_are_the_library_datasets() -> None:
+    # The front-end lists the datasets without importing torch; the library is their home.
+    from geossl.cli.probe import _DATASETS
+    from geossl.evaluation.probe import PROBE_DATASETS
+
+    assert _DATASETS == PROBE_DATASETS
