@@ -99,16 +99,13 @@ def run(args: argparse.Namespace) -> None:
     Args:
         args: The parsed arguments.
     """
-    import torch
-
+    from geossl.cli.runtime import resolve_device
     from geossl.export.embed import embed_rasters
     from geossl.export.weights import load_backbone
 
     bands = parse_number_list(args.bands) if args.bands is not None else None
     scale = parse_scale(args.scale) if args.scale is not None else None
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     loaded = load_backbone(args.weights, device=device, backbone=args.backbone)
     meta = loaded.meta
     report = embed_rasters(

@@ -79,13 +79,10 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--output must be a .json file, got {output}")
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-    import torch
-
+    from geossl.cli.runtime import resolve_device
     from geossl.evaluation.probe import run_probe, write_probe_result
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     result = run_probe(
         args.weights,
         args.data,

@@ -9,7 +9,7 @@ import warnings
 
 import torch
 
-__all__ = ["default_precision", "quiet_lightning"]
+__all__ = ["default_precision", "quiet_lightning", "resolve_device"]
 
 #: Lightning's advertisement for its hosted logger, printed at every ``Trainer`` start (2.6).
 _LITLOGGER_TIP = "litlogger"
@@ -36,6 +36,20 @@ def default_precision() -> str:
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
     return "32-true"
+
+
+def resolve_device(name: str) -> str:
+    """The ``--device`` value to use: ``auto`` is ``cuda`` when a GPU is there, else ``cpu``.
+
+    Args:
+        name: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
+
+    Returns:
+        A torch device string.
+    """
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
 
 
 class _DropLitLoggerTip(logging.Filter):

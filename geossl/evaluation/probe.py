@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from geossl.evaluation.classification import classification_report, confusion_from_predictions
 from geossl.evaluation.knn import knn_predict_labels
@@ -124,24 +124,12 @@ def stratified_split(
     return {name: sorted(indexes) for name, indexes in parts.items()}
 
 
-class _Subset(Dataset[Sample]):
-    def __init__(self, dataset: Dataset[Sample], indexes: Sequence[int]) -> None:
-        self.dataset = dataset
-        self.indexes = list(indexes)
-
-    def __len__(self) -> int:
-        return len(self.indexes)
-
-    def __getitem__(self, index: int) -> Sample:
-        return self.dataset[self.indexes[index]]
-
-
 def _folder_data(root: Path, seed: int) -> ProbeData:
     from geossl.datasets.scenes import LabelledScenes
 
     scenes = LabelledScenes(root)
     parts = stratified_split(scenes.labels, seed)
-    splits: dict[str, Dataset[Sample]] = {k: _Subset(scenes, v) for k, v in parts.items()}
+    splits: dict[str, Dataset[Sample]] = {k: Subset(scenes, v) for k, v in parts.items()}
     return ProbeData(root.name, splits, scenes.classes, 1 / 255)
 
 

@@ -58,3 +58,15 @@ def test_quiet_lightning_drops_the_litlogger_tip(
     assert any("GPU available" in m for m in lightning_messages.messages)
     for name in _RANK_ZERO_LOGGERS:
         assert len(logging.getLogger(name).filters) <= 1
+
+
+def test_resolve_device_auto_follows_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from geossl.cli.runtime import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    assert resolve_device("cuda:1") == "cuda:1"
