@@ -258,6 +258,18 @@ def run_experiment(
     return rows
 
 
+def cpu_run_info() -> dict[str, dict[str, Any]]:
+    """The ``machine`` and ``versions`` records of a CPU benchmark run."""
+    return {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": torch.get_num_threads(),
+            "device": "cpu",
+        },
+        "versions": {"geossl": __version__, "torch": torch.__version__},
+    }
+
+
 def merge_results(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """``new`` with the rows of ``old`` that it does not redo, in table order.
 
@@ -331,12 +343,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
 
     out = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": torch.get_num_threads(),
-            "device": "cpu",
-        },
-        "versions": {"geossl": __version__, "torch": torch.__version__},
+        **cpu_run_info(),
         "dataset": described,
         "settings": {
             "backbone": BACKBONE,

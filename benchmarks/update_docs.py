@@ -95,7 +95,11 @@ def kept_notes(page: Path) -> str:
 def main() -> None:
     """Write the pages: ablation results into docs/ablation.md, the rest into docs/benchmarks.md."""
     files = sorted(RESULTS.glob("*.json"))
-    ablations = [p for p in files if p.stem.startswith("ablation_")]
+    # The deciding ablation (real labelled scenes, several seeds) first, then the smoke-scale ones.
+    ablations = sorted(
+        (p for p in files if p.stem.startswith("ablation_")),
+        key=lambda p: p.stem != "ablation_siri_whu",
+    )
     downstream = [p for p in files if p.stem.startswith("downstream_")]
     sections = [
         render_section(path.stem, json.loads(path.read_text()))

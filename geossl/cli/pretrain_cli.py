@@ -7,7 +7,8 @@ Everything after ``geossl pretrain`` is LightningCLI syntax (``--trainer.max_epo
 that later ``--config`` files and flags override it, and ``--ckpt_path`` resumes a run.
 
 The ``data`` section takes any LightningDataModule (``class_path``/``init_args``) that exposes
-``num_geo_clusters`` and ``in_chans`` (the rasters preset names ``RasterTimeSeriesDataModule``);
+``in_chans``, and ``num_geo_clusters`` when it has locations (the rasters preset names
+``RasterTimeSeriesDataModule``, the scenes preset ``ScenesDataModule``, which has none);
 without a ``class_path`` anywhere it is :data:`DEFAULT_DATAMODULE` (fMoW), so ``data: {root:
 ...}`` and ``--data.root`` keep working (:func:`data_class_path`).
 """
@@ -51,7 +52,9 @@ class GeoSSLCLI(LightningCLI):
             parser: The parser LightningCLI builds.
         """
         parser.set_defaults({"data": {"class_path": self.default_datamodule}})
-        parser.link_arguments("data.init_args.num_geo_clusters", "model.num_geo_clusters")
+        parser.link_arguments(
+            "data", "model.num_geo_clusters", compute_fn=geo_clusters_of, apply_on="instantiate"
+        )
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
         parser.add_argument(
             "--ckpt_path",
@@ -59,6 +62,11 @@ class GeoSSLCLI(LightningCLI):
             default=None,
             help="Checkpoint to resume: weights, optimizer, schedule, epoch and the MoCo queue.",
         )
+
+
+def geo_clusters_of(datamodule: LightningDataModule) -> int:
+    """The data's geo-cluster count K; 0 for data without locations (the geo loss refuses it)."""
+    return int(getattr(datamodule, "num_geo_clusters", 0))
 
 
 def build_args(argv: Sequence[str], dataset: str | None) -> list[str]:

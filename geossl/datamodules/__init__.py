@@ -3,6 +3,7 @@
 from geossl.datamodules.fmow import FMoWDataModule
 from geossl.datamodules.fmow_classification import FMoWClassificationDataModule
 from geossl.datamodules.rasters import RasterTimeSeriesDataModule
+from geossl.datamodules.scenes import ScenesDataModule
 from geossl.datamodules.spacenet import SpaceNetDataModule
 from geossl.datamodules.xview import XViewDataModule
 
@@ -10,6 +11,7 @@ __all__ = [
     "FMoWClassificationDataModule",
     "FMoWDataModule",
     "RasterTimeSeriesDataModule",
+    "ScenesDataModule",
     "SpaceNetDataModule",
     "XViewDataModule",
 ]

@@ -22,6 +22,7 @@ Examples:
 
 import csv
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +35,20 @@ from torchgeo.datasets import NonGeoDataset
 
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 
-__all__ = ["LABELS_FILE", "LabelledScenes", "read_scene_labels"]
+__all__ = [
+    "LABELS_FILE",
+    "SPLIT_FRACTIONS",
+    "LabelledScenes",
+    "read_scene_image",
+    "read_scene_labels",
+    "stratified_split",
+]
 
 #: The labels file of a scene folder.
 LABELS_FILE = "labels.csv"
+
+#: Share of each class in train / val / test (``geossl probe``'s split of a scene folder).
+SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 
 _COLUMNS = ("path", "class_name", "class_idx")
 _TIFF_SUFFIXES = (".tif", ".tiff")
@@ -137,8 +148,18 @@ def _read_labels(root: Path) -> _SceneLabels:
     return _SceneLabels(tuple(paths), tuple(labels), classes)
 
 
-def _read_image(path: Path) -> Tensor:
-    """``[C, H, W]``: uint8 for 8-bit files, float32 (raw values) for others."""
+def read_scene_image(path: Path) -> Tensor:
+    """Read one scene image: ``[C, H, W]``, uint8 for 8-bit files, float32 (raw values) otherwise.
+
+    Args:
+        path: a JPEG, PNG (read as RGB) or GeoTIFF (every band).
+
+    Returns:
+        The pixels.
+
+    Raises:
+        BadDatasetError: if the file cannot be read (one line that names it).
+    """
     try:
         if path.suffix.lower() in _TIFF_SUFFIXES:
             import warnings
@@ -196,7 +217,7 @@ class LabelledScenes(NonGeoDataset):
             BadDatasetError: if the image cannot be read (names the file).
         """
         return {
-            "image": _read_image(self.root / self.paths[index]),
+            "image": read_scene_image(self.root / self.paths[index]),
             "label": torch.tensor(self.labels[index], dtype=torch.int64),
         }
 
@@ -234,3 +255,48 @@ class LabelledScenes(NonGeoDataset):
         return (
             f"LabelledScenes({str(self.root)!r}: {len(self)} images, {len(self.classes)} classes)"
         )
+
+
+def stratified_split(
+    labels: Sequence[int], seed: int = 0, fractions: Sequence[float] = SPLIT_FRACTIONS
+) -> dict[str, list[int]]:
+    """A fixed, seeded split of every class into train / val / test.
+
+    Each class's indexes are shuffled with ``numpy.random.default_rng(seed)`` and cut by
+    ``fractions`` (rounded; val and test get at least one image of every class, train the
+    rest).
+
+    Args:
+        labels: the class of every sample.
+        seed: the shuffle's seed.
+        fractions: train, val and test shares.
+
+    Returns:
+        ``{"train", "val", "test"}`` -> sorted sample indexes.
+
+    Raises:
+        ValueError: if a class has fewer than 3 samples (one per split).
+
+    Examples:
+        >>> parts = stratified_split([0] * 10 + [1] * 5, seed=0)
+        >>> [len(parts[name]) for name in ("train", "val", "test")]
+        [9, 3, 3]
+    """
+    rng = np.random.default_rng(seed)
+    array = np.asarray(labels)
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for label in np.unique(array):
+        members = np.flatnonzero(array == label)
+        if len(members) < 3:
+            raise ValueError(
+                f"class {int(label)} has {len(members)} image(s); the probe needs at least 3 per "
+                "class (train, val, test)"
+            )
+        members = members[rng.permutation(len(members))]
+        n_val = max(1, round(fractions[1] * len(members)))
+        n_test = max(1, round(fractions[2] * len(members)))
+        n_val = min(n_val, len(members) - n_test - 1)
+        parts["test"] += members[:n_test].tolist()
+        parts["val"] += members[n_test : n_test + n_val].tolist()
+        parts["train"] += members[n_test + n_val :].tolist()
+    return {name: sorted(indexes) for name, indexes in parts.items()}

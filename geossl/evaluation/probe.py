@@ -15,11 +15,12 @@ The protocol follows torchgeo-bench where it applies, so that the numbers read l
 * accuracy with a 95 % bootstrap interval over the test images (200 resamples, seeded), and
   per-class precision / recall / F1.
 
+The split is [geossl.datasets.scenes.stratified_split][]; ``ScenesDataModule(holdout_seed=...)``
+leaves its test images out of pretraining.
+
 Examples:
-    >>> from geossl.evaluation.probe import stratified_split
-    >>> parts = stratified_split([0] * 10 + [1] * 5, seed=0)
-    >>> [len(parts[name]) for name in ("train", "val", "test")]
-    [9, 3, 3]
+    >>> PROBE_DATASETS
+    ('folder', 'eurosat', 'ucmerced', 'resisc45')
 """
 
 import json
@@ -29,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from geossl.datasets.scenes import stratified_split
 from geossl.evaluation.classification import classification_report, confusion_from_predictions
 from geossl.evaluation.knn import knn_predict_labels
 from geossl.evaluation.linear import DEFAULT_C_GRID, linear_probe
@@ -49,15 +50,11 @@ __all__ = [
     "plot_features",
     "probe_features",
     "run_probe",
-    "stratified_split",
     "write_probe_result",
 ]
 
 #: ``--dataset`` values: a scene folder, or a torchgeo dataset on disk (never downloaded).
 PROBE_DATASETS = ("folder", "eurosat", "ucmerced", "resisc45")
-
-#: Share of each class in train / val / test for a scene folder.
-SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 
 #: Bootstrap resamples of the test set for the 95 % interval (torchgeo-bench's 200).
 BOOTSTRAP = 200
@@ -82,46 +79,6 @@ class ProbeData:
     classes: tuple[str, ...]
     scale: float
     bands: tuple[str, ...] = ()
-
-
-def stratified_split(
-    labels: Sequence[int], seed: int = 0, fractions: Sequence[float] = SPLIT_FRACTIONS
-) -> dict[str, list[int]]:
-    """A fixed, seeded split of every class into train / val / test.
-
-    Each class's indexes are shuffled with ``numpy.random.default_rng(seed)`` and cut by
-    ``fractions`` (rounded; val and test get at least one image of every class, train the
-    rest).
-
-    Args:
-        labels: the class of every sample.
-        seed: the shuffle's seed.
-        fractions: train, val and test shares.
-
-    Returns:
-        ``{"train", "val", "test"}`` -> sorted sample indexes.
-
-    Raises:
-        ValueError: if a class has fewer than 3 samples (one per split).
-    """
-    rng = np.random.default_rng(seed)
-    array = np.asarray(labels)
-    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    for label in np.unique(array):
-        members = np.flatnonzero(array == label)
-        if len(members) < 3:
-            raise ValueError(
-                f"class {int(label)} has {len(members)} image(s); the probe needs at least 3 per "
-                "class (train, val, test)"
-            )
-        members = members[rng.permutation(len(members))]
-        n_val = max(1, round(fractions[1] * len(members)))
-        n_test = max(1, round(fractions[2] * len(members)))
-        n_val = min(n_val, len(members) - n_test - 1)
-        parts["test"] += members[:n_test].tolist()
-        parts["val"] += members[n_test : n_test + n_val].tolist()
-        parts["train"] += members[n_test + n_val :].tolist()
-    return {name: sorted(indexes) for name, indexes in parts.items()}
 
 
 def _folder_data(root: Path, seed: int) -> ProbeData:
@@ -558,6 +515,7 @@ def run_probe(
     seed: int = 0,
     c_grid: Sequence[float] = DEFAULT_C_GRID,
     progress: bool = True,
+    init_seed: int | None = None,
 ) -> ProbeResult:
     """Load the weights, extract the features of every split and probe them.
 
@@ -575,6 +533,8 @@ def run_probe(
         seed: split, bootstrap and ``random`` initialisation seed.
         c_grid: the linear probe's :math:`C` values.
         progress: show a progress bar over the images.
+        init_seed: seed of the ``random`` initialisation when it should differ from ``seed``
+            (several random backbones probed on one split).
 
     Returns:
         The result (write it with [write_probe_result][geossl.evaluation.probe.write_probe_result]).
@@ -601,7 +561,7 @@ def run_probe(
         )
     probe_data = load_probe_data(data, dataset, in_chans=init.in_chans, seed=seed)
     with torch.random.fork_rng():  # `random` weights are the same for the same seed
-        torch.manual_seed(seed)
+        torch.manual_seed(seed if init_seed is None else init_seed)
         model = timm.create_model(init.backbone, num_classes=0, in_chans=init.in_chans)
     if init.state_dict is not None:
         load_trunk_weights(model, init.state_dict, source=str(weights))

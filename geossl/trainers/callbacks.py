@@ -1,5 +1,6 @@
 """Callbacks shared by geossl's training commands."""
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["RichProgressBar", "RunSummary", "TQDMProgressBar"]
+__all__ = ["RichProgressBar", "RunSummary", "TQDMProgressBar", "TrainingHealthMonitor"]
 
 
 def _without_version(items: dict[str, Any]) -> dict[str, Any]:
@@ -191,3 +192,104 @@ class RunSummary(Callback):
                 "last metrics", "  ".join(f"{k}={v:.4g}" for k, v in sorted(losses.items()))
             )
         return table
+
+
+class TrainingHealthMonitor(Callback):
+    r"""Warn once when pretraining goes wrong without failing: collapse, or a loss out of range.
+
+    Every ``check_every_n_steps`` optimiser steps it reads the step's logged values (one host
+    sync per check, none in between):
+
+    * **collapse**: ``train/embedding_std`` (the mean per-dimension std of the batch's unit
+      query embeddings: about :math:`1/\sqrt{D}` when spread out, 0 when every image maps to one
+      point) below ``collapse_fraction / sqrt(D)`` at every check for ``patience_steps`` steps;
+    * **a term out of range**: ``train/loss_<name>`` above the term's ``loss_ceiling`` (a term
+      that has one: the geo head's cross-entropy starts at :math:`\ln K` and has no reason to
+      exceed :math:`2 \ln K`).
+
+    Each kind warns once per run, naming the step and the value. A healthy ResNet-18 MoCo-v2 run
+    at temperature 0.02 on SIRI-WHU logged 0.0045 at step 24 and 0.017 at step 584 for
+    :math:`D = 128`; the default threshold, :math:`0.05/\sqrt{128} = 0.0044` for 200 steps,
+    stays quiet on it. :class:`~geossl.trainers.GeoSSLTask` adds this callback itself
+    (``configure_callbacks``).
+
+    Args:
+        collapse_fraction: the collapse threshold as a share of :math:`1/\sqrt{D}`.
+        patience_steps: steps the std must stay below it.
+        check_every_n_steps: steps between two checks.
+
+    Examples:
+        >>> monitor = TrainingHealthMonitor()
+        >>> round(monitor.collapse_threshold(128), 4)
+        0.0044
+    """
+
+    def __init__(
+        self,
+        collapse_fraction: float = 0.05,
+        patience_steps: int = 200,
+        check_every_n_steps: int = 10,
+    ) -> None:
+        if not collapse_fraction > 0 or patience_steps < 1 or check_every_n_steps < 1:
+            raise ValueError(
+                "collapse_fraction > 0, patience_steps >= 1 and check_every_n_steps >= 1 are "
+                f"needed, got {collapse_fraction}, {patience_steps}, {check_every_n_steps}"
+            )
+        self.collapse_fraction = collapse_fraction
+        self.patience_steps = patience_steps
+        self.check_every_n_steps = check_every_n_steps
+        self._low_since: int | None = None
+        #: The kinds already warned about ("collapse", "loss_<name>") and their messages.
+        self.warned: dict[str, str] = {}
+
+    def collapse_threshold(self, dim: int) -> float:
+        """The embedding std below which a ``dim``-dimensional embedding counts as collapsed."""
+        return float(self.collapse_fraction / math.sqrt(dim))
+
+    def _warn(self, kind: str, message: str) -> None:
+        from lightning.pytorch.utilities import rank_zero_warn
+
+        self.warned[kind] = message
+        rank_zero_warn(message)
+
+    def on_train_batch_end(
+        self,
+        trainer: lightning.Trainer,
+        pl_module: lightning.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Check the step's logged values (every ``check_every_n_steps`` steps)."""
+        step = trainer.global_step
+        if step % self.check_every_n_steps:
+            return
+        metrics = trainer.callback_metrics
+        std = metrics.get("train/embedding_std")
+        dim = int(getattr(pl_module, "embedding_dim", 0))
+        if std is not None and dim > 0 and "collapse" not in self.warned:
+            value, threshold = float(std), self.collapse_threshold(dim)
+            if value >= threshold:
+                self._low_since = None
+            else:
+                self._low_since = step if self._low_since is None else self._low_since
+                if step - self._low_since >= self.patience_steps:
+                    self._warn(
+                        "collapse",
+                        f"step {step}: train/embedding_std={value:.5f} has stayed below "
+                        f"{threshold:.5f} (= {self.collapse_fraction} / sqrt({dim})) since step "
+                        f"{self._low_since}: the embeddings may have collapsed to one point; "
+                        "lower model.lr, raise model.temperature or check the loss weights",
+                    )
+        for name, term in getattr(pl_module, "terms", {}).items():
+            ceiling = getattr(term, "loss_ceiling", None)
+            value_t = metrics.get(f"train/loss_{name}")
+            if ceiling is None or value_t is None or f"loss_{name}" in self.warned:
+                continue
+            if float(value_t) > ceiling:
+                self._warn(
+                    f"loss_{name}",
+                    f"step {step}: train/loss_{name}={float(value_t):.3f} is above its expected "
+                    f"ceiling {ceiling:.3f}: the {name} term is diverging (check model.lr and "
+                    f"model.loss_options.{name})",
+                )

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from lightly.models.modules import MoCoProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightning import LightningModule
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
@@ -55,6 +56,7 @@ from geossl.models import (
 )
 from geossl.models.init import adapt_first_conv
 from geossl.models.weights import load_state_dict_strict, read_weights
+from geossl.trainers.callbacks import TrainingHealthMonitor
 from geossl.trainers.terms import (
     DEFAULT_LOSSES,
     VIEW_SOURCES,
@@ -343,6 +345,10 @@ class GeoSSLTask(LightningModule):
             MoCoProjectionHead(num_features, hp["proj_hidden_dim"], hp["proj_dim"])
             if any(c.needs_projection for c in term_classes)
             else nn.Identity()
+        )
+        #: Size of the query embedding that ``train/embedding_std`` is measured on.
+        self.embedding_dim = (
+            num_features if isinstance(self.projection_head, nn.Identity) else hp["proj_dim"]
         )
         if hp["channels_last"]:
             self.backbone.to(memory_format=torch.channels_last)
@@ -806,6 +812,14 @@ class GeoSSLTask(LightningModule):
                 "(model.loss_options.scrl.temporal) and needs both on one canvas: set "
                 "data.shared_canvas: true"
             )
+
+    def configure_callbacks(self) -> list[Callback]:
+        """The task's own callback: :class:`~geossl.trainers.callbacks.TrainingHealthMonitor`.
+
+        Returns:
+            The monitor, which warns once on a collapse or a loss out of its range.
+        """
+        return [TrainingHealthMonitor()]
 
     def on_train_start(self) -> None:
         """Stop DDP from re-broadcasting rank 0's buffers before every forward.

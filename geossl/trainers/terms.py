@@ -455,20 +455,32 @@ class TemporalPositiveTerm(InfoNCETerm):
 
 @register_loss_term("geo")
 class GeoLocationTerm(LossTerm):
-    """Geo-location pretext: :class:`GeoLocationHead` on ``q_raw``, cross-entropy on ``geo_label``.
+    r"""Geo-location pretext: :class:`GeoLocationHead` on ``q_raw``, cross-entropy on ``geo_label``.
 
     Reads ``batch["geo_label"]`` (int64 ``[B]``, -1 for an unknown cluster) and logs ``geo_acc``
     (accuracy over the samples with a known cluster).
 
+    Option ``normalize_input`` (default true): the head reads the projection rescaled to norm
+    :math:`\sqrt{D}` (see :class:`GeoLocationHead`); false is the paper's head on the raw
+    projection, whose cross-entropy can run far above :math:`\ln K`.
+
     Args:
         input_dim: projection size (128).
         num_clusters: number of geo clusters (100).
+        normalize_input: rescale the projection before the head.
     """
 
-    def __init__(self, input_dim: int = 128, num_clusters: int = 100) -> None:
+    default_options: ClassVar[Mapping[str, LossOptionValue]] = {"normalize_input": True}
+
+    def __init__(
+        self, input_dim: int = 128, num_clusters: int = 100, normalize_input: bool = True
+    ) -> None:
         super().__init__()
-        self.head = GeoLocationHead(input_dim, num_clusters)
+        self.head = GeoLocationHead(input_dim, num_clusters, normalize_input=normalize_input)
         self.loss = GeoLocationLoss(ignore_index=-1)
+        #: Cross-entropy over K clusters starts at ln K; above 2 ln K the head is diverging
+        #: (TrainingHealthMonitor warns).
+        self.loss_ceiling = 2.0 * math.log(num_clusters) if num_clusters > 1 else None
 
     @classmethod
     def check_context(cls, ctx: LossTermContext) -> None:
@@ -483,7 +495,8 @@ class GeoLocationTerm(LossTerm):
         if ctx.num_geo_clusters < 2:
             raise ValueError(
                 f"model.num_geo_clusters must be >= 2 when the 'geo' loss is used, "
-                f"got {ctx.num_geo_clusters}"
+                f"got {ctx.num_geo_clusters} (0: the data has no locations, e.g. "
+                "ScenesDataModule; drop the geo loss)"
             )
 
     @classmethod
@@ -496,7 +509,11 @@ class GeoLocationTerm(LossTerm):
         Returns:
             The term.
         """
-        return cls(input_dim=ctx.proj_dim, num_clusters=ctx.num_geo_clusters)
+        return cls(
+            input_dim=ctx.proj_dim,
+            num_clusters=ctx.num_geo_clusters,
+            normalize_input=bool(ctx.options.get("normalize_input", True)),
+        )
 
     def forward(self, out: StepOutputs) -> TermOutput:
         """Cross-entropy of the head's logits on the geo clusters.

@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from geossl.datasets import BadDatasetError, DatasetNotFoundError, LabelledScenes
+from geossl.datasets.scenes import stratified_split
 from geossl.datasets.scenes_sample import generate_scene_sample
 from tests.conftest import REAL_DATA
 
@@ -129,3 +131,19 @@ def test_reads_the_real_siri_whu_folder() -> None:
     assert len(dataset.classes) == 12
     assert dataset.classes[0] == "agriculture"
     assert dataset[0]["image"].shape == (3, 200, 200)
+
+
+def test_stratified_split_is_seeded_disjoint_and_per_class() -> None:
+    labels = [0] * 10 + [1] * 20 + [2] * 5
+    parts = stratified_split(labels, seed=1)
+    assert parts == stratified_split(labels, seed=1)
+    assert parts != stratified_split(labels, seed=2)
+    every = sorted(parts["train"] + parts["val"] + parts["test"])
+    assert every == list(range(len(labels)))
+    counts = {
+        name: np.bincount(np.asarray(labels)[idx], minlength=3).tolist()
+        for name, idx in parts.items()
+    }
+    assert counts == {"train": [6, 12, 3], "val": [2, 4, 1], "test": [2, 4, 1]}
+    with pytest.raises(ValueError, match="class 1 has 2 image"):
+        stratified_split([0, 0, 0, 1, 1])

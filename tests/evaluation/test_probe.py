@@ -12,28 +12,11 @@ from geossl.evaluation.probe import (
     load_probe_data,
     probe_features,
     run_probe,
-    stratified_split,
     write_probe_result,
 )
 from tests.pretrain_helpers import shared_tiny_checkpoint
 
 CLASSES = ("a", "b", "c")
-
-
-def test_stratified_split_is_seeded_disjoint_and_per_class() -> None:
-    labels = [0] * 10 + [1] * 20 + [2] * 5
-    parts = stratified_split(labels, seed=1)
-    assert parts == stratified_split(labels, seed=1)
-    assert parts != stratified_split(labels, seed=2)
-    every = sorted(parts["train"] + parts["val"] + parts["test"])
-    assert every == list(range(len(labels)))
-    counts = {
-        name: np.bincount(np.asarray(labels)[idx], minlength=3).tolist()
-        for name, idx in parts.items()
-    }
-    assert counts == {"train": [6, 12, 3], "val": [2, 4, 1], "test": [2, 4, 1]}
-    with pytest.raises(ValueError, match="class 1 has 2 image"):
-        stratified_split([0, 0, 0, 1, 1])
 
 
 def _clusters(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
