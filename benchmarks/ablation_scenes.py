@@ -231,16 +231,18 @@ def pretrain_geossl(
     return ckpt, command, last_metrics(folder / "log" / "run" / "metrics.csv")
 
 
-def last_metrics(csv_path: Path) -> dict[str, float]:
-    """The last logged value of every ``train/*`` metric of a CSVLogger file."""
+def last_metrics(csv_path: Path, prefix: str = "train/") -> dict[str, float]:
+    """The last logged value of every ``{prefix}*`` metric of a CSVLogger file (prefix dropped)."""
     import csv
 
     last: dict[str, float] = {}
+    if not csv_path.is_file():
+        return last
     with csv_path.open(newline="") as file:
         for row in csv.DictReader(file):
             for key, value in row.items():
-                if key.startswith("train/") and value not in ("", None):
-                    last[key.removeprefix("train/")] = round(float(value), 4)
+                if key.startswith(prefix) and value not in ("", None):
+                    last[key.removeprefix(prefix)] = round(float(value), 4)
     return last
 
 
@@ -314,16 +316,8 @@ def pretrain_torchgeo(
     command = (
         f"python -m benchmarks.ablation_scenes --conditions 'torchgeo MoCoTask' --seeds {seed}"
     )
-    metrics_csv = folder / "log" / "version_0" / "metrics.csv"
-    metrics = {}
-    if metrics_csv.is_file():
-        import csv
-
-        with metrics_csv.open(newline="") as file:
-            for row in csv.DictReader(file):
-                for key, value in row.items():
-                    if key in ("train_loss", "train_ssl_std") and value:
-                        metrics[key] = round(float(value), 4)
+    # MoCoTask logs train_loss and train_ssl_std (its collapse monitor).
+    metrics = last_metrics(folder / "log" / "version_0" / "metrics.csv", prefix="train_")
     return weights, command, metrics
 
 
