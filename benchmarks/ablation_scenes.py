@@ -118,7 +118,15 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("naip tp", "naip", losses={"tp": 1.0}),
     Condition("naip tp_geo", "naip", losses={"tp": 1.0, "geo": 1.0}),
     Condition("naip tp_geo_co2_a0.3", "naip", losses={"tp": 1.0, "geo": 1.0, "co2": 0.3}),
+    # The default less one term each (the default less co2 is ``naip tp_geo``): each term on by
+    # default must pay over the default without it.
+    Condition("naip moco_geo_co2_a0.3", "naip", losses={"moco": 1.0, "geo": 1.0, "co2": 0.3}),
+    Condition("naip tp_co2_a0.3", "naip", losses={"tp": 1.0, "co2": 0.3}),
     Condition("naip tp_geo_scrl", "naip", losses={"tp": 1.0, "geo": 1.0, "scrl": 1.0}),
+    # tp does not pay (the default less tp is above the default): the leave-one-out of the
+    # candidate default moco + geo + co2.
+    Condition("naip moco_co2_a0.3", "naip", losses={"moco": 1.0, "co2": 0.3}),
+    Condition("naip moco_geo", "naip", losses={"moco": 1.0, "geo": 1.0}),
 )
 BY_NAME = {c.name: c for c in CONDITIONS}
 

@@ -39,14 +39,16 @@ from torch import Tensor, nn
 from geossl.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD
 
 from .backbones import check_backbone_name
-from .weights import classifier_prefixes, read_weights
+from .weights import classifier_prefixes, load_state_dict_strict, read_weights
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "InitWeights",
+    "LoadedInitWeights",
     "adapt_first_conv",
     "check_backbone_weights",
+    "load_init_weights",
     "load_trunk_weights",
     "resolve_init_weights",
 ]
@@ -346,3 +348,81 @@ def load_trunk_weights(
     _raise_on_mismatch(expected, wanted, source)
     with torch.no_grad():
         module.load_state_dict(wanted, strict=True)
+
+
+@dataclass(frozen=True)
+class LoadedInitWeights:
+    """What :func:`load_init_weights` loaded into a pretraining backbone.
+
+    Attributes:
+        info: what the checkpoints record as ``geossl_init_weights``: file name, sha256,
+            backbone, method, format and ``adapted_from`` (the file's band count when the first
+            convolution was adapted, else None).
+        normalization: the file's ``(mean, std)`` when it records them and was not adapted.
+    """
+
+    info: dict[str, object]
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None
+
+
+def load_init_weights(
+    backbone: nn.Module, path: str, *, backbone_name: str, in_chans: int, adapt_in_chans: bool
+) -> LoadedInitWeights:
+    """Load ``model.init_weights`` into a pretraining backbone (strict keys).
+
+    Args:
+        backbone: the query backbone, built with ``backbone_name`` and ``in_chans``.
+        path: the weight file.
+        backbone_name: the timm name of ``backbone``.
+        in_chans: its band count.
+        adapt_in_chans: adapt 3-band weights to ``in_chans`` (:func:`adapt_first_conv`).
+
+    Returns:
+        The record of what was loaded.
+
+    Raises:
+        FileNotFoundError: naming ``model.init_weights`` if the file does not exist.
+        ValueError: naming ``model.init_weights`` for another backbone, band count (unless
+            ``adapt_in_chans`` adapts 3-band weights) or keys.
+    """
+    where = f"model.init_weights: {path}"
+    try:
+        state, meta = read_weights(path, backbone=backbone_name)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"model.init_weights: {err}") from err
+    except ValueError as err:
+        raise ValueError(f"model.init_weights: {err}") from err
+    if meta.backbone.partition(".")[0] != backbone_name.partition(".")[0]:
+        raise ValueError(
+            f"{where} holds {meta.backbone} weights but model.backbone is {backbone_name}"
+        )
+    adapted_from: int | None = None
+    if meta.in_chans != in_chans:
+        if meta.in_chans != 3:
+            raise ValueError(
+                f"{where} has {meta.in_chans}-band weights but model.in_chans={in_chans} "
+                "(only 3-band weights can be adapted to another band count)"
+            )
+        if not adapt_in_chans:
+            raise ValueError(
+                f"{where} has 3-band weights but model.in_chans={in_chans}: set "
+                "model.adapt_in_chans=true to adapt the first convolution (timm's rule), or "
+                "give the model 3 bands"
+            )
+        state = adapt_first_conv(state, backbone_name, in_chans)
+        adapted_from = meta.in_chans
+    # The file's classifier (an ImageNet fc / head) was dropped by read_weights; every other
+    # tensor must match the backbone exactly.
+    load_state_dict_strict(backbone, state, source=where, backbone=backbone_name)
+    norm = None
+    if meta.has_metadata and meta.has_normalization and adapted_from is None:
+        norm = (tuple(meta.mean), tuple(meta.std))
+    info: dict[str, object] = {
+        "file": Path(path).name,
+        "sha256": meta.sha256_full,
+        "backbone": meta.backbone,
+        "method": meta.method,
+        "source_format": meta.source_format,
+        "adapted_from": adapted_from,
+    }
+    return LoadedInitWeights(info, norm)

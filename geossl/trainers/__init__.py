@@ -1,7 +1,6 @@
 """geossl.trainers: LightningModules for pretraining, and the loss terms they combine."""
 
 from geossl.errors import NonFiniteLossError
-from geossl.trainers import scrl as scrl  # registers the "scrl" term
 from geossl.trainers.classification import FMoWClassificationTask
 from geossl.trainers.detection import XViewDetectionTask
 from geossl.trainers.pretrain import GeoSSLTask

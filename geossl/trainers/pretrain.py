@@ -26,17 +26,12 @@ temperature) come through ``loss_options={name: {option: value}}`` and reach the
 """
 
 import copy
-import functools
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from lightly.models.modules import MoCoProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightning import LightningModule
@@ -45,117 +40,33 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
-from geossl.errors import NonFiniteLossError
-from geossl.models import (
-    KeyQueue,
-    check_backbone_name,
-    create_backbone,
-    forward_feature_map,
-    get_num_features,
-    pool_feature_map,
-)
-from geossl.models.init import adapt_first_conv
-from geossl.models.weights import load_state_dict_strict, read_weights
+from geossl.models import KeyQueue, create_backbone, get_num_features
+from geossl.models.init import load_init_weights
 from geossl.trainers.callbacks import TrainingHealthMonitor
+from geossl.trainers.encoders import encode_keys, encode_view
+from geossl.trainers.guards import NonFiniteGuard
+from geossl.trainers.normalization import (
+    data_band_statistics,
+    normalization_source,
+    rounded,
+    warn_on_other_normalization,
+)
+from geossl.trainers.pretrain_hparams import check_pretrain_hparams
+from geossl.trainers.schedule import WarmupCosineSchedule, warmup_steps
 from geossl.trainers.terms import (
-    DEFAULT_LOSSES,
     VIEW_SOURCES,
     EncoderOutput,
-    LossOptionValue,
     LossTerm,
     LossTermContext,
     StepOutputs,
     TermOutput,
     create_loss_term,
     get_loss_term,
-    list_loss_terms,
     resolve_loss_options,
 )
 from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD, GeoSSLAugmentation, ViewParams
-from geossl.utils import batch_shuffle, batch_unshuffle, world_size
 
-__all__ = ["NORMALIZATIONS", "GeoSSLTask", "WarmupCosineSchedule"]
-
-#: Values of ``model.normalization`` (see :class:`GeoSSLTask`).
-NORMALIZATIONS = ("auto", "imagenet", "data")
-
-
-def _rounded(values: list[float]) -> list[float]:
-    """Values with 4 significant digits, for messages (the hyper-parameters keep them all)."""
-    return [float(f"{v:.4g}") for v in values]
-
-
-def _run_encoder(
-    backbone: nn.Module, head: nn.Module, x: Tensor, feature_map: bool, channels_last: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """One encoder on a view: ``(features [B, F], projection [B, D], embedding [B, D], map)``.
-
-    A free function of tensors and modules (no ``self``), so that ``torch.compile`` can trace it
-    once for every task (see :func:`_compiled_encoder`); the embedding is float32 and unit-norm,
-    the map is ``[B, F, h, w]`` when ``feature_map`` is true, else ``None``.
-    """
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    fmap: Tensor | None = None
-    if feature_map:
-        fmap = forward_feature_map(backbone, x)  # [B, F, h, w]
-        features = pool_feature_map(backbone, fmap)  # [B, F]
-    else:
-        features = backbone(x)  # [B, F]
-    projection: Tensor = head(features)  # [B, D]
-    embedding = F.normalize(projection.float(), dim=1)  # [B, D] float32
-    return features, projection, embedding, fmap
-
-
-_EncoderFn = Callable[
-    [nn.Module, nn.Module, Tensor, bool, bool], tuple[Tensor, Tensor, Tensor, Tensor | None]
-]
-
-
-@functools.cache
-def _compiled_encoder() -> _EncoderFn:
-    """:func:`_run_encoder` through ``torch.compile``, created once (``model.compile``).
-
-    Dynamo specialises on the modules (query / key encoder), the flags, the grad mode and the
-    autocast state, so one compiled function serves every task in the process.
-    """
-    return cast(_EncoderFn, torch.compile(_run_encoder))
-
-
-@dataclass(frozen=True)
-class WarmupCosineSchedule:
-    r"""Learning-rate factor: linear warm-up, then cosine annealing to 0 (per optimiser step).
-
-    .. math::
-
-        f(s) = \begin{cases} (s + 1) / W & s < W \\
-        \tfrac12 \left(1 + \cos\left(\pi \min\left(1, \frac{s - W}{T - W}\right)\right)
-        \right) & s \ge W \end{cases}
-
-    MoCo-v2 / GeoSSL anneal with a cosine over the whole run (no warm-up); geossl steps it per
-    optimiser step rather than per epoch.
-
-    Attributes:
-        warmup_steps: :math:`W`.
-        total_steps: :math:`T`.
-    """
-
-    warmup_steps: int
-    total_steps: int
-
-    def __call__(self, step: int) -> float:
-        """Factor for ``step``.
-
-        Args:
-            step: optimiser steps done.
-
-        Returns:
-            The multiplier of the base learning rate.
-        """
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+__all__ = ["GeoSSLTask"]
 
 
 class GeoSSLTask(LightningModule):
@@ -167,8 +78,9 @@ class GeoSSLTask(LightningModule):
     shuffle-BN. Negatives: a :class:`KeyQueue` of ``queue_size`` keys (a persistent buffer, all-
     gathered across ranks under DDP). Views: :class:`GeoSSLAugmentation` on the device.
 
-    Defaults are the GeoSSL paper's (REFERENCE.md 1): ResNet-50, T = 0.02, m = 0.999, K = 65,536,
-    SGD lr 0.03 (total batch 256) momentum 0.9 wd 1e-4, cosine schedule, 224 px, TP + Geo.
+    Defaults are the GeoSSL paper's (Ayush et al., ICCV 2021): ResNet-50, T = 0.02, m = 0.999,
+    K = 65,536, SGD lr 0.03 (total batch 256) momentum 0.9 wd 1e-4, cosine schedule, 224 px,
+    TP + Geo.
 
     Args:
         backbone: timm model name.
@@ -290,13 +202,9 @@ class GeoSSLTask(LightningModule):
         # A local path: loading the checkpoint elsewhere must not need the file (see the doc).
         self.save_hyperparameters(ignore=["init_weights"])
         hp = self.hparams
-        weights = self._check_hparams(hp)
+        weights = check_pretrain_hparams(hp)
         self.loss_weights: dict[str, float] = weights
-        # Non-finite codes of the steps since the last check (on the device), their step range.
-        self._nonfinite_codes: Tensor | None = None
-        self._nonfinite_steps = (0, 0)
-        self._steps_since_check = 0
-
+        self._guard = NonFiniteGuard(list(weights), hp["nan_check_every_n_steps"])
         term_classes = [get_loss_term(name) for name in weights]
         options = hp["loss_options"] or {}
         sources = [
@@ -307,35 +215,22 @@ class GeoSSLTask(LightningModule):
         self.key_sources = frozenset[str]().union(*(key for _, key in sources))
         self.needs_feature_map = any(c.needs_feature_map for c in term_classes)
         self.needs_view_params = any(c.needs_view_params for c in term_classes)
-        uses_queue = any(c.uses_queue for c in term_classes)
         self.queue_key_source: str | None = next(
             (c.queue_key_source for c in term_classes if c.queue_key_source is not None), None
         )
-
-        #: Where the normalisation comes from: "given", "imagenet" or "data" (``normalization``).
-        self.normalization_source = self._normalization_source(hp)
-        pending = self.normalization_source == "data"
-        aug_mean: Sequence[float] | None = hp["mean"]
-        aug_std: Sequence[float] | None = hp["std"]
-        if self.normalization_source == "imagenet" or (hp["in_chans"] == 3 and not pending):
-            aug_mean = IMAGENET_MEAN if aug_mean is None else aug_mean
-            aug_std = IMAGENET_STD if aug_std is None else aug_std
-        self.augment = GeoSSLAugmentation(
-            size=hp["crop_size"],
-            min_scale=hp["min_scale"],
-            # Placeholders until setup() takes the data's statistics (the forward refuses them).
-            mean=[0.0] * hp["in_chans"] if pending else aug_mean,
-            std=[1.0] * hp["in_chans"] if pending else aug_std,
-            in_chans=hp["in_chans"],
-            compile=hp["compile"],
-        )
-        #: True until the data's statistics are loaded (``normalization`` resolved to the data).
-        self.normalization_pending = pending
+        self.augment = self._build_augmentation()
         self.backbone = create_backbone(hp["backbone"], in_chans=hp["in_chans"])
         self.init_weights_info: dict[str, Any] | None = None
         self._init_weights_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         if init_weights is not None:  # before the key encoder copies the backbone
-            self.init_weights_info = self._load_init_weights(init_weights)
+            loaded = load_init_weights(
+                self.backbone,
+                init_weights,
+                backbone_name=hp["backbone"],
+                in_chans=hp["in_chans"],
+                adapt_in_chans=hp["adapt_in_chans"],
+            )
+            self.init_weights_info, self._init_weights_norm = loaded.info, loaded.normalization
             self._warn_on_other_normalization()
         num_features = get_num_features(self.backbone)
         # A recipe whose terms never read the MoCo projection (SCRL alone) gets no projection head:
@@ -350,17 +245,7 @@ class GeoSSLTask(LightningModule):
         self.embedding_dim = (
             num_features if isinstance(self.projection_head, nn.Identity) else hp["proj_dim"]
         )
-        if hp["channels_last"]:
-            self.backbone.to(memory_format=torch.channels_last)
-        if self.key_sources:
-            self.backbone_momentum = copy.deepcopy(self.backbone)
-            self.projection_head_momentum = copy.deepcopy(self.projection_head)
-            deactivate_requires_grad(self.backbone_momentum)
-            deactivate_requires_grad(self.projection_head_momentum)
-        else:
-            self.backbone_momentum = self.projection_head_momentum = None
-        self.queue = KeyQueue(hp["proj_dim"], hp["queue_size"]) if uses_queue else None
-
+        self._build_key_encoder(uses_queue=any(c.uses_queue for c in term_classes))
         ctx = LossTermContext(
             num_features=num_features,
             proj_dim=hp["proj_dim"],
@@ -374,61 +259,42 @@ class GeoSSLTask(LightningModule):
             {name: create_loss_term(name, ctx, options.get(name)) for name in weights}
         )
 
-    def _load_init_weights(self, path: str) -> dict[str, Any]:
-        """Load ``init_weights`` into the query backbone (strict keys), warn on other statistics.
-
-        Args:
-            path: the weight file.
-
-        Returns:
-            What the checkpoints record: file name, sha256, backbone, method, format and
-            ``adapted_from`` (the file's band count when ``adapt_in_chans`` adapted it, else None).
-
-        Raises:
-            FileNotFoundError: naming ``model.init_weights`` if the file does not exist.
-            ValueError: naming ``model.init_weights`` for another backbone, band count (unless
-                ``adapt_in_chans`` adapts 3-band weights) or keys.
-        """
+    def _build_augmentation(self) -> GeoSSLAugmentation:
+        """The batched augmentation, with its normalisation (placeholders when pending)."""
         hp = self.hparams
-        where = f"model.init_weights: {path}"
-        try:
-            state, meta = read_weights(path, backbone=hp["backbone"])
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"model.init_weights: {err}") from err
-        except ValueError as err:
-            raise ValueError(f"model.init_weights: {err}") from err
-        if meta.backbone.partition(".")[0] != hp["backbone"].partition(".")[0]:
-            raise ValueError(
-                f"{where} holds {meta.backbone} weights but model.backbone is {hp['backbone']}"
-            )
-        adapted_from: int | None = None
-        if meta.in_chans != hp["in_chans"]:
-            if meta.in_chans != 3:
-                raise ValueError(
-                    f"{where} has {meta.in_chans}-band weights but model.in_chans="
-                    f"{hp['in_chans']} (only 3-band weights can be adapted to another band count)"
-                )
-            if not hp["adapt_in_chans"]:
-                raise ValueError(
-                    f"{where} has 3-band weights but model.in_chans={hp['in_chans']}: set "
-                    "model.adapt_in_chans=true to adapt the first convolution (timm's rule), or "
-                    "give the model 3 bands"
-                )
-            state = adapt_first_conv(state, hp["backbone"], hp["in_chans"])
-            adapted_from = meta.in_chans
-        # The file's classifier (an ImageNet fc / head) was dropped by read_weights; every other
-        # tensor must match the backbone exactly.
-        load_state_dict_strict(self.backbone, state, source=where, backbone=hp["backbone"])
-        if meta.has_metadata and meta.has_normalization and adapted_from is None:
-            self._init_weights_norm = (tuple(meta.mean), tuple(meta.std))
-        return {
-            "file": Path(path).name,
-            "sha256": meta.sha256_full,
-            "backbone": meta.backbone,
-            "method": meta.method,
-            "source_format": meta.source_format,
-            "adapted_from": adapted_from,
-        }
+        #: Where the normalisation comes from: "given", "imagenet" or "data" (``normalization``).
+        self.normalization_source = normalization_source(hp)
+        pending = self.normalization_source == "data"
+        mean: Sequence[float] | None = hp["mean"]
+        std: Sequence[float] | None = hp["std"]
+        if self.normalization_source == "imagenet" or (hp["in_chans"] == 3 and not pending):
+            mean = IMAGENET_MEAN if mean is None else mean
+            std = IMAGENET_STD if std is None else std
+        #: True until the data's statistics are loaded (``normalization`` resolved to the data).
+        self.normalization_pending = pending
+        return GeoSSLAugmentation(
+            size=hp["crop_size"],
+            min_scale=hp["min_scale"],
+            # Placeholders until setup() takes the data's statistics (the forward refuses them).
+            mean=[0.0] * hp["in_chans"] if pending else mean,
+            std=[1.0] * hp["in_chans"] if pending else std,
+            in_chans=hp["in_chans"],
+            compile=hp["compile"],
+        )
+
+    def _build_key_encoder(self, uses_queue: bool) -> None:
+        """The frozen EMA copy of the query encoder (when a term has key sources), the queue."""
+        hp = self.hparams
+        if hp["channels_last"]:
+            self.backbone.to(memory_format=torch.channels_last)
+        if self.key_sources:
+            self.backbone_momentum = copy.deepcopy(self.backbone)
+            self.projection_head_momentum = copy.deepcopy(self.projection_head)
+            deactivate_requires_grad(self.backbone_momentum)
+            deactivate_requires_grad(self.projection_head_momentum)
+        else:
+            self.backbone_momentum = self.projection_head_momentum = None
+        self.queue = KeyQueue(hp["proj_dim"], hp["queue_size"]) if uses_queue else None
 
     def _warn_on_other_normalization(self) -> None:
         """Warn when ``init_weights`` were trained with other statistics than this run's.
@@ -437,31 +303,12 @@ class GeoSSLTask(LightningModule):
         """
         if self._init_weights_norm is None or self.normalization_pending:
             return
-        file_mean, file_std = self._init_weights_norm
-        mean = tuple(float(v) for v in self.augment.mean.flatten().tolist())
-        std = tuple(float(v) for v in self.augment.std.flatten().tolist())
-        close = all(
-            math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7)
-            for a, b in zip((*file_mean, *file_std), (*mean, *std), strict=True)
+        warn_on_other_normalization(
+            self.init_weights_info["file"] if self.init_weights_info else "?",
+            self._init_weights_norm,
+            [float(v) for v in self.augment.mean.flatten().tolist()],
+            [float(v) for v in self.augment.std.flatten().tolist()],
         )
-        if not close:
-            name = self.init_weights_info["file"] if self.init_weights_info else "?"
-            warnings.warn(
-                f"model.init_weights: {name} was trained on inputs normalised with "
-                f"mean={list(file_mean)} std={list(file_std)}, but model.mean={list(mean)} "
-                f"model.std={list(std)}",
-                UserWarning,
-                stacklevel=3,
-            )
-
-    @staticmethod
-    def _normalization_source(hp: Mapping[str, Any]) -> str:
-        """``"given"``, ``"imagenet"`` or ``"data"``: where ``mean`` / ``std`` come from."""
-        if hp["mean"] is not None and hp["std"] is not None:
-            return "given"
-        if hp["normalization"] == "data" or (hp["normalization"] == "auto" and hp["in_chans"] != 3):
-            return "data"
-        return "given" if hp["mean"] is not None or hp["std"] is not None else "imagenet"
 
     def setup(self, stage: str) -> None:
         """Take the data's normalisation statistics when ``normalization`` asks for them.
@@ -479,28 +326,12 @@ class GeoSSLTask(LightningModule):
         """
         if not self.normalization_pending:
             return
-        trainer = self.trainer
-        datamodule = getattr(trainer, "datamodule", None)
-        estimate = getattr(datamodule, "band_statistics", None)
-        if not callable(estimate):
-            owner = type(datamodule).__name__ if datamodule is not None else "no data module"
-            raise ValueError(
-                f"model.mean / model.std are not set and the data ({owner}) has no "
-                f"band_statistics() to estimate them for model.in_chans={self.hparams['in_chans']}:"
-                " set model.mean and model.std"
-            )
-        stats: tuple[list[float], list[float]] | None = None
-        if trainer.is_global_zero:
-            stats = estimate(self.hparams["normalization_samples"])
-        stats = trainer.strategy.broadcast(stats, src=0)
-        if stats is None:  # pragma: no cover - rank 0 always computes them
-            raise RuntimeError("rank 0 did not broadcast the band statistics")
-        mean, std = stats
+        samples = self.hparams["normalization_samples"]
+        owner, mean, std = data_band_statistics(self.trainer, samples, self.hparams["in_chans"])
         self.set_normalization(mean, std)
         rank_zero_info(
-            f"GeoSSLTask: per-band statistics of {type(datamodule).__name__} "
-            f"({self.hparams['normalization_samples']} samples, [0, 1] scale): "
-            f"model.mean={_rounded(mean)} model.std={_rounded(std)}"
+            f"GeoSSLTask: per-band statistics of {owner} ({samples} samples, [0, 1] scale): "
+            f"model.mean={rounded(mean)} model.std={rounded(std)}"
         )
 
     def set_normalization(self, mean: list[float], std: list[float]) -> None:
@@ -530,144 +361,6 @@ class GeoSSLTask(LightningModule):
         self.normalization_pending = False
         self._warn_on_other_normalization()
 
-    @staticmethod
-    def _check_hparams(hp: Mapping[str, Any]) -> dict[str, float]:
-        """Validate the hyper-parameters before anything is built.
-
-        Args:
-            hp: the task's hyper-parameters.
-
-        Returns:
-            The active loss terms (weight > 0) and their weights, in the given order.
-
-        Raises:
-            ValueError: naming the offending key as ``model.<name>``.
-        """
-        try:
-            check_backbone_name(hp["backbone"])
-        except ValueError as err:
-            raise ValueError(f"model.backbone: {err}") from err
-        positive_int = ["in_chans", "queue_size", "proj_hidden_dim", "proj_dim"]
-        for name in positive_int:
-            if hp[name] < 1:
-                raise ValueError(f"model.{name} must be >= 1, got {hp[name]}")
-        if hp["crop_size"] < 2:
-            raise ValueError(f"model.crop_size must be >= 2, got {hp['crop_size']}")
-        if not (math.isfinite(hp["temperature"]) and hp["temperature"] > 0):
-            raise ValueError(f"model.temperature must be > 0, got {hp['temperature']}")
-        for name in ["momentum", "sgd_momentum"]:
-            if not 0 <= hp[name] < 1:
-                raise ValueError(f"model.{name} must be in [0, 1), got {hp[name]}")
-        if not 0 < hp["min_scale"] <= 1:
-            raise ValueError(f"model.min_scale must be in (0, 1], got {hp['min_scale']}")
-        if not (math.isfinite(hp["lr"]) and hp["lr"] > 0):
-            raise ValueError(f"model.lr must be > 0, got {hp['lr']}")
-        if not (math.isfinite(hp["weight_decay"]) and hp["weight_decay"] >= 0):
-            raise ValueError(f"model.weight_decay must be >= 0, got {hp['weight_decay']}")
-        if hp["warmup_epochs"] < 0:
-            raise ValueError(f"model.warmup_epochs must be >= 0, got {hp['warmup_epochs']}")
-        if hp["nan_check_every_n_steps"] < 0:
-            raise ValueError(
-                "model.nan_check_every_n_steps must be >= 0 (0 disables the check), "
-                f"got {hp['nan_check_every_n_steps']}"
-            )
-        if hp["normalization"] not in NORMALIZATIONS:
-            raise ValueError(
-                f"model.normalization must be one of {list(NORMALIZATIONS)}, "
-                f"got {hp['normalization']!r}"
-            )
-        if hp["normalization_samples"] < 1:
-            raise ValueError(
-                f"model.normalization_samples must be >= 1, got {hp['normalization_samples']}"
-            )
-        given = [name for name in ("mean", "std") if hp[name] is not None]
-        if len(given) == 1 and (hp["in_chans"] != 3 or hp["normalization"] == "data"):
-            missing = "std" if given == ["mean"] else "mean"
-            raise ValueError(
-                f"model.{missing} is missing: model.mean and model.std go together for "
-                f"model.in_chans={hp['in_chans']} (set both, or neither to estimate both from "
-                "the data)"
-            )
-        if not given and hp["normalization"] == "imagenet" and hp["in_chans"] != 3:
-            raise ValueError(
-                f"model.normalization=imagenet needs model.in_chans=3 (ImageNet's statistics are "
-                f"RGB), got {hp['in_chans']}: use model.normalization=auto (the data's) or set "
-                "model.mean and model.std"
-            )
-        for name in ["mean", "std"]:
-            stats = hp[name]
-            if stats is not None and len(stats) != hp["in_chans"]:
-                raise ValueError(
-                    f"model.{name} has {len(stats)} values but model.in_chans={hp['in_chans']}"
-                )
-        if hp["mean"] is not None and not all(math.isfinite(m) for m in hp["mean"]):
-            raise ValueError(f"model.mean must be finite, got {hp['mean']}")
-        if hp["std"] is not None and any(not (math.isfinite(s) and s > 0) for s in hp["std"]):
-            raise ValueError(f"model.std must be finite and > 0, got {hp['std']}")
-
-        losses = DEFAULT_LOSSES if hp["losses"] is None else hp["losses"]
-        if not losses:
-            raise ValueError(f"model.losses is empty; valid terms: {list_loss_terms()}")
-        for name, weight in losses.items():
-            if name not in list_loss_terms():
-                raise ValueError(
-                    f"model.losses: unknown loss term {name!r}; valid: {list_loss_terms()}"
-                )
-            if not (
-                isinstance(weight, int | float)
-                and not isinstance(weight, bool)
-                and math.isfinite(weight)
-                and weight >= 0
-            ):
-                raise ValueError(
-                    f"model.losses[{name!r}] must be a finite weight >= 0, got {weight!r}"
-                )
-        weights = {name: float(w) for name, w in losses.items() if w > 0}
-        if not weights:
-            raise ValueError(f"model.losses has no term with a positive weight: {dict(losses)}")
-        providers = [n for n in list_loss_terms() if get_loss_term(n).queue_key_source is not None]
-        has_queue_key = any(get_loss_term(n).queue_key_source is not None for n in weights)
-        for name in weights:
-            if get_loss_term(name).needs_queue_key and not has_queue_key:
-                raise ValueError(
-                    f"model.losses: {name} needs {' or '.join(providers)} (a term contrasting a "
-                    f"positive key against the queue) with a weight > 0, got {dict(losses)}"
-                )
-
-        loss_options = hp["loss_options"] or {}
-        resolved: dict[str, dict[str, LossOptionValue]] = {}
-        for name, options in loss_options.items():
-            if name not in list_loss_terms():
-                raise ValueError(
-                    f"model.loss_options.{name}: unknown loss term {name!r}; "
-                    f"valid: {list_loss_terms()}"
-                )
-            if not isinstance(options, Mapping):
-                raise ValueError(
-                    f"model.loss_options.{name} must map option names to values, got {options!r}"
-                )
-            resolved[name] = resolve_loss_options(name, options)
-            if name not in weights:
-                warnings.warn(
-                    f"model.loss_options.{name} is set but {name!r} is not an active loss term "
-                    f"(model.losses: {dict(losses)}); its options are ignored",
-                    UserWarning,
-                    stacklevel=3,
-                )
-        probe = LossTermContext(  # the backbone is not built yet: num_features is a placeholder
-            num_features=1,
-            proj_dim=hp["proj_dim"],
-            temperature=hp["temperature"],
-            num_geo_clusters=hp["num_geo_clusters"],
-            in_chans=hp["in_chans"],
-            crop_size=hp["crop_size"],
-            hparams=dict(hp),
-        )
-        for name in weights:
-            options = resolved.get(name) or resolve_loss_options(name)
-            get_loss_term(name).check_context(replace(probe, options=options))
-        return weights
-
     @property
     def terms(self) -> dict[str, LossTerm]:
         """The active loss terms by name, in ``losses`` order."""
@@ -688,52 +381,29 @@ class GeoSSLTask(LightningModule):
         out: Tensor = self.backbone(x)
         return out
 
-    def _encode(
-        self, backbone: nn.Module, head: nn.Module, x: Tensor, feature_map: bool
-    ) -> EncoderOutput:
-        """Run one encoder (backbone + projection head) on a view.
-
-        Args:
-            backbone: the query or key backbone.
-            head: its projection head.
-            x: ``[B, C, S, S]`` view.
-            feature_map: also return the un-pooled map.
-
-        Returns:
-            The encoder's outputs.
-        """
-        encode = _compiled_encoder() if self.hparams["compile"] else _run_encoder
-        features, projection, embedding, fmap = encode(
-            backbone, head, x, feature_map, self.hparams["channels_last"]
+    def _encode(self, x: Tensor) -> EncoderOutput:
+        """The query encoder on a view ``[B, C, S, S]``."""
+        return encode_view(
+            self.backbone,
+            self.projection_head,
+            x,
+            feature_map=self.needs_feature_map,
+            channels_last=self.hparams["channels_last"],
+            compile=self.hparams["compile"],
         )
-        return EncoderOutput(features, projection, embedding, fmap)
 
-    @torch.no_grad()
-    def _encode_momentum(self, x: Tensor, feature_map: bool) -> EncoderOutput:
-        """Run the key encoder with shuffle-BN (MoCo, Sec. 3.3).
-
-        Args:
-            x: ``[B, C, S, S]`` view.
-            feature_map: also return the un-pooled map.
-
-        Returns:
-            The key encoder's outputs, in the batch's original order.
-        """
+    def _encode_momentum(self, x: Tensor) -> EncoderOutput:
+        """The key encoder on a view, under shuffle-BN when ``shuffle_bn``."""
         if self.backbone_momentum is None or self.projection_head_momentum is None:
             raise RuntimeError("no key encoder: no active loss term has key sources")
-        if not self.hparams["shuffle_bn"]:
-            return self._encode(
-                self.backbone_momentum, self.projection_head_momentum, x, feature_map
-            )
-        x, index = batch_shuffle(x)
-        out = self._encode(self.backbone_momentum, self.projection_head_momentum, x, feature_map)
-        return EncoderOutput(
-            features=batch_unshuffle(out.features, index),
-            projection=batch_unshuffle(out.projection, index),
-            embedding=batch_unshuffle(out.embedding, index),
-            feature_map=None
-            if out.feature_map is None
-            else batch_unshuffle(out.feature_map, index),
+        return encode_keys(
+            self.backbone_momentum,
+            self.projection_head_momentum,
+            x,
+            shuffle_bn=self.hparams["shuffle_bn"],
+            feature_map=self.needs_feature_map,
+            channels_last=self.hparams["channels_last"],
+            compile=self.hparams["compile"],
         )
 
     @torch.no_grad()
@@ -780,17 +450,9 @@ class GeoSSLTask(LightningModule):
                 views[source], view_params[source] = self.augment(raw, return_params=True)
             else:
                 views[source] = self.augment(raw)
-        online = {
-            source: self._encode(
-                self.backbone, self.projection_head, views[source], self.needs_feature_map
-            )
-            for source in VIEW_SOURCES
-            if source in self.online_sources
-        }
+        online = {s: self._encode(views[s]) for s in VIEW_SOURCES if s in self.online_sources}
         momentum = {
-            source: self._encode_momentum(views[source], self.needs_feature_map)
-            for source in VIEW_SOURCES
-            if source in self.key_sources
+            s: self._encode_momentum(views[s]) for s in VIEW_SOURCES if s in self.key_sources
         }
         negatives = None if self.queue is None else self.queue.negatives()
         return StepOutputs(
@@ -852,7 +514,7 @@ class GeoSSLTask(LightningModule):
             result: TermOutput = term(out)
             results[name] = result
             total = total + self.loss_weights[name] * result.loss.float()
-        checked_total = self._check_finite(results, total)
+        checked_total = self._guard.record(results, total, self.global_step)
 
         if self.queue is not None and self.queue_key_source is not None:
             self.queue.enqueue(out.keys[self.queue_key_source])
@@ -873,76 +535,6 @@ class GeoSSLTask(LightningModule):
         self.log("train/embedding_std", embedding_std, batch_size=batch_size)
         return total
 
-    def _check_finite(self, results: Mapping[str, TermOutput], total: Tensor) -> float | None:
-        """Record this step's non-finite losses; raise on a check step if any was seen.
-
-        Every step stacks the term losses and the total into ``[T + 1]`` codes (0 finite, 1 NaN,
-        2 Inf) kept on the device (no sync); every ``nan_check_every_n_steps`` steps the codes
-        since the last check are reduced over ranks and read on the host, with this step's total
-        (one sync).
-
-        Args:
-            results: the terms' outputs of this step, in ``self.terms`` order.
-            total: the weighted total.
-
-        Returns:
-            This rank's total as a Python float on a check step, else ``None``.
-
-        Raises:
-            NonFiniteLossError: naming the terms and the step (or step range).
-        """
-        every: int = self.hparams["nan_check_every_n_steps"]
-        if every == 0:
-            return None
-        values = torch.stack([r.loss.detach().float() for r in results.values()] + [total.detach()])
-        codes = torch.isnan(values).float() + 2 * torch.isinf(values).float()  # [T + 1]
-        if self._nonfinite_codes is None:
-            self._nonfinite_codes = codes
-            self._nonfinite_steps = (self.global_step, self.global_step)
-        else:
-            self._nonfinite_codes = torch.maximum(self._nonfinite_codes, codes)
-            self._nonfinite_steps = (self._nonfinite_steps[0], self.global_step)
-        self._steps_since_check += 1
-        if self._steps_since_check >= every:
-            return self._raise_if_nonfinite(total)
-        return None
-
-    def _raise_if_nonfinite(self, total: Tensor | None = None) -> float | None:
-        """Read the non-finite codes since the last check (one host sync) and reset them.
-
-        Args:
-            total: a loss to read in the same transfer (the step's total), or ``None``.
-
-        Returns:
-            ``total`` as a Python float, or ``None`` when it was not given or nothing was pending.
-
-        Raises:
-            NonFiniteLossError: if a loss was NaN or Inf; the message names the logged keys
-                (``train/loss_<term>``, or ``train_loss`` when only the total overflowed) and
-                the step, or the range of unchecked steps.
-        """
-        codes, (first, last) = self._nonfinite_codes, self._nonfinite_steps
-        self._nonfinite_codes = None
-        self._steps_since_check = 0
-        if codes is None:
-            return None
-        if world_size() > 1:  # every rank must stop at the same step, or the others would hang
-            dist.all_reduce(codes, op=dist.ReduceOp.MAX)
-        if total is None:
-            flags: list[float] = codes.tolist()  # the host sync
-            total_on_host = None
-        else:
-            *flags, total_on_host = torch.cat([codes, total.detach().float().view(1)]).tolist()
-        if not any(flags):
-            return total_on_host
-        names = [f"train/loss_{name}" for name in self.loss_terms] + ["train_loss"]
-        bad = [(n, "nan" if c == 1 else "inf") for n, c in zip(names, flags, strict=True) if c]
-        if len(bad) > 1:  # a bad term makes the total bad: name the terms only
-            bad = [(n, k) for n, k in bad if n != "train_loss"]
-        what = ", ".join(f"{name} became {kind}" for name, kind in bad)
-        when = f"at step {first}" if first == last else f"at a step in {first}..{last}"
-        raise NonFiniteLossError(f"{what} {when}; stopping (the last checkpoint is kept)")
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to save a checkpoint after an unchecked non-finite loss.
 
@@ -956,7 +548,7 @@ class GeoSSLTask(LightningModule):
         Raises:
             NonFiniteLossError: if a loss since the last check was NaN or Inf.
         """
-        self._raise_if_nonfinite()
+        self._guard.raise_if_nonfinite()
         if self.init_weights_info is not None:
             checkpoint["geossl_init_weights"] = self.init_weights_info
 
@@ -979,10 +571,10 @@ class GeoSSLTask(LightningModule):
             list(mean) != self.hparams["mean"] or list(std) != self.hparams["std"]
         ):
             warnings.warn(
-                f"resuming with the checkpoint's model.mean={_rounded(list(mean))} "
-                f"model.std={_rounded(list(std))}; the data now gives "
-                f"model.mean={_rounded(self.hparams['mean'])} "
-                f"model.std={_rounded(self.hparams['std'])}",
+                f"resuming with the checkpoint's model.mean={rounded(list(mean))} "
+                f"model.std={rounded(list(std))}; the data now gives "
+                f"model.mean={rounded(self.hparams['mean'])} "
+                f"model.std={rounded(self.hparams['std'])}",
                 UserWarning,
                 stacklevel=2,
             )
@@ -1016,19 +608,8 @@ class GeoSSLTask(LightningModule):
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             raise ValueError("the cosine schedule needs a finite run: set max_epochs or max_steps")
-        warmup_steps = 0
-        if hp["warmup_epochs"] > 0:
-            batches = self.trainer.num_training_batches
-            if not math.isfinite(batches):  # max_steps-only runs do not load the data first
-                self.trainer.fit_loop.setup_data()
-                batches = self.trainer.num_training_batches
-            if not math.isfinite(batches):
-                raise ValueError(
-                    "model.warmup_epochs needs a known epoch length (a sized train dataloader)"
-                )
-            per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
-            warmup_steps = min(int(hp["warmup_epochs"]) * per_epoch, int(total))
-        schedule = WarmupCosineSchedule(warmup_steps=warmup_steps, total_steps=int(total))
+        warmup = warmup_steps(self.trainer, int(hp["warmup_epochs"]), int(total))
+        schedule = WarmupCosineSchedule(warmup_steps=warmup, total_steps=int(total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {
             "optimizer": optimizer,

@@ -20,10 +20,10 @@ from geossl.trainers import (
     create_loss_term,
     list_loss_terms,
     register_loss_term,
-    terms,
 )
 from geossl.trainers.callbacks import RunSummary
-from geossl.trainers.pretrain import WarmupCosineSchedule
+from geossl.trainers.schedule import WarmupCosineSchedule
+from geossl.trainers.terms import registry
 
 TINY: dict[str, Any] = {
     "backbone": "resnet18",
@@ -346,7 +346,7 @@ def probe_term():
             self.updates.append(momentum)
 
     yield seen
-    del terms._LOSS_TERMS["_probe"]
+    del registry._LOSS_TERMS["_probe"]
 
 
 def test_new_term_plugs_in(monkeypatch, probe_term):

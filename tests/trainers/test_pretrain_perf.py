@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 import torch
 
-from geossl.trainers import GeoSSLTask, pretrain
+from geossl.trainers import GeoSSLTask, encoders
 from geossl.transforms import augmentation
 
 TINY: dict[str, Any] = {
@@ -45,10 +45,10 @@ def test_channels_last_and_bf16_keep_the_loss():
 
 @pytest.fixture
 def fresh_compile():
-    pretrain._compiled_encoder.cache_clear()
+    encoders.compiled_encoder.cache_clear()
     augmentation.compiled_color_steps.cache_clear()
     yield
-    pretrain._compiled_encoder.cache_clear()
+    encoders.compiled_encoder.cache_clear()
     augmentation.compiled_color_steps.cache_clear()
 
 
@@ -66,7 +66,7 @@ def test_compile_traces_the_encoders(monkeypatch, fresh_compile):
     eager = _loss()
     compiled = _loss(compile=True, channels_last=True)
     # the encoders, and the four colour adjustments of the augmentation
-    assert set(calls) == {pretrain._run_encoder, *augmentation.COLOR_STEPS}
+    assert set(calls) == {encoders.run_encoder, *augmentation.COLOR_STEPS}
     assert len(calls) == 5
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
 

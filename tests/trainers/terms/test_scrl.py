@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from geossl.models import roi_features
 from geossl.trainers import GeoSSLTask, LossTermContext, StepOutputs, list_loss_terms
-from geossl.trainers.scrl import SCRL_OPTIONS, SCRLTerm
+from geossl.trainers.terms.scrl import SCRL_OPTIONS, SCRLTerm
 from geossl.transforms import sample_scrl_boxes
 
 TINY: dict[str, Any] = {

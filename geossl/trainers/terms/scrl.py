@@ -37,14 +37,14 @@ from torch import Tensor
 
 from geossl.losses.scrl import SCRLLoss
 from geossl.models.scrl import SCRLPredictionHead, SCRLProjectionHead, roi_features
-from geossl.trainers.terms import (
+from geossl.trainers.terms.base import (
     LossOptionValue,
     LossTerm,
     LossTermContext,
     StepOutputs,
     TermOutput,
-    register_loss_term,
 )
+from geossl.trainers.terms.registry import register_loss_term
 from geossl.transforms.boxes import sample_scrl_boxes
 
 __all__ = ["SCRL_OPTIONS", "SCRLTerm"]

@@ -1,0 +1,117 @@
+"""Where :class:`~geossl.trainers.GeoSSLTask`'s normalisation comes from, and its checks.
+
+``model.normalization`` picks the source of ``mean`` / ``std`` when they are not given:
+ImageNet's (3 bands) or the data's (any band count, estimated by the data module's
+``band_statistics``). These helpers resolve the source, pull the data's statistics at fit start
+and warn when ``init_weights`` were trained with others.
+"""
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lightning import Trainer
+
+__all__ = [
+    "data_band_statistics",
+    "normalization_source",
+    "rounded",
+    "warn_on_other_normalization",
+]
+
+
+def rounded(values: Sequence[float]) -> list[float]:
+    """Values with 4 significant digits, for messages (the hyper-parameters keep them all).
+
+    Example:
+        >>> rounded([0.123456, 2.0])
+        [0.1235, 2.0]
+    """
+    return [float(f"{v:.4g}") for v in values]
+
+
+def normalization_source(hp: Mapping[str, Any]) -> str:
+    """``"given"``, ``"imagenet"`` or ``"data"``: where ``mean`` / ``std`` come from.
+
+    Args:
+        hp: the task's hyper-parameters (``mean``, ``std``, ``normalization``, ``in_chans``).
+
+    Returns:
+        The source.
+
+    Example:
+        >>> hp = {"mean": None, "std": None, "normalization": "auto", "in_chans": 4}
+        >>> normalization_source(hp), normalization_source({**hp, "in_chans": 3})
+        ('data', 'imagenet')
+    """
+    if hp["mean"] is not None and hp["std"] is not None:
+        return "given"
+    if hp["normalization"] == "data" or (hp["normalization"] == "auto" and hp["in_chans"] != 3):
+        return "data"
+    return "given" if hp["mean"] is not None or hp["std"] is not None else "imagenet"
+
+
+def data_band_statistics(
+    trainer: Trainer, samples: int, in_chans: int
+) -> tuple[str, list[float], list[float]]:
+    """The data module's per-band statistics, computed on rank 0 and broadcast.
+
+    Args:
+        trainer: the fitting trainer (its ``datamodule`` has ``band_statistics(samples)``).
+        samples: patches / images to estimate them from.
+        in_chans: the model's band count (for the message).
+
+    Returns:
+        ``(data module class name, mean, std)``.
+
+    Raises:
+        ValueError: naming ``model.mean`` / ``model.std`` when the data module has no
+            ``band_statistics``.
+    """
+    datamodule = getattr(trainer, "datamodule", None)
+    estimate = getattr(datamodule, "band_statistics", None)
+    if not callable(estimate):
+        owner = type(datamodule).__name__ if datamodule is not None else "no data module"
+        raise ValueError(
+            f"model.mean / model.std are not set and the data ({owner}) has no "
+            f"band_statistics() to estimate them for model.in_chans={in_chans}:"
+            " set model.mean and model.std"
+        )
+    stats: tuple[list[float], list[float]] | None = None
+    if trainer.is_global_zero:
+        stats = estimate(samples)
+    stats = trainer.strategy.broadcast(stats, src=0)
+    if stats is None:  # pragma: no cover - rank 0 always computes them
+        raise RuntimeError("rank 0 did not broadcast the band statistics")
+    mean, std = stats
+    return type(datamodule).__name__, list(mean), list(std)
+
+
+def warn_on_other_normalization(
+    file_name: str,
+    file_norm: tuple[Sequence[float], Sequence[float]],
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> None:
+    """Warn when ``init_weights`` were trained with other statistics than this run's.
+
+    Args:
+        file_name: the weight file's name (for the message).
+        file_norm: the file's ``(mean, std)``.
+        mean: this run's mean.
+        std: this run's std.
+    """
+    file_mean, file_std = file_norm
+    close = all(
+        math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7)
+        for a, b in zip((*file_mean, *file_std), (*mean, *std), strict=True)
+    )
+    if not close:
+        warnings.warn(
+            f"model.init_weights: {file_name} was trained on inputs normalised with "
+            f"mean={list(file_mean)} std={list(file_std)}, but model.mean={list(mean)} "
+            f"model.std={list(std)}",
+            UserWarning,
+            stacklevel=4,
+        )

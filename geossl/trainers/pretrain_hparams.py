@@ -1,0 +1,192 @@
+"""The checks of :class:`~geossl.trainers.GeoSSLTask`'s hyper-parameters, before anything is built.
+
+Every message names the offending key as ``model.<name>`` (the LightningCLI key).
+"""
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from geossl.models import check_backbone_name
+from geossl.trainers.terms import (
+    DEFAULT_LOSSES,
+    LossOptionValue,
+    LossTermContext,
+    get_loss_term,
+    list_loss_terms,
+    resolve_loss_options,
+)
+
+__all__ = ["NORMALIZATIONS", "check_pretrain_hparams"]
+
+#: Values of ``model.normalization`` (see :class:`~geossl.trainers.GeoSSLTask`).
+NORMALIZATIONS = ("auto", "imagenet", "data")
+
+
+def check_pretrain_hparams(hp: Mapping[str, Any]) -> dict[str, float]:
+    """Validate the task's hyper-parameters before anything is built.
+
+    Args:
+        hp: the task's hyper-parameters.
+
+    Returns:
+        The active loss terms (weight > 0) and their weights, in the given order.
+
+    Raises:
+        ValueError: naming the offending key as ``model.<name>``.
+
+    Example:
+        >>> from geossl.trainers import GeoSSLTask
+        >>> import inspect
+        >>> hp = {k: p.default for k, p in inspect.signature(GeoSSLTask).parameters.items()}
+        >>> check_pretrain_hparams({**hp, "losses": {"tp": 1, "geo": 0}})
+        {'tp': 1.0}
+        >>> check_pretrain_hparams({**hp, "temperature": 0})
+        Traceback (most recent call last):
+        ...
+        ValueError: model.temperature must be > 0, got 0
+    """
+    _check_model(hp)
+    _check_normalization(hp)
+    weights = _check_losses(hp)
+    resolved = _check_loss_options(hp, weights)
+    probe = LossTermContext(  # the backbone is not built yet: num_features is a placeholder
+        num_features=1,
+        proj_dim=hp["proj_dim"],
+        temperature=hp["temperature"],
+        num_geo_clusters=hp["num_geo_clusters"],
+        in_chans=hp["in_chans"],
+        crop_size=hp["crop_size"],
+        hparams=dict(hp),
+    )
+    for name in weights:
+        options = resolved.get(name) or resolve_loss_options(name)
+        get_loss_term(name).check_context(replace(probe, options=options))
+    return weights
+
+
+def _check_model(hp: Mapping[str, Any]) -> None:
+    """The backbone, sizes, temperature, momenta and optimiser settings."""
+    try:
+        check_backbone_name(hp["backbone"])
+    except ValueError as err:
+        raise ValueError(f"model.backbone: {err}") from err
+    for name in ["in_chans", "queue_size", "proj_hidden_dim", "proj_dim"]:
+        if hp[name] < 1:
+            raise ValueError(f"model.{name} must be >= 1, got {hp[name]}")
+    if hp["crop_size"] < 2:
+        raise ValueError(f"model.crop_size must be >= 2, got {hp['crop_size']}")
+    if not (math.isfinite(hp["temperature"]) and hp["temperature"] > 0):
+        raise ValueError(f"model.temperature must be > 0, got {hp['temperature']}")
+    for name in ["momentum", "sgd_momentum"]:
+        if not 0 <= hp[name] < 1:
+            raise ValueError(f"model.{name} must be in [0, 1), got {hp[name]}")
+    if not 0 < hp["min_scale"] <= 1:
+        raise ValueError(f"model.min_scale must be in (0, 1], got {hp['min_scale']}")
+    if not (math.isfinite(hp["lr"]) and hp["lr"] > 0):
+        raise ValueError(f"model.lr must be > 0, got {hp['lr']}")
+    if not (math.isfinite(hp["weight_decay"]) and hp["weight_decay"] >= 0):
+        raise ValueError(f"model.weight_decay must be >= 0, got {hp['weight_decay']}")
+    if hp["warmup_epochs"] < 0:
+        raise ValueError(f"model.warmup_epochs must be >= 0, got {hp['warmup_epochs']}")
+    if hp["nan_check_every_n_steps"] < 0:
+        raise ValueError(
+            "model.nan_check_every_n_steps must be >= 0 (0 disables the check), "
+            f"got {hp['nan_check_every_n_steps']}"
+        )
+
+
+def _check_normalization(hp: Mapping[str, Any]) -> None:
+    """``normalization``, ``normalization_samples`` and the given ``mean`` / ``std``."""
+    if hp["normalization"] not in NORMALIZATIONS:
+        raise ValueError(
+            f"model.normalization must be one of {list(NORMALIZATIONS)}, "
+            f"got {hp['normalization']!r}"
+        )
+    if hp["normalization_samples"] < 1:
+        raise ValueError(
+            f"model.normalization_samples must be >= 1, got {hp['normalization_samples']}"
+        )
+    given = [name for name in ("mean", "std") if hp[name] is not None]
+    if len(given) == 1 and (hp["in_chans"] != 3 or hp["normalization"] == "data"):
+        missing = "std" if given == ["mean"] else "mean"
+        raise ValueError(
+            f"model.{missing} is missing: model.mean and model.std go together for "
+            f"model.in_chans={hp['in_chans']} (set both, or neither to estimate both from "
+            "the data)"
+        )
+    if not given and hp["normalization"] == "imagenet" and hp["in_chans"] != 3:
+        raise ValueError(
+            f"model.normalization=imagenet needs model.in_chans=3 (ImageNet's statistics are "
+            f"RGB), got {hp['in_chans']}: use model.normalization=auto (the data's) or set "
+            "model.mean and model.std"
+        )
+    for name in ["mean", "std"]:
+        stats = hp[name]
+        if stats is not None and len(stats) != hp["in_chans"]:
+            raise ValueError(
+                f"model.{name} has {len(stats)} values but model.in_chans={hp['in_chans']}"
+            )
+    if hp["mean"] is not None and not all(math.isfinite(m) for m in hp["mean"]):
+        raise ValueError(f"model.mean must be finite, got {hp['mean']}")
+    if hp["std"] is not None and any(not (math.isfinite(s) and s > 0) for s in hp["std"]):
+        raise ValueError(f"model.std must be finite and > 0, got {hp['std']}")
+
+
+def _check_losses(hp: Mapping[str, Any]) -> dict[str, float]:
+    """The loss weights: known terms, finite weights >= 0, and what each term needs."""
+    losses = DEFAULT_LOSSES if hp["losses"] is None else hp["losses"]
+    if not losses:
+        raise ValueError(f"model.losses is empty; valid terms: {list_loss_terms()}")
+    for name, weight in losses.items():
+        if name not in list_loss_terms():
+            raise ValueError(
+                f"model.losses: unknown loss term {name!r}; valid: {list_loss_terms()}"
+            )
+        if not (
+            isinstance(weight, int | float)
+            and not isinstance(weight, bool)
+            and math.isfinite(weight)
+            and weight >= 0
+        ):
+            raise ValueError(f"model.losses[{name!r}] must be a finite weight >= 0, got {weight!r}")
+    weights = {name: float(w) for name, w in losses.items() if w > 0}
+    if not weights:
+        raise ValueError(f"model.losses has no term with a positive weight: {dict(losses)}")
+    providers = [n for n in list_loss_terms() if get_loss_term(n).queue_key_source is not None]
+    has_queue_key = any(get_loss_term(n).queue_key_source is not None for n in weights)
+    for name in weights:
+        if get_loss_term(name).needs_queue_key and not has_queue_key:
+            raise ValueError(
+                f"model.losses: {name} needs {' or '.join(providers)} (a term contrasting a "
+                f"positive key against the queue) with a weight > 0, got {dict(losses)}"
+            )
+    return weights
+
+
+def _check_loss_options(
+    hp: Mapping[str, Any], weights: Mapping[str, float]
+) -> dict[str, dict[str, LossOptionValue]]:
+    """Resolve every given term's options; warn about the options of inactive terms."""
+    resolved: dict[str, dict[str, LossOptionValue]] = {}
+    for name, options in (hp["loss_options"] or {}).items():
+        if name not in list_loss_terms():
+            raise ValueError(
+                f"model.loss_options.{name}: unknown loss term {name!r}; valid: {list_loss_terms()}"
+            )
+        if not isinstance(options, Mapping):
+            raise ValueError(
+                f"model.loss_options.{name} must map option names to values, got {options!r}"
+            )
+        resolved[name] = resolve_loss_options(name, options)
+        if name not in weights:
+            losses = DEFAULT_LOSSES if hp["losses"] is None else hp["losses"]
+            warnings.warn(
+                f"model.loss_options.{name} is set but {name!r} is not an active loss term "
+                f"(model.losses: {dict(losses)}); its options are ignored",
+                UserWarning,
+                stacklevel=4,
+            )
+    return resolved
