@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
     """
     from geossl.cli.runtime import resolve_device
     from geossl.export.embed import embed_rasters
-    from geossl.export.weights import load_backbone
+    from geossl.weights import load_backbone
 
     bands = parse_number_list(args.bands) if args.bands is not None else None
     scale = parse_scale(args.scale) if args.scale is not None else None

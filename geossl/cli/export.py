@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> None:
     Args:
         args: The parsed arguments.
     """
-    from geossl.export.weights import export_weights
+    from geossl.weights import export_weights
 
     exported = export_weights(args.checkpoint, args.output, overwrite=args.overwrite)
     meta = exported.meta

@@ -21,12 +21,14 @@ from typing import Any
 import yaml
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 from geossl import datamodules
 from geossl.cli.pretrain import DEFAULT_DATAMODULE
 from geossl.cli.runtime import default_precision, quiet_lightning
 from geossl.configs import preset_path
 from geossl.trainers.callbacks import RunSummary
+from geossl.trainers.normalization import data_band_statistics, rounded
 from geossl.trainers.pretrain import GeoSSLTask
 
 
@@ -56,12 +58,47 @@ class GeoSSLCLI(LightningCLI):
             "data", "model.num_geo_clusters", compute_fn=geo_clusters_of, apply_on="instantiate"
         )
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
+        # The checkpoint describes its input (band names, scale): only the data module knows it.
+        parser.link_arguments(
+            "data", "model.input_block", compute_fn=input_block_of, apply_on="instantiate"
+        )
         parser.add_argument(
             "--ckpt_path",
             type=str | None,
             default=None,
             help="Checkpoint to resume: weights, optimizer, schedule, epoch and the MoCo queue.",
         )
+
+
+def input_block_of(datamodule: LightningDataModule) -> dict[str, Any] | None:
+    """The data's ``input_block`` (band names, bands, scale), None if it has none."""
+    block = getattr(datamodule, "input_block", None)
+    return dict(block) if isinstance(block, dict) else None
+
+
+def give_data_normalization(task: GeoSSLTask, datamodule: LightningDataModule) -> None:
+    """Hand the data's band statistics to the task when its normalisation asks for them.
+
+    Before fit, so the task never reaches into the trainer's data module and the logged
+    hyper-parameters name the statistics from the first step.
+
+    Args:
+        task: the task (``normalization_pending`` says whether it needs them).
+        datamodule: the data, with ``band_statistics(n)``.
+
+    Raises:
+        ValueError: naming ``model.mean`` / ``model.std`` when the data module has no
+            ``band_statistics``.
+    """
+    if not task.normalization_pending:
+        return
+    samples = int(task.hparams["normalization_samples"])
+    owner, mean, std = data_band_statistics(datamodule, samples, int(task.hparams["in_chans"]))
+    task.set_normalization(mean, std)
+    rank_zero_info(
+        f"GeoSSLTask: per-band statistics of {owner} ({samples} samples, [0, 1] scale): "
+        f"model.mean={rounded(mean)} model.std={rounded(std)}"
+    )
 
 
 def geo_clusters_of(datamodule: LightningDataModule) -> int:
@@ -169,5 +206,6 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
         },
     )
     ckpt_path = cli.config.get("ckpt_path")
+    give_data_normalization(cli.model, cli.datamodule)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
     return cli

@@ -12,6 +12,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from geossl.datamodules.input_block import input_block
 from geossl.datasets.band_stats import (
     BandMoments,
     BandStatistics,
@@ -21,8 +22,9 @@ from geossl.datasets.band_stats import (
 )
 from geossl.datasets.encoded import EncodedImages, collate_encoded, decode_encoded
 from geossl.datasets.errors import BadDatasetError
-from geossl.datasets.fmow import FMoW, FMoWTemporalPairs
+from geossl.datasets.fmow import MS_SCALE, FMoW, FMoWTemporalPairs
 from geossl.datasets.fmow_constants import (
+    FMOW_MS_BANDS,
     FMOW_SENTINEL_BANDS,
     FMOW_SENTINEL_CSV,
     FMOW_SENTINEL_SCALE,
@@ -30,6 +32,7 @@ from geossl.datasets.fmow_constants import (
 )
 from geossl.datasets.fmow_index import PRODUCTS, FMoWIndex, build_fmow_index
 from geossl.samplers.temporal import TemporalPairSampler
+from geossl.weights.meta import RGB_BANDS, UINT8_SCALE
 
 __all__ = ["FMoWDataModule"]
 
@@ -238,6 +241,19 @@ class FMoWDataModule(LightningDataModule):
         if self.bands is not None:
             return len(self.bands)
         return PRODUCT_BANDS[self.product]
+
+    @property
+    def input_block(self) -> dict[str, Any]:
+        """What the model's input is (band names, bands, scale): ``model.input_block``."""
+        names = {
+            "ms": FMOW_MS_BANDS,
+            "sentinel": FMOW_SENTINEL_BANDS,
+        }.get(self.product, RGB_BANDS)
+        if self.bands is not None:
+            names = tuple(names[b - 1] for b in self.bands)
+        # JPEG products are uint8; fMoW-full's GeoTIFFs 11-bit (MS_SCALE); Sentinel reflectance.
+        scale = {"ms": MS_SCALE}.get(self.product, product_scale(self.product) or UINT8_SCALE)
+        return input_block("fmow", names, scale, self.bands)
 
     @property
     def pairs_share_canvas(self) -> bool:

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from geossl.datamodules.input_block import input_block
 from geossl.datasets.band_stats import (
     BandMoments,
     BandStatistics,
@@ -24,6 +25,7 @@ from geossl.datasets.band_stats import (
 from geossl.datasets.geo_clusters import latlon_to_unit, spherical_kmeans
 from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters
 from geossl.samplers.temporal_geo import TemporalGeoPairSampler
+from geossl.weights.meta import UINT8_SCALE
 
 __all__ = ["RasterTimeSeriesDataModule"]
 
@@ -208,6 +210,17 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         if self.band_names is not None:
             return len(self.band_names)
         return self._rasters().num_bands
+
+    @property
+    def input_block(self) -> dict[str, Any]:
+        """What the model's input is (band names, bands, scale): ``model.input_block``.
+
+        The band names are ``band_names`` (one file per band), else ``band_1`` ... ``band_N``;
+        the scale is ``scale``, else 1/255 (uint8 stacks are divided by 255 whatever ``scale``
+        says; other dtypes need ``scale``).
+        """
+        names = self.band_names or [f"band_{i + 1}" for i in range(self.in_chans)]
+        return input_block("rasters", names, self.scale or UINT8_SCALE, self.bands)
 
     @property
     def pairs_share_canvas(self) -> bool:

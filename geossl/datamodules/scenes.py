@@ -18,6 +18,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from geossl.datamodules.input_block import input_block
 from geossl.datasets.band_stats import BandMoments
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.scenes import (
@@ -26,6 +27,7 @@ from geossl.datasets.scenes import (
     read_scene_labels,
     stratified_split,
 )
+from geossl.weights.meta import RGB_BANDS, UINT8_SCALE
 
 __all__ = ["IMAGE_SUFFIXES", "ScenesDataModule", "find_scene_images"]
 
@@ -191,6 +193,12 @@ class ScenesDataModule(LightningDataModule):
             first = find_scene_images(self.root, self.holdout_seed)[0]
             self._first_image = _resized_uint8(first, self.image_size)
         return int(self._first_image.shape[0])
+
+    @property
+    def input_block(self) -> dict[str, Any]:
+        """What the model's input is: 8-bit RGB (or grey) scenes, ``model.input_block``."""
+        names = RGB_BANDS if self.in_chans == 3 else [f"band_{i + 1}" for i in range(self.in_chans)]
+        return input_block("scenes", names, UINT8_SCALE)
 
     @property
     def pairs_share_canvas(self) -> bool:

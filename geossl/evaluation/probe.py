@@ -521,7 +521,7 @@ def run_probe(
 
     Args:
         weights: ``random``, ``imagenet``, a torchgeo weights name, or a geossl checkpoint /
-            export / timm file ([geossl.models.init.resolve_init_weights][]).
+            export / timm file ([geossl.weights.resolve_init_weights][]).
         data: the scene folder or the torchgeo dataset's root.
         dataset: one of ``PROBE_DATASETS``.
         backbone: timm architecture; None takes the file's (``resnet50`` for names).
@@ -546,7 +546,7 @@ def run_probe(
     import timm
     from tqdm.auto import tqdm
 
-    from geossl.models.init import load_trunk_weights, resolve_init_weights
+    from geossl.weights import load_state_dict_strict, resolve_init_weights
 
     if image_size < 8 or batch_size < 1 or workers < 0 or k < 1:
         raise ValueError(
@@ -564,7 +564,7 @@ def run_probe(
         torch.manual_seed(seed if init_seed is None else init_seed)
         model = timm.create_model(init.backbone, num_classes=0, in_chans=init.in_chans)
     if init.state_dict is not None:
-        load_trunk_weights(model, init.state_dict, source=str(weights))
+        load_state_dict_strict(model, init.state_dict, source=str(weights))
     model.to(device)
     total = sum(len(cast(Sized, part)) for part in probe_data.splits.values())
     features: dict[str, Tensor] = {}

@@ -3,7 +3,7 @@
 :func:`embed_rasters` is the library entry point behind ``geossl embed``. It takes the model and its
 normalisation explicitly, so any timm-style backbone that maps ``[B, C, H, W]`` to pooled features
 ``[B, D]`` works; the CLI loads both from a weights file with
-:func:`geossl.export.weights.load_backbone`.
+:func:`geossl.weights.load_backbone`.
 
 The pipeline streams: reader threads (``workers``) do windowed reads of one row segment of chips
 at a time (:func:`~geossl.export.chips.read_chip_block`), drop the chips that are mostly nodata,

@@ -55,7 +55,7 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
     Args:
         backbone: timm architecture (``resnet50`` as in the paper).
         weights: ``random``, ``imagenet``, a torchgeo weights name or a weights file
-            (:mod:`geossl.models.init`).
+            (:mod:`geossl.weights.resolve`).
         in_channels: input bands.
         num_classes: classes (62 for fMoW).
         mode: ``"linear"`` or ``"finetune"``.

@@ -237,7 +237,7 @@ class XViewDetectionTask(DownstreamWeights, ObjectDetectionTask):
         model: ``"retinanet"`` (the paper's) or ``"faster-rcnn"``.
         backbone: ResNet architecture (paper: ``resnet50``).
         weights: ``random``, ``imagenet``, a torchgeo weights name, a geossl weights file or
-            checkpoint (:func:`geossl.models.init.resolve_init_weights`), or ``checkpoint`` when
+            checkpoint (:func:`geossl.weights.resolve_init_weights`), or ``checkpoint`` when
             reloading a trained model.
         in_channels: input bands (3 for xView).
         num_classes: object classes (60 for xView), without background.

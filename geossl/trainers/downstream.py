@@ -4,7 +4,7 @@ The fMoW classifier, the xView detector and the SpaceNet segmenter are torchgeo-
 LightningModules that inherit :class:`DownstreamWeights` next to their torchgeo base. The
 conventions, so that ``geossl finetune / evaluate / compare`` drive them alike:
 
-- ``weights`` (``random``, ``imagenet``, a torchgeo name or a file; :mod:`geossl.models.init`) is
+- ``weights`` (``random``, ``imagenet``, a torchgeo name or a file; :mod:`geossl.weights`) is
   resolved once in ``configure_models`` and loaded strictly into the trunk with
   :meth:`DownstreamWeights.load_pretrained_trunk`; ``adapt_in_chans`` allows a band-count change.
 - Batches hold ``image`` as float in ``[0, 1]`` (the data module scales raw values); the task
@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from geossl.models.init import InitWeights, load_trunk_weights, resolve_init_weights
+from geossl.weights import InitWeights, load_state_dict_strict, resolve_init_weights
 
 __all__ = ["FROM_CHECKPOINT", "DownstreamWeights"]
 
@@ -86,7 +86,7 @@ class DownstreamWeights:
         init = resolve_init_weights(weights, backbone=backbone, in_chans=in_channels)
         init = init.for_in_chans(in_channels, adapt=adapt_in_chans)
         if init.state_dict is not None:
-            load_trunk_weights(
+            load_state_dict_strict(
                 trunk, init.state_dict, source=str(weights), ignore_prefixes=ignore_prefixes
             )
         mean = tuple(mean) if mean is not None else init.mean

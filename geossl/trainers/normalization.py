@@ -2,16 +2,15 @@
 
 ``model.normalization`` picks the source of ``mean`` / ``std`` when they are not given:
 ImageNet's (3 bands) or the data's (any band count, estimated by the data module's
-``band_statistics``). These helpers resolve the source, pull the data's statistics at fit start
-and warn when ``init_weights`` were trained with others.
+``band_statistics``, which ``geossl pretrain`` hands to the task before fit). These helpers
+resolve the source, read the data's statistics and warn when ``init_weights`` were trained with
+others.
 """
 
 import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-from lightning import Trainer
 
 __all__ = [
     "data_band_statistics",
@@ -53,12 +52,16 @@ def normalization_source(hp: Mapping[str, Any]) -> str:
 
 
 def data_band_statistics(
-    trainer: Trainer, samples: int, in_chans: int
+    datamodule: object, samples: int, in_chans: int
 ) -> tuple[str, list[float], list[float]]:
-    """The data module's per-band statistics, computed on rank 0 and broadcast.
+    """The data module's per-band statistics, for :meth:`GeoSSLTask.set_normalization`.
+
+    Called by ``geossl pretrain`` before fit, on every process: the data modules cache the
+    estimate on disk (written atomically) and draw it from a seeded sample, so every rank gets
+    the same values without a collective.
 
     Args:
-        trainer: the fitting trainer (its ``datamodule`` has ``band_statistics(samples)``).
+        datamodule: the data module (with ``band_statistics(samples)``).
         samples: patches / images to estimate them from.
         in_chans: the model's band count (for the message).
 
@@ -68,24 +71,24 @@ def data_band_statistics(
     Raises:
         ValueError: naming ``model.mean`` / ``model.std`` when the data module has no
             ``band_statistics``.
+
+    Example:
+        >>> class Data:
+        ...     def band_statistics(self, n: int) -> tuple[list[float], list[float]]:
+        ...         return [0.5] * 4, [0.25] * 4
+        >>> data_band_statistics(Data(), 32, 4)
+        ('Data', [0.5, 0.5, 0.5, 0.5], [0.25, 0.25, 0.25, 0.25])
     """
-    datamodule = getattr(trainer, "datamodule", None)
     estimate = getattr(datamodule, "band_statistics", None)
+    owner = type(datamodule).__name__ if datamodule is not None else "no data module"
     if not callable(estimate):
-        owner = type(datamodule).__name__ if datamodule is not None else "no data module"
         raise ValueError(
             f"model.mean / model.std are not set and the data ({owner}) has no "
             f"band_statistics() to estimate them for model.in_chans={in_chans}:"
             " set model.mean and model.std"
         )
-    stats: tuple[list[float], list[float]] | None = None
-    if trainer.is_global_zero:
-        stats = estimate(samples)
-    stats = trainer.strategy.broadcast(stats, src=0)
-    if stats is None:  # pragma: no cover - rank 0 always computes them
-        raise RuntimeError("rank 0 did not broadcast the band statistics")
-    mean, std = stats
-    return type(datamodule).__name__, list(mean), list(std)
+    mean, std = estimate(samples)
+    return owner, [float(v) for v in mean], [float(v) for v in std]
 
 
 def warn_on_other_normalization(

@@ -36,17 +36,14 @@ from lightly.models.modules import MoCoProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightning import LightningModule
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from geossl.models import KeyQueue, create_backbone, get_num_features
-from geossl.models.init import load_init_weights
 from geossl.trainers.callbacks import TrainingHealthMonitor
 from geossl.trainers.encoders import encode_keys, encode_view
 from geossl.trainers.guards import NonFiniteGuard
 from geossl.trainers.normalization import (
-    data_band_statistics,
     normalization_source,
     rounded,
     warn_on_other_normalization,
@@ -54,6 +51,7 @@ from geossl.trainers.normalization import (
 from geossl.trainers.pretrain_hparams import check_pretrain_hparams
 from geossl.trainers.schedule import WarmupCosineSchedule, warmup_steps
 from geossl.trainers.terms import (
+    DEFAULT_LOSSES,
     VIEW_SOURCES,
     EncoderOutput,
     LossTerm,
@@ -65,6 +63,7 @@ from geossl.trainers.terms import (
     resolve_loss_options,
 )
 from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD, GeoSSLAugmentation, ViewParams
+from geossl.weights import load_init_weights
 
 __all__ = ["GeoSSLTask"]
 
@@ -109,14 +108,15 @@ class GeoSSLTask(LightningModule):
         normalization: where ``mean`` / ``std`` come from when they are ``None``: ``"auto"``
             (default) ImageNet's for 3 bands (RGB, what RGB weights expect), the data's for any
             other band count; ``"imagenet"`` ImageNet's (3 bands only); ``"data"`` the data's for
-            any band count. *The data's*: at fit start (``setup``) the task calls its data
+            any band count. *The data's*: before fit, ``geossl pretrain`` calls the data
             module's ``band_statistics(normalization_samples)`` (per-band mean and population std
             of the valid pixels of a seeded sample of training patches on the ``[0, 1]`` scale,
             cached; :class:`~geossl.datamodules.RasterTimeSeriesDataModule`,
-            :class:`~geossl.datamodules.FMoWDataModule`), prints them once, loads them into the
-            augmentation's normalisation and writes them into the hyper-parameters, so the
-            checkpoints (and ``geossl export weights``) record the statistics actually used. A
-            resumed run uses its checkpoint's statistics.
+            :class:`~geossl.datamodules.FMoWDataModule`), prints them once and gives them to
+            :meth:`set_normalization`, which loads them into the augmentation and the
+            hyper-parameters, so the checkpoints (and ``geossl export weights``) record the
+            statistics actually used. Without the CLI, call :meth:`set_normalization` before
+            ``fit`` (see the example). A resumed run uses its checkpoint's statistics.
         normalization_samples: patches / images the data statistics are estimated from (256).
         lr: SGD learning rate (0.03 for a total batch of 256).
         sgd_momentum: SGD momentum (0.9).
@@ -146,13 +146,18 @@ class GeoSSLTask(LightningModule):
         init_weights: start the query (and key) backbone from a weight file instead of random
             init: torchgeo's GASSL ``.pth``, a ``geossl export weights`` file, a geossl or
             torchgeo checkpoint, a timm ``.pth`` / ``.safetensors`` / ``train.py`` checkpoint
-            (:func:`~geossl.models.weights.read_weights`). Keys must match the backbone exactly;
+            (:func:`~geossl.weights.read_weights`). Keys must match the backbone exactly;
             only a classifier (``fc.*`` / ``head.*``) in the file is dropped. A file path, so it
             is kept out of the checkpoint's hyper-parameters (like torchgeo's ``weights``);
             checkpoints record its name and hash as ``geossl_init_weights`` instead.
+        input_block: what the input is (``dataset``, ``band_names``, ``bands``, ``scale``), from
+            the data module's ``input_block`` (``geossl pretrain`` links it in). Checkpoints
+            record it, completed with the ``mean``, ``std`` and ``image_size`` the run trained
+            with, so that reading them (:func:`~geossl.weights.read_weights`) needs nothing else.
+            ``None``: generic band names and an 8-bit scale.
         adapt_in_chans: let 3-band (RGB) ``init_weights`` start a backbone with another
             ``in_chans`` by adapting the first convolution with timm's rule
-            (:func:`~geossl.models.init.adapt_first_conv`: for 1 band the sum of the RGB kernels,
+            (:func:`~geossl.weights.adapt_first_conv`: for 1 band the sum of the RGB kernels,
             for :math:`N` bands the RGB kernels repeated cyclically and scaled by :math:`3 / N`,
             so that the activations keep their magnitude); every other tensor is loaded as is.
             ``geossl_init_weights`` then records ``adapted_from: 3``. The file's RGB
@@ -163,6 +168,14 @@ class GeoSSLTask(LightningModule):
         ValueError: for any invalid hyper-parameter; the message names it as ``model.<name>``.
         NonFiniteLossError: during training, when a loss becomes NaN or Inf (see
             ``nan_check_every_n_steps``).
+
+    Example:
+        >>> task = GeoSSLTask(backbone="resnet18", in_chans=4, crop_size=32, queue_size=64)
+        >>> task.normalization_source, task.normalization_pending  # 4 bands: the data's
+        ('data', True)
+        >>> task.set_normalization([0.1, 0.2, 0.3, 0.4], [0.2, 0.2, 0.2, 0.2])
+        >>> task.normalization_pending, sorted(task.terms)
+        (False, ['geo', 'tp'])
     """
 
     backbone_momentum: nn.Module | None
@@ -197,6 +210,7 @@ class GeoSSLTask(LightningModule):
         normalization: Literal["auto", "imagenet", "data"] = "auto",
         normalization_samples: int = 256,
         adapt_in_chans: bool = False,
+        input_block: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # A local path: loading the checkpoint elsewhere must not need the file (see the doc).
@@ -310,30 +324,6 @@ class GeoSSLTask(LightningModule):
             [float(v) for v in self.augment.std.flatten().tolist()],
         )
 
-    def setup(self, stage: str) -> None:
-        """Take the data's normalisation statistics when ``normalization`` asks for them.
-
-        Runs on every process after the data module's ``setup`` and before the model is moved,
-        wrapped or logged: rank 0 calls ``datamodule.band_statistics(normalization_samples)``
-        (cached on disk) and broadcasts the result.
-
-        Args:
-            stage: Lightning's stage (``"fit"``, ...).
-
-        Raises:
-            ValueError: naming ``model.mean`` / ``model.std`` when the data module has no
-                ``band_statistics``.
-        """
-        if not self.normalization_pending:
-            return
-        samples = self.hparams["normalization_samples"]
-        owner, mean, std = data_band_statistics(self.trainer, samples, self.hparams["in_chans"])
-        self.set_normalization(mean, std)
-        rank_zero_info(
-            f"GeoSSLTask: per-band statistics of {owner} ({samples} samples, [0, 1] scale): "
-            f"model.mean={rounded(mean)} model.std={rounded(std)}"
-        )
-
     def set_normalization(self, mean: list[float], std: list[float]) -> None:
         """Use ``mean`` / ``std`` from now on and record them in the hyper-parameters.
 
@@ -352,12 +342,9 @@ class GeoSSLTask(LightningModule):
         except ValueError as err:
             raise ValueError(f"model.mean / model.std: {err}") from err
         values = {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
-        self.hparams.update(values)
-        # Lightning logs hparams_initial (a copy taken at save_hyperparameters): the logged
-        # hyper-parameters must say which statistics the run used, not None.
-        initial = getattr(self, "_hparams_initial", None)
-        if initial is not None:
-            initial.update(values)
+        # Saved again (not edited): Lightning logs hparams_initial, the copy that
+        # save_hyperparameters takes, and it must name the statistics the run used, not None.
+        self.save_hyperparameters({**self.hparams, **values})
         self.normalization_pending = False
         self._warn_on_other_normalization()
 
@@ -460,12 +447,21 @@ class GeoSSLTask(LightningModule):
         )
 
     def on_fit_start(self) -> None:
-        """Refuse pairs that are not on one canvas when a term relates their pixels.
+        """Refuse to fit without normalisation, or on pairs that a term cannot relate.
 
         Raises:
-            ValueError: naming ``data.shared_canvas`` when the datamodule says its pairs are drawn
-                on separate canvases (a datamodule that does not say is trusted).
+            ValueError: naming ``model.mean`` / ``model.std`` when the data's statistics were
+                asked for and not given (:meth:`set_normalization`; ``geossl pretrain`` gives
+                them), or ``data.shared_canvas`` when the datamodule says its pairs are drawn on
+                separate canvases (a datamodule that does not say is trusted).
         """
+        if self.normalization_pending:
+            raise ValueError(
+                "model.mean / model.std are not set and model.normalization takes them from the "
+                f"data (model.in_chans={self.hparams['in_chans']}): give them, or call "
+                "task.set_normalization(*datamodule.band_statistics()) before fit (geossl "
+                "pretrain does)"
+            )
         datamodule = getattr(self.trainer, "datamodule", None)
         needing = [name for name, term in self.terms.items() if term.needs_shared_canvas]
         if needing and getattr(datamodule, "pairs_share_canvas", None) is False:
@@ -551,6 +547,33 @@ class GeoSSLTask(LightningModule):
         self._guard.raise_if_nonfinite()
         if self.init_weights_info is not None:
             checkpoint["geossl_init_weights"] = self.init_weights_info
+        checkpoint.setdefault("hyper_parameters", {}).update(self.describe_input_and_recipe())
+
+    def describe_input_and_recipe(self) -> dict[str, Any]:
+        """What a checkpoint records so that it describes itself.
+
+        Returns:
+            ``losses`` (every given weight, the default when none were given), ``loss_options``
+            (every option of every active term, defaults filled in) and ``input_block`` (the
+            data module's, plus the ``mean``, ``std`` and ``image_size`` the run trained with).
+        """
+        hp = self.hparams
+        given = hp["loss_options"] or {}
+        block = dict(hp["input_block"] or {})
+        block.setdefault("band_names", [f"band_{i + 1}" for i in range(hp["in_chans"])])
+        block.setdefault("scale", 1.0 / 255.0)
+        block.update(
+            mean=[float(v) for v in self.augment.mean.flatten().tolist()],
+            std=[float(v) for v in self.augment.std.flatten().tolist()],
+            image_size=int(hp["crop_size"]),
+        )
+        return {
+            "losses": dict(DEFAULT_LOSSES if hp["losses"] is None else hp["losses"]),
+            "loss_options": {
+                name: resolve_loss_options(name, given.get(name)) for name in self.loss_weights
+            },
+            "input_block": block,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the record of ``init_weights`` and the data's statistics across a resume.

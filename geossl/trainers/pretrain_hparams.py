@@ -50,6 +50,7 @@ def check_pretrain_hparams(hp: Mapping[str, Any]) -> dict[str, float]:
     """
     _check_model(hp)
     _check_normalization(hp)
+    _check_input_block(hp)
     weights = _check_losses(hp)
     resolved = _check_loss_options(hp, weights)
     probe = LossTermContext(  # the backbone is not built yet: num_features is a placeholder
@@ -133,6 +134,33 @@ def _check_normalization(hp: Mapping[str, Any]) -> None:
         raise ValueError(f"model.mean must be finite, got {hp['mean']}")
     if hp["std"] is not None and any(not (math.isfinite(s) and s > 0) for s in hp["std"]):
         raise ValueError(f"model.std must be finite and > 0, got {hp['std']}")
+
+
+#: Keys of ``model.input_block``: the data module's, then what checkpoints add.
+INPUT_BLOCK_KEYS = frozenset(
+    {"dataset", "band_names", "bands", "scale", "mean", "std", "image_size"}
+)
+
+
+def _check_input_block(hp: Mapping[str, Any]) -> None:
+    """``input_block``: known keys, one band name per input band, a positive scale."""
+    block = hp.get("input_block")
+    if block is None:
+        return
+    if not isinstance(block, Mapping) or set(block) - INPUT_BLOCK_KEYS:
+        unknown = sorted(set(block) - INPUT_BLOCK_KEYS) if isinstance(block, Mapping) else block
+        raise ValueError(
+            f"model.input_block: unknown keys {unknown} (known: {sorted(INPUT_BLOCK_KEYS)})"
+        )
+    names = block.get("band_names")
+    if names is not None and len(names) != hp["in_chans"]:
+        raise ValueError(
+            f"model.input_block.band_names has {len(names)} names but "
+            f"model.in_chans={hp['in_chans']}"
+        )
+    scale = block.get("scale")
+    if scale is not None and not (math.isfinite(float(scale)) and float(scale) > 0):
+        raise ValueError(f"model.input_block.scale must be > 0, got {scale}")
 
 
 def _check_losses(hp: Mapping[str, Any]) -> dict[str, float]:

@@ -114,10 +114,10 @@ class SpaceNetSegmentationTask(DownstreamWeights, SemanticSegmentationTask):
         model: ``"unet"`` (default), ``"deeplabv3+"`` or ``"pspnet"``.
         backbone: timm / smp ResNet name (``resnet50`` as in the paper; ``resnet18`` for tests).
         weights: ``random``, ``imagenet``, a torchgeo weights name, a weights file
-            (:mod:`geossl.models.init`), or ``"checkpoint"`` when reloading a trained model.
+            (:mod:`geossl.weights.resolve`), or ``"checkpoint"`` when reloading a trained model.
         in_channels: bands of the images.
         adapt_in_chans: allow weights with another band count (first convolution adapted by
-            :func:`~geossl.models.init.adapt_first_conv`: the kernels summed for 1 band, repeated
+            :func:`~geossl.weights.adapt_first_conv`: the kernels summed for 1 band, repeated
             and scaled by 3 / N for N bands); ``mean`` / ``std`` must then be given.
         mean: per-band mean of the ``[0, 1]`` input (default: the weights').
         std: per-band standard deviation of the ``[0, 1]`` input (default: the weights').

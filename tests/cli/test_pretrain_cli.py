@@ -118,7 +118,7 @@ def test_fit_on_fmow_sentinel_and_export(tmp_path: Path) -> None:
     import json
 
     from geossl.datasets.fmow_constants import FMOW_SENTINEL_BANDS
-    from geossl.export.weights import export_weights
+    from geossl.weights import export_weights
 
     root = tmp_path / "fmow-sentinel"
     generate_fmow_sentinel_sample(root, locations=8, seed=1, image_size=(16, 24))

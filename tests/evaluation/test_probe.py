@@ -136,7 +136,7 @@ def test_run_probe_reads_a_geossl_checkpoint_and_export(
 ) -> None:
     # The architecture and the normalisation come from the file; the checkpoint and its export
     # hold the same backbone, so they give the same features and the same figures.
-    from geossl.export.weights import export_weights
+    from geossl.weights import export_weights
 
     checkpoint = shared_tiny_checkpoint(fmow_sample, tmp_path_factory)
     exported = export_weights(checkpoint, tmp_path / "export")

@@ -582,7 +582,7 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict[str, Any], match: str) -> No
 
 @pytest.fixture
 def weights(tmp_path: Path) -> Path:
-    pytest.importorskip("geossl.export.weights", reason="geossl.export.weights not available")
+    pytest.importorskip("geossl.weights", reason="geossl.weights not available")
     timm = pytest.importorskip("timm")
     path = tmp_path / "test_resnet.pth"
     torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), path)

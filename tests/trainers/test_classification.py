@@ -8,9 +8,9 @@ import timm
 import torch
 from torch import Tensor
 
-from geossl.export import export_weights
 from geossl.trainers import FMoWClassificationTask
 from geossl.trainers.downstream import FROM_CHECKPOINT
+from geossl.weights import export_weights
 from tests.pretrain_helpers import shared_tiny_checkpoint
 
 

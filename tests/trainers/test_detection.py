@@ -12,9 +12,9 @@ from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from geossl.errors import NonFiniteLossError
-from geossl.export import ExportedWeights, export_weights
 from geossl.trainers.detection import XViewDetectionTask, build_detector, map_scalars
 from geossl.trainers.downstream import FROM_CHECKPOINT
+from geossl.weights import ExportedWeights, export_weights
 from tests.pretrain_helpers import shared_tiny_checkpoint
 from tests.xview_helpers import shared_xview_sample
 

@@ -11,9 +11,9 @@ from torch import Tensor
 
 from geossl.cli.pretrain_cli import run_pretrain
 from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
-from geossl.export import ExportedWeights, export_weights
-from geossl.models.init import adapt_first_conv
 from geossl.trainers import GeoSSLTask
+from geossl.weights import ExportedWeights, export_weights
+from geossl.weights.resolve import adapt_first_conv
 from tests.pretrain_helpers import REPO, shared_tiny_checkpoint, train_tiny_checkpoint
 
 TINY_TASK: dict[str, Any] = {

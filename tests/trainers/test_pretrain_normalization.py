@@ -12,15 +12,15 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from geossl.cli.pretrain_cli import run_pretrain
+from geossl.cli.pretrain_cli import give_data_normalization, run_pretrain
 from geossl.datamodules import RasterTimeSeriesDataModule
 from geossl.datasets.rasters_sample import (
     RasterSampleSummary,
     generate_raster_timeseries_sample,
 )
-from geossl.models.weights import read_weights
 from geossl.trainers import GeoSSLTask
 from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD
+from geossl.weights import read_weights
 
 REPO = Path(__file__).resolve().parents[2]
 RASTERS_TINY = REPO / "tests" / "conf" / "rasters_tiny.yaml"
@@ -85,7 +85,7 @@ def test_pending_statistics_refuse_a_step_and_set_normalization_records_them() -
     assert task.compute_step_outputs(batch).q.shape == (2, 16)
 
 
-def test_data_without_band_statistics_names_the_keys() -> None:
+def test_fit_without_the_statistics_says_how_to_give_them() -> None:
     task = GeoSSLTask(**TINY, in_chans=4)
     samples = [{"image": torch.zeros(2, 4, 40, 40)}] * 2
     loader: DataLoader[dict[str, torch.Tensor]] = DataLoader(cast(Any, samples), batch_size=2)
@@ -93,9 +93,18 @@ def test_data_without_band_statistics_names_the_keys() -> None:
         max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False
     )
     with pytest.raises(
-        ValueError, match=r"no band_statistics\(\) .*set model\.mean and model\.std"
+        ValueError, match=r"model\.mean / model\.std are not set .*set_normalization"
     ):
         trainer.fit(task, train_dataloaders=loader)
+
+
+def test_data_without_band_statistics_names_the_keys() -> None:
+    task = GeoSSLTask(**TINY, in_chans=4)
+    with pytest.raises(
+        ValueError, match=r"no band_statistics\(\) .*set model\.mean and model\.std"
+    ):
+        give_data_normalization(task, cast(Any, object()))
+    assert task.normalization_pending
 
 
 def test_cli_fit_estimates_and_records_the_statistics(

@@ -13,11 +13,20 @@ from torch import Tensor
 from torchgeo.models import ResNet50_Weights
 from torchvision.models._api import Weights
 
-from geossl.export import ExportedWeights, export_weights
-from geossl.models import GeoSSLWeights, LocalWeights, read_weights, resnet18, resnet50
-from geossl.models.weights import build_transforms, load_state_dict_strict, pretrain_method
 from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD
 from geossl.utils.torchgeo_tasks import ClassificationTask, SemanticSegmentationTask
+from geossl.weights import (
+    ExportedWeights,
+    GeoSSLWeights,
+    LocalWeights,
+    build_transforms,
+    export_weights,
+    load_state_dict_strict,
+    pretrain_method,
+    read_weights,
+    resnet18,
+    resnet50,
+)
 from tests.pretrain_helpers import shared_tiny_checkpoint
 
 
@@ -241,7 +250,7 @@ def test_pretrain_method_names() -> None:
 
 
 def test_raster_checkpoint_meta_takes_the_data_scale_and_band_names(tmp_path: Path) -> None:
-    from geossl.models.weights import _geossl_checkpoint_meta
+    from geossl.weights.checkpoint import _geossl_checkpoint_meta
 
     data: dict[str, Any] = {
         "paths": ["s2/"],

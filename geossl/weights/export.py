@@ -37,17 +37,14 @@ from torch import nn
 
 from geossl import __version__
 from geossl.models.backbones import create_backbone, get_num_features
-from geossl.models.weights import (
-    METADATA_FORMAT,
-    METADATA_VERSION,
-    WeightsMeta,
-    load_state_dict_strict,
-    read_weights,
-    state_dict_bytes,
-)
 from geossl.utils.io import atomic_output
 
-__all__ = ["ExportedWeights", "LoadedBackbone", "WeightsMeta", "export_weights", "load_backbone"]
+from .loading import load_state_dict_strict, state_dict_bytes
+from .meta import METADATA_FORMAT, METADATA_VERSION, WeightsMeta
+from .readers import read_weights
+
+__all__ = ["ExportedWeights", "LoadedBackbone", "export_weights", "load_backbone"]
+
 
 #: Data-module hyper-parameters recorded in the metadata (local paths and loader settings are not).
 _DATASET_KEYS = (
@@ -111,14 +108,14 @@ def _json_safe(value: Any) -> Any:
 
 
 def _resolved_loss_options(meta: WeightsMeta) -> dict[str, Any]:
-    """Every option of every active term: the checkpoint's values over the terms' defaults."""
-    # Imported here: the terms registry lives in geossl.trainers (Lightning, lightly), which only
-    # the export itself needs, not load_backbone.
-    from geossl.trainers import resolve_loss_options
+    """Every option of every active term, as the checkpoint records them.
 
+    A checkpoint that describes itself (``input_block`` with ``mean``) records every option with
+    its default filled in; an older one records the options as they were given.
+    """
     given = meta.info.get("loss_options") or {}
     active = [name for name, weight in meta.losses.items() if weight > 0]
-    return {name: resolve_loss_options(name, given.get(name)) for name in active}
+    return {name: dict(given.get(name) or {}) for name in active}
 
 
 def _metadata(
@@ -267,14 +264,14 @@ def load_backbone(
     Args:
         path: a geossl pretraining ``.ckpt``, an exported ``.pth`` (with its ``.json``) or
             ``.ckpt``, a torchgeo-style Lightning checkpoint, a bare state dict or a timm
-            checkpoint (see :func:`~geossl.models.weights.read_weights`).
+            checkpoint (see :func:`~geossl.weights.read_weights`).
         device: where to put the model.
         backbone: timm architecture of a bare state dict without metadata (required there; a
             file that names its own must agree).
 
     Returns:
         The timm model (``num_classes=0``, eval mode, every tensor from the file: strict keys)
-        and its :class:`~geossl.models.weights.WeightsMeta`.
+        and its :class:`~geossl.weights.WeightsMeta`.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.

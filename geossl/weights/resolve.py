@@ -11,14 +11,14 @@ backbone from an :class:`InitWeights`, resolved once from what the user typed:
 torchgeo ``*_Weights.*`` name)              hash-checked by torchgeo)
 a path                                      a geossl pretraining checkpoint, a geossl export, a
                                             torchgeo-style checkpoint, a timm file or a bare state
-                                            dict (:func:`geossl.models.read_weights`)
+                                            dict (:func:`geossl.weights.read_weights`)
 ==========================================  ================================================
 
 The state dict is always timm's ResNet layout without classifier (``conv1.weight``,
 ``bn1.*``, ``layer1.0.conv1.weight``, ...), the layout of torchvision's ResNet trunk, of the
 detection backbone's ``body`` and of segmentation_models_pytorch's ResNet encoders, so one loader
-(:func:`load_trunk_weights`) fills all three, strictly: a tensor that the weights do not provide
-is an error, never a silent random initialisation.
+(:func:`~geossl.weights.load_state_dict_strict`) fills all three, strictly: a tensor that the
+weights do not provide is an error, never a silent random initialisation.
 
 Band count: weights trained on 3 bands do not fit a 1-band (SpaceNet pan) or 13-band (Sentinel-2)
 model. :meth:`InitWeights.for_in_chans` adapts the first convolution only when asked
@@ -27,38 +27,36 @@ model. :meth:`InitWeights.for_in_chans` adapts the first convolution only when a
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import timm
-import torch
 from timm.models import adapt_input_conv
 from torch import Tensor, nn
 
+from geossl.models.backbones import check_backbone_name
 from geossl.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD
 
-from .backbones import check_backbone_name
-from .weights import classifier_prefixes, load_state_dict_strict, read_weights
+from .loading import (
+    _first_conv_key,
+    check_backbone_weights,
+    classifier_prefixes,
+    load_state_dict_strict,
+)
+from .readers import read_weights
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "InitWeights",
     "LoadedInitWeights",
     "adapt_first_conv",
-    "check_backbone_weights",
     "load_init_weights",
-    "load_trunk_weights",
     "resolve_init_weights",
 ]
 
 
 #: A torchgeo weights name: ``ResNet50_Weights.FMOW_RGB_GASSL``.
 _TORCHGEO_NAME = re.compile(r"^[A-Za-z0-9]+_Weights\.[A-Za-z0-9_]+$")
-
-#: Buffers that torchvision's FrozenBatchNorm2d (detection backbones) does not have.
-_OPTIONAL_BUFFERS = ("num_batches_tracked",)
 
 
 @dataclass(frozen=True)
@@ -137,16 +135,6 @@ class InitWeights:
         )
 
 
-def _first_conv_key(state_dict: Mapping[str, Tensor], backbone: str) -> str:
-    """Key of the first convolution's weight (timm's ``first_conv`` of the architecture)."""
-    cfg = timm.models.get_pretrained_cfg(backbone)
-    first = getattr(cfg, "first_conv", None) if cfg is not None else None
-    key = f"{first}.weight" if isinstance(first, str) else "conv1.weight"
-    if key not in state_dict:
-        raise ValueError(f"{backbone}: no first convolution {key!r} in the weights")
-    return key
-
-
 def adapt_first_conv(
     state_dict: Mapping[str, Tensor], backbone: str, in_chans: int
 ) -> dict[str, Tensor]:
@@ -168,7 +156,9 @@ def adapt_first_conv(
     Returns:
         A new state dict; only the first convolution's weight differs.
     """
-    key = _first_conv_key(state_dict, backbone)
+    key = _first_conv_key(backbone, list(state_dict))
+    if key is None:
+        raise ValueError(f"{backbone}: no first convolution in the weights")
     adapted = dict(state_dict)
     weight = state_dict[key]
     adapted[key] = adapt_input_conv(in_chans, weight.float()).to(weight.dtype).contiguous()
@@ -266,88 +256,6 @@ def resolve_init_weights(
         tuple(meta.std) if known else (),
         meta.sha256,
     )
-
-
-def _trunk_weights(
-    expected: Mapping[str, Tensor], state_dict: Mapping[str, Tensor], ignore_prefixes: Sequence[str]
-) -> dict[str, Tensor]:
-    """The weights meant for a trunk with ``expected`` tensors."""
-    return {
-        k: v
-        for k, v in state_dict.items()
-        if not k.startswith(tuple(ignore_prefixes))
-        and not (k.endswith(_OPTIONAL_BUFFERS) and k not in expected)
-    }
-
-
-def _raise_on_mismatch(
-    expected: Mapping[str, Tensor], wanted: Mapping[str, Tensor], source: str
-) -> None:
-    """One-line error when ``wanted`` does not fill ``expected`` exactly."""
-    missing = [k for k in expected if k not in wanted]
-    unexpected = [k for k in wanted if k not in expected]
-    mismatched = [
-        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
-        for k, v in wanted.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} trunk tensors missing from the weights ({missing[:3]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} weights with no place in the trunk ({unexpected[:3]})")
-    if mismatched:
-        problems.append(f"shape mismatch (weights vs trunk): {mismatched[:3]}")
-    if problems:
-        raise ValueError(f"{source}: cannot load the backbone: {'; '.join(problems)}")
-
-
-def check_backbone_weights(
-    state_dict: Mapping[str, Tensor], backbone: str, in_chans: int, *, source: str
-) -> None:
-    """Check that ``state_dict`` fills a timm ``backbone`` exactly, without building it.
-
-    The model is created on the ``meta`` device (no memory, no initialisation), so the check is
-    cheap even for large backbones.
-
-    Raises:
-        ValueError: naming ``source`` and the keys that differ.
-    """
-    with torch.device("meta"):
-        model = timm.create_model(backbone, num_classes=0, in_chans=in_chans)
-    expected = model.state_dict()
-    _raise_on_mismatch(expected, _trunk_weights(expected, state_dict, ()), source)
-
-
-def load_trunk_weights(
-    module: nn.Module,
-    state_dict: Mapping[str, Tensor],
-    *,
-    source: str,
-    ignore_prefixes: Sequence[str] = (),
-) -> None:
-    """Load timm-key ResNet weights into a trunk strictly, whatever wraps it.
-
-    The trunk is a timm or torchvision ResNet, the ``body`` of a torchvision detection backbone
-    (``IntermediateLayerGetter``, with ``FrozenBatchNorm2d`` that has no ``num_batches_tracked``)
-    or a segmentation_models_pytorch ResNet encoder: all use the same keys.
-
-    Args:
-        module: the trunk.
-        state_dict: timm-key weights without classifier.
-        source: what to name in errors (the ``--weights`` value).
-        ignore_prefixes: weight keys the trunk legitimately lacks (e.g. ``("layer4.",)`` for a
-            trunk cut short).
-
-    Raises:
-        ValueError: if a trunk tensor is missing from the weights, a weight has no place in the
-            trunk, or a shape differs; the message names the source and the keys.
-    """
-    expected = module.state_dict()
-    wanted = _trunk_weights(expected, state_dict, ignore_prefixes)
-    _raise_on_mismatch(expected, wanted, source)
-    with torch.no_grad():
-        module.load_state_dict(wanted, strict=True)
 
 
 @dataclass(frozen=True)

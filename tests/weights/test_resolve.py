@@ -4,17 +4,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import segmentation_models_pytorch as smp
 import timm
 import torch
 from torch import Tensor
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-from geossl.models.init import (
-    IMAGENET_MEAN,
+from geossl.transforms.augmentation import IMAGENET_MEAN
+from geossl.weights import (
     InitWeights,
     adapt_first_conv,
-    load_trunk_weights,
     resolve_init_weights,
 )
 
@@ -55,9 +52,7 @@ def test_file_is_read_strictly_with_its_hash(bare_file: Path) -> None:
 def test_file_for_another_architecture_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "r34.pth"
     torch.save(timm.create_model("resnet34", num_classes=0).state_dict(), path)
-    with pytest.raises(
-        ValueError, match=r"r34.pth: cannot load the backbone: .*no place in the trunk"
-    ):
+    with pytest.raises(ValueError, match=r"r34.pth: keys do not match .*\d+ unexpected"):
         resolve_init_weights(path, backbone="resnet18")
 
 
@@ -141,35 +136,3 @@ def test_band_mismatch_needs_adapt() -> None:
     assert adapted.adapted_from == 3
     assert adapted.mean == ()  # the RGB statistics do not describe the new band
     assert weights.for_in_chans(3) is weights
-
-
-@pytest.mark.parametrize("trunk_kind", ["timm", "detection", "smp"])
-def test_trunk_loading_is_exact_for_every_wrapper(trunk_kind: str) -> None:
-    state = resnet18_state(seed=3)
-    trunk: torch.nn.Module
-    if trunk_kind == "timm":
-        trunk = timm.create_model("resnet18", num_classes=0)
-    elif trunk_kind == "detection":  # FrozenBatchNorm2d: no num_batches_tracked
-        trunk = resnet_fpn_backbone(backbone_name="resnet18", weights=None).body
-    else:
-        trunk = smp.Unet("resnet18", encoder_weights=None, classes=2).encoder
-    load_trunk_weights(trunk, state, source="w.pth")
-    loaded = trunk.state_dict()
-    for key, value in state.items():
-        if key in loaded:
-            assert torch.equal(loaded[key], value), key
-        else:
-            assert key.endswith("num_batches_tracked"), key
-
-
-def test_trunk_loading_refuses_gaps_and_extras() -> None:
-    trunk = timm.create_model("resnet18", num_classes=0)
-    state = resnet18_state()
-    partial = {k: v for k, v in state.items() if not k.startswith("layer4.")}
-    with pytest.raises(ValueError, match=r"w.pth: cannot load the backbone: \d+ trunk tensors"):
-        load_trunk_weights(trunk, partial, source="w.pth")
-    with pytest.raises(ValueError, match="no place in the trunk"):
-        load_trunk_weights(trunk, {**state, "head.weight": torch.zeros(1)}, source="w.pth")
-    bad = {**state, "conv1.weight": torch.zeros(64, 4, 7, 7)}
-    with pytest.raises(ValueError, match="shape mismatch"):
-        load_trunk_weights(trunk, bad, source="w.pth")

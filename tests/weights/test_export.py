@@ -13,12 +13,12 @@ import torch
 from torch import Tensor, nn
 
 from geossl.cli import main
-from geossl.export import ExportedWeights, export_weights, load_backbone
+from geossl.datamodules import FMoWDataModule
 from geossl.models import forward_feature_map
-from geossl.models.weights import load_state_dict_strict
 from geossl.trainers import GeoSSLTask
 from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD
 from geossl.utils.torchgeo_tasks import ClassificationTask, SemanticSegmentationTask
+from geossl.weights import ExportedWeights, export_weights, load_backbone, load_state_dict_strict
 from tests.pretrain_helpers import shared_tiny_checkpoint
 
 
@@ -348,11 +348,19 @@ def test_bad_optional_metadata_is_one_line_naming_the_json(
     assert "\n" not in str(info.value)
 
 
-def test_multispectral_checkpoint_metadata(checkpoint: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("describes_itself", [True, False])
+def test_multispectral_checkpoint_metadata(
+    checkpoint: Path, tmp_path: Path, describes_itself: bool
+) -> None:
     # The same checkpoint as if trained on bands 5, 3, 2 (red, green, blue) of fMoW-full's ms.
     raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
     raw["datamodule_hyper_parameters"].update(product="ms", bands=[5, 3, 2])
     raw["hyper_parameters"].update(mean=[0.1, 0.2, 0.3], std=[0.5, 0.6, 0.7])
+    block = raw["hyper_parameters"].pop("input_block")  # as checkpoints were before it
+    if describes_itself:  # what FMoWDataModule(product="ms", bands=[5, 3, 2]) supplies
+        ms = FMoWDataModule(root="unused", product="ms", bands=[5, 3, 2]).input_block
+        block.update(ms, mean=[0.1, 0.2, 0.3], std=[0.5, 0.6, 0.7])
+        raw["hyper_parameters"]["input_block"] = block
     raw["hyper_parameters"].update(losses=None, loss_options={"co2": {"temperature": 0.1}})
     path = tmp_path / "ms.ckpt"
     torch.save(raw, path)
@@ -369,6 +377,8 @@ def test_multispectral_checkpoint_metadata(checkpoint: Path, tmp_path: Path) -> 
     assert data["normalization"]["scale"] == pytest.approx(1 / 2047)
     assert set(data["loss_options"]) == {"tp", "geo"}  # options of inactive terms are not listed
     assert data["pretrain_hparams"]["loss_options"] == {"co2": {"temperature": 0.1}}
+    # The data module's hyper-parameters are only read from checkpoints without the block.
+    assert data["dataset"]["name"] == "fmow"
 
 
 def test_cli_export_weights(

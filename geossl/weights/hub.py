@@ -1,0 +1,198 @@
+"""torchgeo-style weights: GeoSSLWeights, LocalWeights, resnet18 and resnet50.
+
+They mirror torchgeo's ``ResNet50_Weights`` and ``torchgeo.models.resnet50``: a ``WeightsEnum``
+member of published weights, local files as ``Weights`` whose ``url`` is the file, and model
+builders that load every backbone tensor strictly.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import Tensor, nn
+from torchgeo.models import ResNet50_Weights
+from torchvision.models._api import Weights, WeightsEnum
+
+from geossl.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD
+
+from .loading import _arch, classifier_prefixes, load_state_dict_strict
+from .meta import RGB_BANDS, UINT8_SCALE, build_transforms
+from .readers import read_weights
+
+__all__ = ["GeoSSLWeights", "LocalWeights", "resnet18", "resnet50"]
+
+
+class LocalWeights(Weights):  # type: ignore[misc]
+    """torchvision / torchgeo ``Weights`` of a local file: ``url`` is the file's path.
+
+    ``get_state_dict`` reads the file with :func:`read_weights` (never the network, never a copy
+    into the torch hub cache), so the object works wherever torchgeo's weights do, e.g.
+    ``torchgeo.models.resnet50(weights=GeoSSLWeights.from_file(path))``. ``meta`` has torchgeo's
+    keys (``model``, ``in_chans``, ``ssl_method``, ``dataset``, ``bands``) plus ``mean``, ``std``,
+    ``scale``, ``image_size``, ``sha256`` and ``geossl_meta`` (the :class:`WeightsMeta`).
+    """
+
+    def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+        """Read the state dict from the file (arguments such as ``progress`` are ignored).
+
+        Args:
+            *args: ignored (torch hub's download options).
+            **kwargs: ignored.
+
+        Returns:
+            The plain timm state dict, classifier removed.
+        """
+        state, _ = read_weights(self.url, backbone=self.meta["model"])
+        return state
+
+
+def _gassl_meta() -> dict[str, Any]:
+    """The meta of torchgeo's FMOW_RGB_GASSL plus geossl's input description."""
+    return {
+        **ResNet50_Weights.FMOW_RGB_GASSL.meta,
+        "bands": list(RGB_BANDS),
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "scale": UINT8_SCALE,
+        "image_size": 224,
+    }
+
+
+class GeoSSLWeights(WeightsEnum):  # type: ignore[misc]
+    """Published Geography-aware SSL backbone weights, declared like torchgeo's.
+
+    geossl has no published weights of its own yet: the only entry is torchgeo's
+    ``ResNet50_Weights.FMOW_RGB_GASSL`` (Ayush et al.'s ResNet-50, MoCo-v2 + TP + Geo on fMoW-rgb;
+    same url and transforms, downloaded on first use), with geossl's input keys added to its
+    meta. Local files (an export, a checkpoint) become ``Weights`` with :meth:`from_file`.
+
+    Example::
+
+        model = geossl.weights.resnet50(weights=GeoSSLWeights.FMOW_RGB_GASSL)
+        weights = GeoSSLWeights.from_file("out/resnet50_tp_geo-1a2b3c4d.pth")
+        model = geossl.weights.resnet50(weights=weights, num_classes=10)
+    """
+
+    FMOW_RGB_GASSL = Weights(
+        url=ResNet50_Weights.FMOW_RGB_GASSL.url,
+        transforms=ResNet50_Weights.FMOW_RGB_GASSL.transforms,
+        meta=_gassl_meta(),
+    )
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str], *, backbone: str | None = None
+    ) -> LocalWeights:
+        """torchgeo-style ``Weights`` of a local file, fully offline.
+
+        Args:
+            path: any file :func:`read_weights` reads (an export's ``.pth`` with its ``.json`` is
+                the usual one).
+            backbone: timm name for a bare state dict without metadata.
+
+        Returns:
+            ``LocalWeights(url=<absolute path>, transforms=<build_transforms(meta)>,
+            meta=<meta.torchgeo_meta()>)``.
+
+        Raises:
+            FileNotFoundError: if the file does not exist.
+            ValueError: as :func:`read_weights`, or if the input normalisation is unknown.
+        """
+        _, meta = read_weights(path, backbone=backbone)
+        return LocalWeights(
+            url=str(Path(path).resolve()),
+            transforms=build_transforms(meta),
+            meta=meta.torchgeo_meta(),
+        )
+
+
+def _resolve(
+    weights: Any, backbone: str
+) -> tuple[dict[str, Tensor] | None, dict[str, Any] | None, str]:
+    """State dict, meta and name of a ``weights`` argument (None, enum member, Weights or path)."""
+    if weights is None:
+        return None, None, ""
+    if isinstance(weights, str | os.PathLike):
+        path = Path(weights)
+        state, meta = read_weights(path, backbone=backbone)
+        return state, meta.torchgeo_meta(), str(path)
+    if isinstance(weights, WeightsEnum | Weights):
+        meta_dict: dict[str, Any] = dict(weights.meta)
+        getter = getattr(weights, "get_state_dict", None)  # a plain Weights has none
+        if getter is not None:
+            state = dict(getter(progress=True))
+        else:
+            state = dict(torch.hub.load_state_dict_from_url(weights.url, progress=True))
+        return state, meta_dict, str(weights.url)
+    raise TypeError(
+        f"weights must be None, a WeightsEnum member, a Weights or a path, got {type(weights)}"
+    )
+
+
+def _build(name: str, weights: Any, *args: Any, **kwargs: Any) -> nn.Module:
+    """timm.create_model(name) with ``weights`` loaded strictly (classifier left at its init)."""
+    state, meta, source = _resolve(weights, name)
+    if state is None or meta is None:
+        model: nn.Module = timm.create_model(name, *args, **kwargs)
+        return model
+    if _arch(str(meta.get("model", name))) != name:
+        raise ValueError(f"{source}: these are {meta.get('model')} weights, not {name}")
+    in_chans = int(meta["in_chans"])
+    if kwargs.setdefault("in_chans", in_chans) != in_chans:
+        raise ValueError(
+            f"{source}: in_chans mismatch: the weights have {in_chans} input bands but "
+            f"in_chans={kwargs['in_chans']} was requested"
+        )
+    model = timm.create_model(name, *args, **kwargs)
+    classifier = classifier_prefixes(name)
+    # Weights carry no classifier (geossl, torchgeo); timm's ImageNet files do: drop it, the
+    # model's own head (num_classes) keeps its initialisation.
+    state = {k: v for k, v in state.items() if not k.startswith(classifier)}
+    load_state_dict_strict(model, state, source=source, backbone=name, allow_missing=classifier)
+    return model
+
+
+def resnet18(weights: Any = None, *args: Any, **kwargs: Any) -> nn.Module:
+    """ResNet-18 (timm) with optional pretrained weights, like ``torchgeo.models.resnet18``.
+
+    Args:
+        weights: ``None`` (random init), a ``WeightsEnum`` member (geossl's or torchgeo's), a
+            ``Weights`` (e.g. :meth:`GeoSSLWeights.from_file`) or a path read by
+            :func:`read_weights`.
+        *args: passed to :func:`timm.create_model`.
+        **kwargs: passed to :func:`timm.create_model` (``num_classes=0`` for a backbone that
+            returns pooled features; ``in_chans`` defaults to the weights').
+
+    Returns:
+        The timm model; every backbone tensor comes from ``weights`` (checked strictly), only the
+        classifier ``fc`` keeps its initialisation.
+
+    Raises:
+        ValueError: if the weights are for another architecture or band count, or their keys do
+            not match.
+    """
+    return _build("resnet18", weights, *args, **kwargs)
+
+
+def resnet50(weights: Any = None, *args: Any, **kwargs: Any) -> nn.Module:
+    """ResNet-50 (timm) with optional pretrained weights, like ``torchgeo.models.resnet50``.
+
+    Args:
+        weights: ``None`` (random init), a ``WeightsEnum`` member (e.g.
+            ``GeoSSLWeights.FMOW_RGB_GASSL``, downloaded on first use), a ``Weights`` (e.g.
+            :meth:`GeoSSLWeights.from_file`) or a path read by :func:`read_weights`.
+        *args: passed to :func:`timm.create_model`.
+        **kwargs: passed to :func:`timm.create_model` (``num_classes=0`` for a backbone that
+            returns pooled features; ``in_chans`` defaults to the weights').
+
+    Returns:
+        The timm model; every backbone tensor comes from ``weights`` (checked strictly), only the
+        classifier ``fc`` keeps its initialisation.
+
+    Raises:
+        ValueError: if the weights are for another architecture or band count, or their keys do
+            not match.
+    """
+    return _build("resnet50", weights, *args, **kwargs)
