@@ -31,8 +31,9 @@ def input_block(
         ``{"dataset", "band_names", "scale", "bands"}``.
 
     Example:
-        >>> input_block("scenes", ("red", "green", "blue"), 1 / 255)["band_names"]
-        ['red', 'green', 'blue']
+        >>> block = input_block("scenes", ("red", "green", "blue"), 1 / 255)
+        >>> block["dataset"], block["band_names"]
+        ('scenes', ['red', 'green', 'blue'])
     """
     return {
         "dataset": dataset,
