@@ -58,16 +58,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-from PIL import Image
-from rasterio.features import rasterize
 from rasterio.transform import Affine
-from shapely import affinity
-from shapely.geometry import MultiPolygon, Polygon, box, mapping
-from shapely.geometry.base import BaseGeometry
-from shapely.ops import unary_union
+from shapely.geometry import Polygon, mapping
 
-from geossl.utils.io import atomic_output, atomic_write_bytes
+from geossl.synthetic.common import write_geotiff
+from geossl.synthetic.spacenet_scene import (
+    _MS_FACTOR,
+    _pixel_to_world,
+    _place_buildings,
+    _products,
+    _render,
+)
+from geossl.utils.io import atomic_write_bytes
 
 __all__ = [
     "SPACENET_COLLECTIONS",
@@ -77,8 +79,6 @@ __all__ = [
     "generate_spacenet_sample",
 ]
 
-FloatArray = npt.NDArray[np.float32]
-BoolArray = npt.NDArray[np.bool_]
 
 #: Collections the generator writes (torchgeo's ``SpaceNet1`` / ``SpaceNet2``).
 SPACENET_COLLECTIONS: tuple[str, ...] = ("spacenet1", "spacenet2")
@@ -106,27 +106,8 @@ _SN1_PIXEL = (4.489235388119662e-06, 4.486127586210932e-06)
 _SN1_SHAPE = (406, 439)  # (height, width) of a 3band chip: torchgeo's chip_size["3band"]
 _SN2_PIXEL = (2.7e-06, 2.7e-06)
 _SN2_SHAPE = (650, 650)
-_MS_FACTOR = 4  # multispectral pixel / pan-sharpened pixel (WorldView-2/3)
 _NOMINAL_GSD_M = {"spacenet1": 0.5, "spacenet2": 0.3}
-_DN_GAIN = 1600.0  # reflectance-like [0, 1] -> 11-bit digital number
-_DN_MAX = 2047
 _EMPTY_FRACTION = 0.25
-
-# Roof palette (RGB in [0, 1]): concrete, terracotta, white, dark metal, blue metal, tan.
-_ROOFS = np.array(
-    [
-        [0.78, 0.76, 0.72],
-        [0.72, 0.36, 0.24],
-        [0.90, 0.90, 0.88],
-        [0.42, 0.44, 0.48],
-        [0.52, 0.62, 0.74],
-        [0.82, 0.67, 0.50],
-    ],
-    dtype=np.float32,
-)
-_VEGETATION = np.array([0.22, 0.34, 0.16], dtype=np.float32)
-_SOIL = np.array([0.52, 0.44, 0.34], dtype=np.float32)
-_ASPHALT = np.array([0.33, 0.33, 0.34], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -191,6 +172,7 @@ class SpaceNetSampleSummary:
 class _Layout:
     """File names and grids of one collection."""
 
+    collection: str
     dataset_id: str
     train_dir: Path  # relative to root
     owned: Path  # what overwrite may delete, relative to root
@@ -207,6 +189,7 @@ def _layout(collection: str, aoi: int) -> _Layout:
     if collection == "spacenet1":
         train = Path("SN1_buildings") / "train"
         return _Layout(
+            collection=collection,
             dataset_id="SN1_buildings",
             train_dir=train,
             owned=train,
@@ -226,6 +209,7 @@ def _layout(collection: str, aoi: int) -> _Layout:
     folder = train / f"AOI_{aoi}_{city}_Train"
     products = SPACENET_PRODUCTS["spacenet2"]
     return _Layout(
+        collection=collection,
         dataset_id="SN2_buildings",
         train_dir=train,
         owned=folder,
@@ -237,245 +221,6 @@ def _layout(collection: str, aoi: int) -> _Layout:
         pixel=_SN2_PIXEL,
         gsd_m=_NOMINAL_GSD_M[collection],
     )
-
-
-# -------------------------------------------------------------------------------------------------
-# scene rendering
-# -------------------------------------------------------------------------------------------------
-
-
-def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: int) -> FloatArray:
-    """Value noise in [0, 1]: a random grid of ``cell``-pixel spacing, bilinearly upsampled."""
-    grid = rng.random((height // cell + 2, width // cell + 2), dtype=np.float32)
-    image = Image.fromarray(grid, mode="F").resize(
-        ((width // cell + 2) * cell, (height // cell + 2) * cell), Image.Resampling.BILINEAR
-    )
-    return np.asarray(image, dtype=np.float32)[:height, :width]
-
-
-def _roads(
-    rng: np.random.Generator, height: int, width: int, gsd_m: float
-) -> tuple[list[Polygon], float]:
-    """1-3 straight roads (pixel-space polygons) across the chip, and the street-grid angle."""
-    angle = float(rng.uniform(-20.0, 20.0))
-    roads: list[Polygon] = []
-    centre = (width / 2.0, height / 2.0)
-    span = 2.0 * max(height, width)
-    for k in range(int(rng.integers(1, 4))):
-        half = float(rng.uniform(3.0, 5.0)) / gsd_m
-        offset = float(rng.uniform(-0.4, 0.4)) * (height if k % 2 == 0 else width)
-        strip = box(
-            centre[0] - span, centre[1] + offset - half, centre[0] + span, centre[1] + offset + half
-        )
-        roads.append(affinity.rotate(strip, angle + (90.0 if k % 2 else 0.0), origin=centre))
-    return roads, angle
-
-
-def _building(
-    rng: np.random.Generator, height: int, width: int, gsd_m: float, angle: float
-) -> BaseGeometry:
-    """A rotated rectangle (or an L of two) in pixel coordinates; may cross the chip edge."""
-    cx = float(rng.uniform(-0.05, 1.05)) * width
-    cy = float(rng.uniform(-0.05, 1.05)) * height
-    side_a = float(rng.uniform(7.0, 22.0)) / gsd_m
-    side_b = side_a * float(rng.uniform(0.5, 1.0))
-    shape: BaseGeometry = box(cx - side_a / 2, cy - side_b / 2, cx + side_a / 2, cy + side_b / 2)
-    if rng.random() < 0.25:  # an L-shaped house: a wing on one corner
-        wing = box(cx, cy, cx + side_a / 2, cy + side_b * float(rng.uniform(0.9, 1.4)))
-        shape = unary_union([shape, wing])
-    return affinity.rotate(shape, angle + float(rng.normal(0.0, 4.0)), origin=(cx, cy))
-
-
-def _place_buildings(
-    rng: np.random.Generator, count: int, height: int, width: int, gsd_m: float
-) -> tuple[list[Polygon], list[bool], list[Polygon]]:
-    """Place non-overlapping buildings clear of the roads, clipped to the chip.
-
-    Returns:
-        The buildings (pixel space), whether each was cut by the chip edge, and the roads.
-    """
-    roads, angle = _roads(rng, height, width, gsd_m)
-    chip = box(0.0, 0.0, float(width), float(height))
-    taken: list[BaseGeometry] = []
-    buildings: list[Polygon] = []
-    partial: list[bool] = []
-    gap = 1.5 / gsd_m  # keep 1.5 m between footprints so that masks do not merge
-    for _ in range(count * 20):
-        if len(buildings) == count:
-            break
-        footprint = _building(rng, height, width, gsd_m, angle)
-        if any(footprint.buffer(gap).intersects(t) for t in (*roads, *taken)):
-            continue
-        clipped = footprint.intersection(chip)
-        if clipped.is_empty or clipped.area < (4.0 / gsd_m) ** 2:
-            continue
-        parts = list(clipped.geoms) if isinstance(clipped, MultiPolygon) else [clipped]
-        polygons = [p for p in parts if isinstance(p, Polygon) and not p.is_empty]
-        if len(polygons) != 1:
-            continue  # a footprint cut in two by the chip edge: skip rather than split
-        taken.append(footprint)
-        buildings.append(polygons[0])
-        partial.append(polygons[0].area < footprint.area * (1 - 1e-9))
-    return buildings, partial, roads
-
-
-def _pixel_to_world(geom: Polygon, transform: Affine) -> Polygon:
-    """Map a pixel-space ``(col, row)`` polygon to the CRS of ``transform``."""
-    return affinity.affine_transform(
-        geom, [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
-    )
-
-
-@dataclass
-class _Scene:
-    rgb: FloatArray  # [3, H, W] reflectance-like in [0, 1]
-    nir: FloatArray  # [H, W]
-    roofs: npt.NDArray[np.int32]  # [H, W] building index + 1, 0 outside
-
-
-def _render(
-    rng: np.random.Generator,
-    canvas: tuple[int, int],
-    transform: Affine,
-    polygons_world: Sequence[Polygon],
-    roads_px: Sequence[Polygon],
-    gsd_m: float,
-) -> _Scene:
-    """Draw the background, roads, shadows and roofs on a ``canvas`` (height, width) grid."""
-    height, width = canvas
-    veg = 0.65 * _smooth_noise(rng, height, width, 48) + 0.35 * _smooth_noise(
-        rng, height, width, 12
-    )
-    v = 1.0 / (1.0 + np.exp(-(veg - 0.5) * 10.0))  # vegetation fraction
-    fine = 1.0 + 0.08 * (_smooth_noise(rng, height, width, 2) - 0.5)
-    rgb = (v[None] * _VEGETATION[:, None, None] + (1 - v[None]) * _SOIL[:, None, None]) * fine[None]
-    nir = (0.30 + 0.30 * v) * fine
-    if roads_px:
-        road = rasterize(roads_px, out_shape=canvas, fill=0, all_touched=False, dtype="uint8") > 0
-        rgb = np.where(road[None], _ASPHALT[:, None, None] * fine[None], rgb)
-        nir = np.where(road, 0.28 * fine, nir)
-    roofs = np.zeros(canvas, dtype=np.int32)
-    if polygons_world:
-        shapes = [(p, i + 1) for i, p in enumerate(polygons_world)]
-        roofs = rasterize(
-            shapes, out_shape=canvas, transform=transform, fill=0, all_touched=False, dtype="int32"
-        )
-        # cast shadow (sun from the north-west): the footprint shifted south-east, outside roofs
-        shift = max(1, round(1.5 / gsd_m))
-        inside = roofs > 0
-        shadow = np.zeros_like(inside)
-        shadow[shift:, shift:] = inside[:-shift, :-shift]
-        shadow &= ~inside
-        rgb = np.where(shadow[None], rgb * 0.5, rgb)
-        nir = np.where(shadow, nir * 0.5, nir)
-        # roofs: one palette colour per building, brightness jitter, gable shading
-        colours = _ROOFS[rng.integers(0, len(_ROOFS), size=len(polygons_world))]
-        colours = colours * rng.uniform(0.9, 1.08, size=(len(polygons_world), 1)).astype(np.float32)
-        table = np.concatenate([np.zeros((1, 3), np.float32), colours], axis=0)  # index 0 unused
-        roof_rgb = table[roofs].transpose(2, 0, 1)  # [3, H, W]
-        rows, cols = np.indices(canvas, dtype=np.float32)
-        gable = np.ones(canvas, dtype=np.float32)
-        for i in range(len(polygons_world)):
-            sel = roofs == i + 1
-            if not sel.any():
-                continue
-            r0, c0 = rows[sel].mean(), cols[sel].mean()
-            theta = math.radians(float(rng.uniform(0, 180)))
-            side = (rows[sel] - r0) * math.cos(theta) - (cols[sel] - c0) * math.sin(theta)
-            gable[sel] = np.where(side > 0, 0.9, 1.0)
-        texture = 1.0 + 0.03 * (_smooth_noise(rng, height, width, 3) - 0.5)
-        roof_rgb = roof_rgb * (gable * texture)[None]
-        rgb = np.where(inside[None], roof_rgb, rgb)
-        nir = np.where(inside, 0.8 * roof_rgb.mean(axis=0), nir)
-    return _Scene(
-        np.clip(rgb, 0.0, 1.0).astype(np.float32), np.clip(nir, 0, 1).astype(np.float32), roofs
-    )
-
-
-def _block_mean(array: FloatArray, factor: int) -> FloatArray:
-    """Average ``factor x factor`` blocks of ``[C, H, W]`` (H and W multiples of factor)."""
-    c, h, w = array.shape
-    blocks = array.reshape(c, h // factor, factor, w // factor, factor)
-    return np.asarray(blocks.mean(axis=(2, 4)), dtype=np.float32)
-
-
-def _eight_bands(rgb: FloatArray, nir: FloatArray) -> FloatArray:
-    """WorldView-2/3 multispectral bands approximated from RGB and NIR.
-
-    Order: coastal, blue, green, yellow, red, red edge, NIR1, NIR2.
-    """
-    red, green, blue = rgb[0], rgb[1], rgb[2]
-    return np.stack(
-        [
-            0.8 * blue + 0.05,
-            blue,
-            green,
-            0.5 * (red + green),
-            red,
-            0.5 * (red + nir),
-            nir,
-            0.95 * nir,
-        ]
-    ).astype(np.float32)
-
-
-def _to_dn(rng: np.random.Generator, reflectance: FloatArray) -> npt.NDArray[np.uint16]:
-    """11-bit digital numbers with sensor noise."""
-    noise = rng.normal(0.0, 6.0, size=reflectance.shape).astype(np.float32)
-    dn = np.clip(np.rint(reflectance * _DN_GAIN + noise), 1, _DN_MAX)
-    return np.asarray(dn, dtype=np.uint16)
-
-
-def _to_uint8(reflectance: FloatArray) -> npt.NDArray[np.uint8]:
-    return np.asarray(np.clip(np.rint(reflectance * 255.0), 0, 255), dtype=np.uint8)
-
-
-def _products(
-    rng: np.random.Generator, collection: str, scene: _Scene, shape: tuple[int, int]
-) -> dict[str, npt.NDArray[Any]]:
-    """Every image product of a chip, bands first, from the rendered canvas."""
-    h, w = shape
-    if collection == "spacenet1":
-        ms = _eight_bands(scene.rgb, scene.nir)
-        return {
-            "3band": _to_uint8(scene.rgb[:, :h, :w]),
-            "8band": _to_dn(rng, _block_mean(ms, _MS_FACTOR)),
-        }
-    ms = _eight_bands(scene.rgb, scene.nir)
-    red, green, blue = scene.rgb[0], scene.rgb[1], scene.rgb[2]
-    pan = (0.30 * red + 0.35 * green + 0.15 * blue + 0.20 * scene.nir)[None]
-    return {
-        "RGB-PanSharpen": _to_dn(rng, scene.rgb[:, :h, :w]),
-        "MUL": _to_dn(rng, _block_mean(ms, _MS_FACTOR)),
-        "MUL-PanSharpen": _to_dn(rng, ms[:, :h, :w]),
-        "PAN": _to_dn(rng, pan[:, :h, :w].astype(np.float32)),
-    }
-
-
-# -------------------------------------------------------------------------------------------------
-# files
-# -------------------------------------------------------------------------------------------------
-
-
-def _write_geotiff(path: Path, bands: npt.NDArray[Any], transform: Affine) -> None:
-    """Write a north-up EPSG:4326 GeoTIFF (bands first) atomically."""
-    import rasterio
-
-    with (
-        atomic_output(path) as tmp,
-        rasterio.open(
-            tmp,
-            "w",
-            driver="GTiff",
-            width=bands.shape[2],
-            height=bands.shape[1],
-            count=bands.shape[0],
-            dtype=bands.dtype.name,
-            crs="EPSG:4326",
-            transform=transform,
-        ) as dst,
-    ):
-        dst.write(bands)
 
 
 def _with_z(coords: Any) -> Any:
@@ -521,6 +266,91 @@ def _prepare_output(root: Path, layout: _Layout, overwrite: bool) -> None:
         shutil.rmtree(owned)  # only the generator's own folder, never the rest of root
 
 
+def _check_arguments(
+    collection: str, tiles: int, aoi: int | None, products: Sequence[str] | None
+) -> tuple[int, tuple[str, ...]]:
+    """Validate the arguments of :func:`generate_spacenet_sample`; return the AOI and products."""
+    if collection not in SPACENET_COLLECTIONS:
+        raise ValueError(
+            f"collection must be one of {list(SPACENET_COLLECTIONS)}, got {collection!r}"
+        )
+    if isinstance(tiles, bool) or not isinstance(tiles, int | np.integer) or tiles < 1:
+        raise ValueError(f"tiles must be a positive integer, got {tiles!r}")
+    if collection == "spacenet1":
+        if aoi not in (None, 1):
+            raise ValueError(f"SpaceNet-1 has only AOI 1 (Rio), got aoi={aoi}")
+        return 1, _check_products(collection, products)
+    aoi = 2 if aoi is None else aoi
+    if aoi not in SPACENET2_AOIS:
+        raise ValueError(f"SpaceNet-2 aoi must be one of {sorted(SPACENET2_AOIS)}, got {aoi}")
+    return aoi, _check_products(collection, products)
+
+
+def _check_products(collection: str, products: Sequence[str] | None) -> tuple[str, ...]:
+    """The products to write: distinct names of the collection's (default: all of them)."""
+    valid = SPACENET_PRODUCTS[collection]
+    chosen = tuple(valid if products is None else products)
+    unknown = [p for p in chosen if p not in valid]
+    if unknown or not chosen or len(set(chosen)) != len(chosen):
+        raise ValueError(f"products must be distinct names of {list(valid)}, got {list(chosen)}")
+    return chosen
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """One chip to write: its position in the sample, id, seed and whether it has no building."""
+
+    index: int
+    tile_id: int
+    seed: int
+    empty: bool
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The chip grid of a sample: its upper-left corner, columns and render canvas."""
+
+    west: float
+    north: float
+    columns: int
+    canvas: tuple[int, int]  # (height, width), multiples of the multispectral factor
+
+
+def _write_tile(
+    root: Path, layout: _Layout, products: Sequence[str], tile: _Tile, grid: _Grid
+) -> SpaceNetTileInfo:
+    """Draw one chip and write its image products and GeoJSON label."""
+    tile_rng = np.random.default_rng([tile.seed, tile.tile_id])
+    height, width = layout.shape
+    dx, dy = layout.pixel
+    west = grid.west + (tile.index % grid.columns) * width * dx
+    north = grid.north - (tile.index // grid.columns) * height * dy
+    transform = Affine(dx, 0.0, west, 0.0, -dy, north)
+    count = 0 if tile.empty else int(tile_rng.integers(8, 28))
+    buildings_px, partial, roads = _place_buildings(tile_rng, count, height, width, layout.gsd_m)
+    buildings = [_pixel_to_world(b, transform) for b in buildings_px]
+    scene = _render(tile_rng, grid.canvas, transform, buildings, roads, layout.gsd_m)
+    images = _products(tile_rng, layout.collection, scene, layout.shape)
+    paths: dict[str, Path] = {}
+    for product in products:
+        path = (
+            root / layout.image_dirs[product] / layout.image_names[product].format(n=tile.tile_id)
+        )
+        scale = _MS_FACTOR if product in ("8band", "MUL") else 1
+        write_geotiff(path, images[product], 4326, transform @ Affine.scale(scale))
+        paths[product] = path
+    label = root / layout.label_dir / layout.label_name.format(n=tile.tile_id)
+    atomic_write_bytes(label, _geojson(buildings, partial, z=layout.collection == "spacenet1"))
+    return SpaceNetTileInfo(
+        tile_id=tile.tile_id,
+        images=paths,
+        label=label,
+        num_buildings=len(buildings),
+        building_pixels=int((scene.roofs[:height, :width] > 0).sum()),
+        bounds=(west, north - height * dy, west + width * dx, north),
+    )
+
+
 def generate_spacenet_sample(
     root: str | Path,
     *,
@@ -556,26 +386,16 @@ def generate_spacenet_sample(
     Raises:
         ValueError: on an unknown collection, AOI or product, or ``tiles < 1``.
         FileExistsError: when the collection's folder is not empty and ``overwrite`` is False.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     summary = generate_spacenet_sample(folder, tiles=1)
+        ...     tile = summary.tiles[0]
+        ...     print(summary.dataset_dir.name, tile.images["3band"].name, tile.num_buildings)
+        SN1_buildings 3band_AOI_1_RIO_img5904.tif 15
     """
-    if collection not in SPACENET_COLLECTIONS:
-        raise ValueError(
-            f"collection must be one of {list(SPACENET_COLLECTIONS)}, got {collection!r}"
-        )
-    if isinstance(tiles, bool) or not isinstance(tiles, int | np.integer) or tiles < 1:
-        raise ValueError(f"tiles must be a positive integer, got {tiles!r}")
-    if collection == "spacenet1":
-        if aoi not in (None, 1):
-            raise ValueError(f"SpaceNet-1 has only AOI 1 (Rio), got aoi={aoi}")
-        aoi = 1
-    else:
-        aoi = 2 if aoi is None else aoi
-        if aoi not in SPACENET2_AOIS:
-            raise ValueError(f"SpaceNet-2 aoi must be one of {sorted(SPACENET2_AOIS)}, got {aoi}")
-    valid = SPACENET_PRODUCTS[collection]
-    chosen = tuple(valid if products is None else products)
-    unknown = [p for p in chosen if p not in valid]
-    if unknown or not chosen or len(set(chosen)) != len(chosen):
-        raise ValueError(f"products must be distinct names of {list(valid)}, got {list(chosen)}")
+    aoi, chosen = _check_arguments(collection, tiles, aoi, products)
 
     root = Path(root)
     layout = _layout(collection, aoi)
@@ -589,45 +409,16 @@ def generate_spacenet_sample(
     tile_ids = sorted(int(n) for n in rng.choice(np.arange(1, id_range + 1), tiles, replace=False))
     num_empty = max(1, round(tiles * _EMPTY_FRACTION)) if tiles >= 2 else 0
     empty = {int(i) for i in rng.choice(tiles, num_empty, replace=False)}
-    columns = math.ceil(math.sqrt(tiles))
     height, width = layout.shape
     canvas = (
         math.ceil(height / _MS_FACTOR) * _MS_FACTOR,
         math.ceil(width / _MS_FACTOR) * _MS_FACTOR,
     )
-    dx, dy = layout.pixel
-    west0, north0 = _ORIGINS[aoi]
-    infos: list[SpaceNetTileInfo] = []
-    for index, tile_id in enumerate(tile_ids):
-        tile_rng = np.random.default_rng([seed, tile_id])
-        west = west0 + (index % columns) * width * dx
-        north = north0 - (index // columns) * height * dy
-        transform = Affine(dx, 0.0, west, 0.0, -dy, north)
-        count = 0 if index in empty else int(tile_rng.integers(8, 28))
-        buildings_px, partial, roads = _place_buildings(
-            tile_rng, count, height, width, layout.gsd_m
-        )
-        buildings = [_pixel_to_world(b, transform) for b in buildings_px]
-        scene = _render(tile_rng, canvas, transform, buildings, roads, layout.gsd_m)
-        images = _products(tile_rng, collection, scene, layout.shape)
-        paths: dict[str, Path] = {}
-        for product in chosen:
-            path = root / layout.image_dirs[product] / layout.image_names[product].format(n=tile_id)
-            scale = _MS_FACTOR if product in ("8band", "MUL") else 1
-            _write_geotiff(path, images[product], transform @ Affine.scale(scale))
-            paths[product] = path
-        label = root / layout.label_dir / layout.label_name.format(n=tile_id)
-        atomic_write_bytes(label, _geojson(buildings, partial, z=collection == "spacenet1"))
-        infos.append(
-            SpaceNetTileInfo(
-                tile_id=tile_id,
-                images=paths,
-                label=label,
-                num_buildings=len(buildings),
-                building_pixels=int((scene.roofs[:height, :width] > 0).sum()),
-                bounds=(west, north - height * dy, west + width * dx, north),
-            )
-        )
+    grid = _Grid(*_ORIGINS[aoi], columns=math.ceil(math.sqrt(tiles)), canvas=canvas)
+    infos = [
+        _write_tile(root, layout, chosen, _Tile(index, tile_id, seed, index in empty), grid)
+        for index, tile_id in enumerate(tile_ids)
+    ]
     return SpaceNetSampleSummary(
         root=root,
         collection=collection,

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from geossl.cli.pretrain_cli import run_pretrain
-from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
 from geossl.export import ExportedWeights, export_weights
 from geossl.models.init import adapt_first_conv
+from geossl.synthetic.rasters import generate_raster_timeseries_sample
 from geossl.trainers import GeoSSLTask
 from tests.pretrain_helpers import REPO, shared_tiny_checkpoint, train_tiny_checkpoint
 

@@ -14,11 +14,11 @@ from torch.utils.data import DataLoader
 
 from geossl.cli.pretrain_cli import run_pretrain
 from geossl.datamodules import RasterTimeSeriesDataModule
-from geossl.datasets.rasters_sample import (
+from geossl.models.weights import read_weights
+from geossl.synthetic.rasters import (
     RasterSampleSummary,
     generate_raster_timeseries_sample,
 )
-from geossl.models.weights import read_weights
 from geossl.trainers import GeoSSLTask
 from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD
 
