@@ -41,7 +41,13 @@ from geossl.synthetic.common import (
 )
 from geossl.synthetic.fmow_layout import _Location, _plan_locations
 from geossl.synthetic.fmow_metadata import _METRES_PER_DEG_LAT, _footprint_wkt, _iso
-from geossl.synthetic.fmow_scene import _category_style, _CategoryStyle, _render, _Scene
+from geossl.synthetic.fmow_scene import (
+    _category_style,
+    _CategoryStyle,
+    _greenness,
+    _render,
+    _Scene,
+)
 from geossl.utils.io import atomic_write_bytes
 
 __all__ = [
@@ -175,10 +181,6 @@ def _composite(
 ) -> npt.NDArray[np.uint8]:
     """Render the RGB ``(h, w, 3)`` composite of a location at time ``ts`` (season, sun, clouds)."""
     w, h = size
-    doy = datetime.fromtimestamp(ts, UTC).timetuple().tm_yday
-    peak = 196 if location.lat >= 0 else 15
-    amp = min(1.0, abs(location.lat) / 30.0)
-    greenness = 0.5 + 0.5 * amp * math.cos(2.0 * math.pi * (doy - peak) / 365.0)
     return _render(
         h,
         w,
@@ -187,7 +189,7 @@ def _composite(
         scene,
         shift=(0.0, 0.0),  # composites of one place share the grid: no misregistration
         brightness=float(lrng.uniform(0.9, 1.1)),
-        greenness=greenness + 0.5 * (1.0 - amp),
+        greenness=_greenness(location.lat, ts),
         gain=(1.0 + 0.03 * lrng.uniform(-1.0, 1.0, size=3)).astype(np.float32),
         cloud_cover=0 if lrng.random() < 0.85 else int(lrng.integers(1, 15)),
         built=scene.change_ts is None or ts >= scene.change_ts,
