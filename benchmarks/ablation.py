@@ -167,8 +167,9 @@ def fmow_sample(workdir: Path, locations: int, seed: int) -> tuple[list[str], Ev
     Returns:
         ``(base CLI arguments, evaluate, description)``.
     """
-    from geossl.datasets import FMoW, build_fmow_index, generate_fmow_sample
+    from geossl.datasets import FMoW, build_fmow_index
     from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+    from geossl.synthetic import generate_fmow_sample
 
     root = workdir / "fmow-sample"
     if not (root / "train").is_dir():

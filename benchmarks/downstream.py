@@ -44,8 +44,8 @@ RECIPES = ("moco", "tp_geo")
 
 def pretrained_weights(workdir: Path, epochs: int, seed: int) -> dict[str, Path]:
     """Pretrain :data:`RECIPES` on the generated fMoW sample; recipe -> checkpoint."""
-    from geossl.datasets import generate_fmow_sample
     from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+    from geossl.synthetic import generate_fmow_sample
 
     root = fmow_root(workdir, seed)
     if not (root / "train").is_dir():
@@ -198,7 +198,7 @@ SMOKE_NOTE = (
 
 def run_xview(workdir: Path, epochs: int, pretrain_epochs: int, seed: int) -> dict[str, Any]:
     """RetinaNet (ResNet-18 FPN) on the generated xView sample."""
-    from geossl.datasets.xview_sample import generate_xview_sample
+    from geossl.synthetic.xview import generate_xview_sample
 
     weights = _geossl_weights(workdir, pretrain_epochs, seed)
     root = workdir / "xview-sample"
@@ -237,7 +237,7 @@ def run_xview(workdir: Path, epochs: int, pretrain_epochs: int, seed: int) -> di
 
 def run_spacenet(workdir: Path, epochs: int, pretrain_epochs: int, seed: int) -> dict[str, Any]:
     """U-Net (ResNet-18) on the generated SpaceNet-1 sample."""
-    from geossl.datasets.spacenet_sample import generate_spacenet_sample
+    from geossl.synthetic.spacenet import generate_spacenet_sample
 
     weights = _geossl_weights(workdir, pretrain_epochs, seed)
     root = workdir / "spacenet1-sample"

@@ -34,7 +34,7 @@ import torch
 
 from benchmarks.update_docs import main as update_docs
 from geossl.datasets.fmow_index import FMoWIndex, build_fmow_index
-from geossl.datasets.fmow_sample import generate_fmow_sample
+from geossl.synthetic.fmow import generate_fmow_sample
 
 RESULTS = Path(__file__).resolve().parent / "results" / "index_build.json"
 SPLITS = ("train", "val", "test", "seq")

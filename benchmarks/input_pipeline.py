@@ -1,7 +1,7 @@
 """Input pipeline alone: decoded, cropped, resized (and augmented) fMoW pairs per second.
 
 Generates (once, cached in ``--work-dir``) an fMoW-rgb sample in the real layout
-(:func:`geossl.datasets.fmow_sample.generate_fmow_sample`), then measures, for each number of
+(:func:`geossl.synthetic.fmow.generate_fmow_sample`), then measures, for each number of
 DataLoader workers and each decode mode:
 
 * ``pil``: the real loader, :class:`~geossl.datamodules.FMoWDataModule`'s train DataLoader
@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader
 from benchmarks.step_throughput import RESULTS, machine_info
 from benchmarks.update_docs import main as update_docs
 from geossl.datamodules import FMoWDataModule
-from geossl.datasets.fmow_sample import generate_fmow_sample
+from geossl.synthetic.fmow import generate_fmow_sample
 from geossl.transforms import GeoSSLAugmentation
 
 DECODE_MODES = ["pil", "decode_jpeg_cpu", "decode_jpeg_cuda"]

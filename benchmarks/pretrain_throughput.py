@@ -26,7 +26,7 @@ import torch
 from benchmarks.update_docs import main as update_docs
 from geossl import __version__
 from geossl.cli.pretrain_cli import run_pretrain
-from geossl.datasets.fmow_sample import generate_fmow_sample
+from geossl.synthetic.fmow import generate_fmow_sample
 from geossl.trainers.callbacks import RunSummary
 
 REPO = Path(__file__).resolve().parents[1]

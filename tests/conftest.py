@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from geossl.datasets.fmow_sample import generate_fmow_sample
+from geossl.synthetic.fmow import generate_fmow_sample
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "real"

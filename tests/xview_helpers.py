@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from geossl.datasets.xview_sample import XViewSampleSummary, generate_xview_sample
+from geossl.synthetic.xview import XViewSampleSummary, generate_xview_sample
 
 #: Small enough for quick tests, big enough for a few 128 px chips per image.
 TINY_SAMPLE: dict[str, Any] = {"images": 10, "image_size": 256, "seed": 0}

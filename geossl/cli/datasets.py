@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
         args: The parsed arguments.
     """
     if args.action == "sample" and args.dataset == "scenes":
-        from geossl.datasets.scenes_sample import generate_scene_sample
+        from geossl.synthetic.scenes import generate_scene_sample
 
         scenes = generate_scene_sample(
             args.output,
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> None:
             f"labels.csv to {scenes} (geossl probe --weights W {scenes})"
         )
     elif args.action == "sample" and args.dataset == "xview":
-        from geossl.datasets.xview_sample import generate_xview_sample
+        from geossl.synthetic.xview import generate_xview_sample
 
         xview = generate_xview_sample(
             args.output, images=args.images, seed=args.seed, overwrite=args.overwrite
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> None:
             f"{xview.root}"
         )
     elif args.action == "sample" and args.dataset.startswith("spacenet"):
-        from geossl.datasets.spacenet_sample import generate_spacenet_sample
+        from geossl.synthetic.spacenet import generate_spacenet_sample
 
         spacenet = generate_spacenet_sample(
             args.output,
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
             f"({', '.join(spacenet.products)}) to {spacenet.dataset_dir}"
         )
     elif args.action == "sample" and args.dataset == "rasters":
-        from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
+        from geossl.synthetic.rasters import generate_raster_timeseries_sample
 
         raster_summary = generate_raster_timeseries_sample(
             args.output, num_dates=args.dates, seed=args.seed, overwrite=args.overwrite
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> None:
             f"to {raster_summary.root}"
         )
     elif args.action == "sample" and args.dataset == "fmow-sentinel":
-        from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
+        from geossl.synthetic.fmow_sentinel import generate_fmow_sentinel_sample
 
         sentinel = generate_fmow_sentinel_sample(
             args.output,
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> None:
             f"CSVs, as in fMoW-Sentinel) to {sentinel.root}"
         )
     elif args.action == "sample":
-        from geossl.datasets.fmow_sample import generate_fmow_sample
+        from geossl.synthetic.fmow import generate_fmow_sample
 
         summary = generate_fmow_sample(
             args.output,

@@ -59,7 +59,7 @@ def run_demo(
     """
     from geossl.cli.pretrain_cli import run_pretrain
     from geossl.configs import preset_path
-    from geossl.datasets.fmow_sample import generate_fmow_sample
+    from geossl.synthetic.fmow import generate_fmow_sample
 
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"--max-steps must be at least 1, got {max_steps}")

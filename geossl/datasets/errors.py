@@ -30,7 +30,7 @@ _GET_DATA_HINTS: dict[str, str] = {
     ),
     "rasters": (
         "point data.paths at GeoTIFFs or folders of them (searched recursively), or write a small "
-        "sample with geossl.datasets.generate_raster_timeseries_sample"
+        "sample with geossl.synthetic.generate_raster_timeseries_sample"
     ),
 }
 

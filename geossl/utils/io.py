@@ -1,9 +1,8 @@
 """Atomic file output: nothing half-written is ever left under the final name."""
 
 import os
-import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,40 +40,3 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
-
-
-def prepare_sample_folder(
-    root: str | os.PathLike[str], overwrite: bool, owned: Iterable[str]
-) -> Path:
-    """Create the output folder of a sample generator, or clear what the generator owns in it.
-
-    A non-empty folder is refused unless ``overwrite``; then only the ``owned`` entries (folders
-    removed recursively, files and links unlinked) go, never unrelated files in the folder.
-
-    Args:
-        root: the output folder.
-        overwrite: replace the generator's own entries of a non-empty folder.
-        owned: the entries, relative to ``root``, that the generator writes.
-
-    Returns:
-        ``root`` as a path, existing.
-
-    Raises:
-        FileExistsError: when ``root`` is a file, or a non-empty folder without ``overwrite``.
-    """
-    folder = Path(root)
-    if folder.exists() and not folder.is_dir():
-        raise FileExistsError(f"{folder}: output exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{folder}: output folder is not empty (pass overwrite=True to replace it)"
-            )
-        for name in owned:
-            path = folder / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

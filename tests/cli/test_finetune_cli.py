@@ -154,7 +154,7 @@ def test_fmow_sentinel_links_the_band_count_into_the_model(
     # jsonargparse's "Does not validate against any of the Union subtypes".
     import timm
 
-    from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
+    from geossl.synthetic.fmow_sentinel import generate_fmow_sentinel_sample
 
     root = tmp_path / "fmow-sentinel"
     generate_fmow_sentinel_sample(root, locations=6, seed=3, image_size=(16, 20))

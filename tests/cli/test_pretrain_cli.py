@@ -9,9 +9,9 @@ from geossl.cli.pretrain import DEFAULT_DATAMODULE
 from geossl.cli.pretrain_cli import build_args, data_class_path, run_pretrain
 from geossl.configs import list_presets, preset_path
 from geossl.datamodules import RasterTimeSeriesDataModule
-from geossl.datasets.fmow_sample import generate_fmow_sample
-from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
-from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
+from geossl.synthetic.fmow import generate_fmow_sample
+from geossl.synthetic.fmow_sentinel import generate_fmow_sentinel_sample
+from geossl.synthetic.rasters import generate_raster_timeseries_sample
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"

@@ -11,9 +11,9 @@ from geossl.datamodules import fmow as fmow_datamodule
 from geossl.datasets.encoded import EncodedImages
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.fmow import FMoW, read_fmow_image
-from geossl.datasets.fmow_sample import generate_fmow_sample
-from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
 from geossl.samplers import TemporalPairSampler
+from geossl.synthetic.fmow import generate_fmow_sample
+from geossl.synthetic.fmow_sentinel import generate_fmow_sentinel_sample
 
 
 def _module(data_root: Path, tmp_path: Path, **kwargs: Any) -> FMoWDataModule:

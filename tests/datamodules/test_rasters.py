@@ -12,11 +12,11 @@ from rasterio.windows import from_bounds
 from geossl.cli.pretrain_cli import run_pretrain
 from geossl.datamodules import RasterTimeSeriesDataModule
 from geossl.datasets.rasters import TimeSeriesRasters
-from geossl.datasets.rasters_sample import (
+from geossl.samplers import TemporalGeoPairSampler
+from geossl.synthetic.rasters import (
     RasterSampleSummary,
     generate_raster_timeseries_sample,
 )
-from geossl.samplers import TemporalGeoPairSampler
 from tests.raster_helpers import S2_BANDS, real_bigearthnet, real_stack, scene, write_tif
 
 REPO = Path(__file__).resolve().parents[2]

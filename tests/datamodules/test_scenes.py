@@ -15,7 +15,7 @@ from geossl.datamodules import ScenesDataModule
 from geossl.datamodules.scenes import find_scene_images
 from geossl.datasets import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.scenes import read_scene_labels, stratified_split
-from geossl.datasets.scenes_sample import generate_scene_sample
+from geossl.synthetic.scenes import generate_scene_sample
 
 REPO = Path(__file__).resolve().parents[2]
 

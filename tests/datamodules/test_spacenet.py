@@ -16,7 +16,7 @@ from geossl.datamodules.spacenet import (
 )
 from geossl.datasets.errors import DatasetNotFoundError
 from geossl.datasets.spacenet import IGNORE_INDEX
-from geossl.datasets.spacenet_sample import SpaceNetSampleSummary, generate_spacenet_sample
+from geossl.synthetic.spacenet import SpaceNetSampleSummary, generate_spacenet_sample
 from geossl.transforms.targets import TargetAugmentation
 
 

@@ -8,7 +8,7 @@ import torch
 
 from geossl.datamodules.xview import XViewDataModule, collate_xview
 from geossl.datasets.xview import XView, XViewChipParams, split_xview_images
-from geossl.datasets.xview_sample import XViewSampleSummary
+from geossl.synthetic.xview import XViewSampleSummary
 from geossl.transforms.targets import TargetAugmentation
 from tests.xview_helpers import shared_xview_sample
 

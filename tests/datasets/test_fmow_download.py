@@ -24,7 +24,7 @@ from geossl.datasets.fmow_download import (
     parse_manifest,
     select_files,
 )
-from geossl.datasets.fmow_sample import generate_fmow_sample
+from geossl.synthetic.fmow import generate_fmow_sample
 
 
 class _Server(ThreadingHTTPServer):

@@ -12,7 +12,7 @@ from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.fmow import FMoW, FMoWTemporalPairs
 from geossl.datasets.fmow_constants import FMOW_CATEGORIES
 from geossl.datasets.fmow_index import INDEX_COLUMNS, build_fmow_index, fmow_fingerprint
-from geossl.datasets.fmow_sample import generate_fmow_sample
+from geossl.synthetic.fmow import generate_fmow_sample
 
 ALL_SPLITS = ("train", "val", "test", "seq")
 EXPECTED_DTYPES = {

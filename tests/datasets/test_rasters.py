@@ -18,7 +18,7 @@ from geossl.datasets.rasters import (
     RasterTemporalPairs,
     TimeSeriesRasters,
 )
-from geossl.datasets.rasters_sample import (
+from geossl.synthetic.rasters import (
     RasterSampleSummary,
     generate_raster_timeseries_sample,
 )

@@ -8,7 +8,7 @@ import torch
 
 from geossl.datasets import BadDatasetError, DatasetNotFoundError, LabelledScenes
 from geossl.datasets.scenes import stratified_split
-from geossl.datasets.scenes_sample import generate_scene_sample
+from geossl.synthetic.scenes import generate_scene_sample
 from tests.conftest import REAL_DATA
 
 

@@ -24,7 +24,7 @@ from geossl.datasets.spacenet import (
     fit_to_size,
     read_building_labels,
 )
-from geossl.datasets.spacenet_sample import SpaceNetSampleSummary, generate_spacenet_sample
+from geossl.synthetic.spacenet import SpaceNetSampleSummary, generate_spacenet_sample
 from tests.conftest import REAL_DATA
 
 SN4 = REAL_DATA / "spacenet4_atlanta"

@@ -30,7 +30,7 @@ from geossl.datasets.xview import (
     read_xview_chip,
     split_xview_images,
 )
-from geossl.datasets.xview_sample import XViewSampleSummary
+from geossl.synthetic.xview import XViewSampleSummary
 from tests.conftest import REAL_DATA
 from tests.xview_helpers import shared_xview_sample
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from geossl.datasets.scenes_sample import generate_scene_sample
 from geossl.evaluation.probe import (
     load_probe_data,
     probe_features,
     run_probe,
     write_probe_result,
 )
+from geossl.synthetic.scenes import generate_scene_sample
 from tests.pretrain_helpers import shared_tiny_checkpoint
 
 CLASSES = ("a", "b", "c")

@@ -23,10 +23,10 @@ from torch import nn
 
 from geossl import __version__
 from geossl.cli import main
-from geossl.datasets.fmow_sample import generate_fmow_sample
 from geossl.export.chips import ChipGrid
 from geossl.export.embed import EmbedReport, describe_pooling, embed_rasters, output_paths
 from geossl.export.sources import find_sources
+from geossl.synthetic.fmow import generate_fmow_sample
 from tests.export.embed_helpers import (
     IDENTITY,
     UTM_TRANSFORM,

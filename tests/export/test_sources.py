@@ -14,7 +14,6 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 
-from geossl.datasets.fmow_sample import generate_fmow_sample
 from geossl.export.sources import (
     FMoWSource,
     RasterSource,
@@ -23,6 +22,7 @@ from geossl.export.sources import (
     raster_datetime,
     read_fmow_item,
 )
+from geossl.synthetic.fmow import generate_fmow_sample
 from tests.export.embed_helpers import real_scenes, write_raster
 
 RGB = np.full((3, 20, 30), 100, np.uint8)

@@ -9,11 +9,11 @@ import torch
 from rasterio.windows import Window
 
 from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters
-from geossl.datasets.rasters_sample import (
+from geossl.samplers import TemporalGeoGridSampler, TemporalGeoPairSampler
+from geossl.synthetic.rasters import (
     RasterSampleSummary,
     generate_raster_timeseries_sample,
 )
-from geossl.samplers import TemporalGeoGridSampler, TemporalGeoPairSampler
 from tests.raster_helpers import real_stack, scene, write_tif
 
 ORIGIN = (485900.0, 5209248.0)

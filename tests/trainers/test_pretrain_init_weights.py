@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from geossl.cli.pretrain_cli import run_pretrain
-from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
+from geossl.synthetic.rasters import generate_raster_timeseries_sample
 from geossl.trainers import GeoSSLTask
 from geossl.weights import ExportedWeights, export_weights
 from geossl.weights.resolve import adapt_first_conv

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from geossl.cli.pretrain_cli import give_data_normalization, run_pretrain
 from geossl.datamodules import RasterTimeSeriesDataModule
-from geossl.datasets.rasters_sample import (
+from geossl.synthetic.rasters import (
     RasterSampleSummary,
     generate_raster_timeseries_sample,
 )

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from geossl.datamodules.spacenet import _TrainTransform, pad_collate
 from geossl.datasets.spacenet import IGNORE_INDEX, SpaceNetTiles, band_statistics
-from geossl.datasets.spacenet_sample import SpaceNetSampleSummary, generate_spacenet_sample
+from geossl.synthetic.spacenet import SpaceNetSampleSummary, generate_spacenet_sample
 from geossl.trainers.downstream import FROM_CHECKPOINT
 from geossl.trainers.segmentation import SpaceNetSegmentationTask, segmentation_metrics
 from tests.conftest import REAL_DATA, REPO

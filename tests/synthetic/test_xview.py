@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from geossl.datasets.xview import XVIEW_TYPE_TO_LABEL, load_xview_labels
-from geossl.datasets.xview_sample import XViewSampleSummary, generate_xview_sample
+from geossl.synthetic.xview import XViewSampleSummary, generate_xview_sample
 from tests.xview_helpers import shared_xview_sample
 
 PROPERTIES = {

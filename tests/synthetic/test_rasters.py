@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from geossl.datasets.rasters_sample import generate_raster_timeseries_sample
+from geossl.synthetic.rasters import generate_raster_timeseries_sample
 
 
 def _pixels(files: tuple[Path, ...]) -> list[np.ndarray]:

@@ -12,7 +12,7 @@ EPSG:4326 grid at about 10 m (the location's footprint), so the acquisitions of 
 pixel-aligned. As in the real data, a few downloads "failed": their file holds a single null band
 and their row is left out of the CSV.
 
-The pixels are the procedural scenes of :mod:`geossl.datasets.fmow_sample` (land cover plus a
+The pixels are the procedural scenes of :mod:`geossl.synthetic.fmow_scene` (land cover plus a
 category-specific structure) rendered at 10 m, with seasons, and turned into the 13 Sentinel-2
 bands by a simple spectral model (vegetation bright in the red edge and NIR, dark in SWIR; the
 cirrus band B10 near zero), as reflectance times 10,000.
@@ -33,19 +33,22 @@ import numpy as np
 import numpy.typing as npt
 
 from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SENTINEL_CSV
-from geossl.datasets.fmow_sample import (
-    _METRES_PER_DEG_LAT,
-    _category_style,
+from geossl.synthetic.common import (
     _check_range,
-    _footprint_wkt,
-    _iso,
-    _plan_locations,
+    check_plan_arguments,
+    prepare_sample_folder,
+    write_geotiff,
+)
+from geossl.synthetic.fmow_layout import _Location, _plan_locations
+from geossl.synthetic.fmow_metadata import _METRES_PER_DEG_LAT, _footprint_wkt, _iso
+from geossl.synthetic.fmow_scene import (
+    _category_style,
+    _CategoryStyle,
+    _greenness,
     _render,
     _Scene,
-    _write_geotiff,
-    check_plan_arguments,
 )
-from geossl.utils.io import atomic_write_bytes, prepare_sample_folder
+from geossl.utils.io import atomic_write_bytes
 
 __all__ = [
     "DEFAULT_SENTINEL_SPLIT_FRACTIONS",
@@ -121,6 +124,141 @@ def sentinel_bands(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]:
     return out
 
 
+_Row = tuple[str, int, int, str, str]  # category, location, image_id, timestamp, polygon
+
+
+def _series(
+    lrng: np.random.Generator,
+    fmow_images: tuple[int, int],
+    intervals: Sequence[tuple[int, int]],
+) -> list[tuple[int, int]]:
+    """The ``(image_id, unix time)`` of a location: fMoW dates, then one per empty interval."""
+    start_s, end_s = intervals[0][0], intervals[-1][1]
+    n_fmow = int(lrng.integers(fmow_images[0], fmow_images[1] + 1))
+    fmow_times = sorted(int(t) for t in lrng.integers(start_s, end_s, size=n_fmow))
+    series = [(i, t) for i, t in enumerate(fmow_times)]
+    for k, (lo, hi) in enumerate(intervals):
+        if not any(lo <= t < hi for t in fmow_times):
+            series.append((100 + k, (lo + hi) // 2))
+    return series
+
+
+def _sentinel_scene(
+    location: _Location,
+    lrng: np.random.Generator,
+    style: _CategoryStyle,
+    size: tuple[int, int],
+    span: tuple[int, int],
+) -> _Scene:
+    """Draw the scene of a location whose ``(w, h)`` grid is at 10 m (``span``: first, last s)."""
+    w, h = size
+    frac_w, frac_h = lrng.uniform(0.3, 0.55, size=2)
+    f_len = lrng.uniform(1.0 / 600.0, 1.0 / 150.0, size=3)
+    f_dir = lrng.uniform(0.0, 2.0 * math.pi, size=3)
+    tex_freq = np.stack([f_len * np.cos(f_dir), f_len * np.sin(f_dir)], axis=1) * 2.0 * math.pi
+    change_ts: int | None = None
+    if location.category == "construction_site" or lrng.random() < 0.2:
+        change_ts = int(lrng.integers(span[0], span[1]))
+    return _Scene(
+        style=style,
+        region=location.region,
+        angle=float(lrng.choice([0.0, math.pi / 2, lrng.uniform(0.0, math.pi)])),
+        obj_w_m=float(frac_w * w * SENTINEL_GSD),
+        obj_h_m=float(frac_h * h * SENTINEL_GSD),
+        tex_freq=tex_freq.astype(np.float32),
+        tex_phase=lrng.uniform(0.0, 2.0 * math.pi, size=3).astype(np.float32),
+        change_ts=change_ts,
+    )
+
+
+def _composite(
+    location: _Location,
+    scene: _Scene,
+    ts: int,
+    lrng: np.random.Generator,
+    size: tuple[int, int],
+    noise_tile: npt.NDArray[np.int8],
+) -> npt.NDArray[np.uint8]:
+    """Render the RGB ``(h, w, 3)`` composite of a location at time ``ts`` (season, sun, clouds)."""
+    w, h = size
+    return _render(
+        h,
+        w,
+        (0, 0, w, h),
+        SENTINEL_GSD,
+        scene,
+        shift=(0.0, 0.0),  # composites of one place share the grid: no misregistration
+        brightness=float(lrng.uniform(0.9, 1.1)),
+        greenness=_greenness(location.lat, ts),
+        gain=(1.0 + 0.03 * lrng.uniform(-1.0, 1.0, size=3)).astype(np.float32),
+        cloud_cover=0 if lrng.random() < 0.85 else int(lrng.integers(1, 15)),
+        built=scene.change_ts is None or ts >= scene.change_ts,
+        rng=lrng,
+        noise_tile=noise_tile,
+    )
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """The sample-wide arguments every location is drawn with."""
+
+    fmow_images: tuple[int, int]
+    sizes: tuple[int, int]
+    failed_fraction: float
+    intervals: list[tuple[int, int]]
+    noise_tile: npt.NDArray[np.int8]
+
+
+def _write_location(
+    root: Path, location: _Location, style: _CategoryStyle, draws: _Draws
+) -> tuple[list[_Row], int]:
+    """Write the GeoTIFFs of one location; return its CSV rows and its number of failed files."""
+    from affine import Affine
+
+    lrng = np.random.default_rng(location.seed)
+    s_lo, s_hi = draws.sizes
+    w, h = (int(v) for v in lrng.integers(s_lo, s_hi + 1, size=2))
+    series = _series(lrng, draws.fmow_images, draws.intervals)
+    span = (draws.intervals[0][0], draws.intervals[-1][1])
+    scene = _sentinel_scene(location, lrng, style, (w, h), span)
+    lat, lon = location.lat, location.lon
+    dlat = SENTINEL_GSD / _METRES_PER_DEG_LAT
+    dlon = dlat / max(math.cos(math.radians(lat)), 1e-6)
+    transform = Affine(dlon, 0.0, lon - w / 2.0 * dlon, 0.0, -dlat, lat + h / 2.0 * dlat)
+    polygon = _footprint_wkt(lat, lon, w * SENTINEL_GSD, h * SENTINEL_GSD)
+    name = f"{location.category}_{location.loc}"
+    folder = root / location.split / location.category / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: list[_Row] = []
+    failed = 0
+    for image_id, ts in series:
+        path = folder / f"{name}_{image_id}.tif"
+        if lrng.random() < draws.failed_fraction:  # a failed download: one null band, not listed
+            write_geotiff(path, np.zeros((1, h, w), dtype=np.uint16), 4326, transform)
+            failed += 1
+            continue
+        pixels = _composite(location, scene, ts, lrng, (w, h), draws.noise_tile)
+        write_geotiff(path, sentinel_bands(pixels), 4326, transform)
+        rows.append((location.category, location.loc, image_id, _iso(ts), polygon))
+    return rows, failed
+
+
+def _write_csvs(
+    root: Path, lines: Mapping[str, list[_Row]], fractions: Mapping[str, float]
+) -> None:
+    """Write the CSV of every split that has rows or a positive share (and its folder)."""
+    for split, rows in lines.items():
+        if fractions.get(split, 0.0) <= 0 and not rows:
+            continue
+        rows.sort(key=lambda r: (FMOW_CATEGORIES.index(r[0]), r[1], r[2]))
+        body = "".join(
+            f'{cat},{loc},{image_id},{stamp},"{polygon}"\n'
+            for cat, loc, image_id, stamp, polygon in rows
+        )
+        atomic_write_bytes(root / FMOW_SENTINEL_CSV[split], (_CSV_HEADER + body).encode("ascii"))
+        (root / split).mkdir(exist_ok=True)
+
+
 def generate_fmow_sentinel_sample(
     output: str | Path,
     locations: int = 24,
@@ -154,6 +292,15 @@ def generate_fmow_sentinel_sample(
     Raises:
         ValueError: when an argument is out of range or names an unknown split or category.
         FileExistsError: when ``output`` is a file, or a non-empty folder without ``overwrite``.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     summary = generate_fmow_sentinel_sample(
+        ...         f"{folder}/sentinel", locations=3, image_size=(8, 12), categories=["airport"]
+        ...     )
+        ...     print(summary.num_locations, sorted(p.name for p in summary.root.glob("*.csv")))
+        3 ['test_gt.csv', 'train.csv', 'val.csv']
     """
     fractions, cats = check_plan_arguments(
         locations,
@@ -161,8 +308,8 @@ def generate_fmow_sentinel_sample(
         tuple(FMOW_SENTINEL_CSV),
         categories,
     )
-    f_lo, f_hi = _check_range("fmow_images_per_location", fmow_images_per_location, 0)
-    s_lo, s_hi = _check_range("image_size", image_size, 8)
+    fmow_images = _check_range("fmow_images_per_location", fmow_images_per_location, 0)
+    sizes = _check_range("image_size", image_size, 8)
     if not 0.0 <= failed_fraction < 1.0:
         raise ValueError(f"failed_fraction must be in [0, 1), got {failed_fraction}")
 
@@ -171,88 +318,18 @@ def generate_fmow_sentinel_sample(
     rng = np.random.default_rng(seed)
     plan = _plan_locations(int(locations), rng, fractions, cats)
     styles = {c: _category_style(c) for c in set(cats)}
-    noise_tile = rng.integers(-4, 5, size=(s_hi + 64, s_hi + 64, 3), dtype=np.int8)
-    intervals = _interval_bounds()
-    start_s, end_s = intervals[0][0], intervals[-1][1]
+    noise_tile = rng.integers(-4, 5, size=(sizes[1] + 64, sizes[1] + 64, 3), dtype=np.int8)
+    draws = _Draws(fmow_images, sizes, failed_fraction, _interval_bounds(), noise_tile)
 
-    from affine import Affine
-
-    # CSV rows per split: (category, location, image_id, timestamp, polygon)
-    lines: dict[str, list[tuple[str, int, int, str, str]]] = {s: [] for s in FMOW_SENTINEL_CSV}
+    lines: dict[str, list[_Row]] = {s: [] for s in FMOW_SENTINEL_CSV}
     locations_per_split = dict.fromkeys(FMOW_SENTINEL_CSV, 0)
     num_failed = 0
-    for L in plan:
-        lrng = np.random.default_rng(L.seed)
-        locations_per_split[L.split] += 1
-        w, h = (int(v) for v in lrng.integers(s_lo, s_hi + 1, size=2))
-        # fMoW dates after the start of Sentinel-2, then one composite per empty interval
-        n_fmow = int(lrng.integers(f_lo, f_hi + 1))
-        fmow_times = sorted(int(t) for t in lrng.integers(start_s, end_s, size=n_fmow))
-        series = [(i, t) for i, t in enumerate(fmow_times)]
-        for k, (lo, hi) in enumerate(intervals):
-            if not any(lo <= t < hi for t in fmow_times):
-                series.append((100 + k, (lo + hi) // 2))
-        frac_w, frac_h = lrng.uniform(0.3, 0.55, size=2)
-        f_len = lrng.uniform(1.0 / 600.0, 1.0 / 150.0, size=3)
-        f_dir = lrng.uniform(0.0, 2.0 * math.pi, size=3)
-        tex_freq = np.stack([f_len * np.cos(f_dir), f_len * np.sin(f_dir)], axis=1) * 2.0 * math.pi
-        change_ts: int | None = None
-        if L.category == "construction_site" or lrng.random() < 0.2:
-            change_ts = int(lrng.integers(start_s, end_s))
-        scene = _Scene(
-            style=styles[L.category],
-            region=L.region,
-            angle=float(lrng.choice([0.0, math.pi / 2, lrng.uniform(0.0, math.pi)])),
-            obj_w_m=float(frac_w * w * SENTINEL_GSD),
-            obj_h_m=float(frac_h * h * SENTINEL_GSD),
-            tex_freq=tex_freq.astype(np.float32),
-            tex_phase=lrng.uniform(0.0, 2.0 * math.pi, size=3).astype(np.float32),
-            change_ts=change_ts,
-        )
-        dlat = SENTINEL_GSD / _METRES_PER_DEG_LAT
-        dlon = dlat / max(math.cos(math.radians(L.lat)), 1e-6)
-        transform = Affine(dlon, 0.0, L.lon - w / 2.0 * dlon, 0.0, -dlat, L.lat + h / 2.0 * dlat)
-        polygon = _footprint_wkt(L.lat, L.lon, w * SENTINEL_GSD, h * SENTINEL_GSD)
-        folder = f"{L.split}/{L.category}/{L.category}_{L.loc}"
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for image_id, ts in series:
-            path = root / folder / f"{L.category}_{L.loc}_{image_id}.tif"
-            if lrng.random() < failed_fraction:  # a failed download: one null band, not listed
-                _write_geotiff(path, np.zeros((1, h, w), dtype=np.uint16), 4326, transform)
-                num_failed += 1
-                continue
-            doy = datetime.fromtimestamp(ts, UTC).timetuple().tm_yday
-            peak = 196 if L.lat >= 0 else 15
-            amp = min(1.0, abs(L.lat) / 30.0)
-            greenness = 0.5 + 0.5 * amp * math.cos(2.0 * math.pi * (doy - peak) / 365.0)
-            pixels = _render(
-                h,
-                w,
-                (0, 0, w, h),
-                SENTINEL_GSD,
-                scene,
-                shift=(0.0, 0.0),  # composites of one place share the grid: no misregistration
-                brightness=float(lrng.uniform(0.9, 1.1)),
-                greenness=greenness + 0.5 * (1.0 - amp),
-                gain=(1.0 + 0.03 * lrng.uniform(-1.0, 1.0, size=3)).astype(np.float32),
-                cloud_cover=0 if lrng.random() < 0.85 else int(lrng.integers(1, 15)),
-                built=change_ts is None or ts >= change_ts,
-                rng=lrng,
-                noise_tile=noise_tile,
-            )
-            _write_geotiff(path, sentinel_bands(pixels), 4326, transform)
-            lines[L.split].append((L.category, L.loc, image_id, _iso(ts), polygon))
-
-    for split, rows in lines.items():
-        if fractions.get(split, 0.0) <= 0 and not rows:
-            continue
-        rows.sort(key=lambda r: (FMOW_CATEGORIES.index(r[0]), r[1], r[2]))
-        body = "".join(
-            f'{cat},{loc},{image_id},{stamp},"{polygon}"\n'
-            for cat, loc, image_id, stamp, polygon in rows
-        )
-        atomic_write_bytes(root / FMOW_SENTINEL_CSV[split], (_CSV_HEADER + body).encode("ascii"))
-        (root / split).mkdir(exist_ok=True)
+    for location in plan:
+        locations_per_split[location.split] += 1
+        rows, failed = _write_location(root, location, styles[location.category], draws)
+        lines[location.split].extend(rows)
+        num_failed += failed
+    _write_csvs(root, lines, fractions)
 
     return FMoWSentinelSampleSummary(
         root=root,

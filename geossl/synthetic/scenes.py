@@ -22,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from geossl.utils.io import atomic_write_bytes, prepare_sample_folder
+from geossl.synthetic.common import prepare_sample_folder
+from geossl.utils.io import atomic_write_bytes
 
 __all__ = ["SCENE_TEXTURES", "generate_scene_sample"]
 
@@ -99,6 +100,13 @@ def generate_scene_sample(
     Raises:
         ValueError: for an out-of-range argument.
         FileExistsError: for a non-empty folder without ``overwrite``.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     root = generate_scene_sample(folder, classes=2, per_class=3, size=8)
+        ...     print((root / "labels.csv").read_text().splitlines()[:2])
+        ['path,class_name,class_idx', 'images/checks/0000.jpg,checks,0']
     """
     if not 2 <= classes <= len(SCENE_TEXTURES):
         raise ValueError(f"classes must be in 2..{len(SCENE_TEXTURES)}, got {classes}")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from geossl.utils.io import atomic_output
+from geossl.synthetic.common import write_geotiff
 
 __all__ = ["RasterSampleSummary", "generate_raster_timeseries_sample"]
 
@@ -147,33 +147,96 @@ def _dates(num_dates: int, year_names: bool, rng: np.random.Generator) -> list[d
     ]
 
 
-def _write(path: Path, pixels: npt.NDArray[np.uint8], epsg: int, transform: Any, when: str) -> None:
-    import rasterio
+#: The creation options of the sample's GeoTIFFs: NAIP-like tiled, deflated, nodata 0.
+_CREATION_OPTIONS = {
+    "nodata": 0,
+    "tiled": True,
+    "blockxsize": 64,
+    "blockysize": 64,
+    "compress": "deflate",
+    "photometric": "minisblack",
+}
+_BAND_NAMES = ("red", "green", "blue", "nir")
 
-    with (
-        atomic_output(path) as tmp,
-        rasterio.open(
-            tmp,
-            "w",
-            driver="GTiff",
-            width=pixels.shape[2],
-            height=pixels.shape[1],
-            count=pixels.shape[0],
-            dtype="uint8",
-            crs=f"EPSG:{epsg}",
-            transform=transform,
-            nodata=0,
-            tiled=True,
-            blockxsize=64,
-            blockysize=64,
-            compress="deflate",
-            photometric="minisblack",
-        ) as dst,
-    ):
-        dst.write(pixels)
-        dst.update_tags(TIFFTAG_DATETIME=when)
-        for band, name in enumerate(("red", "green", "blue", "nir")[: pixels.shape[0]], start=1):
-            dst.set_band_description(band, name)
+
+@dataclass(frozen=True)
+class _Grid:
+    """Where the files of one date go: CRS, pixel size, top-left corner, tile column spans."""
+
+    epsg: int
+    res: float
+    origin: tuple[float, float]
+    spans: tuple[tuple[int, int], ...]  # [c0, c1) columns of each tile
+    year_names: bool  # ``{YYYY}.tif`` instead of NAIP's quarter-quad names
+
+
+def _write_date(
+    root: Path, pixels: npt.NDArray[np.uint8], moment: datetime, grid: _Grid
+) -> list[Path]:
+    """Write the tiles of one acquisition (``pixels``: ``[C, H, W]`` of the whole sample)."""
+    from affine import Affine
+
+    stamp = moment.strftime("%Y:%m:%d %H:%M:%S")
+    files: list[Path] = []
+    for quadrant, (c0, c1) in zip(_QUADRANTS, grid.spans, strict=False):
+        if grid.year_names:
+            name = f"{moment:%Y}.tif"
+        else:
+            name = f"m_4709963_{quadrant}_14_1_{moment:%Y%m%d}.tif"
+        x0, y0 = grid.origin
+        transform = Affine(grid.res, 0.0, x0 + c0 * grid.res, 0.0, -grid.res, y0)
+        write_geotiff(
+            root / name,
+            np.ascontiguousarray(pixels[:, :, c0:c1]),
+            grid.epsg,
+            transform,
+            tags={"TIFFTAG_DATETIME": stamp},
+            band_names=_BAND_NAMES[: pixels.shape[0]],
+            **_CREATION_OPTIONS,
+        )
+        files.append(root / name)
+    return files
+
+
+def _check_arguments(
+    size: tuple[int, int],
+    num_dates: int,
+    num_bands: int,
+    tiles: int,
+    tile_overlap: int,
+    name_style: str,
+    res: float,
+) -> None:
+    """Validate the arguments of :func:`generate_raster_timeseries_sample`."""
+    height, width = size
+    if num_dates < 1:
+        raise ValueError(f"num_dates must be at least 1, got {num_dates}")
+    if height < 16 or width < 16:
+        raise ValueError(f"size must be at least (16, 16), got {size}")
+    if not 1 <= num_bands <= 4:
+        raise ValueError(f"num_bands must be in 1..4, got {num_bands}")
+    if tiles not in (1, 2):
+        raise ValueError(f"tiles must be 1 or 2, got {tiles}")
+    if name_style not in ("naip", "year"):
+        raise ValueError(f"name_style must be 'naip' or 'year', got {name_style!r}")
+    if name_style == "year" and tiles != 1:
+        raise ValueError("name_style='year' writes one file per date: tiles must be 1")
+    if tiles == 2 and not 0 <= tile_overlap < width // 2:
+        raise ValueError(f"tile_overlap must be in [0, width / 2), got {tile_overlap}")
+    if not (math.isfinite(res) and res > 0):
+        raise ValueError(f"res must be positive, got {res}")
+
+
+def _prepare_output(root: Path, overwrite: bool) -> None:
+    """Create the sample's folder, or clear its ``.tif`` files (only with ``overwrite``)."""
+    if root.is_file():
+        raise FileExistsError(f"{root} is a file")
+    if root.is_dir() and any(root.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{root} is not empty; pass overwrite=True to replace the sample")
+        for old in root.glob("*.tif"):
+            old.unlink()
+    root.mkdir(parents=True, exist_ok=True)
 
 
 def generate_raster_timeseries_sample(
@@ -218,41 +281,25 @@ def generate_raster_timeseries_sample(
         ValueError: for an argument out of range.
         FileExistsError: when ``output`` is a file, or a non-empty folder and ``overwrite`` is
             ``False``.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     summary = generate_raster_timeseries_sample(folder, num_dates=2, size=(16, 16))
+        ...     print([f.name for f in summary.files], summary.epsg)
+        ['m_4709963_nw_14_1_20130630.tif', 'm_4709963_nw_14_1_20140616.tif'] 32614
     """
     height, width = size
-    if num_dates < 1:
-        raise ValueError(f"num_dates must be at least 1, got {num_dates}")
-    if height < 16 or width < 16:
-        raise ValueError(f"size must be at least (16, 16), got {size}")
-    if not 1 <= num_bands <= 4:
-        raise ValueError(f"num_bands must be in 1..4, got {num_bands}")
-    if tiles not in (1, 2):
-        raise ValueError(f"tiles must be 1 or 2, got {tiles}")
-    if name_style not in ("naip", "year"):
-        raise ValueError(f"name_style must be 'naip' or 'year', got {name_style!r}")
-    if name_style == "year" and tiles != 1:
-        raise ValueError("name_style='year' writes one file per date: tiles must be 1")
-    if tiles == 2 and not 0 <= tile_overlap < width // 2:
-        raise ValueError(f"tile_overlap must be in [0, width / 2), got {tile_overlap}")
-    if not (math.isfinite(res) and res > 0):
-        raise ValueError(f"res must be positive, got {res}")
+    _check_arguments(size, num_dates, num_bands, tiles, tile_overlap, name_style, res)
     root = Path(output)
-    if root.is_file():
-        raise FileExistsError(f"{root} is a file")
-    if root.is_dir() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{root} is not empty; pass overwrite=True to replace the sample")
-        for old in root.glob("*.tif"):
-            old.unlink()
-    root.mkdir(parents=True, exist_ok=True)
-
-    from affine import Affine
+    _prepare_output(root, overwrite)
 
     rng = np.random.default_rng(seed)
     scene = _scene(height, width, rng)
     when = _dates(num_dates, name_style == "year", rng)
     half = width // 2
     spans = [(0, width)] if tiles == 1 else [(0, half + tile_overlap), (half, width)]
+    grid = _Grid(epsg, res, origin, tuple(spans), name_style == "year")
     files: list[Path] = []
     fractions: list[float] = []
     for index, moment in enumerate(when):
@@ -266,15 +313,7 @@ def generate_raster_timeseries_sample(
         nodata = _nodata_mask(height, width, index, cloudy_date == index, drng)
         pixels[:, nodata] = 0
         fractions.append(float(nodata.mean()))
-        stamp = moment.strftime("%Y:%m:%d %H:%M:%S")
-        for quadrant, (c0, c1) in zip(_QUADRANTS, spans, strict=False):
-            if name_style == "year":
-                name = f"{moment:%Y}.tif"
-            else:
-                name = f"m_4709963_{quadrant}_14_1_{moment:%Y%m%d}.tif"
-            transform = Affine(res, 0.0, origin[0] + c0 * res, 0.0, -res, origin[1])
-            _write(root / name, np.ascontiguousarray(pixels[:, :, c0:c1]), epsg, transform, stamp)
-            files.append(root / name)
+        files += _write_date(root, pixels, moment, grid)
     return RasterSampleSummary(
         root=root,
         files=tuple(sorted(files)),

@@ -40,11 +40,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import rasterio
 from rasterio.transform import Affine
 
 from geossl.datasets.xview import XVIEW_GEOJSON, XVIEW_IMAGES_DIR, XVIEW_TYPE_TO_LABEL
-from geossl.utils.io import atomic_output, atomic_write_bytes, prepare_sample_folder
+from geossl.synthetic.common import prepare_sample_folder, write_geotiff
+from geossl.utils.io import atomic_write_bytes
 
 __all__ = ["DEFAULT_SAMPLE_TYPE_IDS", "XViewSampleSummary", "generate_xview_sample"]
 
@@ -182,23 +182,6 @@ def _prepare_output(root: Path, overwrite: bool) -> None:
     prepare_sample_folder(root, overwrite, (XVIEW_IMAGES_DIR, ".geossl-cache", XVIEW_GEOJSON))
 
 
-def _write_geotiff(path: Path, image: UInt8Array, transform: Affine) -> None:
-    height, width = image.shape[:2]
-    profile = {
-        "driver": "GTiff",
-        "width": width,
-        "height": height,
-        "count": 3,
-        "dtype": "uint8",
-        "crs": "EPSG:4326",
-        "transform": transform,
-        "photometric": "RGB",
-        "interleave": "pixel",
-    }
-    with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(np.ascontiguousarray(image.transpose(2, 0, 1)))
-
-
 def _place_boxes(
     rng: np.random.Generator,
     width: int,
@@ -230,6 +213,199 @@ def _place_boxes(
             continue
         placed.append((type_id, box))
     return placed[len(occupied) :]
+
+
+_BASE_TIME = datetime(2017, 7, 24, 12, 0, tzinfo=UTC)
+
+
+class _Features:
+    """The features of the sample's GeoJSON, numbered and time-stamped from the sample's rng."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.items: list[dict[str, Any]] = []
+        self.next_id = 300_000 + int(rng.integers(0, 50_000))
+
+    def add(
+        self,
+        image_id: str,
+        box: tuple[float, float, float, float],
+        type_id: int,
+        transform: Affine,
+        cat_id: str,
+        image_index: int,
+    ) -> None:
+        """Add the feature of ``box`` (pixels ``x0, y0, x1, y1``) of image ``image_id``."""
+        rng = self.rng
+        x0, y0, x1, y1 = box
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+        ring = [[round(v, 9) for v in transform @ (x, y)] for x, y in corners]
+        lon, lat = transform @ ((x0 + x1) / 2, (y0 + y1) / 2)
+        stamp = _BASE_TIME + timedelta(seconds=int(rng.integers(0, 3 * 86400)))
+        self.items.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {
+                    "bounds_imcoords": ",".join(str(int(v)) for v in box),
+                    "edited_by": _EDITORS[int(rng.integers(len(_EDITORS)))],
+                    "cat_id": cat_id,
+                    "type_id": int(type_id),
+                    "ingest_time": stamp.strftime("%Y/%m/%d %H:%M:%S.")
+                    + f"{int(rng.integers(0, 1000)):03d}+00",
+                    "index_right": image_index,
+                    "image_id": image_id,
+                    "point_geom": _point_geom(lon, lat),
+                    "feature_id": self.next_id,
+                    "grade": int(rng.choice([1, 1, 1, 2])),
+                },
+            }
+        )
+        self.next_id += 1
+
+
+def _geo_transform(rng: np.random.Generator) -> Affine:
+    """A north-up EPSG:4326 transform of ~0.3 m pixels at a random place."""
+    lat = float(rng.uniform(-35.0, 55.0))
+    lon = float(rng.uniform(-120.0, 140.0))
+    dy = _GSD_M / _METRES_PER_DEG
+    dx = dy / max(np.cos(np.radians(lat)), 0.2)
+    return Affine(dx, 0.0, round(lon, 6), 0.0, -dy, round(lat, 6))
+
+
+@dataclass
+class _Sample:
+    """What the images of a sample share while they are drawn: rng, classes, features, counts."""
+
+    rng: np.random.Generator
+    distinct: list[int]
+    styles: Mapping[int, _ClassStyle]
+    features: _Features
+    counts: dict[str, int]
+    per_type: dict[int, int]
+
+
+@dataclass(frozen=True)
+class _Image:
+    """One image being drawn: its number in the sample, id, size, transform and catalogue id."""
+
+    index: int
+    image_id: str
+    width: int
+    height: int
+    transform: Affine
+    cat_id: str
+
+
+def _image_objects(
+    sample: _Sample, image: _Image, wanted: int
+) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """The objects of an image: an edge-cut one in the first two images, then placed boxes."""
+    rng, distinct, styles = sample.rng, sample.distinct, sample.styles
+    width, height = image.width, image.height
+    objects: list[tuple[int, tuple[int, int, int, int]]] = []
+    if image.index < 2:  # an object cut by the right image edge: its box extends past the image
+        type_id = distinct[image.index % len(distinct)]
+        w = min(styles[type_id].side[1], width // 4, height // 4)
+        y = int(rng.integers(height // 2, height - w - 2))
+        objects.append((type_id, (width - w // 3, y, width - w // 3 + w, y + max(w // 2, 6))))
+        sample.counts["clipped"] += 1
+    edge = [box for _, box in objects]
+    objects += _place_boxes(rng, width, height, wanted, distinct, styles, occupied=edge)
+    return objects
+
+
+def _add_defects(sample: _Sample, image: _Image, images: int) -> None:
+    """The defective features, spread over the first images (bad boxes, unknown type ids)."""
+    add, first = sample.features.add, sample.distinct[0]
+    k, image_id, width, height = image.index, image.image_id, image.width, image.height
+    where = (image.transform, image.cat_id, k)
+    if k == 0:
+        x, y = width // 3, height // 3
+        add(image_id, (x, y, x, y + 12), first, *where)
+        add(image_id, (x + 20, y, x + 5, y + 12), first, *where)
+        add(image_id, (width + 10, 5, width + 30, 25), first, *where)
+        sample.counts["degenerate"] += 2
+        sample.counts["outside"] += 1
+    if k == min(1, images - 1):
+        for unknown in UNKNOWN_TYPE_IDS:
+            x, y = int(sample.rng.integers(0, width - 20)), int(sample.rng.integers(0, height - 20))
+            add(image_id, (x, y, x + 16, y + 16), unknown, *where)
+            sample.counts["unknown"] += 1
+
+
+def _write_image(
+    sample: _Sample,
+    path: Path,
+    index: int,
+    image_size: int,
+    objects_per_image: int | None,
+    images: int,
+) -> tuple[int, int]:
+    """Draw image ``index`` of the sample, add its features, write it; return ``(w, h)``."""
+    rng = sample.rng
+    width = int(rng.integers(int(0.75 * image_size), image_size + 1))
+    height = int(rng.integers(int(0.75 * image_size), image_size + 1))
+    transform = _geo_transform(rng)
+    cat_id = _CAT_IDS[int(rng.integers(len(_CAT_IDS)))]
+    image = _Image(index, path.name, width, height, transform, cat_id)
+    canvas = _background(rng, width, height)
+    wanted = (
+        objects_per_image
+        if objects_per_image is not None
+        else max(4, round(width * height / 96**2))
+    )
+    for type_id, box in _image_objects(sample, image, wanted):
+        _draw_object(canvas, box, sample.styles[type_id].colour)
+        sample.features.add(image.image_id, box, type_id, transform, cat_id, index)
+        sample.counts["objects"] += 1
+        sample.per_type[type_id] += 1
+    _add_defects(sample, image, images)
+    pixels = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    bands = np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    write_geotiff(path, bands, 4326, transform, photometric="RGB", interleave="pixel")
+    return width, height
+
+
+def _write_geojson(out: Path, sample: _Sample, image_size: int) -> Path:
+    """Add the features of the missing image, then write the labels file in the real order."""
+    rng, features = sample.rng, sample.features
+    # features of an image missing on disk, like the real 1395.tif
+    missing_transform = _geo_transform(rng)
+    for _ in range(3):
+        x, y = int(rng.integers(0, image_size - 40)), int(rng.integers(0, image_size - 40))
+        box = (x, y, x + 30, y + 20)
+        features.add(MISSING_IMAGE_ID, box, sample.distinct[0], missing_transform, _CAT_IDS[0], -1)
+        sample.counts["no_image"] += 1
+    # the real file lists features image by image, not in image-number order
+    order = rng.permutation(len(features.items))
+    collection = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+        "features": [features.items[int(i)] for i in order],
+    }
+    geojson = out / XVIEW_GEOJSON
+    atomic_write_bytes(geojson, json.dumps(collection, separators=(", ", ": ")).encode())
+    return geojson
+
+
+def _check_arguments(
+    images: int, image_size: int, objects_per_image: int | None, type_ids: Sequence[int] | None
+) -> tuple[int, ...]:
+    """Validate the arguments of :func:`generate_xview_sample`; return the classes to draw."""
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ValueError(f"images must be a positive integer, got {images!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 64:
+        raise ValueError(f"image_size must be an integer >= 64, got {image_size!r}")
+    if objects_per_image is not None and objects_per_image < 0:
+        raise ValueError(f"objects_per_image must be >= 0, got {objects_per_image}")
+    classes = tuple(DEFAULT_SAMPLE_TYPE_IDS if type_ids is None else type_ids)
+    bad = sorted({t for t in classes if t not in XVIEW_TYPE_TO_LABEL})
+    if not classes or bad:
+        raise ValueError(
+            f"type_ids must be a non-empty list of the 60 xView type ids; not classes: {bad}"
+        )
+    return classes
 
 
 def generate_xview_sample(
@@ -268,20 +444,15 @@ def generate_xview_sample(
         ValueError: when an argument is out of range or a type id is not one of the 60 classes.
         FileExistsError: when ``root`` is a file, or a non-empty folder and ``overwrite`` is
             ``False``.
-    """
-    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-        raise ValueError(f"images must be a positive integer, got {images!r}")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 64:
-        raise ValueError(f"image_size must be an integer >= 64, got {image_size!r}")
-    if objects_per_image is not None and objects_per_image < 0:
-        raise ValueError(f"objects_per_image must be >= 0, got {objects_per_image}")
-    classes = tuple(DEFAULT_SAMPLE_TYPE_IDS if type_ids is None else type_ids)
-    bad = sorted({t for t in classes if t not in XVIEW_TYPE_TO_LABEL})
-    if not classes or bad:
-        raise ValueError(
-            f"type_ids must be a non-empty list of the 60 xView type ids; not classes: {bad}"
-        )
 
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     summary = generate_xview_sample(f"{folder}/xview", images=1, image_size=64)
+        ...     print(summary.image_ids, summary.num_objects, summary.geojson.name)
+        ('1657.tif',) 3 xView_train.geojson
+    """
+    classes = _check_arguments(images, image_size, objects_per_image, type_ids)
     out = Path(root)
     _prepare_output(out, overwrite)
     image_dir = out / XVIEW_IMAGES_DIR
@@ -294,132 +465,32 @@ def generate_xview_sample(
     image_ids = tuple(f"{n}.tif" for n in numbers)
     distinct = sorted(set(classes))
     styles = {t: _class_style(t, distinct.index(t), len(distinct)) for t in distinct}
-
-    features: list[dict[str, Any]] = []
     counts = dict.fromkeys(
         ("objects", "clipped", "degenerate", "outside", "unknown", "no_image"), 0
     )
-    per_type = dict.fromkeys(distinct, 0)
-    sizes: dict[str, tuple[int, int]] = {}
-    base_time = datetime(2017, 7, 24, 12, 0, tzinfo=UTC)
-    feature_id = 300_000 + int(rng.integers(0, 50_000))
-
-    def add_feature(
-        image_id: str,
-        box: tuple[float, float, float, float],
-        type_id: int,
-        transform: Affine,
-        cat_id: str,
-        image_index: int,
-    ) -> None:
-        nonlocal feature_id
-        x0, y0, x1, y1 = box
-        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
-        ring = [[round(v, 9) for v in transform @ (x, y)] for x, y in corners]
-        lon, lat = transform @ ((x0 + x1) / 2, (y0 + y1) / 2)
-        stamp = base_time + timedelta(seconds=int(rng.integers(0, 3 * 86400)))
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": {"type": "Polygon", "coordinates": [ring]},
-                "properties": {
-                    "bounds_imcoords": ",".join(str(int(v)) for v in box),
-                    "edited_by": _EDITORS[int(rng.integers(len(_EDITORS)))],
-                    "cat_id": cat_id,
-                    "type_id": int(type_id),
-                    "ingest_time": stamp.strftime("%Y/%m/%d %H:%M:%S.")
-                    + f"{int(rng.integers(0, 1000)):03d}+00",
-                    "index_right": image_index,
-                    "image_id": image_id,
-                    "point_geom": _point_geom(lon, lat),
-                    "feature_id": feature_id,
-                    "grade": int(rng.choice([1, 1, 1, 2])),
-                },
-            }
+    features = _Features(rng)
+    sample = _Sample(rng, distinct, styles, features, counts, dict.fromkeys(distinct, 0))
+    sizes = {
+        image_id: _write_image(
+            sample, image_dir / image_id, k, image_size, objects_per_image, images
         )
-        feature_id += 1
-
-    def geo_transform() -> Affine:
-        lat = float(rng.uniform(-35.0, 55.0))
-        lon = float(rng.uniform(-120.0, 140.0))
-        dy = _GSD_M / _METRES_PER_DEG
-        dx = dy / max(np.cos(np.radians(lat)), 0.2)
-        return Affine(dx, 0.0, round(lon, 6), 0.0, -dy, round(lat, 6))  # north-up
-
-    for k, image_id in enumerate(image_ids):
-        width = int(rng.integers(int(0.75 * image_size), image_size + 1))
-        height = int(rng.integers(int(0.75 * image_size), image_size + 1))
-        sizes[image_id] = (width, height)
-        transform = geo_transform()
-        cat_id = _CAT_IDS[int(rng.integers(len(_CAT_IDS)))]
-        canvas = _background(rng, width, height)
-        wanted = (
-            objects_per_image
-            if objects_per_image is not None
-            else max(4, round(width * height / 96**2))
-        )
-        objects: list[tuple[int, tuple[int, int, int, int]]] = []
-        if k < 2:  # an object cut by the right image edge: its box extends past the image
-            type_id = distinct[k % len(distinct)]
-            w = min(styles[type_id].side[1], width // 4, height // 4)
-            y = int(rng.integers(height // 2, height - w - 2))
-            objects.append((type_id, (width - w // 3, y, width - w // 3 + w, y + max(w // 2, 6))))
-            counts["clipped"] += 1
-        edge = [box for _, box in objects]
-        objects += _place_boxes(rng, width, height, wanted, distinct, styles, occupied=edge)
-        for type_id, box in objects:
-            _draw_object(canvas, box, styles[type_id].colour)
-            add_feature(image_id, box, type_id, transform, cat_id, k)
-            counts["objects"] += 1
-            per_type[type_id] += 1
-        # defects, spread over the first images
-        if k == 0:
-            x, y = width // 3, height // 3
-            add_feature(image_id, (x, y, x, y + 12), distinct[0], transform, cat_id, k)
-            add_feature(image_id, (x + 20, y, x + 5, y + 12), distinct[0], transform, cat_id, k)
-            add_feature(
-                image_id, (width + 10, 5, width + 30, 25), distinct[0], transform, cat_id, k
-            )
-            counts["degenerate"] += 2
-            counts["outside"] += 1
-        if k == min(1, images - 1):
-            for unknown in UNKNOWN_TYPE_IDS:
-                x, y = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
-                add_feature(image_id, (x, y, x + 16, y + 16), unknown, transform, cat_id, k)
-                counts["unknown"] += 1
-        pixels = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
-        _write_geotiff(image_dir / image_id, pixels, transform)
-
-    # features of an image missing on disk, like the real 1395.tif
-    missing_transform = geo_transform()
-    for _ in range(3):
-        x, y = int(rng.integers(0, image_size - 40)), int(rng.integers(0, image_size - 40))
-        box = (x, y, x + 30, y + 20)
-        add_feature(MISSING_IMAGE_ID, box, distinct[0], missing_transform, _CAT_IDS[0], -1)
-        counts["no_image"] += 1
-
-    # the real file lists features image by image, not in image-number order
-    order = rng.permutation(len(features))
-    collection = {
-        "type": "FeatureCollection",
-        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
-        "features": [features[int(i)] for i in order],
+        for k, image_id in enumerate(image_ids)
     }
-    geojson = out / XVIEW_GEOJSON
-    atomic_write_bytes(geojson, json.dumps(collection, separators=(", ", ": ")).encode())
+
+    geojson = _write_geojson(out, sample, image_size)
     return XViewSampleSummary(
         root=out,
         geojson=geojson,
         image_ids=image_ids,
         image_sizes=sizes,
         missing_image_ids=(MISSING_IMAGE_ID,),
-        num_features=len(features),
+        num_features=len(features.items),
         num_objects=counts["objects"],
         clipped=counts["clipped"],
         degenerate=counts["degenerate"],
         outside_image=counts["outside"],
         unknown_type=counts["unknown"],
         features_without_image=counts["no_image"],
-        objects_per_type=per_type,
+        objects_per_type=sample.per_type,
         type_ids=tuple(distinct),
     )

@@ -14,7 +14,7 @@ from rasterio.features import rasterize
 from shapely.geometry import shape
 from torchgeo.datasets import SpaceNet1, SpaceNet2
 
-from geossl.datasets.spacenet_sample import (
+from geossl.synthetic.spacenet import (
     SpaceNetSampleSummary,
     generate_spacenet_sample,
 )

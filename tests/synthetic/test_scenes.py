@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from geossl.datasets.scenes import read_scene_labels
-from geossl.datasets.scenes_sample import generate_scene_sample
+from geossl.synthetic.scenes import generate_scene_sample
 
 
 def _digest(root: Path) -> str:

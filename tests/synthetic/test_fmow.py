@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
-from geossl.datasets.fmow_sample import FMoWSampleSummary, generate_fmow_sample
+from geossl.synthetic.fmow import FMoWSampleSummary, generate_fmow_sample
 
 CAT = "|".join(re.escape(c) for c in FMOW_CATEGORIES)
 RE_TRAIN = re.compile(rf"^(train|val)/({CAT})/\2_(\d+)/\2_\3_(\d+)_(rgb|msrgb)\.(jpg|json)$")
