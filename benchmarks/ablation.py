@@ -168,7 +168,7 @@ def fmow_sample(workdir: Path, locations: int, seed: int) -> tuple[list[str], Ev
         ``(base CLI arguments, evaluate, description)``.
     """
     from geossl.datasets import FMoW, build_fmow_index, generate_fmow_sample
-    from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+    from geossl.datasets.fmow.constants import FMOW_CATEGORIES
 
     root = workdir / "fmow-sample"
     if not (root / "train").is_dir():

@@ -45,7 +45,7 @@ RECIPES = ("moco", "tp_geo")
 def pretrained_weights(workdir: Path, epochs: int, seed: int) -> dict[str, Path]:
     """Pretrain :data:`RECIPES` on the generated fMoW sample; recipe -> checkpoint."""
     from geossl.datasets import generate_fmow_sample
-    from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+    from geossl.datasets.fmow.constants import FMOW_CATEGORIES
 
     root = fmow_root(workdir, seed)
     if not (root / "train").is_dir():

@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from geossl.datasets.fmow_constants import (
+from geossl.datasets.fmow.constants import (
     FMOW_ANONYMOUS_SPLITS,
     FMOW_APPROXIMATE_WAVELENGTHS,
     FMOW_CATEGORIES,

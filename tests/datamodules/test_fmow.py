@@ -8,9 +8,9 @@ import torch
 
 from geossl.datamodules import FMoWDataModule
 from geossl.datamodules import fmow as fmow_datamodule
-from geossl.datasets.encoded import EncodedImages
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.fmow import FMoW, read_fmow_image
+from geossl.datasets.fmow.encoded import EncodedImages
 from geossl.datasets.fmow_sample import generate_fmow_sample
 from geossl.datasets.fmow_sentinel_sample import generate_fmow_sentinel_sample
 from geossl.samplers import TemporalPairSampler

@@ -1,74 +1,52 @@
-"""Functional Map of the World (fMoW): metadata, context crop, image reading, datasets.
+"""The fMoW datasets that the training pipeline uses.
 
 fMoW (Christie et al., "Functional Map of the World", CVPR 2018) has 1,047,691 satellite images of
-62 functional categories, several acquisitions per location. Each image
-``{stem}_{product}.{jpg|tif}`` has a JSON file ``{stem}_{product}.json`` beside it with the
-acquisition time, the footprint, the ground sample distance and the target bounding box. This module
-turns one JSON into an :class:`FMoWImageMeta` (:func:`parse_fmow_json`), computes the standard crop
-around the target (:func:`fmow_context_box`), reads that crop at a fixed size
-(:func:`read_fmow_image`) and provides the datasets that the training pipeline uses:
+62 functional categories, several acquisitions per location.
 
 * :class:`FMoW`: one image per index row (``dataset[i]``);
 * :class:`FMoWTemporalPairs`: two acquisitions of one location (``dataset[(i, j)]``, pairs come from
-  :class:`geossl.samplers.TemporalPairSampler`).
+  :class:`geossl.samplers.TemporalPairSampler`);
+* :class:`FMoWLocations`: one location per item.
 
-Both read rows of the index built by :func:`geossl.datasets.fmow_index.build_fmow_index` (see
+They read rows of the index built by :func:`geossl.datasets.fmow.index.build_fmow_index` (see
 docs/design.md for its columns and for the sample dicts).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from geossl.datasets.encoded import EncodedImages
-from geossl.datasets.errors import BadDatasetError, InvalidSampleError
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+from geossl.datasets.errors import BadDatasetError
+from geossl.datasets.fmow.encoded import EncodedImages
+from geossl.datasets.fmow.io import _JPEG_START, _read_errors, read_fmow_image
 
-__all__ = [
-    "FMOW_CATEGORIES",
-    "MS_SCALE",
-    "FMoW",
-    "FMoWImageMeta",
-    "FMoWLocations",
-    "FMoWTemporalPairs",
-    "InvalidSampleError",
-    "fmow_context_box",
-    "fmow_meta_from_dict",
-    "parse_fmow_json",
-    "read_fmow_image",
-]
+__all__ = ["FMoW", "FMoWLocations", "FMoWTemporalPairs"]
 
 Sample = dict[str, Tensor]
+
+
 #: What a reader returns for one image: the decoded crop, or the file's bytes (``encoded``).
 _ImageT = TypeVar("_ImageT", Tensor, bytes)
-#: The start-of-image marker every JPEG file begins with.
-_JPEG_START = b"\xff\xd8"
+
+
 Transform = Callable[[Sample], Sample]
 
-#: MGRS latitude band letters, 8 degrees each from 80 S (``X`` spans 72-84 N).
-_UTM_BANDS = "CDEFGHJKLMNPQRSTUVWX"
-
-#: Default scale of fMoW-full GeoTIFFs that are not 8-bit (WorldView stores 11-bit values).
-MS_SCALE = 1.0 / 2047.0
 
 #: Columns of the index that the datasets read.
 #: The target box of each row (pixels): what :class:`FMoWTemporalPairs` aligns on a shared canvas.
 _BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
+
 
 _DATASET_COLUMNS = (
     "path",
@@ -83,516 +61,6 @@ _DATASET_COLUMNS = (
     "crop_x1",
     "crop_y1",
 )
-
-
-# --------------------------------------------------------------------------------------------------
-# per-image JSON
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FMoWImageMeta:
-    """The fields of one fMoW image JSON that geossl uses.
-
-    Attributes:
-        timestamp: acquisition time, seconds since 1970-01-01 UTC (fractions of a second are
-            dropped).
-        lat: latitude in degrees of the footprint's centroid (or of the UTM zone's centre, see
-            ``approx_location``).
-        lon: longitude in degrees, in ``[-180, 180)``.
-        approx_location: ``True`` when ``raw_location`` was missing and (lat, lon) is the centre of
-            the UTM zone and latitude band (6 x 8 degrees: only good for coarse geo clusters).
-        gsd: ground sample distance in metres, NaN when missing.
-        cloud_cover: cloud cover in percent (0-100), NaN when missing.
-        img_width: image width in pixels.
-        img_height: image height in pixels.
-        box: the target's bounding box ``(x, y, w, h)`` in pixels (the first entry of
-            ``bounding_boxes``).
-        category: the box's category, ``""`` when absent (test/seq JSONs have none).
-        country_code: ISO 3166 alpha-3 code, ``""`` when missing.
-    """
-
-    timestamp: int
-    lat: float
-    lon: float
-    approx_location: bool
-    gsd: float
-    cloud_cover: float
-    img_width: int
-    img_height: int
-    box: tuple[int, int, int, int]
-    category: str
-    country_code: str
-
-
-def _as_float(value: Any) -> float:
-    """A finite float, or NaN for anything else (missing, string, bool, inf)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return math.nan
-    result = float(value)
-    return result if math.isfinite(result) else math.nan
-
-
-def _as_int(value: Any) -> int | None:
-    """An integer, or ``None``; floats are accepted when finite (truncated towards zero)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    return None
-
-
-def _parse_timestamp(value: Any) -> int | None:
-    """ISO 8601 (``2015-03-14T15:52:02Z``, fractions, offsets) to unix seconds; naive is UTC."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return math.floor(moment.timestamp())
-
-
-def _wrap_lon(lon: float) -> float:
-    return (lon + 180.0) % 360.0 - 180.0
-
-
-def _ring_centroid(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float] | None:
-    """Area centroid (shoelace) of a closed or open ring; the vertex mean when its area vanishes.
-
-    Coordinates are taken relative to the first vertex (better precision for small footprints), and
-    longitudes are unwrapped around it so that a footprint across the antimeridian stays compact.
-    """
-    n = len(xs)
-    if n == 0 or n != len(ys):
-        return None
-    if n > 1 and xs[0] == xs[-1] and ys[0] == ys[-1]:
-        n -= 1  # drop the closing vertex
-    x0, y0 = xs[0], ys[0]
-    ux = [(x - x0 + 180.0) % 360.0 - 180.0 for x in xs[:n]]
-    uy = [y - y0 for y in ys[:n]]
-    area2 = cx = cy = 0.0
-    for xa, ya, xb, yb in zip(ux, uy, [*ux[1:], ux[0]], [*uy[1:], uy[0]], strict=True):
-        cross = xa * yb - xb * ya
-        area2 += cross
-        cx += (xa + xb) * cross
-        cy += (ya + yb) * cross
-    if abs(area2) > 1e-18:
-        return x0 + cx / (3.0 * area2), y0 + cy / (3.0 * area2)
-    return x0 + sum(ux) / n, y0 + sum(uy) / n
-
-
-def _wkt_centroid(text: Any) -> tuple[float, float] | None:
-    """``(lon, lat)`` centroid of a WKT polygon (fast string path; other geometries: shapely)."""
-    if not isinstance(text, str):
-        return None
-    text = text.strip()
-    opening = text.find("((")
-    if text[:7].upper() == "POLYGON" and text[7:opening].strip() == "":
-        end = text.find(")", opening + 2)
-        if end < 0:
-            return None
-        ring = text[opening + 2 : end]
-        parts = ring.replace(",", " ").split()
-        if len(parts) != 2 * (ring.count(",") + 1):
-            return None
-        try:
-            values = [float(v) for v in parts]
-        except ValueError:
-            return None
-        centroid = _ring_centroid(values[0::2], values[1::2])
-    else:
-        try:
-            import shapely.wkt
-
-            geometry = shapely.wkt.loads(text)
-            if geometry.is_empty:
-                return None
-            point = geometry.centroid
-            centroid = (float(point.x), float(point.y))
-        except Exception:  # shapely raises its own error types for bad WKT
-            return None
-    if centroid is None:
-        return None
-    lon, lat = centroid
-    if not (math.isfinite(lon) and math.isfinite(lat)) or abs(lat) > 90.0 or abs(lon) > 540.0:
-        return None
-    return _wrap_lon(lon), lat
-
-
-def _utm_centre(value: Any) -> tuple[float, float] | None:
-    """``(lon, lat)`` centre of a UTM zone + MGRS latitude band such as ``"18S"`` (approximate)."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip().upper()
-    digits = len(text) - len(text.lstrip("0123456789"))
-    if digits == 0 or len(text) != digits + 1:
-        return None
-    zone = int(text[:digits])
-    band = _UTM_BANDS.find(text[digits])
-    if not 1 <= zone <= 60 or band < 0:
-        return None
-    lat = 78.0 if text[digits] == "X" else -80.0 + 8.0 * band + 4.0
-    return 6.0 * zone - 183.0, lat
-
-
-def fmow_meta_from_dict(data: Any, path: str | os.PathLike[str] = "<json>") -> FMoWImageMeta:
-    """Validate a decoded fMoW JSON object and extract :class:`FMoWImageMeta`.
-
-    Only what the index cannot do without is required: the timestamp, a location (``raw_location``,
-    else ``utm``), the image size and the first bounding box. ``gsd``, ``cloud_cover``,
-    ``country_code`` and the box category become NaN / ``""`` when missing or malformed.
-
-    Args:
-        data: the decoded JSON value.
-        path: the file it came from (for the error).
-
-    Returns:
-        The parsed metadata.
-
-    Raises:
-        InvalidSampleError: with reason ``"malformed json"`` (not an object),
-            ``"invalid timestamp"``, ``"invalid location"``, ``"invalid image size"`` or
-            ``"invalid box"``.
-    """
-    if not isinstance(data, dict):
-        raise InvalidSampleError(
-            path, "malformed json", f"top level is {type(data).__name__}, not an object"
-        )
-    timestamp = _parse_timestamp(data.get("timestamp"))
-    if timestamp is None:
-        raise InvalidSampleError(path, "invalid timestamp", repr(data.get("timestamp"))[:60])
-    approx = False
-    location = _wkt_centroid(data.get("raw_location"))
-    if location is None:
-        location = _utm_centre(data.get("utm"))
-        approx = True
-        if location is None:
-            raise InvalidSampleError(path, "invalid location", "no usable raw_location or utm")
-    width = _as_int(data.get("img_width"))
-    height = _as_int(data.get("img_height"))
-    if width is None or height is None or width <= 0 or height <= 0:
-        raise InvalidSampleError(
-            path,
-            "invalid image size",
-            f"{data.get('img_width')!r} x {data.get('img_height')!r}"[:60],
-        )
-    boxes = data.get("bounding_boxes")
-    first = boxes[0] if isinstance(boxes, list) and boxes else None
-    raw_box = first.get("box") if isinstance(first, dict) else None
-    if not isinstance(raw_box, list) or len(raw_box) != 4:
-        raise InvalidSampleError(path, "invalid box", "no bounding_boxes[0].box of 4 numbers")
-    box_values = [_as_int(v) for v in raw_box]
-    if any(v is None for v in box_values):
-        raise InvalidSampleError(path, "invalid box", repr(raw_box)[:60])
-    x, y, w, h = (int(v) for v in box_values if v is not None)
-    category = first.get("category") if isinstance(first, dict) else None
-    country = data.get("country_code")
-    return FMoWImageMeta(
-        timestamp=timestamp,
-        lat=location[1],
-        lon=location[0],
-        approx_location=approx,
-        gsd=_as_float(data.get("gsd")),
-        cloud_cover=_as_float(data.get("cloud_cover")),
-        img_width=width,
-        img_height=height,
-        box=(x, y, w, h),
-        category=category if isinstance(category, str) else "",
-        country_code=country if isinstance(country, str) else "",
-    )
-
-
-def parse_fmow_json(path: str | os.PathLike[str]) -> FMoWImageMeta:
-    """Read and parse one fMoW image JSON (stdlib :mod:`json`).
-
-    The location is the area centroid of the ``raw_location`` WKT polygon (lon/lat; a footprint
-    across the antimeridian is unwrapped first). When ``raw_location`` is missing or malformed, the
-    centre of the UTM zone and MGRS latitude band in ``utm`` (e.g. ``"18S"``: lon -75, lat 36) is
-    used instead; that is accurate to a few degrees only and flagged by ``approx_location``.
-
-    Args:
-        path: the ``.json`` file.
-
-    Returns:
-        The parsed metadata.
-
-    Raises:
-        InvalidSampleError: ``"missing json"``, ``"unreadable json"``, ``"malformed json"`` or a
-            reason of :func:`fmow_meta_from_dict`.
-    """
-    try:
-        with open(path, "rb", buffering=0) as fh:  # unbuffered: one read of the whole file
-            raw = fh.readall()
-    except FileNotFoundError:
-        raise InvalidSampleError(path, "missing json") from None
-    except OSError as err:
-        raise InvalidSampleError(path, "unreadable json", err.strerror or str(err)) from None
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidSampleError(path, "malformed json", str(err)[:80]) from None
-    return fmow_meta_from_dict(data, path)
-
-
-# --------------------------------------------------------------------------------------------------
-# the context crop
-# --------------------------------------------------------------------------------------------------
-
-
-def _context_multiplier(ratio: float) -> float:
-    if ratio < 0.1:
-        return 2.0
-    if ratio < 0.2:
-        return 1.0
-    if ratio < 0.3:
-        return 0.5
-    if ratio < 0.4:
-        return 0.3
-    if ratio < 0.5:
-        return 0.2
-    return 0.15
-
-
-def fmow_context_box(
-    box: Sequence[int], img_width: int, img_height: int
-) -> tuple[int, int, int, int] | None:
-    """The fMoW baseline's crop: the target box plus context, clipped to the image.
-
-    Each side is padded by ``int(side * mult / 2)`` pixels on both ends, where ``mult`` is 0.15 by
-    default and grows for boxes that are small relative to the image: 0.2 / 0.3 / 0.5 / 1 / 2 when
-    ``side / image side`` falls below 0.5 / 0.4 / 0.3 / 0.2 / 0.1. Width and height get their own
-    multiplier.
-
-    This follows ``fmow-baseline`` (``data_ml_functions/dataFunctions.py``) with one deliberate
-    difference: the baseline divides the box *width* by ``img.shape[0]`` (the image *height*) and
-    the box height by the width; here width is compared with width and height with height. The two
-    agree on square images.
-
-    Args:
-        box: ``(x, y, w, h)`` in pixels.
-        img_width: image width in pixels.
-        img_height: image height in pixels.
-
-    Returns:
-        ``(x0, y0, x1, y1)`` with exclusive ends, inside ``[0, img_width] x [0, img_height]``, or
-        ``None`` when a box side is 2 px or less (skipped by the baseline) or the clipped crop is
-        empty.
-    """
-    x, y, w, h = (int(v) for v in box)
-    if w <= 2 or h <= 2 or img_width <= 0 or img_height <= 0:
-        return None
-    width_buffer = int((w * _context_multiplier(w / img_width)) / 2.0)
-    height_buffer = int((h * _context_multiplier(h / img_height)) / 2.0)
-    x0 = max(x - width_buffer, 0)
-    y0 = max(y - height_buffer, 0)
-    x1 = min(x + w + width_buffer, img_width)
-    y1 = min(y + h + height_buffer, img_height)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    return x0, y0, x1, y1
-
-
-# --------------------------------------------------------------------------------------------------
-# image reading
-# --------------------------------------------------------------------------------------------------
-
-
-def _jpeg_draft_size(
-    image_size: tuple[int, int], crop: tuple[int, int, int, int], size: int | tuple[int, int]
-) -> tuple[int, int]:
-    """The full-image size to request from ``Image.draft`` so the crop still covers ``size`` px.
-
-    ``size`` is the output side, or the output ``(width, height)``.
-    """
-    out_w, out_h = (size, size) if isinstance(size, int) else size
-    width, height = image_size
-    crop_w = max(crop[2] - crop[0], 1)
-    crop_h = max(crop[3] - crop[1], 1)
-    return max(1, math.ceil(width * out_w / crop_w)), max(1, math.ceil(height * out_h / crop_h))
-
-
-def _read_jpeg(
-    path: str,
-    crop: tuple[int, int, int, int] | None,
-    size: tuple[int, int],
-    bands: Sequence[int] | None,
-) -> Tensor:
-    with Image.open(path) as img:
-        full_w, full_h = img.size
-        box = crop if crop is not None else (0, 0, full_w, full_h)
-        # Decode at 1/2, 1/4 or 1/8 scale in the DCT domain when the crop stays >= size pixels: a
-        # large fMoW JPEG then decodes several times faster. draft() is a no-op for non-JPEG files.
-        drafted = img.draft("RGB", _jpeg_draft_size((full_w, full_h), box, size))
-        # draft() reports where the original image lies in the reduced one: (0, 0, W / s, H / s).
-        scale = full_w / drafted[1][2] if drafted is not None and drafted[1][2] > 0 else 1.0
-        rgb: Image.Image = img if img.mode == "RGB" else img.convert("RGB")
-        region = (box[0] / scale, box[1] / scale, box[2] / scale, box[3] / scale)
-        # PIL's resampling filters scale their support when downsampling, i.e. they antialias.
-        resized = rgb.resize(size, Image.Resampling.BILINEAR, box=region)
-    array = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1)
-    if bands is not None:
-        array = array[[b - 1 for b in bands]]
-    return array.contiguous()
-
-
-def _read_tiff(
-    path: str,
-    crop: tuple[int, int, int, int] | None,
-    size: tuple[int, int],
-    bands: Sequence[int] | None,
-    scale: float | None,
-) -> Tensor:
-    import rasterio
-    from rasterio.enums import Resampling
-    from rasterio.windows import Window
-
-    with rasterio.open(path) as src:
-        indexes = list(bands) if bands is not None else list(src.indexes)
-        if crop is None:
-            crop = (0, 0, src.width, src.height)
-        window = Window(crop[0], crop[1], crop[2] - crop[0], crop[3] - crop[1])
-        data = src.read(
-            indexes,
-            window=window,
-            out_shape=(len(indexes), size[1], size[0]),
-            resampling=Resampling.bilinear,
-            boundless=False,
-        )
-        dtype = np.dtype(src.dtypes[indexes[0] - 1])
-    factor = scale if scale is not None else (1.0 / 255.0 if dtype == np.uint8 else MS_SCALE)
-    out = data.astype(np.float32) * np.float32(factor)
-    np.clip(out, 0.0, 1.0, out=out)
-    return torch.from_numpy(out)
-
-
-def read_fmow_image(
-    path: str | os.PathLike[str],
-    crop: tuple[int, int, int, int] | None,
-    size: int,
-    bands: Sequence[int] | None = None,
-    *,
-    scale: float | None = None,
-    boundless: bool = False,
-) -> Tensor:
-    """Read a crop of an fMoW image resized to ``size x size``.
-
-    * JPEG (fMoW-rgb ``_rgb.jpg`` / ``_msrgb.jpg``): decoded with PIL, using
-      :meth:`~PIL.Image.Image.draft` so that a crop much larger than ``size`` is decoded at 1/2, 1/4
-      or 1/8 scale, then cropped and resized with antialiasing (bilinear).
-      Returns ``uint8 [C, size, size]``.
-    * GeoTIFF (fMoW-full ``_rgb.tif`` / ``_ms.tif``): a windowed rasterio read of the crop with
-      ``out_shape`` (bilinear) resampling. Returns ``float32 [C, size, size]`` in ``[0, 1]``: values
-      times ``scale``, clipped.
-
-    Args:
-        path: the image file (``.jpg``/``.jpeg`` through PIL, anything else through rasterio).
-        crop: ``(x0, y0, x1, y1)`` pixel window with exclusive ends, ``None`` for the whole image.
-        size: output side in pixels.
-        bands: 1-based band indexes as in rasterio (``[5, 3, 2]`` is red/green/blue of an 8-band
-            WorldView ``_ms.tif``); ``None`` keeps all bands.
-        scale: TIFF only: factor applied to the raw values; ``None`` means 1/255 for 8-bit rasters
-            and 1/2047 (:data:`MS_SCALE`, the 11-bit range of WorldView) otherwise.
-        boundless: ``crop`` may extend past the image (negative or too large coordinates); the
-            outside is zero and window coordinates still map linearly onto the output (the
-            shared canvas of :class:`FMoWTemporalPairs`).
-
-    Returns:
-        The image tensor, channels first.
-
-    Raises:
-        ValueError: if ``size`` or ``bands`` are invalid.
-        OSError: (or a rasterio error) if the file cannot be read or decoded.
-    """
-    if size < 1:
-        raise ValueError(f"size must be positive, got {size}")
-    if bands is not None and (len(bands) == 0 or min(bands) < 1):
-        raise ValueError(f"bands must be 1-based band indexes, got {list(bands)}")
-    name = os.fspath(path)
-    if crop is not None and (crop[2] <= crop[0] or crop[3] <= crop[1]):
-        raise ValueError(f"{name}: empty crop {tuple(crop)}")
-    is_jpeg = name.lower().endswith((".jpg", ".jpeg"))
-    if is_jpeg and bands is not None and max(bands) > 3:
-        raise ValueError(f"{name}: a JPEG has 3 bands, got band indexes {list(bands)}")
-    if crop is not None and boundless:
-        return _read_padded(name, crop, size, bands, scale)
-    if is_jpeg:
-        return _read_jpeg(name, crop, (size, size), bands)
-    return _read_tiff(name, crop, (size, size), bands, scale)
-
-
-def _image_size(path: str) -> tuple[int, int]:
-    """``(width, height)`` of a JPEG (PIL, header only) or a raster (rasterio)."""
-    if path.lower().endswith((".jpg", ".jpeg")):
-        with Image.open(path) as img:
-            return img.size
-    import rasterio
-
-    with rasterio.open(path) as src:
-        return src.width, src.height
-
-
-def _read_padded(
-    path: str,
-    crop: tuple[int, int, int, int],
-    size: int,
-    bands: Sequence[int] | None,
-    scale: float | None,
-) -> Tensor:
-    """Read a window that may extend past the image: the outside is zero (a shared canvas).
-
-    The part of ``crop`` inside the image is read at its share of ``size`` and pasted where it
-    lies in the window, so window coordinates map linearly onto the output as for an inside crop.
-    """
-    is_jpeg = path.lower().endswith((".jpg", ".jpeg"))
-    width, height = _image_size(path)
-    x0, y0, x1, y1 = crop
-    if x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height:
-        if is_jpeg:
-            return _read_jpeg(path, crop, (size, size), bands)
-        return _read_tiff(path, crop, (size, size), bands, scale)
-    inside = (max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
-    sx, sy = size / (x1 - x0), size / (y1 - y0)
-    # Output pixels covered by the inside part (rounded outwards would stretch it: round).
-    ox0, oy0 = round((inside[0] - x0) * sx), round((inside[1] - y0) * sy)
-    ox1, oy1 = round((inside[2] - x0) * sx), round((inside[3] - y0) * sy)
-    if inside[0] >= inside[2] or inside[1] >= inside[3] or ox0 >= ox1 or oy0 >= oy1:
-        raise ValueError(
-            f"{path}: window {tuple(crop)} does not overlap the {width}x{height} image"
-        )
-    part_size = (ox1 - ox0, oy1 - oy0)
-    if is_jpeg:
-        part = _read_jpeg(path, inside, part_size, bands)
-    else:
-        part = _read_tiff(path, inside, part_size, bands, scale)
-    out = part.new_zeros((part.shape[0], size, size))
-    out[:, oy0:oy1, ox0:ox1] = part
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# datasets
-# --------------------------------------------------------------------------------------------------
-
-
-def _read_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-    ]
-    try:
-        from rasterio.errors import RasterioError
-
-        errors.append(RasterioError)
-    except ImportError:  # pragma: no cover - rasterio is a dependency
-        pass
-    return tuple(errors)
 
 
 class _FMoWBase(Dataset[Sample]):
@@ -834,11 +302,11 @@ class FMoWTemporalPairs(_FMoWBase):
         max_load_failures: unreadable images tolerated per process before giving up.
         shared_canvas: draw view 1 on the anchor's canvas (see above).
         encoded: JPEG products only: return the two files undecoded, ``encoded``
-            (:class:`~geossl.datasets.encoded.EncodedImages` with each row's context crop) in place
-            of ``image``, for :func:`~geossl.datasets.encoded.decode_encoded` on the device; batch
-            them with :func:`~geossl.datasets.encoded.collate_encoded`. A file that cannot be read
-            or is not a JPEG is replaced as above; one that fails to decode is the decoder's to
-            handle.
+            (:class:`~geossl.datasets.fmow.encoded.EncodedImages` with each row's context crop)
+            in place of ``image``, for :func:`~geossl.datasets.fmow.encoded.decode_encoded` on the
+            device; batch them with :func:`~geossl.datasets.fmow.encoded.collate_encoded`. A file
+            that cannot be read or is not a JPEG is replaced as above; one that fails to decode is
+            the decoder's to handle.
     """
 
     def __init__(

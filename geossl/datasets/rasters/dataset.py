@@ -49,129 +49,61 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import rasterio
-import rasterio.merge
-import rasterio.windows
 import shapely
 import torch
 from geopandas import GeoDataFrame
 from pyproj import CRS, Transformer
-from rasterio.enums import Resampling
-from rasterio.errors import NodataShadowWarning, RasterioError
-from rasterio.vrt import WarpedVRT
 from torch import Tensor
-from torch.utils.data import Dataset
 from torchgeo.datasets import RasterDataset
-from torchgeo.datasets.utils import GeoSlice, array_to_tensor, disambiguate_timestamp
+from torchgeo.datasets.utils import GeoSlice
 
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
-from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit
-
-__all__ = [
-    "DATE_TAGS",
-    "DEFAULT_BAND_FILENAME_REGEX",
-    "DEFAULT_FILENAME_REGEX",
-    "PairQuery",
-    "PatchQuery",
-    "RasterTemporalPairs",
-    "TimeSeriesRasters",
-    "ValidityGrid",
-]
-
-#: Default ``filename_regex``: the first 8-digit ``YYYYMMDD`` date in the file name (NAIP
-#: ``m_4709963_se_14_1_20090818.tif``, Sentinel-2 ``S2A_MSIL2A_20190822T102031_..._T32TMT_...``,
-#: Landsat ``LC08_L2SP_044034_20200917_20200925_02_T1_SR_B4.TIF``: the acquisition comes before the
-#: processing date), else a bare year ``19xx``/``20xx`` (``1985.tif``, ``s2_2019_b4.tif``). Digits
-#: around the match are not allowed, so a 7-digit NAIP quad id or a path/row is never read as a
-#: date. Group ``date`` is parsed with ``date_format``, group ``year`` with ``%Y``.
-DEFAULT_FILENAME_REGEX = r"""
-    (?<!\d)
-    (?:
-        (?P<date>(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))
-      | (?P<year>(?:19|20)\d{2})
-    )
-    (?!\d)
-"""
-
-#: Default ``filename_regex`` with ``band_names`` (one file per band): the date of
-#: :data:`DEFAULT_FILENAME_REGEX`, then group ``band`` = the last ``_``-separated token before the
-#: extension: ``S2A_MSIL2A_20170613T101031_87_48_B8A.tif`` is 2017-06-13, band ``B8A``;
-#: ``LC08_L2SP_044034_20200917_20200925_02_T1_SR_B4.TIF`` is 2020-09-17, band ``B4``.
-DEFAULT_BAND_FILENAME_REGEX = (
-    DEFAULT_FILENAME_REGEX
-    + r"""
-    .*_(?P<band>[A-Za-z0-9]+)\.[A-Za-z0-9]+$
-"""
+from geossl.datasets.rasters.files import (
+    RasterFileInfo,
+    check_band_arguments,
+    check_res,
+    compile_date_regex,
+    group_band_files,
+    native_res,
+    scan_raster_file,
+    unix_seconds,
 )
-
-#: GeoTIFF metadata tags read (case-insensitively, default and ``IMAGERY`` domains) when the file
-#: name has no date, in this order. ``TIFFTAG_DATETIME`` is ``"YYYY:MM:DD HH:MM:SS"``; the others
-#: may be ISO 8601 or ``YYYYMMDD``. Only the day is kept.
-DATE_TAGS: tuple[str, ...] = (
-    "ACQUISITIONDATETIME",
-    "ACQUISITIONDATE",
-    "ACQUISITION_DATE",
-    "DATE_ACQUIRED",
-    "SENSING_TIME",
-    "TIFFTAG_DATETIME",
-    "DATETIME",
+from geossl.datasets.rasters.reading import (
+    WindowReadInfo,
+    merge_files,
+    open_on_crs,
+    read_window,
+    window_read_info,
 )
+from geossl.datasets.rasters.validity import ValidityGrid, sample_validity
+
+__all__ = ["PatchQuery", "TimeSeriesRasters"]
 
 #: A complete GeoSlice: ``(slice(xmin, xmax, xres), slice(ymin, ymax, yres), slice(tmin, tmax))``.
 PatchQuery: TypeAlias = tuple[slice, slice, slice]
-#: One footprint at two dates: what :class:`RasterTemporalPairs` reads (view 0, view 1).
-PairQuery: TypeAlias = tuple[PatchQuery, PatchQuery]
-
-_TAG_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})[:\-/]?(0[1-9]|1[0-2])[:\-/]?(0[1-9]|[12]\d|3[01])")
-_EPOCH = pd.Timestamp("1970-01-01")
 
 
-def _unix_seconds(timestamp: pd.Timestamp) -> int:
-    """Seconds since 1970-01-01 UTC of a naive (UTC) timestamp."""
-    return int((timestamp - _EPOCH) // pd.Timedelta(seconds=1))
-
-
-@dataclass(frozen=True)
-class _FileInfo:
-    path: str
-    count: int
-    dtype: str
-    nodata: float | None
-    mint: pd.Timestamp
-    maxt: pd.Timestamp
-
-
-@dataclass(frozen=True)
-class ValidityGrid:
-    """Where each date has data, sampled at the centres of a regular grid of cells.
-
-    Cell ``(r, c)`` has its centre at ``(left + (c + 0.5) * cell_x, top - (r + 0.5) * cell_y)`` in
-    the dataset's CRS; ``valid[d, r, c]`` is ``True`` when a file of date ``d`` covers that point
-    and its mask (nodata value, internal mask or alpha band of the first selected band) says the
-    pixel there has data.
-
-    Attributes:
-        valid: bool ``[D, H, W]``.
-        left: x of the grid's left edge.
-        top: y of the grid's top edge.
-        cell_x: cell width in CRS units.
-        cell_y: cell height in CRS units.
-    """
-
-    valid: npt.NDArray[np.bool_]
-    left: float
-    top: float
-    cell_x: float
-    cell_y: float
+def _check_same_kind(infos: Sequence[RasterFileInfo], *, same_count: bool) -> None:
+    """Raise BadDatasetError naming the first file whose dtype (or band count) differs."""
+    first = infos[0]
+    for info in infos[1:]:
+        if info.dtype != first.dtype:
+            raise BadDatasetError(
+                info.path, f"dtype {info.dtype} differs from {first.dtype} of {first.path}"
+            )
+        if same_count and info.count != first.count:
+            raise BadDatasetError(
+                info.path,
+                f"has {info.count} bands but {first.path} has {first.count}; pass bands=[...] "
+                "to read bands that every file has",
+            )
 
 
 class TimeSeriesRasters(RasterDataset):
@@ -253,40 +185,9 @@ class TimeSeriesRasters(RasterDataset):
         cache: bool = True,
         band_names: Sequence[str] | None = None,
     ) -> None:
-        if bands is not None:
-            bands = [int(b) for b in bands]
-            if not bands or min(bands) < 1 or len(set(bands)) != len(bands):
-                raise ValueError(f"bands must be distinct 1-based band indexes, got {bands}")
-        names: list[str] | None = None
-        if band_names is not None:
-            names = [str(b) for b in band_names]
-            if not names or len(set(names)) != len(names) or not all(names):
-                raise ValueError(f"band_names must be distinct non-empty names, got {names}")
-            if bands is not None:
-                raise ValueError(
-                    "give bands (band indexes inside each file) or band_names (one file per "
-                    "band), not both"
-                )
-        if filename_regex is not None:
-            pattern = filename_regex
-        else:
-            pattern = DEFAULT_FILENAME_REGEX if names is None else DEFAULT_BAND_FILENAME_REGEX
-        try:
-            date_regex = re.compile(pattern, re.VERBOSE)
-        except re.error as error:
-            raise ValueError(f"filename_regex is not a valid regular expression: {error}") from None
-        if not {"date", "year"} & set(date_regex.groupindex):
-            raise ValueError(
-                f"filename_regex must have a named group 'date' (or 'year'), got {pattern!r}"
-            )
-        if names is not None and "band" not in date_regex.groupindex:
-            raise ValueError(
-                f"filename_regex must have a named group 'band' with band_names, got {pattern!r}"
-            )
-        if res is not None:
-            res_pair = (res, res) if isinstance(res, int | float) else tuple(res)
-            if len(res_pair) != 2 or not all(math.isfinite(r) and r > 0 for r in res_pair):
-                raise ValueError(f"res must be positive, got {res}")
+        bands, names = check_band_arguments(bands, band_names)
+        date_regex = compile_date_regex(filename_regex, names)
+        check_res(res)
         if not isinstance(paths, str | os.PathLike):
             paths = list(paths)  # iterated more than once (an iterator would be used up)
         self.date_regex = date_regex
@@ -305,40 +206,11 @@ class TimeSeriesRasters(RasterDataset):
         self.band_files: dict[str, list[str]] | None = None
         found = self._find_files()
         if names is None:
-            infos = [self._scan(path, bands) for path in found]
+            infos = [scan_raster_file(path, bands, date_regex, date_format) for path in found]
             indexed = infos
         else:
-            products = self._group_band_files(found, names)
-            by_file = {p: self._scan(p, None) for files in products for p in files}
-            for path, info in by_file.items():
-                if info.count != 1:
-                    raise BadDatasetError(
-                        path,
-                        f"has {info.count} bands; with band_names every file holds one band",
-                    )
-            if rio_crs is None:  # the first file's, as without band_names
-                with rasterio.open(products[0][0]) as src:
-                    rio_crs = src.crs
-            areas = [math.prod(self._native_res(p, rio_crs)) for p in products[0]]
-            finest = int(np.argmin(areas))  # the first of equals, in band_names order
-            self.reference_band = names[finest]
-            if res is None:
-                res = self._native_res(products[0][finest], rio_crs)
-            self.band_files = {files[finest]: list(files) for files in products}
-            infos = [by_file[p] for files in products for p in files]
-            indexed = [by_file[files[finest]] for files in products]
-        first = infos[0]
-        for info in infos[1:]:
-            if info.dtype != first.dtype:
-                raise BadDatasetError(
-                    info.path, f"dtype {info.dtype} differs from {first.dtype} of {first.path}"
-                )
-            if bands is None and names is None and info.count != first.count:
-                raise BadDatasetError(
-                    info.path,
-                    f"has {info.count} bands but {first.path} has {first.count}; pass bands=[...] "
-                    "to read bands that every file has",
-                )
+            infos, indexed, rio_crs, res = self._scan_band_products(found, names, rio_crs, res)
+        _check_same_kind(infos, same_count=bands is None and names is None)
         super().__init__(
             paths if names is None else [info.path for info in indexed],
             crs=rio_crs,
@@ -348,24 +220,7 @@ class TimeSeriesRasters(RasterDataset):
             cache=cache,
         )
         self.paths = paths  # torchgeo stores what it was given (the indexed files)
-        by_path = {info.path: info for info in indexed}
-        filepaths = [str(p) for p in self.index["filepath"]]
-        if sorted(filepaths) != sorted(by_path):  # pragma: no cover - torchgeo skipped a file
-            missing = sorted(set(by_path) - set(filepaths))
-            raise BadDatasetError(missing[0] if missing else str(paths), "torchgeo could not index")
-        # Replace torchgeo's datetimes (from its match-all regex) with the files' dates.
-        intervals = pd.IntervalIndex.from_arrays(
-            [by_path[p].mint for p in filepaths],
-            [by_path[p].maxt for p in filepaths],
-            closed="both",
-            name="datetime",
-        )
-        self.index = GeoDataFrame(
-            {"filepath": filepaths},
-            index=intervals,
-            geometry=self.index.geometry.values,
-            crs=self.index.crs,
-        )
+        self._date_index(indexed)
         self.band_indexes = bands
         #: With ``band_names``: the band names read, in order (torchgeo's ``bands``), else None.
         self.band_names: list[str] | None = names
@@ -380,14 +235,77 @@ class TimeSeriesRasters(RasterDataset):
         self.fill_value: float = first.nodata if first.nodata is not None else 0.0
         self._declared_nodata = first.nodata
         self._table: tuple[list[str], npt.NDArray[np.float64], CRS] | None = None
-        self._read_info: dict[str, tuple[float, float, float, float, list[int], bool]] = {}
+        self._read_info: dict[str, WindowReadInfo] = {}
+        self._index_dates()
 
+    def _scan_band_products(
+        self,
+        found: Sequence[str],
+        names: list[str],
+        rio_crs: Any,
+        res: float | tuple[float, float] | None,
+    ) -> tuple[list[RasterFileInfo], list[RasterFileInfo], Any, float | tuple[float, float] | None]:
+        """Scan one-band files as products; sets :attr:`reference_band` and :attr:`band_files`.
+
+        Returns:
+            Every band file's info, the indexed (reference band) files' infos, the CRS and the
+            resolution (defaults: the first file's CRS, the finest band's resolution).
+        """
+        products = group_band_files(found, names, self.date_regex, self._path_list())
+        by_file = {
+            p: scan_raster_file(p, None, self.date_regex, self.date_format)
+            for files in products
+            for p in files
+        }
+        for path, info in by_file.items():
+            if info.count != 1:
+                raise BadDatasetError(
+                    path,
+                    f"has {info.count} bands; with band_names every file holds one band",
+                )
+        if rio_crs is None:  # the first file's, as without band_names
+            with rasterio.open(products[0][0]) as src:
+                rio_crs = src.crs
+        areas = [math.prod(native_res(p, rio_crs)) for p in products[0]]
+        finest = int(np.argmin(areas))  # the first of equals, in band_names order
+        self.reference_band = names[finest]
+        if res is None:
+            res = native_res(products[0][finest], rio_crs)
+        self.band_files = {files[finest]: list(files) for files in products}
+        infos = [by_file[p] for files in products for p in files]
+        indexed = [by_file[files[finest]] for files in products]
+        return infos, indexed, rio_crs, res
+
+    def _date_index(self, indexed: Sequence[RasterFileInfo]) -> None:
+        """Replace the datetimes of torchgeo's match-all regex in :attr:`index` by the files'."""
+        by_path = {info.path: info for info in indexed}
+        filepaths = [str(p) for p in self.index["filepath"]]
+        if sorted(filepaths) != sorted(by_path):  # pragma: no cover - torchgeo skipped a file
+            missing = sorted(set(by_path) - set(filepaths))
+            raise BadDatasetError(
+                missing[0] if missing else str(self.paths), "torchgeo could not index"
+            )
+        intervals = pd.IntervalIndex.from_arrays(
+            [by_path[p].mint for p in filepaths],
+            [by_path[p].maxt for p in filepaths],
+            closed="both",
+            name="datetime",
+        )
+        self.index = GeoDataFrame(
+            {"filepath": filepaths},
+            index=intervals,
+            geometry=self.index.geometry.values,
+            crs=self.index.crs,
+        )
+
+    def _index_dates(self) -> None:
+        """Set :attr:`dates`, :attr:`times` and :attr:`file_dates` from :attr:`index`."""
         dates = pd.IntervalIndex(self.index.index.unique()).sort_values()
         #: Sorted distinct acquisition intervals (closed on both sides).
         self.dates: pd.IntervalIndex = dates
         #: Acquisition time of each date, unix seconds of the interval's start, int64 ``[D]``.
         self.times: npt.NDArray[np.int64] = np.array(
-            [_unix_seconds(d.left) for d in dates], dtype=np.int64
+            [unix_seconds(d.left) for d in dates], dtype=np.int64
         )
         self._date_ids = {(d.left, d.right): i for i, d in enumerate(dates)}
         #: Date id (into :attr:`dates`) of each row of :attr:`index`, int64 ``[N]``.
@@ -413,79 +331,6 @@ class TimeSeriesRasters(RasterDataset):
             )
         return files
 
-    def _date_from_name(self, path: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-        match = self.date_regex.search(os.path.basename(path))
-        if match is None:
-            return None
-        groups = match.groupdict()
-        if groups.get("date"):
-            text, fmt = groups["date"], self.date_format
-        elif groups.get("year"):
-            text, fmt = groups["year"], "%Y"
-        else:
-            return None
-        try:
-            return disambiguate_timestamp(text, fmt)
-        except ValueError:
-            raise BadDatasetError(
-                path, f"date {text!r} in the file name does not match date_format {fmt!r}"
-            ) from None
-
-    def _group_band_files(self, files: Sequence[str], names: Sequence[str]) -> list[list[str]]:
-        """Group one-band files into products: ``[P][len(names)]`` paths, sorted by product.
-
-        A product is the set of files whose paths differ only in the regex's ``band`` group.
-
-        Raises:
-            BadDatasetError: naming the file whose name has no band, or the product that lacks a
-                band of ``names`` (with the file name it should have).
-            DatasetNotFoundError: when no file has a band of ``names``.
-        """
-        wanted = set(names)
-        products: dict[tuple[str, str], dict[str, str]] = {}
-        for path in files:
-            name = os.path.basename(path)
-            match = self.date_regex.search(name)
-            band = match.group("band") if match is not None else None
-            if match is None or band is None:
-                raise BadDatasetError(
-                    path,
-                    "no band in the file name (filename_regex "
-                    f"{self.date_regex.pattern.strip()!r} has no match with a 'band' group)",
-                )
-            if band not in wanted:
-                continue  # another band of the product
-            start, end = match.span("band")
-            key = (os.path.dirname(path), name[:start] + "{band}" + name[end:])
-            products.setdefault(key, {})[band] = path
-        if not products:
-            raise DatasetNotFoundError(
-                ", ".join(os.fspath(p) for p in self._path_list()),
-                f"no GeoTIFF of band_names {list(names)} found",
-                dataset="rasters",
-            )
-        grouped: list[list[str]] = []
-        for (folder, pattern), by_band in sorted(products.items()):
-            for band in names:
-                if band not in by_band:
-                    some = by_band[next(iter(by_band))]
-                    raise BadDatasetError(
-                        some,
-                        f"band {band} missing: no {pattern.replace('{band}', band)} in {folder} "
-                        f"(band_names={list(names)})",
-                    )
-            grouped.append([by_band[band] for band in names])
-        return grouped
-
-    @staticmethod
-    def _native_res(path: str, crs: Any) -> tuple[float, float]:
-        """A file's resolution in ``crs`` (its own when already in it; else GDAL's warp default)."""
-        with rasterio.open(path) as src:
-            if src.crs == crs:
-                return abs(float(src.res[0])), abs(float(src.res[1]))
-            with WarpedVRT(src, crs=crs) as vrt:
-                return abs(float(vrt.res[0])), abs(float(vrt.res[1]))
-
     def _path_list(self) -> list[str | os.PathLike[str]]:
         return [self.paths] if isinstance(self.paths, str | os.PathLike) else list(self.paths)
 
@@ -503,52 +348,6 @@ class TimeSeriesRasters(RasterDataset):
         an internal mask or alpha band are read with that mask filled with 0: pass ``nodata=0``).
         """
         return self._declared_nodata if self._declared_nodata is not None else self.nodata
-
-    @staticmethod
-    def _date_from_tags(src: Any) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-        tags: dict[str, str] = {}
-        for namespace in (None, "IMAGERY"):
-            try:
-                found = src.tags(ns=namespace) if namespace else src.tags()
-            except RasterioError:  # pragma: no cover - a driver without that domain
-                continue
-            for key, value in found.items():
-                tags.setdefault(str(key).upper(), str(value))
-        for key in DATE_TAGS:
-            match = _TAG_DATE.search(tags.get(key, ""))
-            if match:
-                return disambiguate_timestamp("".join(match.groups()), "%Y%m%d")
-        return None
-
-    def _scan(self, path: str, bands: Sequence[int] | None) -> _FileInfo:
-        """Check one file (readable, CRS, bands) and find its date."""
-        try:
-            with rasterio.open(path) as src:
-                if src.crs is None:
-                    raise BadDatasetError(
-                        path, "no CRS (georeference it, e.g. gdal_edit.py -a_srs EPSG:XXXX FILE)"
-                    )
-                count = int(src.count)
-                if bands is not None and max(bands) > count:
-                    raise BadDatasetError(
-                        path,
-                        f"has {count} band{'s' if count != 1 else ''}, bands={list(bands)} asks "
-                        f"for band {max(bands)}",
-                    )
-                date = self._date_from_name(path) or self._date_from_tags(src)
-                dtype = str(src.dtypes[0])
-                nodata = None if src.nodata is None else float(src.nodata)
-        except RasterioError as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-            raise BadDatasetError(path, f"not a readable raster ({message})") from None
-        if date is None:
-            raise BadDatasetError(
-                path,
-                "no acquisition date: the file name has none (filename_regex "
-                f"{self.date_regex.pattern.strip()!r}) and the GeoTIFF has none of the tags "
-                f"{', '.join(DATE_TAGS)}",
-            )
-        return _FileInfo(path, count, dtype, nodata, date[0], date[1])
 
     # ---------------------------------------------------------------------------------------------
     # torchgeo overrides
@@ -573,14 +372,7 @@ class TimeSeriesRasters(RasterDataset):
         """
         if self._rio_crs is None:
             self._rio_crs = rasterio.crs.CRS.from_user_input(self.crs)
-        src = rasterio.open(filepath)
-        t = src.transform
-        north_up = t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0
-        if src.crs == self._rio_crs and north_up:
-            return src
-        vrt = WarpedVRT(src, crs=self._rio_crs, resampling=self.resampling)
-        src.close()  # as torchgeo does: the VRT keeps its own reference to the file
-        return vrt
+        return open_on_crs(filepath, self._rio_crs, self.resampling)
 
     def _open(self, filepath: str) -> Any:
         """:meth:`_load_warp_file`, cached per instance and per process when ``cache`` is set."""
@@ -612,14 +404,7 @@ class TimeSeriesRasters(RasterDataset):
         """
         handles = [self._open(str(fp)) for fp in filepaths]
         x, y, _ = self._resolve(query)
-        dest, _ = rasterio.merge.merge(
-            handles,
-            (x.start, y.start, x.stop, y.stop),
-            (x.step, y.step),
-            indexes=band_indexes,
-            resampling=self.resampling,
-        )
-        return array_to_tensor(dest)
+        return merge_files(handles, x, y, band_indexes, self.resampling)
 
     def _file_table(self) -> tuple[list[str], npt.NDArray[np.float64], CRS]:
         """File paths ``[N]``, footprint bounds ``[N, 4]`` and the CRS: a cached view of the index.
@@ -685,37 +470,8 @@ class TimeSeriesRasters(RasterDataset):
         handle = self._open(filepath)
         info = self._read_info.get(filepath)
         if info is None:
-            t = handle.transform
-            indexes = self.band_indexes if self.band_indexes else list(range(1, handle.count + 1))
-            masked = handle.nodata is None and any(
-                flag.name != "all_valid" for flag in handle.mask_flag_enums[indexes[0] - 1]
-            )
-            info = self._read_info[filepath] = (t.a, t.c, t.e, t.f, indexes, masked)
-        a, c, e, f, indexes, masked = info
-        height = round((y.stop - y.start) / y.step)
-        width = round((x.stop - x.start) / x.step)
-        col, row = (x.start - c) / a, (y.stop - f) / e
-        cols, rows = (x.stop - x.start) / a, (y.start - y.stop) / e
-        same_scale = max(abs(cols - width), abs(rows - height)) < 1e-6
-        on_grid = max(abs(col - round(col)), abs(row - round(row))) < 1e-6
-        if same_scale and (on_grid or self.resampling == Resampling.nearest):
-            # The file's own pixels, an integer window (much faster than a fractional one). Off the
-            # grid by a fraction of a pixel, nearest resampling at scale 1 picks exactly these.
-            window = rasterio.windows.Window(
-                math.floor(col + 0.5), math.floor(row + 0.5), width, height
-            )
-        else:  # GDAL resamples a fractional or rescaled window
-            window = rasterio.windows.Window(col, row, cols, rows)
-        data = handle.read(
-            indexes,
-            window=window,
-            out_shape=(len(indexes), height, width),
-            resampling=self.resampling,
-            masked=masked,
-        )
-        if masked:  # an internal mask or alpha band: merge fills the masked pixels
-            data = data.filled(self.fill_value)
-        return array_to_tensor(np.asarray(data))
+            info = self._read_info[filepath] = window_read_info(handle, self.band_indexes)
+        return read_window(handle, info, x, y, self.resampling, self.fill_value)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -863,162 +619,15 @@ class TimeSeriesRasters(RasterDataset):
         Returns:
             The :class:`ValidityGrid` (``valid`` is bool ``[D, H, W]``).
         """
-        left, bottom, right, top = self.extent
-        cell_x, cell_y = float(cell[0]), float(cell[1])
-        width = max(1, math.ceil((right - left) / cell_x))
-        height = max(1, math.ceil((top - bottom) / cell_y))
-        if width * height > max_cells:
-            grow = math.sqrt(width * height / max_cells)
-            cell_x, cell_y = cell_x * grow, cell_y * grow
-            width = max(1, math.ceil((right - left) / cell_x))
-            height = max(1, math.ceil((top - bottom) / cell_y))
-        xs = left + (np.arange(width) + 0.5) * cell_x  # [W] cell centres
-        ys = top - (np.arange(height) + 0.5) * cell_y  # [H]
-        valid = np.zeros((len(self.dates), height, width), dtype=bool)
         band = self.band_indexes[0] if self.band_indexes else 1
-        paths = self._file_table()[0]
-        for path, date in zip(paths, self.file_dates, strict=True):
-            handle = self._load_warp_file(path)
-            try:
-                mask, transform = self._decimated_mask(handle, band, cell_x, cell_y)
-            finally:
-                handle.close()
-            cols = np.floor((xs - transform.c) / transform.a).astype(np.int64)
-            rows = np.floor((ys - transform.f) / transform.e).astype(np.int64)
-            col_in = np.flatnonzero((cols >= 0) & (cols < mask.shape[1]))
-            row_in = np.flatnonzero((rows >= 0) & (rows < mask.shape[0]))
-            if len(col_in) and len(row_in):
-                grid = np.ix_(row_in, col_in)
-                valid[date][grid] |= mask[np.ix_(rows[row_in], cols[col_in])]
-        return ValidityGrid(valid, left, top, cell_x, cell_y)
-
-    def _decimated_mask(
-        self, handle: Any, band: int, cell_x: float, cell_y: float
-    ) -> tuple[npt.NDArray[np.bool_], Any]:
-        """Read a file's mask at about one pixel per cell; returns ``(mask [h, w], transform)``."""
-        fx = max(1, int(cell_x / abs(handle.transform.a)))
-        fy = max(1, int(cell_y / abs(handle.transform.e)))
-        shape = (max(1, math.ceil(handle.height / fy)), max(1, math.ceil(handle.width / fx)))
-        declares = handle.nodata is not None or any(
-            flag.name != "all_valid" for flag in handle.mask_flag_enums[band - 1]
+        files = list(zip(self._file_table()[0], self.file_dates.tolist(), strict=True))
+        return sample_validity(
+            self.extent,
+            files,
+            len(self.dates),
+            self._load_warp_file,
+            band,
+            self.nodata,
+            cell,
+            max_cells,
         )
-        if self.nodata is not None and not declares:
-            data = handle.read(band, out_shape=shape, resampling=Resampling.nearest)
-            mask = data != self.nodata
-        else:
-            with warnings.catch_warnings():
-                # A 4-band uint8 file with a nodata value may also look like RGBA: the nodata value
-                # wins, as it does in rasterio.merge's reads, which is what we want to mirror.
-                warnings.simplefilter("ignore", NodataShadowWarning)
-                mask = handle.read_masks(band, out_shape=shape, resampling=Resampling.nearest) > 0
-        scale = rasterio.Affine.scale(handle.width / shape[1], handle.height / shape[0])
-        return np.asarray(mask, dtype=bool), handle.transform @ scale
-
-
-class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
-    """Two dates of one patch of a :class:`TimeSeriesRasters` as geossl's pair sample.
-
-    Indexed by a pair of GeoSlice queries of the same footprint at two dates (from
-    :class:`~geossl.samplers.TemporalGeoPairSampler`), it returns the keys of docs/design.md:
-
-    * ``image``: ``[2, C, H, W]``, uint8 for 8-bit files (the task divides by 255), else float32
-      ``clamp(value * scale, 0, 1)``; view 0 is the first query's date, view 1 the second's;
-    * ``time``: int64 ``[2]``, unix seconds of each date's start (midnight UTC; Jan 1 for a year);
-    * ``index``: int64 ``[2]``, the two dates' ids in ``rasters.dates``;
-    * ``location``: int64, the patch position's id (:meth:`TimeSeriesRasters.location_of`);
-    * ``lat``, ``lon``: float32, the patch centre in degrees (EPSG:4326);
-    * ``geo_label``: int64, the geo cluster of the centre (nearest of ``centroids`` by cosine
-      similarity, :func:`~geossl.datasets.geo_clusters.assign_clusters`), -1 without centroids;
-    * ``label``: int64 -1 (no class);
-    * ``bounds``: float64 ``[4]``, ``(xmin, ymin, xmax, ymax)`` in ``rasters.crs``. The CRS itself
-      is not in the sample (the default collate cannot stack CRS objects): it is ``rasters.crs``.
-
-    Both views come from the same window of the same pixel grid, so on co-registered stacks the
-    two patches are pixel-aligned (what the SCRL term assumes).
-
-    Args:
-        rasters: the time series.
-        centroids: geo-cluster centroids, unit vectors ``[K, 3]`` (e.g. from
-            :func:`~geossl.datasets.geo_clusters.spherical_kmeans` of patch centres).
-        scale: factor from the files' values to ``[0, 1]`` for non-8-bit files (e.g. ``1e-4`` for
-            Sentinel-2 L2A reflectance); default ``1 / (2**bits - 1)`` for integer files and 1 for
-            float files. Ignored for uint8.
-
-    Raises:
-        ValueError: for a non-positive ``scale`` or malformed centroids.
-    """
-
-    def __init__(
-        self,
-        rasters: TimeSeriesRasters,
-        centroids: npt.ArrayLike | None = None,
-        scale: float | None = None,
-    ) -> None:
-        if scale is not None and not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale must be positive, got {scale}")
-        cents = None if centroids is None else np.asarray(centroids, dtype=np.float64)
-        if cents is not None and (cents.ndim != 2 or cents.shape[1] != 3 or len(cents) == 0):
-            raise ValueError(f"centroids must have shape [K, 3], got {list(cents.shape)}")
-        dtype = np.dtype(rasters.file_dtype)
-        if scale is None:
-            scale = 1.0 / float(np.iinfo(dtype).max) if dtype.kind in "iu" else 1.0
-        self.rasters = rasters
-        self.centroids = cents
-        self.scale = float(scale)
-
-    def to_unit(self, image: Tensor) -> Tensor:
-        """Raw values on the ``[0, 1]`` scale the model sees (uint8 kept: the task divides by 255).
-
-        Non-8-bit values become ``clamp(value * scale, 0, 1)`` as float32.
-
-        Args:
-            image: ``[..., C, H, W]`` read from :attr:`rasters`.
-
-        Returns:
-            The image on the ``[0, 1]`` scale (uint8 stays uint8).
-        """
-        if image.dtype == torch.uint8:
-            return image
-        return (image.float() * self.scale).clamp_(0.0, 1.0)
-
-    def __getitem__(self, pair: tuple[GeoSlice, GeoSlice]) -> dict[str, Tensor]:
-        """Read both views of a pair query.
-
-        Args:
-            pair: two GeoSlices ``(x, y, t)`` with the same ``x`` and ``y`` and two dates of
-                ``rasters.dates`` (the same date twice for a single-date pair: both views are
-                then the same image, read once).
-
-        Returns:
-            The sample dict described in the class docstring.
-
-        Raises:
-            ValueError: when the two queries differ in footprint or a time slice is not a date.
-        """
-        first, second = (self.rasters._resolve(q) for q in pair)
-        if first[:2] != second[:2]:
-            raise ValueError(f"the two queries of a pair must share a footprint: {pair}")
-        dates = [self.rasters.date_of(q[2]) for q in (first, second)]
-        if dates[0] is None or dates[1] is None:
-            raise ValueError(f"each query of a pair must select one of rasters.dates: {pair}")
-        view0 = self.rasters[first]["image"]  # [C, H, W]
-        # A single-date pair (TemporalGeoPairSampler(single_date_pairs=True)): one read.
-        view1 = view0 if dates[0] == dates[1] else self.rasters[second]["image"]
-        images = self.to_unit(torch.stack([view0, view1]))  # [2, C, H, W]
-        x, y = first[0], first[1]
-        cx, cy = (x.start + x.stop) / 2.0, (y.start + y.stop) / 2.0
-        lon, lat = self.rasters.to_lonlat([cx], [cy])
-        geo_label = -1
-        if self.centroids is not None:
-            geo_label = int(assign_clusters(latlon_to_unit(lat, lon), self.centroids)[0])
-        return {
-            "image": images,
-            "time": torch.tensor([int(self.rasters.times[d]) for d in dates], dtype=torch.int64),
-            "index": torch.tensor(dates, dtype=torch.int64),
-            "location": torch.tensor(self.rasters.location_of(x.start, y.stop), dtype=torch.int64),
-            "lat": torch.tensor(float(lat[0]), dtype=torch.float32),
-            "lon": torch.tensor(float(lon[0]), dtype=torch.float32),
-            "geo_label": torch.tensor(geo_label, dtype=torch.int64),
-            "label": torch.tensor(-1, dtype=torch.int64),
-            "bounds": torch.tensor([x.start, y.start, x.stop, y.stop], dtype=torch.float64),
-        }
