@@ -65,7 +65,7 @@ def read_xview_chip(path: str | os.PathLike[str], window: Sequence[int]) -> Tens
 
 
 class XView(Dataset[Sample]):
-    """xView chips of one split, with their boxes (see the module doc for the protocol).
+    """xView chips of one split, with their boxes (the protocol: :mod:`geossl.datasets.xview`).
 
     A sample is a dict:
 
@@ -90,6 +90,19 @@ class XView(Dataset[Sample]):
         ValueError: on an unknown split.
         DatasetNotFoundError: see :func:`load_xview_labels`.
         BadDatasetError: see :func:`load_xview_labels`.
+
+    Examples:
+        >>> import tempfile
+        >>> from geossl.datasets.xview import XView, XViewChipParams
+        >>> from geossl.datasets.xview_sample import generate_xview_sample
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     _ = generate_xview_sample(root, images=3, image_size=256)
+        ...     dataset = XView(root, "all", XViewChipParams(chip_size=128, crops_per_image=2))
+        ...     sample = dataset[0]
+        >>> len(dataset), sample["image"].shape, sample["image"].dtype
+        (6, torch.Size([3, 128, 128]), torch.float32)
+        >>> sorted(sample)
+        ['bbox_xyxy', 'image', 'image_id', 'label', 'window']
     """
 
     def __init__(
