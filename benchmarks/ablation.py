@@ -168,7 +168,7 @@ def fmow_sample(workdir: Path, locations: int, seed: int) -> tuple[list[str], Ev
         ``(base CLI arguments, evaluate, description)``.
     """
     from geossl.datasets import FMoW, build_fmow_index
-    from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+    from geossl.datasets.fmow.constants import FMOW_CATEGORIES
     from geossl.synthetic import generate_fmow_sample
 
     root = workdir / "fmow-sample"

@@ -44,7 +44,7 @@ RECIPES = ("moco", "tp_geo")
 
 def pretrained_weights(workdir: Path, epochs: int, seed: int) -> dict[str, Path]:
     """Pretrain :data:`RECIPES` on the generated fMoW sample; recipe -> checkpoint."""
-    from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+    from geossl.datasets.fmow.constants import FMOW_CATEGORIES
     from geossl.synthetic import generate_fmow_sample
 
     root = fmow_root(workdir, seed)

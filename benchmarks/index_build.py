@@ -1,7 +1,7 @@
 """Benchmark the fMoW index build: cold with 1 and 2 workers, then warm (cached).
 
 Generates (once, cached in ``--work-dir``) an fMoW-rgb sample of ~20,000 small images in the real
-layout, then times :func:`geossl.datasets.fmow_index.build_fmow_index`:
+layout, then times :func:`geossl.datasets.fmow.index.build_fmow_index`:
 
 * cold, ``rebuild=True``, ``workers=1`` and ``workers=2`` (best of ``--repeats``);
 * warm: the cached Parquet file (the fingerprint walk plus the read).
@@ -33,7 +33,7 @@ import pyarrow
 import torch
 
 from benchmarks.update_docs import main as update_docs
-from geossl.datasets.fmow_index import FMoWIndex, build_fmow_index
+from geossl.datasets.fmow.index import FMoWIndex, build_fmow_index
 from geossl.synthetic.fmow import generate_fmow_sample
 
 RESULTS = Path(__file__).resolve().parent / "results" / "index_build.json"

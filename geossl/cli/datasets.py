@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> None:
             f"({splits}; {summary.num_files:,} files) to {summary.root}"
         )
     elif args.action == "download":
-        from geossl.datasets.fmow_download import FMOW_BASE_URL, download_fmow
+        from geossl.datasets.fmow.download import FMOW_BASE_URL, download_fmow
 
         report = download_fmow(
             args.root,
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> None:
         if report.failed:
             raise SystemExit(1)
     elif args.action == "index":
-        from geossl.datasets.fmow_index import build_fmow_index
+        from geossl.datasets.fmow.index import build_fmow_index
 
         index = build_fmow_index(
             args.root,

@@ -20,43 +20,28 @@ from geossl.datasets.band_stats import (
     cached_band_statistics,
     valid_pixels,
 )
-from geossl.datasets.encoded import EncodedImages, collate_encoded, decode_encoded
 from geossl.datasets.errors import BadDatasetError
-from geossl.datasets.fmow import MS_SCALE, FMoW, FMoWTemporalPairs
-from geossl.datasets.fmow_constants import (
+from geossl.datasets.fmow import FMoW, FMoWTemporalPairs
+from geossl.datasets.fmow.constants import (
     FMOW_MS_BANDS,
     FMOW_SENTINEL_BANDS,
     FMOW_SENTINEL_CSV,
-    FMOW_SENTINEL_SCALE,
     FMOW_SPLITS,
+    JPEG_PRODUCTS,
+    MS_SCALE,
+    PRODUCT_BANDS,
+    PRODUCTS,
+    product_scale,
 )
-from geossl.datasets.fmow_index import PRODUCTS, FMoWIndex, build_fmow_index
+from geossl.datasets.fmow.encoded import EncodedImages, collate_encoded, decode_encoded
+from geossl.datasets.fmow.index import FMoWIndex, build_fmow_index
 from geossl.samplers.temporal import TemporalPairSampler
 from geossl.weights.meta import RGB_BANDS, UINT8_SCALE
 
 __all__ = ["FMoWDataModule"]
 
-#: Products stored as JPEG (fMoW-rgb), which ``decode_on_device`` can decode with nvJPEG.
-JPEG_PRODUCTS = ("rgb", "msrgb")
-
 #: Images that may fail to decode on the device in one process before the run stops.
 MAX_DECODE_FAILURES = 100
-
-#: Bands of an fMoW-full multispectral image (WorldView-2/3; 4-band sensors need ``bands``).
-MS_NUM_BANDS = 8
-
-#: Bands of each product's images: fMoW-rgb JPEGs, fMoW-full ``_ms.tif``, fMoW-Sentinel.
-PRODUCT_BANDS: dict[str, int] = {
-    "rgb": 3,
-    "msrgb": 3,
-    "ms": MS_NUM_BANDS,
-    "sentinel": len(FMOW_SENTINEL_BANDS),
-}
-
-
-def product_scale(product: str) -> float | None:
-    """Raw-to-[0, 1] factor of a product's GeoTIFFs (None: the reader's default by dtype)."""
-    return FMOW_SENTINEL_SCALE if product == "sentinel" else None
 
 
 def check_fmow_inputs(
@@ -98,7 +83,7 @@ def check_fmow_inputs(
 class FMoWDataModule(LightningDataModule):
     """fMoW temporal pairs for pretraining (MoCo-v2 + temporal positives + geo-location).
 
-    ``prepare_data`` builds and caches the index (:func:`~geossl.datasets.fmow_index.
+    ``prepare_data`` builds and caches the index (:func:`~geossl.datasets.fmow.index.
     build_fmow_index`, once per node); ``setup`` loads it from the cache and builds
     :class:`~geossl.datasets.fmow.FMoWTemporalPairs` over ``splits`` with a seeded
     :class:`~geossl.samplers.TemporalPairSampler`. Data workers only decode, crop (fMoW context box)

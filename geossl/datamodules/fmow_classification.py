@@ -7,11 +7,16 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from geossl.datamodules.fmow import PRODUCT_BANDS, check_fmow_inputs, product_scale
+from geossl.datamodules.fmow import check_fmow_inputs
 from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow import FMoW, FMoWLocations
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
-from geossl.datasets.fmow_index import FMoWIndex, build_fmow_index
+from geossl.datasets.fmow.constants import (
+    FMOW_CATEGORIES,
+    FMOW_SPLITS,
+    PRODUCT_BANDS,
+    product_scale,
+)
+from geossl.datasets.fmow.index import FMoWIndex, build_fmow_index
 
 __all__ = ["FMoWClassificationDataModule"]
 

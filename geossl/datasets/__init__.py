@@ -5,17 +5,21 @@ The seeded sample generators live in :mod:`geossl.synthetic`.
 
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError, InvalidSampleError
 from geossl.datasets.fmow import (
+    FMOW_CATEGORIES,
+    FMOW_SPLITS,
+    DownloadReport,
     FMoW,
     FMoWImageMeta,
+    FMoWIndex,
+    FMoWIndexReport,
     FMoWLocations,
     FMoWTemporalPairs,
+    build_fmow_index,
+    download_fmow,
     fmow_context_box,
     parse_fmow_json,
     read_fmow_image,
 )
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
-from geossl.datasets.fmow_download import DownloadReport, download_fmow
-from geossl.datasets.fmow_index import FMoWIndex, FMoWIndexReport, build_fmow_index
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit, spherical_kmeans
 from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters, ValidityGrid
 from geossl.datasets.scenes import LabelledScenes, read_scene_labels

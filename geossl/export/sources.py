@@ -29,7 +29,7 @@ import numpy.typing as npt
 import shapely
 from affine import Affine
 
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_PRODUCTS, FMOW_SPLITS
 from geossl.export.chips import ChipGrid, split_antimeridian
 
 __all__ = [
@@ -49,11 +49,11 @@ __all__ = [
 #: File suffixes searched for in folders (case-insensitive).
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
 
-#: fMoW image products and their image extensions (the JSON is ``{stem}.json``).
+#: fMoW image products with a per-image JSON, and their image extensions (the JSON is
+#: ``{stem}.json``): the products of :data:`~geossl.datasets.fmow.constants.FMOW_PRODUCTS` but
+#: ``sentinel`` (metadata CSVs).
 _FMOW_PRODUCTS: dict[str, tuple[str, ...]] = {
-    "rgb": (".jpg", ".tif"),
-    "msrgb": (".jpg",),
-    "ms": (".tif",),
+    name: product.extensions for name, product in FMOW_PRODUCTS.items() if name != "sentinel"
 }
 
 #: Metadata items that may hold the acquisition time, most specific first: (domain, key).

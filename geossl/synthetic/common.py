@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from geossl.datasets.fmow_constants import FMOW_ANONYMOUS_SPLITS, FMOW_CATEGORIES, FMOW_SPLITS
+from geossl.datasets.fmow.constants import FMOW_ANONYMOUS_SPLITS, FMOW_CATEGORIES, FMOW_SPLITS
 from geossl.utils.io import atomic_output
 
 __all__ = ["check_plan_arguments", "prepare_sample_folder", "write_geotiff"]

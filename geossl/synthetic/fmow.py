@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_SPLITS
 from geossl.synthetic.common import _check_range, _prepare_output, check_plan_arguments
 from geossl.synthetic.fmow_layout import _Location, _LocationFolders, _plan_locations, _SampleFiles
 from geossl.synthetic.fmow_metadata import (

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from geossl.datasets.fmow_constants import FMOW_ANONYMOUS_SPLITS, FMOW_SPLITS
+from geossl.datasets.fmow.constants import FMOW_ANONYMOUS_SPLITS, FMOW_SPLITS
 from geossl.synthetic.common import _split_counts, write_geotiff
 from geossl.synthetic.fmow_scene import _REGIONS, _Region
 from geossl.utils.io import atomic_write_bytes

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from geossl.datasets.fmow_constants import FMOW_APPROXIMATE_WAVELENGTHS, FMOW_MS_BANDS
+from geossl.datasets.fmow.constants import FMOW_APPROXIMATE_WAVELENGTHS, FMOW_MS_BANDS
 from geossl.synthetic.fmow_layout import _Location
 
 _MS_FACTOR = 4  # multispectral GSD / pan-sharpened GSD (WorldView-2/3)

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES
 
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]

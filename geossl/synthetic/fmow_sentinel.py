@@ -1,6 +1,6 @@
 """Seeded generator of a small fMoW-Sentinel sample in the real on-disk layout.
 
-The layout of fMoW-Sentinel (:mod:`geossl.datasets.fmow_sentinel`): ``train.csv``, ``val.csv`` and
+The layout of fMoW-Sentinel (:mod:`geossl.datasets.fmow.sentinel`): ``train.csv``, ``val.csv`` and
 ``test_gt.csv`` with the columns ``category,location_id,image_id,timestamp,polygon`` and one
 13-band uint16 GeoTIFF per row at
 ``{split}/{category}/{category}_{location_id}/{category}_{location_id}_{image_id}.tif``.
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SENTINEL_CSV
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_SENTINEL_CSV
 from geossl.synthetic.common import (
     _check_range,
     check_plan_arguments,

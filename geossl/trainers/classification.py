@@ -21,7 +21,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES
 from geossl.evaluation.classification import classification_report
 from geossl.models.backbones import create_backbone, get_num_features
 from geossl.trainers.downstream import DownstreamWeights

@@ -48,11 +48,11 @@ def _fmow_bands(datamodule: Mapping[str, Any], in_chans: int) -> tuple[str, ...]
         names: tuple[str, ...] = RGB_BANDS
     elif product == "ms":
         # Imported here: geossl.datasets is heavy and only FMoW checkpoints need its constants.
-        from geossl.datasets.fmow_constants import FMOW_MS_BANDS
+        from geossl.datasets.fmow.constants import FMOW_MS_BANDS
 
         names = FMOW_MS_BANDS
     elif product == "sentinel":
-        from geossl.datasets.fmow_constants import FMOW_SENTINEL_BANDS
+        from geossl.datasets.fmow.constants import FMOW_SENTINEL_BANDS
 
         names = FMOW_SENTINEL_BANDS
     else:
@@ -69,11 +69,11 @@ def _fmow_scale(datamodule: Mapping[str, Any]) -> float:
     1/255 (JPEG), 1/2047 (11-bit ms) or 1e-4 (fMoW-Sentinel reflectance x 10,000).
     """
     if datamodule.get("product") == "ms":
-        from geossl.datasets.fmow import MS_SCALE
+        from geossl.datasets.fmow.constants import MS_SCALE
 
         return MS_SCALE
     if datamodule.get("product") == "sentinel":
-        from geossl.datasets.fmow_constants import FMOW_SENTINEL_SCALE
+        from geossl.datasets.fmow.constants import FMOW_SENTINEL_SCALE
 
         return FMOW_SENTINEL_SCALE
     return UINT8_SCALE

@@ -117,7 +117,7 @@ def test_fit_on_fmow_sentinel_and_export(tmp_path: Path) -> None:
     # and the reflectance scale.
     import json
 
-    from geossl.datasets.fmow_constants import FMOW_SENTINEL_BANDS
+    from geossl.datasets.fmow.constants import FMOW_SENTINEL_BANDS
     from geossl.weights import export_weights
 
     root = tmp_path / "fmow-sentinel"

@@ -8,9 +8,9 @@ import torch
 
 from geossl.datamodules import FMoWDataModule
 from geossl.datamodules import fmow as fmow_datamodule
-from geossl.datasets.encoded import EncodedImages
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.fmow import FMoW, read_fmow_image
+from geossl.datasets.fmow.encoded import EncodedImages
 from geossl.samplers import TemporalPairSampler
 from geossl.synthetic.fmow import generate_fmow_sample
 from geossl.synthetic.fmow_sentinel import generate_fmow_sentinel_sample

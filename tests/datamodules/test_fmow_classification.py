@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from geossl.datamodules import FMoWClassificationDataModule
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES
 
 
 def _module(data_root: Path, tmp_path: Path, **kwargs: Any) -> FMoWClassificationDataModule:

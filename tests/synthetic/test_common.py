@@ -8,7 +8,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from geossl.datasets.fmow_constants import FMOW_SPLITS
+from geossl.datasets.fmow.constants import FMOW_SPLITS
 from geossl.synthetic.common import (
     _check_range,
     _split_counts,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SPLITS
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_SPLITS
 from geossl.synthetic.fmow import FMoWSampleSummary, generate_fmow_sample
 
 CAT = "|".join(re.escape(c) for c in FMOW_CATEGORIES)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geossl.datasets.fmow_constants import FMOW_SPLITS
+from geossl.datasets.fmow.constants import FMOW_SPLITS
 from geossl.synthetic.common import _split_counts
 from geossl.synthetic.fmow_layout import _LocationFolders, _plan_locations, _SampleFiles
 

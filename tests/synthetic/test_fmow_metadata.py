@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from geossl.datasets.fmow_constants import FMOW_MS_BANDS
+from geossl.datasets.fmow.constants import FMOW_MS_BANDS
 from geossl.synthetic.fmow_metadata import (
     _abs_cal_factors,
     _footprint_wkt,

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES
 from geossl.synthetic.fmow_scene import (
     _GENERATORS,
     _REGIONS,

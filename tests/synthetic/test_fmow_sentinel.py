@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import rasterio
 
-from geossl.datasets.fmow_sentinel import fmow_sentinel_path
+from geossl.datasets.fmow.sentinel import fmow_sentinel_path
 from geossl.synthetic.fmow_sentinel import (
     _interval_bounds,
     generate_fmow_sentinel_sample,

@@ -7,11 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import geossl.datasets.fmow_index as fmow_index
+import geossl.datasets.fmow.index as fmow_index
+import geossl.datasets.fmow.scan as fmow_scan
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.fmow import FMoW, FMoWTemporalPairs
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES
-from geossl.datasets.fmow_index import INDEX_COLUMNS, build_fmow_index, fmow_fingerprint
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES, INDEX_COLUMNS
+from geossl.datasets.fmow.index import build_fmow_index
+from geossl.datasets.fmow.scan import fmow_fingerprint
 from geossl.synthetic.fmow import generate_fmow_sample
 
 ALL_SPLITS = ("train", "val", "test", "seq")
@@ -132,7 +134,7 @@ def test_cache_is_reused_without_reading_json(
     def explode(path: str) -> None:
         raise AssertionError(f"parsed {path}")
 
-    monkeypatch.setattr(fmow_index, "parse_fmow_json", explode)
+    monkeypatch.setattr(fmow_scan, "parse_fmow_json", explode)
     second = _build(sample_copy, cache)
     assert second.from_cache
     assert second.cache_path == first.cache_path

@@ -2,7 +2,7 @@
 
 fMoW-Sentinel (Cong et al., "SatMAE", NeurIPS 2022) pairs every fMoW location with a time series of
 Sentinel-2 cloud composites: 13-band uint16 GeoTIFFs (reflectance times 10,000, bands
-:data:`~geossl.datasets.fmow_constants.FMOW_SENTINEL_BANDS`) at
+:data:`~geossl.datasets.fmow.constants.FMOW_SENTINEL_BANDS`) at
 ``{split}/{category}/{category}_{location_id}/{category}_{location_id}_{image_id}.tif``, listed in
 ``train.csv``, ``val.csv`` and ``test_gt.csv`` with the columns ``category``, ``location_id``,
 ``image_id``, ``timestamp`` (``YYYY-MM-DDThh:mm:ssZ``, the centre of the composite's interval) and
@@ -12,7 +12,7 @@ one of the nine 6-month intervals from 2015-07-01 to 2019-12-31 that had no fMoW
 The CSV is the list of samples (no folder walk): :func:`read_fmow_sentinel_csv` validates its rows,
 :func:`read_sentinel_header` opens each GeoTIFF's header for its size, band count and the lon/lat
 of its centre (the raster's georeferencing is the location; the CSV polygon is the fallback for a
-raster without CRS). :func:`geossl.datasets.fmow_index.build_fmow_index` with
+raster without CRS). :func:`geossl.datasets.fmow.index.build_fmow_index` with
 ``product="sentinel"`` runs both and caches the result like any fMoW index, so the fMoW datasets,
 the temporal pair sampler and the geo clusters work on fMoW-Sentinel unchanged.
 """
@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from geossl.datasets.errors import BadDatasetError
-from geossl.datasets.fmow import _parse_timestamp, _wkt_centroid
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SENTINEL_BANDS, FMOW_SENTINEL_CSV
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_SENTINEL_BANDS, FMOW_SENTINEL_CSV
+from geossl.datasets.fmow.metadata import _parse_timestamp, _wkt_centroid
 
 __all__ = [
     "SENTINEL_REQUIRED_COLUMNS",

@@ -15,15 +15,9 @@ from typing import Any
 
 import pytest
 
-from geossl.datasets import fmow_download
-from geossl.datasets.fmow_download import (
-    FMoWDownloadError,
-    ManifestEntry,
-    ManifestError,
-    download_fmow,
-    parse_manifest,
-    select_files,
-)
+from geossl.datasets.fmow import download as fmow_download
+from geossl.datasets.fmow.download import FMoWDownloadError, download_fmow
+from geossl.datasets.fmow.manifest import ManifestEntry, ManifestError, parse_manifest, select_files
 from geossl.synthetic.fmow import generate_fmow_sample
 
 

@@ -8,9 +8,9 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from PIL import Image
 from torch.utils.data._utils.pin_memory import pin_memory
 
-from geossl.datasets import encoded as encoded_module
-from geossl.datasets.encoded import EncodedImages, collate_encoded, decode_encoded
+from geossl.datasets.fmow import encoded as encoded_module
 from geossl.datasets.fmow import read_fmow_image
+from geossl.datasets.fmow.encoded import EncodedImages, collate_encoded, decode_encoded
 
 
 def _jpeg(array: np.ndarray, quality: int = 95) -> bytes:

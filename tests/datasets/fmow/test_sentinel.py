@@ -9,12 +9,14 @@ import pandas as pd
 import pytest
 import rasterio
 
-import geossl.datasets.fmow_index as fmow_index
+import geossl.datasets.fmow.index as fmow_index
+import geossl.datasets.fmow.scan as fmow_scan
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
-from geossl.datasets.fmow import FMoWTemporalPairs, _wkt_centroid
-from geossl.datasets.fmow_constants import FMOW_CATEGORIES, FMOW_SENTINEL_SCALE
-from geossl.datasets.fmow_index import build_fmow_index
-from geossl.datasets.fmow_sentinel import (
+from geossl.datasets.fmow import FMoWTemporalPairs
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_SENTINEL_SCALE
+from geossl.datasets.fmow.index import build_fmow_index
+from geossl.datasets.fmow.metadata import _wkt_centroid
+from geossl.datasets.fmow.sentinel import (
     fmow_sentinel_path,
     read_fmow_sentinel_csv,
     read_sentinel_header,
@@ -185,7 +187,7 @@ def test_cached_index_does_not_read_the_csvs(
     def fail(*args: object) -> None:
         raise AssertionError("a cached build must not parse the CSVs")
 
-    monkeypatch.setattr(fmow_index, "read_fmow_sentinel_csv", fail)
+    monkeypatch.setattr(fmow_scan, "read_fmow_sentinel_csv", fail)
     again = _build(sentinel_sample, tmp_path)
     assert again.from_cache
     pd.testing.assert_frame_equal(first.table, again.table)

@@ -13,7 +13,8 @@ import pytest
 import rasterio
 import torch
 
-import geossl.datasets.xview as xview_module
+import geossl.datasets.xview.chips as xview_chips
+import geossl.datasets.xview.labels as xview_labels
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.xview import (
     XVIEW_CLASS_NAMES,
@@ -345,8 +346,8 @@ def test_cache_is_reused_without_reading_the_geojson(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(xview_module, "read_xview_geojson", fail)
-    monkeypatch.setattr(xview_module, "build_xview_chips", fail)
+    monkeypatch.setattr(xview_labels, "read_xview_geojson", fail)
+    monkeypatch.setattr(xview_chips, "build_xview_chips", fail)
     second = XView(sample_copy, "train", params)
     assert len(second) == len(first)
     np.testing.assert_array_equal(second.chips.windows, first.chips.windows)
@@ -362,7 +363,7 @@ def test_cache_is_invalidated_by_new_parameters_and_a_new_geojson(
     params = XViewChipParams(chip_size=128, crops_per_image=4)
     _, chips = load_xview_chips(sample_copy, params)
     calls = {"parse": 0, "chips": 0}
-    parse, build = xview_module.read_xview_geojson, xview_module.build_xview_chips
+    parse, build = xview_labels.read_xview_geojson, xview_chips.build_xview_chips
 
     def counting_parse(*args: Any) -> Any:
         calls["parse"] += 1
@@ -372,8 +373,8 @@ def test_cache_is_invalidated_by_new_parameters_and_a_new_geojson(
         calls["chips"] += 1
         return build(*args)
 
-    monkeypatch.setattr(xview_module, "read_xview_geojson", counting_parse)
-    monkeypatch.setattr(xview_module, "build_xview_chips", counting_build)
+    monkeypatch.setattr(xview_labels, "read_xview_geojson", counting_parse)
+    monkeypatch.setattr(xview_chips, "build_xview_chips", counting_build)
     for changed in (
         XViewChipParams(chip_size=128, crops_per_image=4, seed=1),
         XViewChipParams(chip_size=96, crops_per_image=4),

@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from geossl.datasets.encoded import EncodedImages
 from geossl.datasets.errors import BadDatasetError, InvalidSampleError
 from geossl.datasets.fmow import (
     FMOW_CATEGORIES,
@@ -21,6 +20,7 @@ from geossl.datasets.fmow import (
     parse_fmow_json,
     read_fmow_image,
 )
+from geossl.datasets.fmow.encoded import EncodedImages
 
 GOOD: dict[str, Any] = {
     "gsd": 0.5,

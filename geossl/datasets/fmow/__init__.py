@@ -1,0 +1,47 @@
+"""The Functional Map of the World (fMoW) family: readers, index, downloader and decoder.
+
+fMoW (Christie et al., "Functional Map of the World", CVPR 2018) has 1,047,691 satellite images of
+62 functional categories, several acquisitions per location. The package holds one module per job:
+
+* :mod:`~geossl.datasets.fmow.constants`: categories, splits, bands and the one product table;
+* :mod:`~geossl.datasets.fmow.metadata`: the per-image JSON (:func:`parse_fmow_json`);
+* :mod:`~geossl.datasets.fmow.io`: the context crop and the fixed-size image read;
+* :mod:`~geossl.datasets.fmow.dataset`: :class:`FMoW`, :class:`FMoWLocations`;
+* :mod:`~geossl.datasets.fmow.pairs`: :class:`FMoWTemporalPairs`;
+* :mod:`~geossl.datasets.fmow.index`, :mod:`~geossl.datasets.fmow.scan`,
+  :mod:`~geossl.datasets.fmow.report`: the cached Parquet index and its build;
+* :mod:`~geossl.datasets.fmow.sentinel`: fMoW-Sentinel's metadata CSVs;
+* :mod:`~geossl.datasets.fmow.manifest`, :mod:`~geossl.datasets.fmow.download`: the downloader;
+* :mod:`~geossl.datasets.fmow.encoded`: undecoded JPEGs decoded on the device.
+"""
+
+from geossl.datasets.errors import InvalidSampleError
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_SPLITS, MS_SCALE
+from geossl.datasets.fmow.dataset import FMoW, FMoWLocations
+from geossl.datasets.fmow.download import DownloadReport, FMoWDownloadError, download_fmow
+from geossl.datasets.fmow.index import FMoWIndex, build_fmow_index
+from geossl.datasets.fmow.io import fmow_context_box, read_fmow_image
+from geossl.datasets.fmow.metadata import FMoWImageMeta, fmow_meta_from_dict, parse_fmow_json
+from geossl.datasets.fmow.pairs import FMoWTemporalPairs
+from geossl.datasets.fmow.report import FMoWIndexReport
+
+__all__ = [
+    "FMOW_CATEGORIES",
+    "FMOW_SPLITS",
+    "MS_SCALE",
+    "DownloadReport",
+    "FMoW",
+    "FMoWDownloadError",
+    "FMoWImageMeta",
+    "FMoWIndex",
+    "FMoWIndexReport",
+    "FMoWLocations",
+    "FMoWTemporalPairs",
+    "InvalidSampleError",
+    "build_fmow_index",
+    "download_fmow",
+    "fmow_context_box",
+    "fmow_meta_from_dict",
+    "parse_fmow_json",
+    "read_fmow_image",
+]

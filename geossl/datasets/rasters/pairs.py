@@ -1,0 +1,135 @@
+"""Two dates of one patch of a raster time series as geossl's pair sample.
+
+:class:`RasterTemporalPairs` turns a pair of queries of one footprint at two dates (drawn by
+:class:`~geossl.samplers.TemporalGeoPairSampler`) into geossl's pair sample (docs/design.md):
+``image [2, C, H, W]``, ``time [2]``, ``lat``/``lon`` of the patch centre and its ``geo_label``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchgeo.datasets.utils import GeoSlice
+
+from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit
+from geossl.datasets.rasters.dataset import PatchQuery, TimeSeriesRasters
+
+__all__ = ["PairQuery", "RasterTemporalPairs"]
+
+#: One footprint at two dates: what :class:`RasterTemporalPairs` reads (view 0, view 1).
+PairQuery: TypeAlias = tuple[PatchQuery, PatchQuery]
+
+
+class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
+    """Two dates of one patch of a :class:`TimeSeriesRasters` as geossl's pair sample.
+
+    Indexed by a pair of GeoSlice queries of the same footprint at two dates (from
+    :class:`~geossl.samplers.TemporalGeoPairSampler`), it returns the keys of docs/design.md:
+
+    * ``image``: ``[2, C, H, W]``, uint8 for 8-bit files (the task divides by 255), else float32
+      ``clamp(value * scale, 0, 1)``; view 0 is the first query's date, view 1 the second's;
+    * ``time``: int64 ``[2]``, unix seconds of each date's start (midnight UTC; Jan 1 for a year);
+    * ``index``: int64 ``[2]``, the two dates' ids in ``rasters.dates``;
+    * ``location``: int64, the patch position's id (:meth:`TimeSeriesRasters.location_of`);
+    * ``lat``, ``lon``: float32, the patch centre in degrees (EPSG:4326);
+    * ``geo_label``: int64, the geo cluster of the centre (nearest of ``centroids`` by cosine
+      similarity, :func:`~geossl.datasets.geo_clusters.assign_clusters`), -1 without centroids;
+    * ``label``: int64 -1 (no class);
+    * ``bounds``: float64 ``[4]``, ``(xmin, ymin, xmax, ymax)`` in ``rasters.crs``. The CRS itself
+      is not in the sample (the default collate cannot stack CRS objects): it is ``rasters.crs``.
+
+    Both views come from the same window of the same pixel grid, so on co-registered stacks the
+    two patches are pixel-aligned (what the SCRL term assumes).
+
+    Args:
+        rasters: the time series.
+        centroids: geo-cluster centroids, unit vectors ``[K, 3]`` (e.g. from
+            :func:`~geossl.datasets.geo_clusters.spherical_kmeans` of patch centres).
+        scale: factor from the files' values to ``[0, 1]`` for non-8-bit files (e.g. ``1e-4`` for
+            Sentinel-2 L2A reflectance); default ``1 / (2**bits - 1)`` for integer files and 1 for
+            float files. Ignored for uint8.
+
+    Raises:
+        ValueError: for a non-positive ``scale`` or malformed centroids.
+    """
+
+    def __init__(
+        self,
+        rasters: TimeSeriesRasters,
+        centroids: npt.ArrayLike | None = None,
+        scale: float | None = None,
+    ) -> None:
+        if scale is not None and not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be positive, got {scale}")
+        cents = None if centroids is None else np.asarray(centroids, dtype=np.float64)
+        if cents is not None and (cents.ndim != 2 or cents.shape[1] != 3 or len(cents) == 0):
+            raise ValueError(f"centroids must have shape [K, 3], got {list(cents.shape)}")
+        dtype = np.dtype(rasters.file_dtype)
+        if scale is None:
+            scale = 1.0 / float(np.iinfo(dtype).max) if dtype.kind in "iu" else 1.0
+        self.rasters = rasters
+        self.centroids = cents
+        self.scale = float(scale)
+
+    def to_unit(self, image: Tensor) -> Tensor:
+        """Raw values on the ``[0, 1]`` scale the model sees (uint8 kept: the task divides by 255).
+
+        Non-8-bit values become ``clamp(value * scale, 0, 1)`` as float32.
+
+        Args:
+            image: ``[..., C, H, W]`` read from :attr:`rasters`.
+
+        Returns:
+            The image on the ``[0, 1]`` scale (uint8 stays uint8).
+        """
+        if image.dtype == torch.uint8:
+            return image
+        return (image.float() * self.scale).clamp_(0.0, 1.0)
+
+    def __getitem__(self, pair: tuple[GeoSlice, GeoSlice]) -> dict[str, Tensor]:
+        """Read both views of a pair query.
+
+        Args:
+            pair: two GeoSlices ``(x, y, t)`` with the same ``x`` and ``y`` and two dates of
+                ``rasters.dates`` (the same date twice for a single-date pair: both views are
+                then the same image, read once).
+
+        Returns:
+            The sample dict described in the class docstring.
+
+        Raises:
+            ValueError: when the two queries differ in footprint or a time slice is not a date.
+        """
+        first, second = (self.rasters._resolve(q) for q in pair)
+        if first[:2] != second[:2]:
+            raise ValueError(f"the two queries of a pair must share a footprint: {pair}")
+        dates = [self.rasters.date_of(q[2]) for q in (first, second)]
+        if dates[0] is None or dates[1] is None:
+            raise ValueError(f"each query of a pair must select one of rasters.dates: {pair}")
+        view0 = self.rasters[first]["image"]  # [C, H, W]
+        # A single-date pair (TemporalGeoPairSampler(single_date_pairs=True)): one read.
+        view1 = view0 if dates[0] == dates[1] else self.rasters[second]["image"]
+        images = self.to_unit(torch.stack([view0, view1]))  # [2, C, H, W]
+        x, y = first[0], first[1]
+        cx, cy = (x.start + x.stop) / 2.0, (y.start + y.stop) / 2.0
+        lon, lat = self.rasters.to_lonlat([cx], [cy])
+        geo_label = -1
+        if self.centroids is not None:
+            geo_label = int(assign_clusters(latlon_to_unit(lat, lon), self.centroids)[0])
+        return {
+            "image": images,
+            "time": torch.tensor([int(self.rasters.times[d]) for d in dates], dtype=torch.int64),
+            "index": torch.tensor(dates, dtype=torch.int64),
+            "location": torch.tensor(self.rasters.location_of(x.start, y.stop), dtype=torch.int64),
+            "lat": torch.tensor(float(lat[0]), dtype=torch.float32),
+            "lon": torch.tensor(float(lon[0]), dtype=torch.float32),
+            "geo_label": torch.tensor(geo_label, dtype=torch.int64),
+            "label": torch.tensor(-1, dtype=torch.int64),
+            "bounds": torch.tensor([x.start, y.start, x.stop, y.stop], dtype=torch.float64),
+        }
