@@ -3,7 +3,7 @@
 Generates (once, cached in ``--work-dir``) a ``--size`` x ``--size`` 3-band uint8 GeoTIFF (UTM,
 deflate, 512-pixel tiles, nodata 0 with an empty corner), written tile row by tile row in a child
 process, so neither the generation nor its memory counts against the measured run. Then embeds it
-with :func:`geossl.export.embed_rasters` and a randomly initialised timm backbone (throughput does
+with :func:`geossl.embed.embed_rasters` and a randomly initialised timm backbone (throughput does
 not depend on the weights) and reports:
 
 * chips/s over the embedding pass (reading, model, writing; PCA preview excluded), and the wall
@@ -42,7 +42,7 @@ from affine import Affine
 
 from benchmarks.update_docs import main as update_docs
 from geossl import __version__
-from geossl.export import embed_rasters
+from geossl.embed import EmbedOptions, embed_rasters
 
 RESULTS = Path(__file__).resolve().parent / "results" / "embed_throughput.json"
 NOTES = [
@@ -188,14 +188,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 mean=[0.485, 0.456, 0.406],
                 std=[0.229, 0.224, 0.225],
                 scale=1 / 255,
-                chip_size=args.chip_size,
-                stride=args.stride,
-                fmt=args.format,
-                batch_size=args.batch_size,
-                device=args.device,
-                workers=args.workers,
-                max_chips=args.max_chips,
-                progress=sys.stderr.isatty(),
+                options=EmbedOptions(
+                    chip_size=args.chip_size,
+                    stride=args.stride,
+                    fmt=args.format,
+                    batch_size=args.batch_size,
+                    device=args.device,
+                    workers=args.workers,
+                    max_chips=args.max_chips,
+                    progress=sys.stderr.isatty(),
+                ),
             )
         wall = time.perf_counter() - start
     finally:

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
         args: The parsed arguments.
     """
     from geossl.cli.runtime import resolve_device
-    from geossl.export.embed import embed_rasters
+    from geossl.embed import EmbedOptions, embed_rasters
     from geossl.weights import load_backbone
 
     bands = parse_number_list(args.bands) if args.bands is not None else None
@@ -108,16 +108,10 @@ def run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     loaded = load_backbone(args.weights, device=device, backbone=args.backbone)
     meta = loaded.meta
-    report = embed_rasters(
-        loaded.model,
-        args.inputs,
-        args.output,
-        mean=meta.mean,
-        std=meta.std,
-        scale=scale if scale is not None else meta.scale,
+    options = EmbedOptions(
         chip_size=args.chip_size or meta.image_size,
         stride=args.stride,
-        bands=bands,
+        bands=tuple(bands) if bands is not None else None,
         fmt=args.format,
         pca=args.pca,
         batch_size=args.batch_size,
@@ -127,6 +121,15 @@ def run(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         preview=not args.no_preview,
         fmow_product=args.fmow_product,
+    )
+    report = embed_rasters(
+        loaded.model,
+        args.inputs,
+        args.output,
+        mean=meta.mean,
+        std=meta.std,
+        scale=scale if scale is not None else meta.scale,
+        options=options,
         model_info={
             "weights": str(args.weights),
             "sha256": meta.sha256,

@@ -11,14 +11,14 @@ import shapely
 from affine import Affine
 from rasterio.warp import transform as warp_transform
 
-from geossl.export.chips import (
+from geossl.embed.chips import (
     ChipGrid,
     chip_footprints,
     normalise_chips,
     read_chip_block,
     split_antimeridian,
 )
-from tests.export.embed_helpers import UTM_TRANSFORM, position_raster, write_raster
+from tests.embed.embed_helpers import UTM_TRANSFORM, position_raster, write_raster
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import rasterio
 from affine import Affine
 from PIL import Image
 
-from geossl.export.preview import (
+from geossl.embed.preview import (
     PNG_MIN_SIDE,
     PCAAccumulator,
     scatter_canvas,

@@ -277,7 +277,7 @@ class GridTiffWriter:
         count: bands (embedding dimensions or PCA components).
         crs: the output CRS (the source raster's).
         transform: the chip-resolution transform
-            (:meth:`~geossl.export.chips.ChipGrid.cell_transform`).
+            (:meth:`~geossl.embed.chips.ChipGrid.cell_transform`).
         descriptions: one name per band.
         tags: metadata tags (strings).
         compress: GDAL compression (``"deflate"`` with the floating-point predictor by default;

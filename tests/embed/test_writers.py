@@ -15,7 +15,7 @@ import rasterio
 import shapely
 from affine import Affine
 
-from geossl.export.writers import (
+from geossl.embed.writers import (
     GEOSSL_METADATA_KEY,
     GeoParquetWriter,
     GridTiffWriter,

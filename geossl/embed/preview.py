@@ -6,7 +6,7 @@ colours of two previews can be compared. The preview maps the first three princi
 red, green and blue, each stretched linearly from its 2nd to its 98th percentile over the run
 (:func:`stretch_to_uint8`).
 
-* Rasters: one pixel per chip (the chip grid, :meth:`~geossl.export.chips.ChipGrid.cell_transform`),
+* Rasters: one pixel per chip (the chip grid, :meth:`~geossl.embed.chips.ChipGrid.cell_transform`),
   written as a georeferenced RGB GeoTIFF and as a PNG enlarged with nearest-neighbour sampling so
   that its longer side is at least 512 pixels; skipped chips are transparent (PNG) or masked
   (GeoTIFF).
@@ -17,14 +17,23 @@ red, green and blue, each stretched linearly from its 2nd to its 98th percentile
 
 from __future__ import annotations
 
+import json
 import math
 import os
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from affine import Affine
+
+from geossl.embed.plan import OutputPlan
+from geossl.embed.sources import RasterSource, Source
+from geossl.embed.writers import GEOSSL_METADATA_KEY, GridTiffWriter, read_grid_rows
+from geossl.utils.io import atomic_output
 
 __all__ = [
     "PCA",
@@ -282,3 +291,143 @@ def write_preview(
         dst.write_mask(alpha)
         if tags:
             dst.update_tags(**tags)
+
+
+#: Percentiles of the PCA scores mapped to 0 and 255 in the previews.
+_STRETCH = (2.0, 98.0)
+
+
+def _write_previews(
+    stack: ExitStack,
+    sources: Sequence[Source],
+    plan: OutputPlan,
+    scores: list[Any],
+    pca: PCA,
+    metadata: Mapping[str, Any],
+) -> list[Path]:
+    """Stretch the PCA scores with run-wide percentiles and write each source's preview."""
+    finite = [
+        s.reshape(-1, 3) if isinstance(src, RasterSource) else s[2]
+        for src, s in zip(sources, scores, strict=True)
+    ]
+    values = np.concatenate(finite) if finite else np.empty((0, 3), np.float32)
+    values = values[np.isfinite(values).all(axis=1)]
+    if len(values):
+        low, high = np.percentile(values, _STRETCH, axis=0)
+    else:
+        low, high = np.zeros(3), np.ones(3)
+    tags = {
+        GEOSSL_METADATA_KEY: json.dumps(
+            {
+                **metadata,
+                "preview": {
+                    "components": [1, 2, 3],
+                    "explained_variance_ratio": pca.explained_variance_ratio[:3].tolist(),
+                    "stretch_percentiles": list(_STRETCH),
+                    "pca_samples": pca.num_samples,
+                },
+            }
+        )
+    }
+    written: list[Path] = []
+    for source, score, (png, tif) in zip(sources, scores, plan.previews, strict=True):
+        if isinstance(source, RasterSource):
+            valid = np.isfinite(score).all(axis=-1)
+            rgb = stretch_to_uint8(score, low, high).transpose(2, 0, 1)
+            crs: Any = source.crs
+            transform = source.grid.cell_transform(source.transform)
+        else:
+            lon, lat, vals = score
+            rgb, valid, transform = scatter_canvas(lon, lat, stretch_to_uint8(vals, low, high))
+            crs = "EPSG:4326"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        png_tmp = stack.enter_context(atomic_output(png))
+        tif_tmp = stack.enter_context(atomic_output(tif))
+        write_preview(
+            rgb, valid, png=png_tmp, geotiff=tif_tmp, crs=crs, transform=transform, tags=tags
+        )
+        written += [png, tif]
+    return written
+
+
+def _scores_from_parquet(path: Path, sources: Sequence[Source], pca: PCA) -> list[Any]:
+    """PCA scores of every row of the GeoParquet, placed per source."""
+    import pyarrow.parquet as pq
+
+    index: dict[str, int] = {}
+    scores: list[Any] = []
+    fmow: dict[int, list[npt.NDArray[Any]]] = {}
+    for i, source in enumerate(sources):
+        if isinstance(source, RasterSource):
+            index[str(source.path)] = i
+            scores.append(np.full((source.grid.n_rows, source.grid.n_cols, 3), np.nan, np.float32))
+        else:
+            index.update({str(image): i for image in source.images})
+            scores.append(None)
+            fmow[i] = []
+    columns = ["source", "col_off", "row_off", "lon", "lat", "embedding"]
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=columns):
+        names = batch.column(0).to_pylist()
+        emb = batch.column(5).flatten().to_numpy().reshape(len(batch), -1)
+        projected = pca.transform(emb)[:, :3]
+        col_off = batch.column(1).to_numpy()
+        row_off = batch.column(2).to_numpy()
+        lon = batch.column(3).to_numpy(zero_copy_only=False)
+        lat = batch.column(4).to_numpy(zero_copy_only=False)
+        owners = np.array([index[name] for name in names])
+        for i in np.unique(owners):
+            sel = owners == i
+            source = sources[i]
+            if isinstance(source, RasterSource):
+                stride = source.grid.stride
+                scores[i][row_off[sel] // stride, col_off[sel] // stride] = projected[sel]
+            else:
+                fmow[i].append(np.column_stack([lon[sel], lat[sel], projected[sel]]))
+    for i, parts in fmow.items():
+        table = np.concatenate(parts) if parts else np.empty((0, 5))
+        scores[i] = (table[:, 0], table[:, 1], table[:, 2:5].astype(np.float32))
+    return scores
+
+
+def _scores_from_grid(path: Path, source: RasterSource, pca: PCA) -> npt.NDArray[np.float32]:
+    """PCA scores of a chip-grid GeoTIFF (full embeddings), ``[n_rows, n_cols, 3]``."""
+    grid = source.grid
+    scores = np.full((grid.n_rows, grid.n_cols, 3), np.nan, np.float32)
+    for row0, values in read_grid_rows(path):
+        count, rows, cols = values.shape
+        flat = values.reshape(count, -1).T
+        ok = np.isfinite(flat).all(axis=1)
+        out = np.full((len(flat), 3), np.nan, np.float32)
+        if ok.any():
+            out[ok] = pca.transform(flat[ok])[:, :3]
+        scores[row0 : row0 + rows] = out.reshape(rows, cols, 3)
+    return scores
+
+
+def _reduce_grid(
+    src: Path, dst: Path, source: RasterSource, pca: PCA, tags: dict[str, str]
+) -> None:
+    """Write the PCA scores of a full chip-grid GeoTIFF as a new one."""
+    k = len(pca.components)
+    grid = source.grid
+    writer = GridTiffWriter(
+        dst,
+        n_rows=grid.n_rows,
+        n_cols=grid.n_cols,
+        count=k,
+        crs=source.crs,
+        transform=grid.cell_transform(source.transform),
+        descriptions=[f"pc_{i + 1}" for i in range(k)],
+        tags=tags,
+    )
+    try:
+        for row0, values in read_grid_rows(src):
+            count, _, cols = values.shape
+            flat = values.reshape(count, -1).T
+            ok = np.isfinite(flat).all(axis=1)
+            rr, cc = np.divmod(np.flatnonzero(ok), cols)
+            writer.write(rr + row0, cc, pca.transform(flat[ok]))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()

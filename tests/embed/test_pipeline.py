@@ -1,9 +1,8 @@
-"""``embed_rasters`` and ``geossl embed`` end to end, on generated and real rasters."""
+"""``embed_rasters`` end to end, on generated and real rasters."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,34 +21,18 @@ from rasterio.warp import transform_geom
 from torch import nn
 
 from geossl import __version__
-from geossl.cli import main
-from geossl.export.chips import ChipGrid
-from geossl.export.embed import EmbedReport, describe_pooling, embed_rasters, output_paths
-from geossl.export.sources import find_sources
+from geossl.embed import find_sources, output_paths
+from geossl.embed.chips import ChipGrid
 from geossl.synthetic.fmow import generate_fmow_sample
-from tests.export.embed_helpers import (
-    IDENTITY,
+from tests.embed.embed_helpers import (
+    POS_SCALE,
     UTM_TRANSFORM,
-    BandMean,
+    output_files,
     position_raster,
     real_scenes,
+    run_embed,
     write_raster,
 )
-
-POS_SCALE = 1 / 1024  # position_raster values to [0, 1]
-
-
-def _embed(inputs: list[Path], output: Path, **kwargs: Any) -> EmbedReport:
-    options: dict[str, Any] = {
-        "mean": IDENTITY["mean"],
-        "std": IDENTITY["std"],
-        "scale": POS_SCALE,
-        "chip_size": 8,
-        "progress": False,
-        **kwargs,
-    }
-    model = options.pop("model", BandMean())
-    return embed_rasters(model, inputs, output, **options)
 
 
 def _extent_lonlat(path: Path) -> shapely.Geometry:
@@ -63,10 +46,6 @@ def _extent_lonlat(path: Path) -> shapely.Geometry:
     )
 
 
-def _files(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-
-
 # --------------------------------------------------------------------------------------------------
 # GeoTIFF: one pixel per chip, the right place
 # --------------------------------------------------------------------------------------------------
@@ -78,7 +57,7 @@ def test_geotiff_pixels_are_the_chips_at_the_right_place(
 ) -> None:
     raster = position_raster(tmp_path / "pos.tif", width=40, height=24)
     out = tmp_path / "grid"
-    report = _embed([raster], out, fmt="geotiff", chip_size=chip, stride=stride, max_nodata=1.0)
+    report = run_embed([raster], out, fmt="geotiff", chip_size=chip, stride=stride, max_nodata=1.0)
     grid = ChipGrid(40, 24, chip, stride)
     assert report.outputs == [out / "pos.tif"]
     assert report.num_chips == report.num_embedded == grid.num_chips
@@ -116,7 +95,7 @@ def test_nodata_chips_are_skipped_and_counted(tmp_path: Path) -> None:
     data[:, :8, 8:13] = 0  # chip (0, 1): 5 of 8 columns nodata (62.5 %)
     data[:, 8:, 16:19] = 0  # chip (1, 2): 3 of 8 columns nodata (37.5 %)
     raster = write_raster(tmp_path / "nd.tif", data, nodata=0)
-    report = _embed([raster], tmp_path / "grid", fmt="geotiff", scale=1 / 255)
+    report = run_embed([raster], tmp_path / "grid", fmt="geotiff", scale=1 / 255)
     assert report.num_chips == 8
     assert report.num_skipped_nodata == 3
     assert report.num_embedded == 5
@@ -126,9 +105,9 @@ def test_nodata_chips_are_skipped_and_counted(tmp_path: Path) -> None:
     assert skipped.tolist() == [[True, True, False, False], [True, False, False, False]]
     # Nodata pixels become the band mean (0 after normalisation): the kept chip averages 5/8.
     assert grid[1, 2] == pytest.approx(200 / 255 * 5 / 8, rel=1e-5)
-    strict = _embed([raster], tmp_path / "strict.parquet", scale=1 / 255, max_nodata=0.0)
+    strict = run_embed([raster], tmp_path / "strict.parquet", scale=1 / 255, max_nodata=0.0)
     assert (strict.num_embedded, strict.num_skipped_nodata) == (4, 4)
-    everything = _embed([raster], tmp_path / "all.parquet", scale=1 / 255, max_nodata=1.0)
+    everything = run_embed([raster], tmp_path / "all.parquet", scale=1 / 255, max_nodata=1.0)
     assert everything.num_embedded == 8
 
 
@@ -143,7 +122,7 @@ def test_geoparquet_rows_footprints_and_metadata(tmp_path: Path) -> None:
     )
     out = tmp_path / "out" / "emb.parquet"
     info = {"sha256": "1a2b3c4d", "backbone": "stand-in", "method": "tp_geo"}
-    report = _embed([raster], out, max_nodata=1.0, model_info=info, bands=[1, 2, 3])
+    report = run_embed([raster], out, max_nodata=1.0, model_info=info, bands=[1, 2, 3])
     assert report.outputs == [out]
     assert report.output_bytes == out.stat().st_size
     assert report.embedding_dim == 3
@@ -188,7 +167,7 @@ def test_geoparquet_is_readable_through_gdal(tmp_path: Path) -> None:
         )
     raster = position_raster(tmp_path / "pos.tif")
     out = tmp_path / "emb.parquet"
-    _embed([raster], out)
+    run_embed([raster], out)
     frame = pyogrio.read_dataframe(out)
     assert frame.crs.to_epsg() == 4326
     assert len(frame) == 15
@@ -266,7 +245,7 @@ def test_geoparquet_metadata_is_valid_geoparquet_1_1(tmp_path: Path) -> None:
     fiji = Affine(1000.0, 0.0, 820_000.0, 0.0, -1000.0, 100_000.0)  # 180 E at x ~ 833 km
     b = position_raster(tmp_path / "b.tif", crs="EPSG:32660", transform=fiji)
     out = tmp_path / "emb.parquet"
-    _embed([a, b], out, max_nodata=1.0)
+    run_embed([a, b], out, max_nodata=1.0)
     geo = _check_geoparquet(out)
     assert geo["columns"]["geometry"]["geometry_types"] == ["MultiPolygon", "Polygon"]
     assert geo["columns"]["geometry"]["bbox"][0] == pytest.approx(-180.0)
@@ -282,7 +261,7 @@ def test_empty_geoparquet_metadata_is_valid(tmp_path: Path) -> None:
     raster = write_raster(tmp_path / "empty.tif", data, nodata=0)
     out = tmp_path / "empty.parquet"
     with pytest.warns(UserWarning, match="no preview"):
-        report = _embed([raster], out, scale=1 / 255)
+        report = run_embed([raster], out, scale=1 / 255)
     assert report.num_embedded == 0
     geo = json.loads(pq.read_metadata(out).metadata[b"geo"])
     assert [e.message for e in _geoparquet_validator().iter_errors(geo)] == []
@@ -290,36 +269,8 @@ def test_empty_geoparquet_metadata_is_valid(tmp_path: Path) -> None:
     assert "bbox" not in geo["columns"]["geometry"]
 
 
-def test_batches_across_blocks_and_workers_give_the_same_rows(tmp_path: Path) -> None:
-    data = np.random.default_rng(0).integers(1, 255, size=(3, 50, 70), dtype=np.uint8)
-    data[:, 20:40, 10:50] = 0
-    raster = write_raster(tmp_path / "r.tif", data, nodata=0)
-    a = _embed([raster], tmp_path / "a.parquet", scale=1 / 255, batch_size=3, workers=2)
-    b = _embed([raster], tmp_path / "b.parquet", scale=1 / 255, batch_size=1000, workers=0)
-    assert a.num_embedded == b.num_embedded > 0
-    assert a.num_skipped_nodata == b.num_skipped_nodata > 0
-    ta, tb = pq.read_table(tmp_path / "a.parquet"), pq.read_table(tmp_path / "b.parquet")
-    assert ta.drop(["embedding"]).equals(tb.drop(["embedding"]))
-    np.testing.assert_allclose(
-        np.stack(ta["embedding"].to_numpy(zero_copy_only=False)),
-        np.stack(tb["embedding"].to_numpy(zero_copy_only=False)),
-        rtol=1e-6,
-    )
-
-
-def test_max_chips_stops_early(tmp_path: Path) -> None:
-    raster = position_raster(tmp_path / "pos.tif")  # 15 chips of 8 x 8
-    other = position_raster(tmp_path / "other.tif")
-    report = _embed([raster, other], tmp_path / "e.parquet", max_chips=17)
-    assert report.num_chips == report.num_embedded == 17
-    assert pq.read_table(tmp_path / "e.parquet")["source"].to_pylist()[-2:] == [str(other)] * 2
-    report = _embed([raster], tmp_path / "grid", fmt="geotiff", max_chips=2)
-    with rasterio.open(tmp_path / "grid" / "pos.tif") as src:
-        assert np.isfinite(src.read(1)).sum() == 2
-
-
 # --------------------------------------------------------------------------------------------------
-# real rasters in three CRSs, a real timm model
+# real rasters in three CRSs
 # --------------------------------------------------------------------------------------------------
 
 
@@ -327,7 +278,7 @@ def test_real_scenes_geoparquet_covers_each_raster(tmp_path: Path) -> None:
     scenes = real_scenes()
     out = tmp_path / "real.parquet"
     with pytest.warns(UserWarning, match=r"landsat8.*uint16 data with scale"):
-        report = _embed(
+        report = run_embed(
             [scenes], out, scale=1 / 255, chip_size=128, max_nodata=1.0, workers=2, batch_size=32
         )
     frame = gpd.read_parquet(out)
@@ -351,7 +302,7 @@ def test_real_scenes_geoparquet_covers_each_raster(tmp_path: Path) -> None:
 def test_real_scenes_geotiff_keep_their_crs(tmp_path: Path) -> None:
     scenes = real_scenes()
     out = tmp_path / "grids"
-    _embed([scenes], out, fmt="geotiff", scale=1 / 65535, chip_size=256, max_nodata=1.0)
+    run_embed([scenes], out, fmt="geotiff", scale=1 / 65535, chip_size=256, max_nodata=1.0)
     for name, epsg in [
         ("aerial_0p6m_epsg3857", 3857),
         ("landsat7_rgb_byte", 32618),
@@ -373,29 +324,6 @@ def test_real_scenes_geotiff_keep_their_crs(tmp_path: Path) -> None:
             assert preview.dtypes[0] == "uint8"
 
 
-def test_a_timm_backbone(tmp_path: Path) -> None:
-    timm = pytest.importorskip("timm")
-    model = timm.create_model("test_resnet", num_classes=0)  # timm's tiny ResNet for tests
-    assert describe_pooling(model) == "avg"
-    raster = write_raster(tmp_path / "rgb.tif", np.full((3, 48, 64), 120, np.uint8))
-    report = embed_rasters(
-        model,
-        [raster],
-        tmp_path / "e.parquet",
-        mean=[0.485, 0.456, 0.406],
-        std=[0.229, 0.224, 0.225],
-        scale=1 / 255,
-        chip_size=32,
-        progress=False,
-    )
-    assert report.embedding_dim == model.num_features
-    assert report.num_embedded == 4
-    assert not model.training
-    meta = json.loads(pq.read_schema(tmp_path / "e.parquet").metadata[b"geossl"])
-    assert meta["pooling"] == "avg"
-    assert meta["precision"] == "fp32"
-
-
 # --------------------------------------------------------------------------------------------------
 # PCA, previews
 # --------------------------------------------------------------------------------------------------
@@ -404,8 +332,8 @@ def test_a_timm_backbone(tmp_path: Path) -> None:
 def test_pca_bands_are_the_projection_of_the_embeddings(tmp_path: Path) -> None:
     data = np.random.default_rng(1).integers(0, 255, size=(3, 40, 48), dtype=np.uint8)
     raster = write_raster(tmp_path / "r.tif", data)
-    _embed([raster], tmp_path / "full", fmt="geotiff", scale=1 / 255)
-    report = _embed([raster], tmp_path / "pca", fmt="geotiff", scale=1 / 255, pca=2)
+    run_embed([raster], tmp_path / "full", fmt="geotiff", scale=1 / 255)
+    report = run_embed([raster], tmp_path / "pca", fmt="geotiff", scale=1 / 255, pca=2)
     with rasterio.open(tmp_path / "full" / "r.tif") as src:
         full = src.read().reshape(3, -1).T.astype(np.float64)
     with rasterio.open(tmp_path / "pca" / "r.tif") as src:
@@ -421,13 +349,7 @@ def test_pca_bands_are_the_projection_of_the_embeddings(tmp_path: Path) -> None:
         corr = np.corrcoef(reference, reduced[:, k])[0, 1]
         assert abs(corr) == pytest.approx(1.0, abs=1e-5)
     assert report.outputs == [tmp_path / "pca" / "r.tif"]
-    assert _files(tmp_path / "pca") == ["preview/r.png", "preview/r.tif", "r.tif"]
-
-
-def test_pca_needs_geotiff(tmp_path: Path) -> None:
-    raster = position_raster(tmp_path / "pos.tif")
-    with pytest.raises(ValueError, match=r"--pca .* needs --format geotiff"):
-        _embed([raster], tmp_path / "e.parquet", pca=4)
+    assert output_files(tmp_path / "pca") == ["preview/r.png", "preview/r.tif", "r.tif"]
 
 
 def test_preview_files(tmp_path: Path) -> None:
@@ -435,7 +357,7 @@ def test_preview_files(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     b = position_raster(tmp_path / "sub" / "a.tif", crs="EPSG:32633")
     out = tmp_path / "emb.parquet"
-    report = _embed([a, b], out)
+    report = run_embed([a, b], out)
     folder = tmp_path / "emb_preview"
     assert report.previews == [
         folder / "a.png",
@@ -449,7 +371,7 @@ def test_preview_files(tmp_path: Path) -> None:
         assert (preview.height, preview.width) == (3, 5)
         meta = json.loads(preview.tags()["geossl"])
     assert meta["preview"]["components"] == [1, 2, 3]
-    assert _embed([a], tmp_path / "quiet.parquet", preview=False).previews == []
+    assert run_embed([a], tmp_path / "quiet.parquet", preview=False).previews == []
     assert not (tmp_path / "quiet_preview").exists()
 
 
@@ -464,7 +386,7 @@ def test_fmow_folder_one_row_per_image(tmp_path: Path) -> None:
     broken = next(root.glob("train/*/*/*_rgb.json"))
     broken.write_text("{")
     out = tmp_path / "fmow.parquet"
-    report = _embed([root], out, scale=1 / 255, chip_size=16)
+    report = run_embed([root], out, scale=1 / 255, chip_size=16)
     images = sorted(root.glob("*/**/*_rgb.jpg"))
     assert report.num_chips == len(images)
     assert report.skipped_invalid == {"invalid json": 1}
@@ -479,29 +401,12 @@ def test_fmow_folder_one_row_per_image(tmp_path: Path) -> None:
     with rasterio.open(report.previews[1]) as preview:
         assert preview.crs.to_epsg() == 4326
     with pytest.raises(ValueError, match="fmow: fMoW folders give one embedding per image"):
-        _embed([root], tmp_path / "grid", fmt="geotiff")
+        run_embed([root], tmp_path / "grid", fmt="geotiff")
 
 
 # --------------------------------------------------------------------------------------------------
-# outputs: overwrite, atomicity, bad arguments
+# outputs: atomicity
 # --------------------------------------------------------------------------------------------------
-
-
-def test_existing_outputs_need_overwrite(tmp_path: Path) -> None:
-    raster = position_raster(tmp_path / "pos.tif")
-    out = tmp_path / "e.parquet"
-    _embed([raster], out)
-    with pytest.raises(FileExistsError, match=r"e\.parquet exists; pass --overwrite"):
-        _embed([raster], out)
-    report = _embed([raster], out, overwrite=True, max_chips=3)
-    assert len(gpd.read_parquet(out)) == 3 == report.num_embedded
-    _embed([raster], tmp_path / "grid", fmt="geotiff")
-    with pytest.raises(FileExistsError, match=r"grid/pos.tif exists"):
-        _embed([raster], tmp_path / "grid", fmt="geotiff")
-    with pytest.raises(FileExistsError, match="is a file"):
-        _embed([raster], out, fmt="geotiff", overwrite=True)
-    with pytest.raises(FileExistsError, match="is a folder"):
-        _embed([raster], tmp_path / "grid", overwrite=True)
 
 
 class Interrupted(nn.Module):
@@ -524,138 +429,9 @@ def test_an_interrupted_run_leaves_no_file(tmp_path: Path, fmt: str) -> None:
     (tmp_path / "in").mkdir()
     raster = position_raster(tmp_path / "in" / "pos.tif")
     out = tmp_path / "out" / ("e.parquet" if fmt == "geoparquet" else "grid")
-    _embed([raster], out, fmt=fmt, max_chips=2)  # a previous result, to be kept
+    run_embed([raster], out, fmt=fmt, max_chips=2)  # a previous result, to be kept
     before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     with pytest.raises(KeyboardInterrupt):
-        _embed([raster], out, fmt=fmt, model=Interrupted(3), batch_size=2, overwrite=True)
+        run_embed([raster], out, fmt=fmt, model=Interrupted(3), batch_size=2, overwrite=True)
     after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert after == before  # no temporary file left, the old outputs untouched
-
-
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_damaged_raster_is_a_one_line_error_naming_it(tmp_path: Path, workers: int) -> None:
-    data = np.random.default_rng(0).integers(1, 255, size=(3, 64, 64), dtype=np.uint8)
-    good = write_raster(tmp_path / "good.tif", data, compress="deflate")
-    damaged = tmp_path / "damaged.tif"
-    damaged.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])  # header, half the tiles
-    out = tmp_path / "out" / "e.parquet"
-    with pytest.raises(ValueError, match=r"damaged\.tif: cannot read chip row \d") as info:
-        _embed([damaged], out, scale=1 / 255, chip_size=16, workers=workers)
-    assert "\n" not in str(info.value)
-    assert "IReadBlock failed" in str(info.value)  # GDAL's reason, not "see previous exception"
-    assert _files(tmp_path / "out") == []
-
-
-def test_model_output_must_be_pooled(tmp_path: Path) -> None:
-    class FeatureMap(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x
-
-    raster = position_raster(tmp_path / "pos.tif")
-    with pytest.raises(ValueError, match=r"pooled features \[B, D\]"):
-        _embed([raster], tmp_path / "e.parquet", model=FeatureMap())
-    assert not (tmp_path / "e.parquet").exists()
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"fmt": "zarr"}, "unknown format 'zarr'"),
-        ({"chip_size": 0}, "chip_size must be at least 1"),
-        ({"stride": 0}, "stride must be at least 1"),
-        ({"max_nodata": 1.5}, r"max_nodata must be in \[0, 1\]"),
-        ({"std": [1.0, 0.0, 1.0]}, "std and scale must be positive"),
-        ({"mean": [0.0, 0.0]}, "one value per band"),
-        ({"max_chips": 0}, "max_chips must be at least 1"),
-    ],
-)
-def test_bad_arguments(tmp_path: Path, kwargs: dict[str, Any], match: str) -> None:
-    raster = position_raster(tmp_path / "pos.tif")
-    with pytest.raises(ValueError, match=match):
-        _embed([raster], tmp_path / "e.parquet", **kwargs)
-
-
-# --------------------------------------------------------------------------------------------------
-# the command line
-# --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def weights(tmp_path: Path) -> Path:
-    pytest.importorskip("geossl.weights", reason="geossl.weights not available")
-    timm = pytest.importorskip("timm")
-    path = tmp_path / "test_resnet.pth"
-    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), path)
-    return path
-
-
-def test_cli_embed(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    raster = write_raster(tmp_path / "rgb.tif", np.full((3, 40, 40), 90, np.uint8))
-    out = tmp_path / "e.parquet"
-    args = ["embed", "--weights", str(weights), "--backbone", "test_resnet", str(raster)]
-    main([*args, "--output", str(out), "--chip-size", "32", "--stride", "16", "--workers", "1"])
-    summary = capsys.readouterr().out
-    assert "embedded 4 of 4 chips from 1 source(s)" in summary
-    assert "chips/s" in summary
-    assert str(out) in summary
-    meta = json.loads(pq.read_schema(out).metadata[b"geossl"])
-    assert meta["model"]["backbone"] == "test_resnet"
-    assert meta["model"]["sha256"]
-    assert (meta["chip_size"], meta["stride"]) == (32, 16)
-    with pytest.raises(SystemExit) as info:
-        main([*args, "--output", str(out), "--chip-size", "32"])
-    assert info.value.code == 2
-    assert capsys.readouterr().err.strip() == (
-        f"geossl: error: {out} exists; pass --overwrite to replace it"
-    )
-
-
-def _four_bands(path: Path) -> None:
-    write_raster(path, np.zeros((4, 8, 8), np.uint16))  # uint8 would be RGBA (alpha left out)
-
-
-def _no_crs(path: Path) -> None:
-    write_raster(path, np.zeros((3, 8, 8), np.uint8), crs=None)
-
-
-def _text(path: Path) -> None:
-    path.write_text("not a raster")
-
-
-def _rgb(path: Path) -> None:
-    write_raster(path, np.zeros((3, 8, 8), np.uint8))
-
-
-@pytest.mark.parametrize(
-    ("make", "extra", "message"),
-    [
-        (_four_bands, [], "the raster has 4 band(s) but the weights take 3"),
-        (_no_crs, [], "the raster has no CRS"),
-        (_text, [], "not a raster that GDAL can read"),
-        (_rgb, ["--bands", "3,x"], "--bands takes band indexes"),
-    ],
-)
-def test_cli_errors_are_one_line_naming_the_file(
-    tmp_path: Path,
-    weights: Path,
-    capsys: pytest.CaptureFixture[str],
-    make: Callable[[Path], None],
-    extra: list[str],
-    message: str,
-) -> None:
-    path = tmp_path / "input.tif"
-    make(path)
-    with pytest.raises(SystemExit) as info:
-        main(
-            [
-                *("embed", "--weights", str(weights), "--backbone", "test_resnet", str(path)),
-                *("--output", str(tmp_path / "e.parquet"), *extra),
-            ]
-        )
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0
-    assert err.startswith("geossl: error:")
-    assert message in err
-    if "--bands" not in extra:
-        assert str(path) in err

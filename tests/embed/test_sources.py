@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-import shapely
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 
-from geossl.export.sources import (
+from geossl.embed.sources import (
     FMoWSource,
     RasterSource,
     find_sources,
     fmow_split_folders,
     raster_datetime,
-    read_fmow_item,
 )
 from geossl.synthetic.fmow import generate_fmow_sample
-from tests.export.embed_helpers import real_scenes, write_raster
+from tests.embed.embed_helpers import real_scenes, write_raster
 
 RGB = np.full((3, 20, 30), 100, np.uint8)
 
@@ -185,44 +182,6 @@ def test_fmow_layout_is_detected(fmow_root: Path, tmp_path: Path) -> None:
         _find([fmow_root], bands=[4, 3, 2], fmow_product="rgb")
     with pytest.raises(ValueError, match=r"_rgb\.jpg: the image has 3 band\(s\) but the weights"):
         _find([fmow_root], in_chans=4, fmow_product="rgb")
-
-
-def test_read_fmow_item(fmow_root: Path) -> None:
-    (source,) = _find([fmow_root])
-    assert isinstance(source, FMoWSource)
-    image = source.images[0]
-    item = read_fmow_item(image, 16, None, 1 / 255)
-    assert not isinstance(item, str)
-    meta = json.loads(image.with_suffix(".json").read_text())
-    assert item.pixels.shape == (3, 16, 16)
-    assert item.pixels.min() >= 0.0
-    assert item.pixels.max() <= 1.0
-    assert item.footprint.equals(shapely.from_wkt(meta["raw_location"]))
-    assert item.datetime == datetime.fromisoformat(meta["timestamp"].replace("Z", "+00:00"))
-    assert item.crs is None  # a JPEG
-
-
-def test_read_fmow_item_reasons(fmow_root: Path, tmp_path: Path) -> None:
-    (source,) = _find([fmow_root])
-    assert isinstance(source, FMoWSource)
-    image = tmp_path / "x_0_rgb.jpg"
-    image.write_bytes(source.images[0].read_bytes())
-    meta = json.loads(source.images[0].with_suffix(".json").read_text())
-    json_path = image.with_suffix(".json")
-    json_path.write_text("{not json")
-    assert read_fmow_item(image, 16, None, 1 / 255) == "invalid json"
-    json_path.write_text(json.dumps({**meta, "raw_location": "POLYGON EMPTY"}))
-    assert read_fmow_item(image, 16, None, 1 / 255) == "no footprint"
-    # A footprint across the antimeridian becomes a MultiPolygon within [-180, 180].
-    wkt = "POLYGON ((179.99 -17, 180.01 -17, 180.01 -17.01, 179.99 -17.01, 179.99 -17))"
-    json_path.write_text(json.dumps({**meta, "raw_location": wkt}))
-    item = read_fmow_item(image, 16, None, 1 / 255)
-    assert not isinstance(item, str)
-    assert isinstance(item.footprint, shapely.MultiPolygon)
-    assert item.footprint.area == pytest.approx(0.02 * 0.01)
-    image.write_bytes(b"\xff\xd8 truncated")
-    json_path.write_text(json.dumps(meta))
-    assert read_fmow_item(image, 16, None, 1 / 255) == "unreadable image"
 
 
 def _vrt(path: Path, source: Path, width: int, height: int) -> Path:

@@ -1,4 +1,4 @@
-"""Helpers for the embedding tests: small generated rasters and a transparent stand-in model."""
+"""Helpers for the embedding tests: small generated rasters, a transparent stand-in model, a run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import rasterio
 import torch
 from affine import Affine
 from torch import nn
+
+from geossl.embed import EmbedOptions, EmbedReport, embed_rasters
 
 REAL_SCENES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "scenes"
 
@@ -87,3 +89,29 @@ def real_scenes() -> Path:
     if not REAL_SCENES.is_dir():
         pytest.skip(f"real data not found at {REAL_SCENES} (CI has it at ../shared/data/real)")
     return REAL_SCENES
+
+
+#: position_raster values to [0, 1].
+POS_SCALE = 1 / 1024
+
+#: Arguments of :func:`run_embed` that go to ``embed_rasters`` itself, not to its options.
+_CALL_ARGUMENTS = ("mean", "std", "scale", "model_info")
+
+
+def run_embed(inputs: list[Path], output: Path, **kwargs: Any) -> EmbedReport:
+    """``embed_rasters`` with the tests' defaults: BandMean, identity normalisation, 8 px chips.
+
+    ``model``, ``mean``, ``std``, ``scale`` and ``model_info`` go to the call, every other keyword
+    to :class:`~geossl.embed.EmbedOptions`.
+    """
+    model = kwargs.pop("model", None) or BandMean()
+    call: dict[str, Any] = {"mean": IDENTITY["mean"], "std": IDENTITY["std"], "scale": POS_SCALE}
+    options: dict[str, Any] = {"chip_size": 8, "progress": False}
+    for key, value in kwargs.items():
+        (call if key in _CALL_ARGUMENTS else options)[key] = value
+    return embed_rasters(model, inputs, output, options=EmbedOptions(**options), **call)
+
+
+def output_files(folder: Path) -> list[str]:
+    """The files under ``folder``, as sorted relative POSIX paths."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())

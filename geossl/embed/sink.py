@@ -1,0 +1,118 @@
+"""Route embedded blocks to the GeoParquet writer or to the chip-grid GeoTIFF writers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from geossl.embed.chips import ChipBlock
+from geossl.embed.preview import PCA
+from geossl.embed.sources import RasterSource, Source
+from geossl.embed.writers import GEOSSL_METADATA_KEY, GeoParquetWriter, GridTiffWriter
+
+
+class _Sink:
+    """Route embedded blocks to the GeoParquet writer or to one GeoTIFF writer per raster.
+
+    Blocks arrive in source order; a GeoTIFF is completed (NaN where no chip was embedded) when the
+    first block of a later source arrives, or at :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        grids: Sequence[Path],
+        dim: int,
+        metadata: dict[str, Any],
+        *,
+        parquet: Path | None,
+        compress: bool,
+    ) -> None:
+        self.sources = sources
+        self.grids = grids
+        self.dim = dim
+        self.metadata = metadata
+        self.compress = compress
+        self.parquet = GeoParquetWriter(parquet, dim, metadata) if parquet is not None else None
+        self.writer: GridTiffWriter | None = None
+        self.current = -1
+
+    def _advance(self, to: int) -> None:
+        """Complete the GeoTIFF of the current source and of the sources up to ``to``."""
+        while self.current < to:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+            self.current += 1
+            if self.current >= len(self.grids):
+                continue
+            source = self.sources[self.current]
+            if not isinstance(source, RasterSource):  # pragma: no cover - rejected upfront
+                raise TypeError(f"{source.name}: only rasters have a chip grid")
+            self.writer = GridTiffWriter(
+                self.grids[self.current],
+                n_rows=source.grid.n_rows,
+                n_cols=source.grid.n_cols,
+                count=self.dim,
+                crs=source.crs,
+                transform=source.grid.cell_transform(source.transform),
+                descriptions=[f"embedding_{d}" for d in range(self.dim)],
+                tags=_tiff_tags(self.metadata, source),
+                compress="deflate" if self.compress else None,
+            )
+
+    def write(self, block: ChipBlock) -> None:
+        """Write the embedded chips of ``block``."""
+        embeddings = block.embeddings
+        if embeddings is None or (self.parquet is not None and block.items is None):
+            raise ValueError("internal error: a block without embeddings or row data")
+        if self.parquet is not None and block.items is not None:
+            items = block.items
+            self.parquet.write(
+                source=items["source"],
+                crs=items["crs"],
+                windows=block.windows,
+                lon=items["lon"],
+                lat=items["lat"],
+                times=items["times"],
+                nodata_fraction=block.nodata_fraction,
+                embeddings=embeddings,
+                footprints=items["footprints"],
+            )
+            return
+        self._advance(block.source)
+        if self.writer is not None:
+            self.writer.write(block.rows, block.cols, embeddings)
+
+    def close(self) -> None:
+        """Complete every output."""
+        if self.parquet is not None:
+            self.parquet.close()
+            self.parquet = None
+        self._advance(len(self.grids))
+
+    def abort(self) -> None:
+        """Close the open files after an error (their temporary names are removed by the caller)."""
+        if self.parquet is not None:
+            self.parquet.abort()
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def _tiff_tags(
+    metadata: Mapping[str, Any], source: RasterSource, pca: PCA | None = None
+) -> dict[str, str]:
+    """GeoTIFF tags: the run's metadata, the source and (with ``--pca``) the variance kept."""
+    info: dict[str, Any] = {**metadata, "source": str(source.path), "bands": list(source.bands)}
+    if pca is not None:
+        info["pca"] = {
+            "components": len(pca.components),
+            "explained_variance_ratio": pca.explained_variance_ratio.tolist(),
+            "pca_samples": pca.num_samples,
+        }
+    tags = {GEOSSL_METADATA_KEY: json.dumps(info)}
+    if source.datetime is not None:
+        tags["ACQUISITIONDATETIME"] = source.datetime.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return tags

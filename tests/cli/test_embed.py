@@ -1,0 +1,96 @@
+"""``geossl embed``: the command line over ``embed_rasters``, its one-line errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from geossl.cli import main
+from tests.embed.embed_helpers import write_raster
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    pytest.importorskip("geossl.weights", reason="geossl.weights not available")
+    timm = pytest.importorskip("timm")
+    path = tmp_path / "test_resnet.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), path)
+    return path
+
+
+def test_cli_embed(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raster = write_raster(tmp_path / "rgb.tif", np.full((3, 40, 40), 90, np.uint8))
+    out = tmp_path / "e.parquet"
+    args = ["embed", "--weights", str(weights), "--backbone", "test_resnet", str(raster)]
+    main([*args, "--output", str(out), "--chip-size", "32", "--stride", "16", "--workers", "1"])
+    summary = capsys.readouterr().out
+    assert "embedded 4 of 4 chips from 1 source(s)" in summary
+    assert "chips/s" in summary
+    assert str(out) in summary
+    meta = json.loads(pq.read_schema(out).metadata[b"geossl"])
+    assert meta["model"]["backbone"] == "test_resnet"
+    assert meta["model"]["sha256"]
+    assert (meta["chip_size"], meta["stride"]) == (32, 16)
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--output", str(out), "--chip-size", "32"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"geossl: error: {out} exists; pass --overwrite to replace it"
+    )
+
+
+def _four_bands(path: Path) -> None:
+    write_raster(path, np.zeros((4, 8, 8), np.uint16))  # uint8 would be RGBA (alpha left out)
+
+
+def _no_crs(path: Path) -> None:
+    write_raster(path, np.zeros((3, 8, 8), np.uint8), crs=None)
+
+
+def _text(path: Path) -> None:
+    path.write_text("not a raster")
+
+
+def _rgb(path: Path) -> None:
+    write_raster(path, np.zeros((3, 8, 8), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        (_four_bands, [], "the raster has 4 band(s) but the weights take 3"),
+        (_no_crs, [], "the raster has no CRS"),
+        (_text, [], "not a raster that GDAL can read"),
+        (_rgb, ["--bands", "3,x"], "--bands takes band indexes"),
+    ],
+)
+def test_cli_errors_are_one_line_naming_the_file(
+    tmp_path: Path,
+    weights: Path,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], None],
+    extra: list[str],
+    message: str,
+) -> None:
+    path = tmp_path / "input.tif"
+    make(path)
+    with pytest.raises(SystemExit) as info:
+        main(
+            [
+                *("embed", "--weights", str(weights), "--backbone", "test_resnet", str(path)),
+                *("--output", str(tmp_path / "e.parquet"), *extra),
+            ]
+        )
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("geossl: error:")
+    assert message in err
+    if "--bands" not in extra:
+        assert str(path) in err
