@@ -320,7 +320,7 @@ class SpaceNetDataModule(LightningDataModule):
     # ---------------------------------------------------------------------------------------------
 
     @property
-    def in_channels(self) -> int:
+    def in_chans(self) -> int:
         """Bands of the images (the model's ``in_channels``)."""
         if self.collection in SPACENET_BANDS and self.image_product is not None:
             return SPACENET_BANDS[self.collection][self.image_product]

@@ -31,7 +31,7 @@ __all__ = [
     "ChipBlock",
     "ChipGrid",
     "chip_footprints",
-    "normalise_chips",
+    "normalize_chips",
     "read_chip_block",
     "split_antimeridian",
 ]
@@ -151,7 +151,7 @@ class ChipBlock:
         return len(self.rows)
 
 
-def normalise_chips(
+def normalize_chips(
     raw: npt.NDArray[Any],
     valid: npt.NDArray[np.bool_] | None,
     *,

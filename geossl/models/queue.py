@@ -15,7 +15,8 @@ class KeyQueue(nn.Module):
     MoCo (He et al., CVPR 2020, https://arxiv.org/abs/1911.05722) contrasts each query with the
     :math:`K` most recent keys of the momentum encoder. The queue is training state: both ``queue``
     and ``ptr`` are *persistent* buffers, so they are saved in ``state_dict()`` / Lightning
-    checkpoints and restored on resume (lightly's memory bank is not, see ``REFERENCE.md`` 3).
+    checkpoints and restored on resume (lightly's ``MemoryBankModule`` registers its bank
+    with ``persistent=False``).
 
     Under DDP, :meth:`enqueue` first all-gathers the keys of every rank (concatenated in rank
     order, as MoCo's ``concat_all_gather``), so every rank holds the same queue.

@@ -69,7 +69,7 @@ def test_split_small_sets_and_errors() -> None:
 
 def test_spacenet1_batches(sn1: SpaceNetSampleSummary) -> None:
     dm = module(sn1.root)
-    assert dm.in_channels == 3
+    assert dm.in_chans == 3
     dm.setup("fit")
     assert {k: len(v) for k, v in dm.split_indices.items()} == {"train": 4, "val": 2, "test": 2}
     batch = next(iter(dm.train_dataloader()))
@@ -137,7 +137,7 @@ def test_small_chip_is_padded_with_ignore_before_the_crop(sn1: SpaceNetSampleSum
 def test_spacenet2_pan_product(tmp_path: Path) -> None:
     generate_spacenet_sample(tmp_path, collection="spacenet2", tiles=3, products=["PAN"])
     dm = module(tmp_path, collection="spacenet2", image_product="PAN", val_fraction=0.0)
-    assert dm.in_channels == 1
+    assert dm.in_chans == 1
     dm.setup("fit")
     assert dm.val_dataloader() == []
     batch = next(iter(dm.test_dataloader()))
@@ -151,7 +151,7 @@ def test_tiles_collection(sn1: SpaceNetSampleSummary) -> None:
     dm = module(
         sn1.dataset_dir / "train", collection="tiles", image_glob="3band/*.tif", val_fraction=0.0
     )
-    assert dm.in_channels == 3
+    assert dm.in_chans == 3
     dm.setup("fit")
     assert sorted(len(v) for v in dm.split_indices.values()) == [0, 2, 6]
     assert next(iter(dm.train_dataloader()))["image"].shape == (2, 3, 64, 64)

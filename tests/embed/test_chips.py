@@ -14,7 +14,7 @@ from rasterio.warp import transform as warp_transform
 from geossl.embed.chips import (
     ChipGrid,
     chip_footprints,
-    normalise_chips,
+    normalize_chips,
     read_chip_block,
     split_antimeridian,
 )
@@ -116,10 +116,10 @@ def test_read_chip_block_nodata_and_nan(tmp_path: Path) -> None:
     assert valid.sum() == 16 * 12 - 1
 
 
-def test_normalise_chips_formula_and_invalid_pixels() -> None:
+def test_normalize_chips_formula_and_invalid_pixels() -> None:
     raw = np.array([0, 51, 255, 300], dtype=np.uint16).reshape(1, 1, 2, 2).repeat(2, axis=1)
     valid = np.array([[[True, True], [True, False]]])
-    out = normalise_chips(raw, valid, scale=1 / 255, mean=[0.5, 0.2], std=[0.25, 0.5])
+    out = normalize_chips(raw, valid, scale=1 / 255, mean=[0.5, 0.2], std=[0.25, 0.5])
     expected_b0 = (np.clip(np.array([0, 51, 255, 300]) / 255, 0, 1) - 0.5) / 0.25
     expected_b1 = (np.clip(np.array([0, 51, 255, 300]) / 255, 0, 1) - 0.2) / 0.5
     expected_b0[3] = expected_b1[3] = 0.0  # invalid pixel -> the band mean

@@ -280,7 +280,7 @@ def test_preset_parses_and_names_this_task(sn1: SpaceNetSampleSummary, tmp_path:
     )
     assert isinstance(cli.model, SpaceNetSegmentationTask)
     assert cli.model.hparams["model"] == "unet"
-    assert cli.datamodule.in_channels == 3
+    assert cli.datamodule.in_chans == 3
 
 
 # -------------------------------------------------------------------------------------------------

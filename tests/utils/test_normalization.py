@@ -12,7 +12,8 @@ def test_valid_values_become_float_tuples_and_broadcastable_tensors() -> None:
     mean, std = norm.tensors(dtype=torch.float64)
     images = torch.ones(4, 2, 3, 3)
     out = (images - mean) / std
-    assert out[:, 0].eq(0).all() and out[:, 1].eq(-4).all()
+    assert out[:, 0].eq(0).all()
+    assert out[:, 1].eq(-4).all()
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ https://arxiv.org/abs/2103.06122) as a :class:`~geossl.trainers.LossTerm` of
 4. :class:`~geossl.losses.SCRLLoss`, the symmetric BYOL loss averaged over the box pairs.
 
 The term owns its projector, predictor and the projector's EMA copy, updated with the task's
-``momentum`` (SCRL itself uses 0.97 -> 1 on a cosine schedule with LARS, REFERENCE.md 1; geossl
+``momentum`` (SCRL, Roh et al. CVPR 2021, uses 0.97 -> 1 on a cosine schedule with LARS; geossl
 shares the key encoder's momentum, 0.999 by default). The backbones are the task's: SCRL's
 gradient reaches the query backbone through the feature maps, the key backbone is the task's EMA.
 
