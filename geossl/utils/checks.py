@@ -49,10 +49,10 @@ def check_range(
     """
     if low is None and high is None:
         raise ValueError("check_range needs low, high or both")
+    # Each bound is tested as "value is inside" (not "value is outside"): NaN is inside nothing.
     above = low is None or (value > low if low_open else value >= low)
     below = high is None or (value < high if high_open else value <= high)
-    # ``not (x >= low)`` rather than ``x < low`` so that NaN fails.
-    if not (above and below) or value != value:
+    if not (above and below):
         raise ValueError(
             f"{name} must be {_range_text(low, high, low_open, high_open)}, got {value}"
         )
