@@ -11,7 +11,7 @@ from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
-#: geossl.evaluation.probe.PROBE_DATASETS, repeated so that --help needs no torch (a test keeps
+#: geossl.evaluation.probe_data.PROBE_DATASETS, repeated so that --help needs no torch (a test keeps
 #: the two equal).
 _DATASETS = ("folder", "eurosat", "ucmerced", "resisc45")
 
@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> None:
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     from geossl.cli.runtime import resolve_device
-    from geossl.evaluation.probe import run_probe, write_probe_result
+    from geossl.evaluation.probe import run_probe
+    from geossl.evaluation.probe_result import write_probe_result
 
     device = resolve_device(args.device)
     result = run_probe(

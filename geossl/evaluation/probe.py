@@ -16,339 +16,29 @@ The protocol follows torchgeo-bench where it applies, so that the numbers read l
   per-class precision / recall / F1.
 
 The split is [geossl.datasets.scenes.stratified_split][]; ``ScenesDataModule(holdout_seed=...)``
-leaves its test images out of pretraining.
-
-Examples:
-    >>> PROBE_DATASETS
-    ('folder', 'eurosat', 'ucmerced', 'resisc45')
+leaves its test images out of pretraining. The datasets are opened by
+[geossl.evaluation.probe_data][], their features extracted by [geossl.evaluation.features][],
+and the result written by [geossl.evaluation.probe_result][].
 """
 
-import json
 import os
-from collections.abc import Callable, Mapping, Sequence, Sized
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, cast
+from collections.abc import Mapping, Sequence, Sized
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
 
-from geossl.datasets.scenes import stratified_split
 from geossl.evaluation.classification import classification_report, confusion_from_predictions
+from geossl.evaluation.features import extract_features
 from geossl.evaluation.knn import knn_predict_labels
 from geossl.evaluation.linear import DEFAULT_C_GRID, linear_probe
-from geossl.utils.io import atomic_output, atomic_write_bytes
+from geossl.evaluation.probe_data import ProbeData, load_probe_data
+from geossl.evaluation.probe_result import BOOTSTRAP, ProbeResult
 
-__all__ = [
-    "PROBE_DATASETS",
-    "ProbeData",
-    "ProbeResult",
-    "extract_features",
-    "load_probe_data",
-    "plot_features",
-    "probe_features",
-    "run_probe",
-    "write_probe_result",
-]
+if TYPE_CHECKING:
+    from geossl.weights import InitWeights
 
-#: ``--dataset`` values: a scene folder, or a torchgeo dataset on disk (never downloaded).
-PROBE_DATASETS = ("folder", "eurosat", "ucmerced", "resisc45")
-
-#: Bootstrap resamples of the test set for the 95 % interval (torchgeo-bench's 200).
-BOOTSTRAP = 200
-
-Sample = dict[str, Tensor]
-
-
-@dataclass
-class ProbeData:
-    """The three splits of a probe dataset and how to read their images.
-
-    Attributes:
-        name: the dataset's name in the results (the folder name, or ``eurosat``, ...).
-        splits: ``train`` / ``val`` / ``test`` datasets of ``{"image", "label"}`` samples.
-        classes: class names by index.
-        scale: factor from the stored values to ``[0, 1]`` (1/255 for 8-bit images).
-        bands: band names when known (torchgeo datasets), else empty.
-    """
-
-    name: str
-    splits: dict[str, Dataset[Sample]]
-    classes: tuple[str, ...]
-    scale: float
-    bands: tuple[str, ...] = ()
-
-
-def _folder_data(root: Path, seed: int) -> ProbeData:
-    from geossl.datasets.scenes import LabelledScenes
-
-    scenes = LabelledScenes(root)
-    parts = stratified_split(scenes.labels, seed)
-    splits: dict[str, Dataset[Sample]] = {k: Subset(scenes, v) for k, v in parts.items()}
-    return ProbeData(root.name, splits, scenes.classes, 1 / 255)
-
-
-def _torchgeo_data(name: str, root: Path, in_chans: int) -> ProbeData:
-    from torchgeo import datasets
-
-    if name == "eurosat":
-        bands = datasets.EuroSAT.rgb_bands if in_chans == 3 else datasets.EuroSAT.all_band_names
-        if in_chans not in (3, len(datasets.EuroSAT.all_band_names)):
-            raise ValueError(
-                f"EuroSAT has 13 bands (or RGB): weights of {in_chans} bands fit neither"
-            )
-        splits: dict[str, Dataset[Sample]] = {
-            split: datasets.EuroSAT(root, split=split, bands=bands)
-            for split in ("train", "val", "test")
-        }
-        # EuroSAT stores reflectance x 10,000 (uint16).
-        return ProbeData(name, splits, tuple(splits["train"].classes), 1e-4, tuple(bands))  # type: ignore[attr-defined]
-    cls = {"ucmerced": datasets.UCMerced, "resisc45": datasets.RESISC45}[name]
-    splits = {split: cls(root, split=split) for split in ("train", "val", "test")}
-    return ProbeData(name, splits, tuple(splits["train"].classes), 1 / 255, ("R", "G", "B"))  # type: ignore[attr-defined]
-
-
-def load_probe_data(
-    data: str | os.PathLike[str], dataset: str = "folder", *, in_chans: int = 3, seed: int = 0
-) -> ProbeData:
-    """Open a probe dataset.
-
-    Args:
-        data: the scene folder, or the root of a torchgeo dataset (read, never downloaded).
-        dataset: one of ``PROBE_DATASETS``.
-        in_chans: the weights' band count (EuroSAT: 3 reads B04, B03, B02; 13 reads all).
-        seed: the scene folder's split seed.
-
-    Returns:
-        The splits, classes and scale.
-
-    Raises:
-        ValueError: for an unknown ``dataset`` or bands that do not fit.
-        FileNotFoundError: if the data is not there (torchgeo's or geossl's message).
-    """
-    if dataset not in PROBE_DATASETS:
-        raise ValueError(
-            f"unknown --dataset {dataset!r}: choose one of {', '.join(PROBE_DATASETS)}"
-        )
-    root = Path(data)
-    if dataset == "folder":
-        return _folder_data(root, seed)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{dataset} root folder does not exist: {root}")
-    return _torchgeo_data(dataset, root, in_chans)
-
-
-class _Resized(Dataset[Sample]):
-    """Samples resized to ``size`` in the loader workers (uint8 stays uint8: a small transfer)."""
-
-    def __init__(self, dataset: Dataset[Sample], size: int) -> None:
-        self.dataset = dataset
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(cast(Sized, self.dataset))
-
-    def __getitem__(self, index: int) -> Sample:
-        sample = self.dataset[index]
-        image = sample["image"]
-        if image.shape[-2:] != (self.size, self.size):
-            resized = F.interpolate(
-                image[None].float(), size=(self.size, self.size), mode="bilinear", antialias=True
-            )[0]
-            image = (
-                resized.round().clamp(0, 255).to(torch.uint8)
-                if image.dtype == torch.uint8
-                else resized
-            )
-        return {"image": image, "label": torch.as_tensor(sample["label"], dtype=torch.int64)}
-
-
-@torch.inference_mode()
-def extract_features(
-    backbone: nn.Module,
-    dataset: Dataset[Sample],
-    *,
-    image_size: int,
-    scale: float,
-    mean: Sequence[float],
-    std: Sequence[float],
-    batch_size: int = 64,
-    workers: int = 2,
-    device: str | torch.device = "cpu",
-    progress: Callable[[int], object] | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Pooled features of every image of ``dataset`` through the frozen ``backbone``.
-
-    Args:
-        backbone: maps ``[B, C, S, S]`` to ``[B, F]`` (a timm model with ``num_classes=0``).
-        dataset: ``{"image": [C, H, W], "label"}`` samples.
-        image_size: the side images are resized to.
-        scale: stored value to ``[0, 1]`` factor.
-        mean: per-band mean of the ``[0, 1]`` input.
-        std: per-band standard deviation.
-        batch_size: images per forward pass.
-        workers: loader processes (decode and resize).
-        device: where the backbone runs.
-        progress: called with the number of images of every batch done.
-
-    Returns:
-        ``float32 [N, F]`` features and ``int64 [N]`` labels, on the CPU.
-    """
-    loader = DataLoader(
-        _Resized(dataset, image_size),
-        batch_size=batch_size,
-        num_workers=workers,
-        persistent_workers=False,
-    )
-    mean_t = torch.tensor(list(mean), dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std_t = torch.tensor(list(std), dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    was_training = backbone.training
-    backbone.eval()
-    features, labels = [], []
-    try:
-        for batch in loader:
-            x = batch["image"].to(device).float() * scale
-            if x.shape[1] != mean_t.shape[1]:
-                raise ValueError(
-                    f"the images have {x.shape[1]} bands but the weights expect {mean_t.shape[1]}"
-                )
-            features.append(backbone((x - mean_t) / std_t).float().flatten(1).cpu())
-            labels.append(batch["label"])
-            if progress is not None:
-                progress(len(x))
-    finally:
-        backbone.train(was_training)
-    return torch.cat(features), torch.cat(labels)
-
-
-@dataclass
-class ProbeResult:
-    """The probe's figures for one set of weights on one dataset.
-
-    Attributes:
-        dataset: the dataset's name.
-        weights: what was probed (``name``, ``kind``, ``sha256``, ``backbone``, ...).
-        classes: class names by index.
-        sizes: images per split.
-        feature_dim: the backbone's feature width.
-        image_size: the side images were resized to.
-        seed: the split and bootstrap seed.
-        accuracy: method (``knn``, ``knn5``, ``linear``) -> test top-1.
-        interval: method -> the 95 % bootstrap interval of ``accuracy``.
-        per_class: method -> per-class report (``classification_report``).
-        best_c: the linear probe's :math:`C`.
-        k: neighbours of the ``knn`` method.
-        features_2d: ``[N_test, 2]`` PCA projection of the test features (for the plot).
-        test_labels: ``int64 [N_test]``.
-    """
-
-    dataset: str
-    weights: dict[str, Any]
-    classes: tuple[str, ...]
-    sizes: dict[str, int]
-    feature_dim: int
-    image_size: int
-    seed: int
-    accuracy: dict[str, float]
-    interval: dict[str, tuple[float, float]]
-    per_class: dict[str, dict[str, Any]]
-    best_c: float
-    k: int = 20
-    split_rule: str = "stratified 60/20/20 (seeded)"
-    features_2d: Tensor = field(default_factory=lambda: torch.zeros(0, 2))
-    test_labels: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
-
-    @property
-    def knn_top1(self) -> float:
-        """Weighted kNN top-1 accuracy (k = 20, cosine)."""
-        return self.accuracy["knn"]
-
-    @property
-    def linear_top1(self) -> float:
-        """Linear-probe top-1 accuracy."""
-        return self.accuracy["linear"]
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One torchgeo-bench results row per method (its CSV columns)."""
-        return [
-            {
-                "dataset": self.dataset,
-                "method": method,
-                "metric_name": "accuracy",
-                "metric_value": value,
-                "ci_lower": self.interval[method][0],
-                "ci_upper": self.interval[method][1],
-                "feature_dim": self.feature_dim,
-                "best_c": self.best_c if method == "linear" else None,
-                "n_train": self.sizes["train"],
-                "n_val": self.sizes["val"],
-                "n_test": self.sizes["test"],
-                "seed": self.seed,
-                "model": self.weights.get("backbone"),
-                "name": self.weights.get("name"),
-                "normalization": "weights",
-                "image_size": self.image_size,
-                "interpolation": "bilinear",
-            }
-            for method, value in self.accuracy.items()
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything but the plot data, as JSON-ready values."""
-        return {
-            "dataset": self.dataset,
-            "weights": self.weights,
-            "knn_top1": self.knn_top1,
-            "linear_top1": self.linear_top1,
-            "knn5_top1": self.accuracy.get("knn5"),
-            "protocol": {
-                "image_size": self.image_size,
-                "interpolation": "bilinear",
-                "knn": {
-                    "k": self.k,
-                    "similarity": "cosine",
-                    "temperature": 0.1,
-                    "bank": "train+val",
-                },
-                "knn5": {"k": 5, "similarity": "cosine", "vote": "majority"},
-                "linear": {
-                    "solver": "lbfgs",
-                    "c_grid": "logspace(-6, 4, 40)",
-                    "best_c": self.best_c,
-                },
-                "split": self.split_rule,
-                "bootstrap": BOOTSTRAP,
-                "seed": self.seed,
-            },
-            "sizes": self.sizes,
-            "classes": list(self.classes),
-            "rows": self.rows(),
-            "per_class": self.per_class,
-        }
-
-    def table(self) -> str:
-        """The one-screen summary: one line per method, then the weakest classes."""
-        lines = [
-            f"probe of {self.weights.get('name')} on {self.dataset}: {len(self.classes)} classes, "
-            f"train {self.sizes['train']} / val {self.sizes['val']} / test {self.sizes['test']}, "
-            f"{self.feature_dim}-d features at {self.image_size} px",
-            f"{'method':<8}{'top-1':>8}   95 % interval",
-        ]
-        for method, value in self.accuracy.items():
-            low, high = self.interval[method]
-            extra = f"   C = {self.best_c:.3g}" if method == "linear" else ""
-            lines.append(
-                f"{method:<8}{100 * value:>7.2f}%   {100 * low:.1f} - {100 * high:.1f}{extra}"
-            )
-        recall = {name: v["recall"] for name, v in self.per_class["linear"]["classes"].items()}
-        worst = sorted(recall, key=lambda name: recall[name])[:3]
-        lines.append(
-            "weakest classes (linear recall): "
-            + ", ".join(f"{n} {100 * recall[n]:.0f}%" for n in worst)
-        )
-        return "\n".join(lines)
+__all__ = ["probe_features", "run_probe"]
 
 
 def _bootstrap(correct: Tensor, seed: int) -> tuple[float, float]:
@@ -446,61 +136,6 @@ def probe_features(
     )
 
 
-def plot_features(result: ProbeResult, path: str | os.PathLike[str]) -> None:
-    """Draw the test features in 2-D (PCA), coloured by class, with the accuracies in the title.
-
-    Args:
-        result: a probe result.
-        path: the PNG to write (atomically).
-    """
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(8.5, 6), layout="constrained")
-    axes = figure.subplots()
-    points = result.features_2d.numpy()
-    colours = [f"C{i % 10}" for i in range(len(result.classes))]
-    markers = "os^D"
-    for index, name in enumerate(result.classes):
-        mask = (result.test_labels == index).numpy()
-        axes.scatter(
-            points[mask, 0],
-            points[mask, 1],
-            s=18,
-            c=colours[index],
-            marker=markers[(index // 10) % len(markers)],
-            label=name,
-            alpha=0.8,
-            linewidths=0,
-        )
-    axes.set_xlabel("principal component 1")
-    axes.set_ylabel("principal component 2")
-    axes.set_title(
-        f"{result.weights.get('name')} on {result.dataset} (test images): kNN "
-        f"{100 * result.knn_top1:.1f} %, linear {100 * result.linear_top1:.1f} %"
-    )
-    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, markerscale=1.5)
-    with atomic_output(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
-
-
-def write_probe_result(result: ProbeResult, path: str | os.PathLike[str]) -> Path:
-    """Write the JSON and the PNG beside it (``RESULT.json`` -> ``RESULT.png``).
-
-    Args:
-        result: a probe result.
-        path: the JSON file.
-
-    Returns:
-        The PNG's path.
-    """
-    json_path = Path(path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(json_path, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
-    png = json_path.with_suffix(".png")
-    plot_features(result, png)
-    return png
-
-
 def run_probe(
     weights: str,
     data: str | os.PathLike[str],
@@ -537,35 +172,116 @@ def run_probe(
             (several random backbones probed on one split).
 
     Returns:
-        The result (write it with [write_probe_result][geossl.evaluation.probe.write_probe_result]).
+        The result (write it with
+        [write_probe_result][geossl.evaluation.probe_result.write_probe_result]).
 
     Raises:
         ValueError: for bad arguments, weights that do not fit, or a bad dataset (one line).
         FileNotFoundError: for missing weights or data.
     """
-    import timm
-    from tqdm.auto import tqdm
+    _check_run_args(image_size, batch_size, workers, k)
+    init = _resolve_weights(weights, backbone)
+    probe_data = load_probe_data(data, dataset, in_chans=init.in_chans, seed=seed)
+    model = _build_backbone(init, str(weights), seed if init_seed is None else init_seed)
+    model.to(device)
+    features, labels = _extract_splits(
+        model,
+        probe_data,
+        init,
+        image_size=image_size,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        progress=progress,
+    )
+    split_rule = "stratified 60/20/20 (seeded)" if dataset == "folder" else f"{dataset}'s own"
+    return probe_features(
+        features,
+        labels,
+        probe_data.classes,
+        dataset=probe_data.name,
+        weights=_weights_record(init, weights),
+        image_size=image_size,
+        k=k,
+        seed=seed,
+        c_grid=c_grid,
+        split_rule=split_rule,
+    )
 
-    from geossl.weights import load_state_dict_strict, resolve_init_weights
 
+def _check_run_args(image_size: int, batch_size: int, workers: int, k: int) -> None:
+    """Refuse the CLI's bad numbers in one line (the CLI's flag names)."""
     if image_size < 8 or batch_size < 1 or workers < 0 or k < 1:
         raise ValueError(
             "--image-size >= 8, --batch-size >= 1, --workers >= 0 and --k >= 1 are needed, got "
             f"{image_size}, {batch_size}, {workers}, {k}"
         )
+
+
+def _resolve_weights(weights: str, backbone: str | None) -> "InitWeights":
+    """Resolve ``--weights``, refusing weights without a known input normalisation."""
+    from geossl.weights import resolve_init_weights
+
     init = resolve_init_weights(weights, backbone=backbone)
     if not (len(init.mean) == len(init.std) == init.in_chans):
         raise ValueError(
             f"{weights}: the weights' input normalisation is unknown; export them with "
             "geossl export weights (or write the .json beside the file, docs/export.md)"
         )
-    probe_data = load_probe_data(data, dataset, in_chans=init.in_chans, seed=seed)
+    return init
+
+
+def _build_backbone(init: "InitWeights", source: str, seed: int) -> nn.Module:
+    """The timm backbone (pooled features) with the weights loaded, on the CPU.
+
+    Args:
+        init: the resolved weights.
+        source: the ``--weights`` spec (for error messages).
+        seed: the seed of the ``random`` initialisation.
+
+    Returns:
+        The model.
+    """
+    import timm
+
+    from geossl.weights import load_state_dict_strict
+
     with torch.random.fork_rng():  # `random` weights are the same for the same seed
-        torch.manual_seed(seed if init_seed is None else init_seed)
-        model = timm.create_model(init.backbone, num_classes=0, in_chans=init.in_chans)
+        torch.manual_seed(seed)
+        model: nn.Module = timm.create_model(init.backbone, num_classes=0, in_chans=init.in_chans)
     if init.state_dict is not None:
-        load_state_dict_strict(model, init.state_dict, source=str(weights))
-    model.to(device)
+        load_state_dict_strict(model, init.state_dict, source=source)
+    return model
+
+
+def _extract_splits(
+    model: nn.Module,
+    probe_data: ProbeData,
+    init: "InitWeights",
+    *,
+    image_size: int,
+    batch_size: int,
+    workers: int,
+    device: str,
+    progress: bool,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Features and labels of every split, under one progress bar over all the images.
+
+    Args:
+        model: the frozen backbone, on ``device``.
+        probe_data: the splits.
+        init: the weights (name and normalisation).
+        image_size: the side images are resized to.
+        batch_size: images per forward pass.
+        workers: loader processes.
+        device: where the backbone runs.
+        progress: show the progress bar.
+
+    Returns:
+        ``split -> [N, F]`` features and ``split -> int64 [N]`` labels.
+    """
+    from tqdm.auto import tqdm
+
     total = sum(len(cast(Sized, part)) for part in probe_data.splits.values())
     features: dict[str, Tensor] = {}
     labels: dict[str, Tensor] = {}
@@ -583,7 +299,12 @@ def run_probe(
                 device=device,
                 progress=bar.update,
             )
-    record = {
+    return features, labels
+
+
+def _weights_record(init: "InitWeights", weights: str) -> dict[str, Any]:
+    """What was probed, for the result's record."""
+    return {
         "name": init.name,
         "kind": init.kind,
         "spec": str(weights),
@@ -591,16 +312,3 @@ def run_probe(
         "backbone": init.backbone,
         "in_chans": init.in_chans,
     }
-    split_rule = "stratified 60/20/20 (seeded)" if dataset == "folder" else f"{dataset}'s own"
-    return probe_features(
-        features,
-        labels,
-        probe_data.classes,
-        dataset=probe_data.name,
-        weights=record,
-        image_size=image_size,
-        k=k,
-        seed=seed,
-        c_grid=c_grid,
-        split_rule=split_rule,
-    )

@@ -4,10 +4,10 @@ from .augmentation import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     GeoSSLAugmentation,
-    RandomBandJitter,
     ViewParams,
 )
 from .boxes import ScrlBoxes, box_iou_batched, sample_scrl_boxes
+from .photometric import RandomBandJitter
 
 __all__ = [
     "IMAGENET_MEAN",

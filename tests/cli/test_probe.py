@@ -76,6 +76,6 @@ def test_bad_input_is_one_line(
 def test_cli_choices_are_the_library_datasets() -> None:
     # The front-end lists the datasets without importing torch; the library is their home.
     from geossl.cli.probe import _DATASETS
-    from geossl.evaluation.probe import PROBE_DATASETS
+    from geossl.evaluation.probe_data import PROBE_DATASETS
 
     assert _DATASETS == PROBE_DATASETS

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from geossl.trainers import GeoSSLTask, encoders
-from geossl.transforms import augmentation
+from geossl.transforms import photometric
 
 TINY: dict[str, Any] = {
     "backbone": "test_resnet",
@@ -46,10 +46,10 @@ def test_channels_last_and_bf16_keep_the_loss():
 @pytest.fixture
 def fresh_compile():
     encoders.compiled_encoder.cache_clear()
-    augmentation.compiled_color_steps.cache_clear()
+    photometric.compiled_color_steps.cache_clear()
     yield
     encoders.compiled_encoder.cache_clear()
-    augmentation.compiled_color_steps.cache_clear()
+    photometric.compiled_color_steps.cache_clear()
 
 
 def test_compile_traces_the_encoders(monkeypatch, fresh_compile):
@@ -66,7 +66,7 @@ def test_compile_traces_the_encoders(monkeypatch, fresh_compile):
     eager = _loss()
     compiled = _loss(compile=True, channels_last=True)
     # the encoders, and the four colour adjustments of the augmentation
-    assert set(calls) == {encoders.run_encoder, *augmentation.COLOR_STEPS}
+    assert set(calls) == {encoders.run_encoder, *photometric.COLOR_STEPS}
     assert len(calls) == 5
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
 

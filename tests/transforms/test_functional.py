@@ -9,7 +9,7 @@ from kornia.geometry.transform import warp_affine
 from torchvision.transforms import RandomResizedCrop
 
 from geossl.transforms import functional as VF
-from geossl.transforms.augmentation import (
+from geossl.transforms.photometric import (
     RandomColorJitter,
     RandomGaussianBlur,
     RandomGrayscale,
