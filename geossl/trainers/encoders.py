@@ -6,18 +6,44 @@ and :func:`encode_keys` wrap it for the query encoder and for the key encoder un
 """
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import cast
 
 import torch
 import torch.nn.functional as F
+from lightly.models.modules import MoCoProjectionHead
 from torch import Tensor, nn
 
 from geossl.models import forward_feature_map, pool_feature_map
-from geossl.trainers.terms import EncoderOutput
+from geossl.trainers.terms import VIEW_SOURCES, EncoderOutput
+from geossl.transforms import GeoSSLAugmentation, ViewParams
 from geossl.utils import batch_shuffle, batch_unshuffle
 
-__all__ = ["compiled_encoder", "encode_keys", "encode_view", "run_encoder"]
+__all__ = [
+    "compiled_encoder",
+    "draw_views",
+    "encode_keys",
+    "encode_view",
+    "projection_head",
+    "run_encoder",
+]
+
+
+def projection_head(num_features: int, hidden_dim: int, dim: int, *, needed: bool) -> nn.Module:
+    """MoCo-v2's 2-layer MLP head, or ``nn.Identity`` when no active term reads the projection.
+
+    A recipe whose terms never read the MoCo projection (SCRL alone) gets no head: parameters
+    without gradients would stop DDP (``find_unused_parameters`` is off by default). The query is
+    then the normalised pooled feature, which the collapse monitor still reads.
+
+    Example:
+        >>> projection_head(512, 2048, 128, needed=True).layers[2].out_features
+        128
+        >>> projection_head(512, 2048, 128, needed=False)
+        Identity()
+    """
+    head: nn.Module = MoCoProjectionHead(num_features, hidden_dim, dim) if needed else nn.Identity()
+    return head
 
 
 def run_encoder(
@@ -130,3 +156,43 @@ def encode_keys(
         embedding=batch_unshuffle(out.embedding, index),
         feature_map=None if out.feature_map is None else batch_unshuffle(out.feature_map, index),
     )
+
+
+def draw_views(
+    augment: GeoSSLAugmentation,
+    images: Tensor,
+    sources: Set[str],
+    *,
+    in_chans: int,
+    with_params: bool,
+) -> tuple[dict[str, Tensor], dict[str, ViewParams]]:
+    """The augmented views of ``sources`` (see :data:`VIEW_SOURCES`) of a batch's image pairs.
+
+    Args:
+        augment: the batched augmentation.
+        images: ``batch["image"]``, ``[B, 2, in_chans, H, W]`` (uint8 or float in [0, 1]).
+        sources: the view sources the active terms encode.
+        in_chans: the model's band count.
+        with_params: also return each view's crop / flip parameters.
+
+    Returns:
+        The views by source, and their parameters (empty unless ``with_params``).
+
+    Raises:
+        ValueError: if ``images`` is not ``[B, 2, in_chans, H, W]``.
+    """
+    if images.ndim != 5 or images.shape[1] != 2 or images.shape[2] != in_chans:
+        raise ValueError(
+            f"batch['image'] must be [B, 2, {in_chans}, H, W], got {tuple(images.shape)}"
+        )
+    views: dict[str, Tensor] = {}
+    view_params: dict[str, ViewParams] = {}
+    for source in VIEW_SOURCES:  # fixed order: reproducible random draws
+        if source not in sources:
+            continue
+        raw = images[:, VIEW_SOURCES[source]]  # [B, C, H, W]
+        if with_params:
+            views[source], view_params[source] = augment(raw, return_params=True)
+        else:
+            views[source] = augment(raw)
+    return views, view_params

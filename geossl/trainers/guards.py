@@ -7,10 +7,10 @@ import torch.distributed as dist
 from torch import Tensor
 
 from geossl.errors import NonFiniteLossError
-from geossl.trainers.terms import TermOutput
+from geossl.trainers.terms import LossTerm, TermOutput
 from geossl.utils import world_size
 
-__all__ = ["NonFiniteGuard"]
+__all__ = ["NonFiniteGuard", "check_fit_ready"]
 
 
 class NonFiniteGuard:
@@ -18,7 +18,13 @@ class NonFiniteGuard:
 
     Every step stacks the term losses and the total into ``[T + 1]`` codes (0 finite, 1 NaN,
     2 Inf) kept on the device (no sync); every ``every`` steps the codes since the last check are
-    reduced over ranks and read on the host with this step's total (one sync).
+    reduced over ranks and read on the host with this step's total (one sync: the CPU waits for
+    the forward pass before it queues the backward). A NaN / Inf in a checked step stops the run
+    before its backward; the flags of unchecked steps are checked at the next check or before any
+    checkpoint is written, so no checkpoint is ever saved after a non-finite loss. The same read
+    gives the progress bar its ``loss`` (the last checked step's; ``train_loss`` goes to the
+    loggers without a sync). Apart from this check, a step of the MoCo, TP, Geo and CO2 terms reads
+    nothing from the device; SCRL reads one value (how many box pairs the batch has).
 
     Args:
         term_names: the active terms, in the order of the results given to :meth:`record`.
@@ -108,3 +114,40 @@ class NonFiniteGuard:
         what = ", ".join(f"{name} became {kind}" for name, kind in bad)
         when = f"at step {first}" if first == last else f"at a step in {first}..{last}"
         raise NonFiniteLossError(f"{what} {when}; stopping (the last checkpoint is kept)")
+
+
+def check_fit_ready(
+    terms: Mapping[str, LossTerm],
+    datamodule: object,
+    *,
+    in_chans: int,
+    normalization_pending: bool,
+) -> None:
+    """Refuse to fit without normalisation, or on pairs that a term cannot relate.
+
+    Args:
+        terms: the active loss terms by name.
+        datamodule: the trainer's data module (``None`` when there is none).
+        in_chans: the model's band count (for the message).
+        normalization_pending: whether the data's statistics were asked for and not given.
+
+    Raises:
+        ValueError: naming ``model.mean`` / ``model.std`` when the data's statistics were
+            asked for and not given (:meth:`GeoSSLTask.set_normalization`; ``geossl pretrain``
+            gives them), or ``data.shared_canvas`` when the datamodule says its pairs are drawn
+            on separate canvases (a datamodule that does not say is trusted).
+    """
+    if normalization_pending:
+        raise ValueError(
+            "model.mean / model.std are not set and model.normalization takes them from the "
+            f"data (model.in_chans={in_chans}): give them, or call "
+            "task.set_normalization(*datamodule.band_statistics()) before fit (geossl "
+            "pretrain does)"
+        )
+    needing = [name for name, term in terms.items() if term.needs_shared_canvas]
+    if needing and getattr(datamodule, "pairs_share_canvas", None) is False:
+        raise ValueError(
+            f"the {', '.join(needing)} loss relates pixels of the two acquisitions "
+            "(model.loss_options.scrl.temporal) and needs both on one canvas: set "
+            "data.shared_canvas: true"
+        )

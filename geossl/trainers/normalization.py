@@ -2,7 +2,10 @@
 
 ``model.normalization`` picks the source of ``mean`` / ``std`` when they are not given:
 ImageNet's (3 bands) or the data's (any band count, estimated by the data module's
-``band_statistics``, which ``geossl pretrain`` hands to the task before fit). These helpers
+``band_statistics``: per-band mean and population std of the valid pixels of a seeded sample of
+training patches on the ``[0, 1]`` scale, cached, which ``geossl pretrain`` prints once and
+hands to the task's ``set_normalization`` before fit, so checkpoints and exported weights record
+the statistics actually used). These helpers
 resolve the source, read the data's statistics and warn when ``init_weights`` were trained with
 others.
 """
@@ -12,9 +15,13 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD, GeoSSLAugmentation
+
 __all__ = [
+    "build_augmentation",
     "data_band_statistics",
     "normalization_source",
+    "resumed_normalization",
     "rounded",
     "warn_on_other_normalization",
 ]
@@ -118,3 +125,76 @@ def warn_on_other_normalization(
             UserWarning,
             stacklevel=4,
         )
+
+
+def resumed_normalization(
+    saved: Mapping[str, Any], hp: Mapping[str, Any], *, from_data: bool, pending: bool
+) -> tuple[list[float], list[float]] | None:
+    """The statistics a resumed run keeps: its checkpoint's, when they came from the data.
+
+    The weights were trained with them; if the data now gives others, a warning says so.
+
+    Args:
+        saved: the checkpoint's hyper-parameters.
+        hp: the task's hyper-parameters.
+        from_data: whether the task's statistics come from the data (``normalization_source``).
+        pending: whether the task has no statistics yet.
+
+    Returns:
+        ``(mean, std)`` to set, or None when the checkpoint's are not the data's.
+
+    Example:
+        >>> hp = {"mean": None, "std": None, "normalization": "data", "in_chans": 3}
+        >>> saved = {"mean": [0.5] * 3, "std": [0.2] * 3}
+        >>> resumed_normalization(saved, hp, from_data=True, pending=True)
+        ([0.5, 0.5, 0.5], [0.2, 0.2, 0.2])
+    """
+    mean, std = saved.get("mean"), saved.get("std")
+    if not from_data or mean is None or std is None:
+        return None
+    if not pending and (list(mean) != hp["mean"] or list(std) != hp["std"]):
+        warnings.warn(
+            f"resuming with the checkpoint's model.mean={rounded(list(mean))} "
+            f"model.std={rounded(list(std))}; the data now gives "
+            f"model.mean={rounded(hp['mean'])} model.std={rounded(hp['std'])}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return list(mean), list(std)
+
+
+def build_augmentation(hp: Mapping[str, Any]) -> tuple[GeoSSLAugmentation, str]:
+    """The task's batched augmentation with its normalisation, and where that comes from.
+
+    Args:
+        hp: the task's hyper-parameters (``crop_size``, ``min_scale``, ``mean``, ``std``,
+            ``normalization``, ``in_chans``, ``compile``).
+
+    Returns:
+        The augmentation and :func:`normalization_source`; for ``"data"`` its statistics are
+        placeholders until :meth:`GeoSSLAugmentation.set_normalization` gives the data's.
+
+    Example:
+        >>> hp = {"crop_size": 32, "min_scale": 0.2, "mean": None, "std": None,
+        ...       "normalization": "auto", "in_chans": 4, "compile": False}
+        >>> augment, source = build_augmentation(hp)
+        >>> source, augment.mean.flatten().tolist()
+        ('data', [0.0, 0.0, 0.0, 0.0])
+    """
+    source = normalization_source(hp)
+    pending = source == "data"
+    mean: Sequence[float] | None = hp["mean"]
+    std: Sequence[float] | None = hp["std"]
+    if source == "imagenet" or (hp["in_chans"] == 3 and not pending):
+        mean = IMAGENET_MEAN if mean is None else mean
+        std = IMAGENET_STD if std is None else std
+    augment = GeoSSLAugmentation(
+        size=hp["crop_size"],
+        min_scale=hp["min_scale"],
+        # Placeholders until setup() takes the data's statistics (the forward refuses them).
+        mean=[0.0] * hp["in_chans"] if pending else mean,
+        std=[1.0] * hp["in_chans"] if pending else std,
+        in_chans=hp["in_chans"],
+        compile=hp["compile"],
+    )
+    return augment, source

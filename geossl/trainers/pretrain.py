@@ -19,16 +19,12 @@ How a step works (:meth:`GeoSSLTask.training_step`):
    gradient reaches the weights (checked every ``nan_check_every_n_steps`` steps).
 6. Enqueue the keys of the first queue-based term, log, return the total.
 
-Adding a term (CO2, SCRL) is a new :class:`LossTerm` subclass registered with
-:func:`register_loss_term`; the task does not change. A term's own options (e.g. CO2's
-temperature) come through ``loss_options={name: {option: value}}`` and reach the term as
-``LossTermContext.options``.
+Adding a term is a registered :class:`LossTerm` (:mod:`geossl.trainers.terms`); the task does
+not change.
 """
 
 import copy
-import math
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal, cast
 
 import torch
@@ -41,17 +37,17 @@ from torch import Tensor, nn
 
 from geossl.models import KeyQueue, create_backbone, get_num_features
 from geossl.trainers.callbacks import TrainingHealthMonitor
-from geossl.trainers.encoders import encode_keys, encode_view
-from geossl.trainers.guards import NonFiniteGuard
+from geossl.trainers.encoders import draw_views, encode_keys, encode_view, projection_head
+from geossl.trainers.guards import NonFiniteGuard, check_fit_ready
 from geossl.trainers.normalization import (
-    normalization_source,
-    rounded,
+    build_augmentation,
+    resumed_normalization,
     warn_on_other_normalization,
 )
-from geossl.trainers.pretrain_hparams import check_pretrain_hparams
-from geossl.trainers.schedule import WarmupCosineSchedule, warmup_steps
+from geossl.trainers.pretrain_hparams import check_pretrain_hparams, checkpoint_description
+from geossl.trainers.schedule import pretrain_optimizer
+from geossl.trainers.step_logs import log_training_step
 from geossl.trainers.terms import (
-    DEFAULT_LOSSES,
     VIEW_SOURCES,
     EncoderOutput,
     LossTerm,
@@ -59,10 +55,8 @@ from geossl.trainers.terms import (
     StepOutputs,
     TermOutput,
     create_loss_term,
-    get_loss_term,
-    resolve_loss_options,
+    term_needs,
 )
-from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD, GeoSSLAugmentation, ViewParams
 from geossl.weights import load_init_weights
 
 __all__ = ["GeoSSLTask"]
@@ -87,10 +81,9 @@ class GeoSSLTask(LightningModule):
         losses: loss term name -> weight (see :func:`list_loss_terms`); ``None`` means
             ``{"tp": 1.0, "geo": 1.0}``. Terms with weight 0 are not built nor computed.
             E.g. ``{"tp": 1, "co2": 10}`` is TP with CO2 at its (unverified) alpha = 10.
-        loss_options: loss term name -> {option: value} for terms with options of their own (each
-            term's ``default_options`` lists them), e.g. ``{"co2": {"temperature": 0.04}}``.
-            ``None`` keeps every default. Options of a term that is not active are checked (known
-            names, finite numbers), then ignored with a warning.
+        loss_options: loss term name -> {option: value} (each term's ``default_options``), e.g.
+            ``{"co2": {"temperature": 0.04}}``; options of an inactive term are checked, then
+            ignored with a warning.
         num_geo_clusters: number of geo clusters of ``batch["geo_label"]`` (100).
         queue_size: number of negatives in the queue (65,536).
         temperature: InfoNCE temperature (0.02, GeoSSL; MoCo-v2 uses 0.2).
@@ -108,61 +101,35 @@ class GeoSSLTask(LightningModule):
         normalization: where ``mean`` / ``std`` come from when they are ``None``: ``"auto"``
             (default) ImageNet's for 3 bands (RGB, what RGB weights expect), the data's for any
             other band count; ``"imagenet"`` ImageNet's (3 bands only); ``"data"`` the data's for
-            any band count. *The data's*: before fit, ``geossl pretrain`` calls the data
-            module's ``band_statistics(normalization_samples)`` (per-band mean and population std
-            of the valid pixels of a seeded sample of training patches on the ``[0, 1]`` scale,
-            cached; :class:`~geossl.datamodules.RasterTimeSeriesDataModule`,
-            :class:`~geossl.datamodules.FMoWDataModule`), prints them once and gives them to
-            :meth:`set_normalization`, which loads them into the augmentation and the
-            hyper-parameters, so the checkpoints (and ``geossl export weights``) record the
-            statistics actually used. Without the CLI, call :meth:`set_normalization` before
-            ``fit`` (see the example). A resumed run uses its checkpoint's statistics.
+            any band count (:mod:`geossl.trainers.normalization`). ``geossl pretrain`` gives
+            the data's to :meth:`set_normalization` before fit; without the CLI, call it yourself
+            (see the example). A resumed run uses its checkpoint's statistics.
         normalization_samples: patches / images the data statistics are estimated from (256).
         lr: SGD learning rate (0.03 for a total batch of 256).
         sgd_momentum: SGD momentum (0.9).
         weight_decay: SGD weight decay (1e-4).
         warmup_epochs: epochs of linear warm-up before the cosine schedule (0).
         channels_last: run the backbones and their inputs in channels-last memory format.
-        compile: run the encoders (backbone, projection head and the normalisation of the
-            embedding, for the query and the key encoder: nearly all of a step's FLOPs) and the
-            colour-jitter adjustments of the augmentation (chains of per-pixel operations that
-            fuse into a kernel or two) through ``torch.compile`` (inductor, default mode). The
-            first steps are slow while it compiles and a new batch size compiles again; the
-            module, its state dict and the checkpoints are unchanged, and the geometry, blur
-            and loss terms stay eager (a few batched kernels each).
-            Off by default (``benchmarks/step_throughput.py`` measures what it gains).
+        compile: run the encoders (nearly all of a step's FLOPs) and the colour-jitter
+            adjustments through ``torch.compile`` (inductor); the first steps are slow while it
+            compiles, the state dict and checkpoints are unchanged. Off by default
+            (``benchmarks/step_throughput.py`` measures what it gains).
         nan_check_every_n_steps: check that every term's loss is finite every this many training
-            steps (1: every step; 0: never). A check costs one device-to-host sync (the CPU waits
-            for the forward pass before it queues the backward; plus a tiny all-reduce under DDP
-            so that every rank stops together). A NaN / Inf in a checked step stops the run before
-            its backward; with ``n > 1`` the non-finite flags of the unchecked steps are kept on
-            the device and checked at the next check or before any checkpoint is written, so no
-            checkpoint is ever saved after a non-finite loss. The same transfer reads the step's
-            total loss for the progress bar (``loss``; ``train_loss`` goes to the loggers every
-            ``trainer.log_every_n_steps`` without a sync): the bar shows the loss of the last
-            checked step, and none with 0. Apart from this check, a step of the MoCo, TP, Geo
-            and CO2 terms reads nothing from the device; SCRL reads one value (how many box
-            pairs the batch has, which sizes its RoI batch).
-        init_weights: start the query (and key) backbone from a weight file instead of random
-            init: torchgeo's GASSL ``.pth``, a ``geossl export weights`` file, a geossl or
-            torchgeo checkpoint, a timm ``.pth`` / ``.safetensors`` / ``train.py`` checkpoint
-            (:func:`~geossl.weights.read_weights`). Keys must match the backbone exactly;
-            only a classifier (``fc.*`` / ``head.*``) in the file is dropped. A file path, so it
-            is kept out of the checkpoint's hyper-parameters (like torchgeo's ``weights``);
-            checkpoints record its name and hash as ``geossl_init_weights`` instead.
+            steps (1: every step; 0: never), one device-to-host sync per check; no checkpoint is
+            saved after a non-finite loss (:class:`~geossl.trainers.guards.NonFiniteGuard`).
+        init_weights: start the query (and key) backbone from any weight file
+            :func:`~geossl.weights.read_weights` reads; keys must match the backbone exactly
+            (a classifier is dropped). A local path, so kept out of the hyper-parameters (like
+            torchgeo's ``weights``); checkpoints record its name and hash as
+            ``geossl_init_weights``.
         input_block: what the input is (``dataset``, ``band_names``, ``bands``, ``scale``), from
             the data module's ``input_block`` (``geossl pretrain`` links it in). Checkpoints
             record it, completed with the ``mean``, ``std`` and ``image_size`` the run trained
             with, so that reading them (:func:`~geossl.weights.read_weights`) needs nothing else.
             ``None``: generic band names and an 8-bit scale.
-        adapt_in_chans: let 3-band (RGB) ``init_weights`` start a backbone with another
-            ``in_chans`` by adapting the first convolution with timm's rule
-            (:func:`~geossl.weights.adapt_first_conv`: for 1 band the sum of the RGB kernels,
-            for :math:`N` bands the RGB kernels repeated cyclically and scaled by :math:`3 / N`,
-            so that the activations keep their magnitude); every other tensor is loaded as is.
-            ``geossl_init_weights`` then records ``adapted_from: 3``. The file's RGB
-            normalisation no longer applies: the data's is used (``normalization``). Without it,
-            a band-count mismatch is an error.
+        adapt_in_chans: let 3-band ``init_weights`` start a backbone with another ``in_chans``
+            through timm's first-convolution rule (:func:`~geossl.weights.adapt_first_conv`);
+            the data's normalisation is then used. Without it, a band-count mismatch is an error.
 
     Raises:
         ValueError: for any invalid hyper-parameter; the message names it as ``model.<name>``.
@@ -219,20 +186,13 @@ class GeoSSLTask(LightningModule):
         weights = check_pretrain_hparams(hp)
         self.loss_weights: dict[str, float] = weights
         self._guard = NonFiniteGuard(list(weights), hp["nan_check_every_n_steps"])
-        term_classes = [get_loss_term(name) for name in weights]
         options = hp["loss_options"] or {}
-        sources = [
-            get_loss_term(name).view_sources(resolve_loss_options(name, options.get(name)))
-            for name in weights
-        ]
-        self.online_sources = frozenset({"query"}).union(*(online for online, _ in sources))
-        self.key_sources = frozenset[str]().union(*(key for _, key in sources))
-        self.needs_feature_map = any(c.needs_feature_map for c in term_classes)
-        self.needs_view_params = any(c.needs_view_params for c in term_classes)
-        self.queue_key_source: str | None = next(
-            (c.queue_key_source for c in term_classes if c.queue_key_source is not None), None
-        )
-        self.augment = self._build_augmentation()
+        #: What the active terms read: views, key sources, feature maps, the queue.
+        self.needs = needs = term_needs(list(weights), options)
+        #: Where the normalisation comes from: "given", "imagenet" or "data" (``normalization``).
+        self.augment, self.normalization_source = build_augmentation(hp)
+        #: True until the data's statistics are loaded (``normalization`` resolved to the data).
+        self.normalization_pending = self.normalization_source == "data"
         self.backbone = create_backbone(hp["backbone"], in_chans=hp["in_chans"])
         self.init_weights_info: dict[str, Any] | None = None
         self._init_weights_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
@@ -247,19 +207,12 @@ class GeoSSLTask(LightningModule):
             self.init_weights_info, self._init_weights_norm = loaded.info, loaded.normalization
             self._warn_on_other_normalization()
         num_features = get_num_features(self.backbone)
-        # A recipe whose terms never read the MoCo projection (SCRL alone) gets no projection head:
-        # parameters without gradients would stop DDP (find_unused_parameters is off by default).
-        # The query is then the normalised pooled feature, which the collapse monitor still reads.
-        self.projection_head: nn.Module = (
-            MoCoProjectionHead(num_features, hp["proj_hidden_dim"], hp["proj_dim"])
-            if any(c.needs_projection for c in term_classes)
-            else nn.Identity()
+        self.projection_head = projection_head(
+            num_features, hp["proj_hidden_dim"], hp["proj_dim"], needed=needs.needs_projection
         )
         #: Size of the query embedding that ``train/embedding_std`` is measured on.
-        self.embedding_dim = (
-            num_features if isinstance(self.projection_head, nn.Identity) else hp["proj_dim"]
-        )
-        self._build_key_encoder(uses_queue=any(c.uses_queue for c in term_classes))
+        self.embedding_dim = hp["proj_dim"] if needs.needs_projection else num_features
+        self._build_key_encoder(uses_queue=needs.uses_queue)
         ctx = LossTermContext(
             num_features=num_features,
             proj_dim=hp["proj_dim"],
@@ -273,35 +226,12 @@ class GeoSSLTask(LightningModule):
             {name: create_loss_term(name, ctx, options.get(name)) for name in weights}
         )
 
-    def _build_augmentation(self) -> GeoSSLAugmentation:
-        """The batched augmentation, with its normalisation (placeholders when pending)."""
-        hp = self.hparams
-        #: Where the normalisation comes from: "given", "imagenet" or "data" (``normalization``).
-        self.normalization_source = normalization_source(hp)
-        pending = self.normalization_source == "data"
-        mean: Sequence[float] | None = hp["mean"]
-        std: Sequence[float] | None = hp["std"]
-        if self.normalization_source == "imagenet" or (hp["in_chans"] == 3 and not pending):
-            mean = IMAGENET_MEAN if mean is None else mean
-            std = IMAGENET_STD if std is None else std
-        #: True until the data's statistics are loaded (``normalization`` resolved to the data).
-        self.normalization_pending = pending
-        return GeoSSLAugmentation(
-            size=hp["crop_size"],
-            min_scale=hp["min_scale"],
-            # Placeholders until setup() takes the data's statistics (the forward refuses them).
-            mean=[0.0] * hp["in_chans"] if pending else mean,
-            std=[1.0] * hp["in_chans"] if pending else std,
-            in_chans=hp["in_chans"],
-            compile=hp["compile"],
-        )
-
     def _build_key_encoder(self, uses_queue: bool) -> None:
         """The frozen EMA copy of the query encoder (when a term has key sources), the queue."""
         hp = self.hparams
         if hp["channels_last"]:
             self.backbone.to(memory_format=torch.channels_last)
-        if self.key_sources:
+        if self.needs.key_sources:
             self.backbone_momentum = copy.deepcopy(self.backbone)
             self.projection_head_momentum = copy.deepcopy(self.projection_head)
             deactivate_requires_grad(self.backbone_momentum)
@@ -374,7 +304,7 @@ class GeoSSLTask(LightningModule):
             self.backbone,
             self.projection_head,
             x,
-            feature_map=self.needs_feature_map,
+            feature_map=self.needs.needs_feature_map,
             channels_last=self.hparams["channels_last"],
             compile=self.hparams["compile"],
         )
@@ -388,7 +318,7 @@ class GeoSSLTask(LightningModule):
             self.projection_head_momentum,
             x,
             shuffle_bn=self.hparams["shuffle_bn"],
-            feature_map=self.needs_feature_map,
+            feature_map=self.needs.needs_feature_map,
             channels_last=self.hparams["channels_last"],
             compile=self.hparams["compile"],
         )
@@ -421,29 +351,21 @@ class GeoSSLTask(LightningModule):
                 "model.mean / model.std are not known yet: they are estimated from the data "
                 "module when fitting starts (setup); set them to use the task without a Trainer"
             )
-        images = batch["image"]
-        if images.ndim != 5 or images.shape[1] != 2 or images.shape[2] != self.hparams["in_chans"]:
-            raise ValueError(
-                f"batch['image'] must be [B, 2, {self.hparams['in_chans']}, H, W], "
-                f"got {tuple(images.shape)}"
-            )
-        views: dict[str, Tensor] = {}
-        view_params: dict[str, ViewParams] = {}
-        for source in VIEW_SOURCES:  # fixed order: reproducible random draws
-            if source not in self.online_sources | self.key_sources:
-                continue
-            raw = images[:, VIEW_SOURCES[source]]  # [B, C, H, W]
-            if self.needs_view_params:
-                views[source], view_params[source] = self.augment(raw, return_params=True)
-            else:
-                views[source] = self.augment(raw)
-        online = {s: self._encode(views[s]) for s in VIEW_SOURCES if s in self.online_sources}
+        views, view_params = draw_views(
+            self.augment,
+            batch["image"],
+            self.needs.online_sources | self.needs.key_sources,
+            in_chans=self.hparams["in_chans"],
+            with_params=self.needs.needs_view_params,
+        )
+        needs = self.needs
+        online = {s: self._encode(views[s]) for s in VIEW_SOURCES if s in needs.online_sources}
         momentum = {
-            s: self._encode_momentum(views[s]) for s in VIEW_SOURCES if s in self.key_sources
+            s: self._encode_momentum(views[s]) for s in VIEW_SOURCES if s in needs.key_sources
         }
         negatives = None if self.queue is None else self.queue.negatives()
         return StepOutputs(
-            batch, views, online, momentum, negatives, view_params, self.queue_key_source
+            batch, views, online, momentum, negatives, view_params, needs.queue_key_source
         )
 
     def on_fit_start(self) -> None:
@@ -455,21 +377,12 @@ class GeoSSLTask(LightningModule):
                 them), or ``data.shared_canvas`` when the datamodule says its pairs are drawn on
                 separate canvases (a datamodule that does not say is trusted).
         """
-        if self.normalization_pending:
-            raise ValueError(
-                "model.mean / model.std are not set and model.normalization takes them from the "
-                f"data (model.in_chans={self.hparams['in_chans']}): give them, or call "
-                "task.set_normalization(*datamodule.band_statistics()) before fit (geossl "
-                "pretrain does)"
-            )
-        datamodule = getattr(self.trainer, "datamodule", None)
-        needing = [name for name, term in self.terms.items() if term.needs_shared_canvas]
-        if needing and getattr(datamodule, "pairs_share_canvas", None) is False:
-            raise ValueError(
-                f"the {', '.join(needing)} loss relates pixels of the two acquisitions "
-                "(model.loss_options.scrl.temporal) and needs both on one canvas: set "
-                "data.shared_canvas: true"
-            )
+        check_fit_ready(
+            self.terms,
+            getattr(self.trainer, "datamodule", None),
+            in_chans=self.hparams["in_chans"],
+            normalization_pending=self.normalization_pending,
+        )
 
     def configure_callbacks(self) -> list[Callback]:
         """The task's own callback: :class:`~geossl.trainers.callbacks.TrainingHealthMonitor`.
@@ -480,11 +393,10 @@ class GeoSSLTask(LightningModule):
         return [TrainingHealthMonitor()]
 
     def on_train_start(self) -> None:
-        """Stop DDP from re-broadcasting rank 0's buffers before every forward.
+        """Stop DDP from re-broadcasting rank 0's buffers (the queue, 32 MB) before every forward.
 
-        The queue (32 MB at the default size) is kept identical on every rank by all-gathering the
-        keys before they are enqueued; re-sending it each step would only cost bandwidth, and would
-        hide a broken gather from the two-process test.
+        The keys are all-gathered before they are enqueued, so every rank's queue is already the
+        same; re-sending it would cost bandwidth and hide a broken gather from the DDP test.
         """
         wrapped = self.trainer.strategy.model
         if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
@@ -512,23 +424,10 @@ class GeoSSLTask(LightningModule):
             total = total + self.loss_weights[name] * result.loss.float()
         checked_total = self._guard.record(results, total, self.global_step)
 
-        if self.queue is not None and self.queue_key_source is not None:
-            self.queue.enqueue(out.keys[self.queue_key_source])
+        if self.queue is not None and self.needs.queue_key_source is not None:
+            self.queue.enqueue(out.keys[self.needs.queue_key_source])
 
-        # Lightning converts every ``prog_bar`` value to a Python number at the end of every step
-        # (``.item()``: the CPU would wait for the whole step before it prepares the next one).
-        # The bar shows the total as read by the finiteness check instead, a CPU tensor.
-        self.log("train_loss", total, batch_size=batch_size)
-        if checked_total is not None:
-            loss_on_host = torch.tensor(checked_total)
-            self.log("loss", loss_on_host, batch_size=batch_size, prog_bar=True, logger=False)
-        for name, result in results.items():
-            self.log(f"train/loss_{name}", result.loss.detach(), batch_size=batch_size)
-            for metric, value in result.metrics.items():
-                self.log(f"train/{metric}", value, batch_size=batch_size)
-        # Collapse monitor: ~1/sqrt(D) for spread-out unit vectors, ~0 when collapsed.
-        embedding_std = out.q.detach().std(dim=0).mean() if batch_size > 1 else out.q.new_zeros(())
-        self.log("train/embedding_std", embedding_std, batch_size=batch_size)
+        log_training_step(self, results, total, checked_total, out.q, batch_size)
         return total
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -550,30 +449,17 @@ class GeoSSLTask(LightningModule):
         checkpoint.setdefault("hyper_parameters", {}).update(self.describe_input_and_recipe())
 
     def describe_input_and_recipe(self) -> dict[str, Any]:
-        """What a checkpoint records so that it describes itself.
+        """What a checkpoint records so that it describes itself (:func:`checkpoint_description`).
 
         Returns:
-            ``losses`` (every given weight, the default when none were given), ``loss_options``
-            (every option of every active term, defaults filled in) and ``input_block`` (the
-            data module's, plus the ``mean``, ``std`` and ``image_size`` the run trained with).
+            The resolved ``losses``, ``loss_options`` and the completed ``input_block``.
         """
-        hp = self.hparams
-        given = hp["loss_options"] or {}
-        block = dict(hp["input_block"] or {})
-        block.setdefault("band_names", [f"band_{i + 1}" for i in range(hp["in_chans"])])
-        block.setdefault("scale", 1.0 / 255.0)
-        block.update(
-            mean=[float(v) for v in self.augment.mean.flatten().tolist()],
-            std=[float(v) for v in self.augment.std.flatten().tolist()],
-            image_size=int(hp["crop_size"]),
+        return checkpoint_description(
+            self.hparams,
+            list(self.loss_weights),
+            [float(v) for v in self.augment.mean.flatten().tolist()],
+            [float(v) for v in self.augment.std.flatten().tolist()],
         )
-        return {
-            "losses": dict(DEFAULT_LOSSES if hp["losses"] is None else hp["losses"]),
-            "loss_options": {
-                name: resolve_loss_options(name, given.get(name)) for name in self.loss_weights
-            },
-            "input_block": block,
-        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the record of ``init_weights`` and the data's statistics across a resume.
@@ -587,21 +473,14 @@ class GeoSSLTask(LightningModule):
         if self.init_weights_info is None:
             self.init_weights_info = checkpoint.get("geossl_init_weights")
         saved = checkpoint.get("hyper_parameters") or {}
-        mean, std = saved.get("mean"), saved.get("std")
-        if self.normalization_source != "data" or mean is None or std is None:
-            return
-        if not self.normalization_pending and (
-            list(mean) != self.hparams["mean"] or list(std) != self.hparams["std"]
-        ):
-            warnings.warn(
-                f"resuming with the checkpoint's model.mean={rounded(list(mean))} "
-                f"model.std={rounded(list(std))}; the data now gives "
-                f"model.mean={rounded(self.hparams['mean'])} "
-                f"model.std={rounded(self.hparams['std'])}",
-                UserWarning,
-                stacklevel=2,
-            )
-        self.set_normalization(list(mean), list(std))
+        stats = resumed_normalization(
+            saved,
+            self.hparams,
+            from_data=self.normalization_source == "data",
+            pending=self.normalization_pending,
+        )
+        if stats is not None:
+            self.set_normalization(*stats)
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """SGD (fused) over every trainable parameter, cosine schedule per step with warm-up.
@@ -616,25 +495,4 @@ class GeoSSLTask(LightningModule):
             ValueError: if the run's length is unknown (infinite) or, with warm-up, the length of
                 an epoch is unknown.
         """
-        hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
-        # One fused kernel for the whole update instead of several multi-tensor ones (the same
-        # arithmetic), where PyTorch has it: CPU and CUDA.
-        fused = all(p.device.type in {"cpu", "cuda"} and p.is_floating_point() for p in params)
-        optimizer = torch.optim.SGD(
-            params,
-            lr=hp["lr"],
-            momentum=hp["sgd_momentum"],
-            weight_decay=hp["weight_decay"],
-            fused=fused or None,
-        )
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError("the cosine schedule needs a finite run: set max_epochs or max_steps")
-        warmup = warmup_steps(self.trainer, int(hp["warmup_epochs"]), int(total))
-        schedule = WarmupCosineSchedule(warmup_steps=warmup, total_steps=int(total))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
+        return pretrain_optimizer(self, self.hparams)

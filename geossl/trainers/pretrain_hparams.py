@@ -19,7 +19,7 @@ from geossl.trainers.terms import (
     resolve_loss_options,
 )
 
-__all__ = ["NORMALIZATIONS", "check_pretrain_hparams"]
+__all__ = ["NORMALIZATIONS", "check_pretrain_hparams", "checkpoint_description"]
 
 #: Values of ``model.normalization`` (see :class:`~geossl.trainers.GeoSSLTask`).
 NORMALIZATIONS = ("auto", "imagenet", "data")
@@ -218,3 +218,39 @@ def _check_loss_options(
                 stacklevel=4,
             )
     return resolved
+
+
+def checkpoint_description(
+    hp: Mapping[str, Any], active: list[str], mean: list[float], std: list[float]
+) -> dict[str, Any]:
+    """What a pretraining checkpoint records so that it describes itself.
+
+    Args:
+        hp: the task's hyper-parameters.
+        active: the active terms.
+        mean: the normalisation mean the run trains with.
+        std: its std.
+
+    Returns:
+        ``losses`` (every given weight, the default when none were given), ``loss_options``
+        (every option of every active term, defaults filled in) and ``input_block`` (the data
+        module's, plus ``mean``, ``std`` and ``image_size``).
+
+    Example:
+        >>> hp = {"losses": None, "loss_options": None, "input_block": None, "in_chans": 3,
+        ...       "crop_size": 32}
+        >>> described = checkpoint_description(hp, ["tp", "geo"], [0.5] * 3, [0.2] * 3)
+        >>> block = described["input_block"]
+        >>> described["losses"], tuple(block["band_names"])
+        ({'tp': 1.0, 'geo': 1.0}, ('band_1', 'band_2', 'band_3'))
+    """
+    given = hp["loss_options"] or {}
+    block = dict(hp["input_block"] or {})
+    block.setdefault("band_names", [f"band_{i + 1}" for i in range(hp["in_chans"])])
+    block.setdefault("scale", 1.0 / 255.0)
+    block.update(mean=list(mean), std=list(std), image_size=int(hp["crop_size"]))
+    return {
+        "losses": dict(DEFAULT_LOSSES if hp["losses"] is None else hp["losses"]),
+        "loss_options": {name: resolve_loss_options(name, given.get(name)) for name in active},
+        "input_block": block,
+    }

@@ -143,7 +143,7 @@ def test_defaults_are_the_paper_recipe():
     assert task.loss_weights == {"tp": 1.0, "geo": 1.0}
     assert task.hparams["temperature"] == 0.02
     assert task.hparams["momentum"] == 0.999
-    assert task.key_sources == {"temporal"}
+    assert task.needs.key_sources == {"temporal"}
 
 
 def test_zero_weight_terms_are_dropped():
@@ -213,7 +213,7 @@ def test_queue_advances_and_is_in_state_dict(monkeypatch):
     torch.manual_seed(0)
     task, _ = make_task(monkeypatch, losses={"tp": 1.0, "moco": 1.0}, queue_size=10)
     assert task.queue is not None
-    assert task.queue_key_source == "temporal"  # the first contrastive term's keys
+    assert task.needs.queue_key_source == "temporal"  # the first contrastive term's keys
     state = task.state_dict()
     assert "queue.queue" in state
     assert "queue.ptr" in state

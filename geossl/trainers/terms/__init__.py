@@ -34,11 +34,13 @@ from geossl.trainers.terms.co2 import ConsistentContrastTerm
 from geossl.trainers.terms.geo import GeoLocationTerm
 from geossl.trainers.terms.infonce import InfoNCETerm, MoCoTerm, TemporalPositiveTerm
 from geossl.trainers.terms.registry import (
+    TermNeeds,
     create_loss_term,
     get_loss_term,
     list_loss_terms,
     register_loss_term,
     resolve_loss_options,
+    term_needs,
 )
 from geossl.trainers.terms.scrl import SCRL_OPTIONS, SCRLTerm
 
@@ -57,10 +59,12 @@ __all__ = [
     "SCRLTerm",
     "StepOutputs",
     "TemporalPositiveTerm",
+    "TermNeeds",
     "TermOutput",
     "create_loss_term",
     "get_loss_term",
     "list_loss_terms",
     "register_loss_term",
     "resolve_loss_options",
+    "term_needs",
 ]

@@ -2,7 +2,7 @@
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from geossl.trainers.terms.base import VIEW_SOURCES, LossOptionValue, LossTerm, LossTermContext
@@ -120,6 +120,64 @@ def resolve_loss_options(
             raise ValueError(f"{where} must be finite, got {value}")
         resolved[key] = float(value)
     return resolved
+
+
+@dataclass(frozen=True)
+class TermNeeds:
+    """What a recipe's active terms need from the step, in union.
+
+    Attributes:
+        online_sources: views the query encoder encodes (always ``"query"``).
+        key_sources: views the key encoder encodes.
+        needs_feature_map: encoders also return un-pooled backbone maps.
+        needs_view_params: the augmentation also returns each view's geometry.
+        needs_projection: some term reads the MoCo projection.
+        uses_queue: some term reads the queue's negatives.
+        queue_key_source: the key source enqueued (the first term's that has one).
+    """
+
+    online_sources: frozenset[str]
+    key_sources: frozenset[str]
+    needs_feature_map: bool
+    needs_view_params: bool
+    needs_projection: bool
+    uses_queue: bool
+    queue_key_source: str | None
+
+
+def term_needs(
+    names: list[str], options: Mapping[str, Mapping[str, LossOptionValue] | None]
+) -> TermNeeds:
+    """What the terms ``names`` with ``options`` need from the step.
+
+    Args:
+        names: active term names.
+        options: ``loss_options`` (a term's missing entry means its defaults).
+
+    Returns:
+        The union of their needs.
+
+    Example:
+        >>> needs = term_needs(["tp", "geo"], {})
+        >>> sorted(needs.key_sources), needs.uses_queue, needs.needs_feature_map
+        (['temporal'], True, False)
+    """
+    classes = [get_loss_term(name) for name in names]
+    sources = [
+        cls.view_sources(resolve_loss_options(name, options.get(name)))
+        for name, cls in zip(names, classes, strict=True)
+    ]
+    return TermNeeds(
+        online_sources=frozenset({"query"}).union(*(online for online, _ in sources)),
+        key_sources=frozenset[str]().union(*(key for _, key in sources)),
+        needs_feature_map=any(c.needs_feature_map for c in classes),
+        needs_view_params=any(c.needs_view_params for c in classes),
+        needs_projection=any(c.needs_projection for c in classes),
+        uses_queue=any(c.uses_queue for c in classes),
+        queue_key_source=next(
+            (c.queue_key_source for c in classes if c.queue_key_source is not None), None
+        ),
+    )
 
 
 def create_loss_term(

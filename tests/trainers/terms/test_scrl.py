@@ -72,8 +72,8 @@ def test_registered_with_what_it_needs():
 def test_moco_plus_scrl_step(monkeypatch):
     torch.manual_seed(0)
     task, term, recorder = make_task(monkeypatch, losses={"moco": 1.0, "scrl": 1.0})
-    assert task.online_sources == {"query", "same"}
-    assert task.key_sources == {"query", "same"}
+    assert task.needs.online_sources == {"query", "same"}
+    assert task.needs.key_sources == {"query", "same"}
     loss = task.training_step(make_batch(), 0)
     assert loss.ndim == 0
     assert torch.isfinite(loss)
@@ -124,7 +124,7 @@ def test_loss_is_the_formula_on_the_right_branches(monkeypatch, temporal):
     task, term, _ = make_task(monkeypatch, losses={"scrl": 1.0}, loss_options=options)
     second = "temporal" if temporal else "same"
     assert term.pair_sources == ("query", second)
-    assert task.online_sources == task.key_sources == {"query", second}
+    assert task.needs.online_sources == task.needs.key_sources == {"query", second}
     with torch.no_grad():  # make the target branch differ from the online one
         assert task.backbone_momentum is not None
         for p in [*task.backbone_momentum.parameters(), *term.projector_momentum.parameters()]:
@@ -169,8 +169,8 @@ def test_temporal_scrl_with_tp_step(monkeypatch):
         monkeypatch, losses={"tp": 1.0, "scrl": 1.0}, loss_options=options
     )
     assert term.needs_shared_canvas
-    assert task.online_sources == {"query", "temporal"}  # no second view-0 augmentation
-    assert task.key_sources == {"query", "temporal"}
+    assert task.needs.online_sources == {"query", "temporal"}  # no second view-0 augmentation
+    assert task.needs.key_sources == {"query", "temporal"}
     loss = task.training_step(make_batch(), 0)
     assert torch.isfinite(loss)
     assert recorder.logged["train/scrl_boxes"].item() > 1
