@@ -36,7 +36,7 @@ SPACENET_BANDS: Mapping[str, Mapping[str, int]] = {
 }
 
 #: Collections: torchgeo's SpaceNet-1 / SpaceNet-2 layouts, or a folder of tiles
-#: (:class:`~geossl.datasets.spacenet.SpaceNetTiles`).
+#: (:class:`~geossl.datasets.spacenet.tiles.SpaceNetTiles`).
 COLLECTIONS = ("spacenet1", "spacenet2", "tiles")
 
 #: Split names.
@@ -186,13 +186,13 @@ class SpaceNetDataModule(LightningDataModule):
     - ``"spacenet2"``: torchgeo's :class:`~torchgeo.datasets.SpaceNet2` (``SN2_buildings/train/
       AOI_*_Train``; ``image_product`` ``RGB-PanSharpen`` (default), ``MUL``, ``MUL-PanSharpen``
       or ``PAN``; ``aois`` default: every AOI folder present);
-    - ``"tiles"``: :class:`~geossl.datasets.spacenet.SpaceNetTiles` over ``root`` (images matched
-      to GeoJSON labels by tile id; e.g. SpaceNet-4).
+    - ``"tiles"``: :class:`~geossl.datasets.spacenet.tiles.SpaceNetTiles` over ``root`` (images
+      matched to GeoJSON labels by tile id; e.g. SpaceNet-4).
 
     Only the labelled ``train`` split of the SpaceNet tarballs is used; it is split into train /
     val / test by tile with :func:`split_tiles` (seeded, stable). Images are served as float in
     ``[0, 1]`` (``scale``: 1/255 for uint8, 1/2047 for 11-bit uint16; see
-    :mod:`geossl.datasets.spacenet`), masks as int64 ``[H, W]``.
+    :mod:`geossl.datasets.spacenet.constants`), masks as int64 ``[H, W]``.
 
     - train: chips padded to ``patch_size`` if smaller (mask ``ignore_index``), then
       :class:`~geossl.transforms.targets.TargetAugmentation`: random ``patch_size`` crop, flips,
@@ -470,7 +470,7 @@ class SpaceNetDataModule(LightningDataModule):
 
         Give them to the task as ``model.mean`` / ``model.std`` when the weights' normalisation
         does not apply (e.g. a pan band with RGB weights; :func:`~geossl.datasets.spacenet.
-        band_statistics`).
+        stats.band_statistics`).
 
         Returns:
             The statistics.

@@ -28,7 +28,7 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-from geossl.datasets.spacenet import IGNORE_INDEX
+from geossl.datasets.spacenet.constants import IGNORE_INDEX
 from geossl.trainers.downstream import DownstreamWeights
 from geossl.utils.torchgeo_tasks import SemanticSegmentationTask
 
@@ -102,8 +102,8 @@ class SpaceNetSegmentationTask(DownstreamWeights, SemanticSegmentationTask):
     Input: ``image`` float ``[B, C, H, W]`` in ``[0, 1]`` (H, W multiples of 32 for unet /
     deeplabv3+, of 8 for pspnet); :meth:`forward` normalises it with ``mean`` / ``std`` (the
     weights' own when not given; per-band statistics of the data, e.g.
-    :func:`~geossl.datasets.spacenet.band_statistics`, for a pan band with RGB weights). Output:
-    logits ``[B, 2, H, W]``. ``mask`` is int64 ``[B, H, W]`` with 0 / 1 and ``ignore_index`` on
+    :func:`~geossl.datasets.spacenet.stats.band_statistics`, for a pan band with RGB weights).
+    Output: logits ``[B, 2, H, W]``. ``mask`` is int64 ``[B, H, W]`` with 0 / 1 and ``ignore_index`` on
     padding.
 
     Logged: ``train_loss``, ``{train,val,test}_{miou,building_iou,building_f1,pixel_accuracy}``

@@ -1,8 +1,7 @@
-"""SpaceNetTiles, the torchgeo adapter, rasterisation, scaling and band statistics."""
+"""SpaceNetTiles: folders of tiles and GeoJSON labels, against torchgeo's masks."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -11,28 +10,17 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.transform import Affine
 from torchgeo.datasets import SpaceNet1
 
 from geossl.datasets.errors import DatasetNotFoundError, InvalidSampleError
 from geossl.datasets.spacenet import (
-    IGNORE_INDEX,
-    SpaceNetChips,
     SpaceNetTiles,
     band_statistics,
-    default_scale,
-    fit_to_size,
-    read_building_labels,
 )
 from geossl.synthetic.spacenet import SpaceNetSampleSummary, generate_spacenet_sample
 from tests.conftest import REAL_DATA
 
 SN4 = REAL_DATA / "spacenet4_atlanta"
-
-
-@pytest.fixture(scope="module")
-def sn1(tmp_path_factory: pytest.TempPathFactory) -> SpaceNetSampleSummary:
-    return generate_spacenet_sample(tmp_path_factory.mktemp("sn1"), tiles=4, seed=0)
 
 
 def sn4_layout(sn1: SpaceNetSampleSummary, folder: Path, label_crs: str = "EPSG:4326") -> Path:
@@ -117,14 +105,6 @@ def test_uint16_scaling_and_bands(tmp_path: Path) -> None:
     )
 
 
-def test_default_scale() -> None:
-    assert default_scale("uint8") == pytest.approx(1 / 255)
-    assert default_scale("uint16") == pytest.approx(1 / 2047)
-    assert default_scale("float32") == 1.0
-    with pytest.raises(ValueError, match="give scale explicitly"):
-        default_scale("int32")
-
-
 def test_empty_label_file_counts_as_no_buildings(
     sn1: SpaceNetSampleSummary, tmp_path: Path
 ) -> None:
@@ -160,20 +140,6 @@ def test_error_missing_label(sn1: SpaceNetSampleSummary, tmp_path: Path) -> None
         SpaceNetTiles(pairs=[(sn1.tiles[0].images["3band"], label)])
 
 
-def test_error_label_not_geojson(sn1: SpaceNetSampleSummary, tmp_path: Path) -> None:
-    bad = tmp_path / "labels.geojson"
-    bad.write_text("id,geometry\n1,POLYGON((0 0,1 0,1 1,0 0))\n")
-    with pytest.raises(InvalidSampleError, match=r"labels\.geojson: not GeoJSON \(not JSON"):
-        SpaceNetTiles(pairs=[(sn1.tiles[0].images["3band"], bad)])
-    bad.write_text(json.dumps({"type": "Topology", "objects": {}}))
-    with pytest.raises(InvalidSampleError, match=r"labels\.geojson: not GeoJSON \(type 'Topology'"):
-        read_building_labels(bad)
-    unknown_crs = {"type": "name", "properties": {"name": "EPSG:999999"}}
-    bad.write_text(json.dumps({"type": "FeatureCollection", "crs": unknown_crs, "features": []}))
-    with pytest.raises(InvalidSampleError, match="unreadable GeoJSON crs member"):
-        read_building_labels(bad)
-
-
 def test_error_no_images(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError, match="no images matching"):
         SpaceNetTiles(tmp_path)
@@ -181,106 +147,6 @@ def test_error_no_images(tmp_path: Path) -> None:
         SpaceNetTiles(tmp_path / "missing")
     with pytest.raises(ValueError, match="either root"):
         SpaceNetTiles()
-
-
-def test_non_polygon_features_are_skipped_and_counted(tmp_path: Path) -> None:
-    label = tmp_path / "mixed.geojson"
-    polygon = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}
-    features = [
-        {"type": "Feature", "properties": {}, "geometry": polygon},
-        {"type": "Feature", "properties": {}, "geometry": None},
-        {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [0, 0]}},
-    ]
-    label.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-    labels = read_building_labels(label)
-    assert len(labels.polygons) == 1
-    assert labels.skipped == 2
-    assert labels.crs.to_string() == "OGC:CRS84"  # RFC 7946 default
-
-
-def test_fit_to_size_pads_with_ignore_and_crops_centre() -> None:
-    sample = {"image": torch.ones(2, 5, 7), "mask": torch.ones(5, 7, dtype=torch.long)}
-    padded = fit_to_size(sample, (8, 8))
-    assert padded["image"].shape == (2, 8, 8)
-    assert padded["image"][:, 5:].sum() == 0
-    assert padded["image"][:, :, 7:].sum() == 0
-    assert (padded["mask"][5:] == IGNORE_INDEX).all()
-    assert (padded["mask"][:5, :7] == 1).all()
-    sample["mask"][2, 3] = 0
-    cropped = fit_to_size(sample, (3, 3))
-    assert cropped["mask"].shape == (3, 3)
-    assert cropped["mask"][1, 1] == 0
-
-
-def test_chips_adapter_scales_and_pads(sn1: SpaceNetSampleSummary) -> None:
-    base = SpaceNet1(sn1.root)
-    chips = SpaceNetChips(base, pad_multiple=32)
-    sample = chips[0]
-    assert sample["image"].shape == (3, 416, 448)
-    assert float(sample["image"].min()) >= 0
-    assert float(sample["image"].max()) <= 1
-    assert torch.allclose(sample["image"][:, :406, :439], base[0]["image"] / 255)
-    assert (sample["mask"][406:] == IGNORE_INDEX).all()
-    assert torch.equal(sample["mask"][:406, :439], base[0]["mask"])
-    fixed = SpaceNetChips(base, size=(256, 256))[0]
-    assert fixed["image"].shape == (3, 256, 256)
-    assert fixed["mask"].shape == (256, 256)
-    assert chips.resampled_masks == 0
-
-
-def test_chips_adapter_fixes_torchgeo_mask_of_resampled_chip(
-    sn1: SpaceNetSampleSummary, tmp_path: Path
-) -> None:
-    # A 3band chip stored at half resolution (203 x 220): torchgeo resamples it to 406 x 439 but
-    # rasterises the polygons with the file's (2x coarser) transform on the 406 x 439 grid.
-    root = tmp_path / "sn1"
-    shutil.copytree(sn1.root, root)
-    tile = next(t for t in sn1.tiles if t.building_pixels > 2000)
-    path = root / tile.images["3band"].relative_to(sn1.root)
-    with rasterio.open(path) as src:
-        data, profile = src.read(), src.profile
-    half = data[:, ::2, ::2][:, :203, :220]
-    profile.update(height=203, width=220, transform=profile["transform"] @ Affine.scale(2))
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(half)
-    base = SpaceNet1(root)
-    index = [Path(p).name for p in base.images].index(path.name)
-    truth = SpaceNet1(sn1.root)[index]["mask"].bool()
-    broken = base[index]["mask"].bool()
-    chips = SpaceNetChips(base)
-    fixed = chips[index]["mask"].bool()
-    assert chips.resampled_masks == 1
-
-    def iou(a: torch.Tensor, b: torch.Tensor) -> float:
-        return float((a & b).sum()) / float((a | b).sum())
-
-    assert iou(broken, truth) < 0.5  # torchgeo's mask is misplaced
-    assert iou(fixed, truth) > 0.95  # ours follows the resampled image
-
-
-def test_band_statistics(sn1: SpaceNetSampleSummary, tmp_path: Path) -> None:
-    paths = [t.images["3band"] for t in sn1.tiles]
-    stats = band_statistics(paths)
-    pixels = np.concatenate([rasterio.open(p).read().reshape(3, -1) / 255.0 for p in paths], axis=1)
-    assert stats.num_pixels == (pixels.shape[1],) * 3
-    assert stats.num_samples == 4
-    assert stats.mean == pytest.approx(tuple(pixels.mean(axis=1)), rel=1e-9)
-    assert stats.std == pytest.approx(tuple(pixels.std(axis=1)), rel=1e-7)
-    tiles = SpaceNetTiles(sn1.dataset_dir / "train", image_glob="3band/*.tif")
-    assert band_statistics(tiles).mean == pytest.approx(stats.mean)
-    chips = SpaceNetChips(SpaceNet1(sn1.root))
-    assert band_statistics(chips).std == pytest.approx(stats.std, rel=1e-6)
-    # nodata pixels are left out
-    with rasterio.open(paths[0]) as src:
-        data, profile = src.read(), src.profile
-    data[:, :10, :] = 0
-    profile["nodata"] = 0
-    masked = tmp_path / "nodata.tif"
-    with rasterio.open(masked, "w", **profile) as dst:
-        dst.write(data)
-    assert band_statistics([masked]).num_pixels == (406 * 439 - 10 * 439,) * 3
-    with pytest.raises(ValueError, match="no image in the source"):
-        band_statistics([])
 
 
 def test_real_spacenet4_tile_mask_covers_the_polygons() -> None:
