@@ -103,8 +103,8 @@ class SpaceNetSegmentationTask(DownstreamWeights, SemanticSegmentationTask):
     deeplabv3+, of 8 for pspnet); :meth:`forward` normalises it with ``mean`` / ``std`` (the
     weights' own when not given; per-band statistics of the data, e.g.
     :func:`~geossl.datasets.spacenet.stats.band_statistics`, for a pan band with RGB weights).
-    Output: logits ``[B, 2, H, W]``. ``mask`` is int64 ``[B, H, W]`` with 0 / 1 and ``ignore_index`` on
-    padding.
+    Output: logits ``[B, 2, H, W]``. ``mask`` is int64 ``[B, H, W]`` with 0 / 1 and
+    ``ignore_index`` on padding.
 
     Logged: ``train_loss``, ``{train,val,test}_{miou,building_iou,building_f1,pixel_accuracy}``
     (:func:`segmentation_metrics`), ``val_loss``, ``test_loss``. Optimiser: AdamW with
