@@ -41,6 +41,12 @@ def shard_indices(total: int, num_replicas: int, rank: int, drop_last: bool) -> 
 
     Returns:
         ``int64 [sharded_len(total, num_replicas, drop_last)]`` (empty when ``total`` is 0).
+
+    Example:
+        >>> shard_indices(10, num_replicas=3, rank=1, drop_last=False).tolist()  # padded: 0 again
+        [1, 4, 7, 0]
+        >>> shard_indices(10, num_replicas=3, rank=1, drop_last=True).tolist()
+        [1, 4, 7]
     """
     if total == 0:
         return torch.zeros(0, dtype=torch.int64)

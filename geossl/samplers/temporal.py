@@ -84,6 +84,14 @@ class TemporalPairSampler(Sampler[tuple[int, int]]):
 
     Raises:
         ValueError: for mismatched or unsorted inputs and invalid arguments.
+
+    Example:
+        >>> # two locations: rows 0-2 at three dates, rows 3-4 at two
+        >>> sampler = TemporalPairSampler([0, 0, 0, 1, 1], [1, 2, 3, 1, 5], shuffle=False)
+        >>> len(sampler), list(sampler)
+        (2, [(2, 0), (4, 3)])
+        >>> len(TemporalPairSampler([0, 0, 0, 1, 1], [1, 2, 3, 1, 5], mode="image"))
+        5
     """
 
     def __init__(

@@ -223,6 +223,20 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
     Raises:
         ValueError: for invalid arguments, fewer than two dates, or when no patch has two valid
             dates ("no valid pair: ..."; with ``single_date_pairs``: one valid date).
+
+    Example:
+        >>> import tempfile
+        >>> from geossl.datasets.rasters import TimeSeriesRasters
+        >>> from geossl.synthetic.rasters import generate_raster_timeseries_sample
+        >>> sample = generate_raster_timeseries_sample(tempfile.mkdtemp(), num_dates=5)
+        >>> series = TimeSeriesRasters(sample.root, cache=False)
+        >>> sampler = TemporalGeoPairSampler(series, patch_size=32, length=4, seed=0)
+        >>> view_0, view_1 = next(iter(sampler))  # one patch, two dates
+        >>> view_0[:2] == view_1[:2], view_0[2] != view_1[2]
+        (True, True)
+        >>> patch = series[view_0]
+        >>> tuple(patch["image"].shape)
+        (4, 32, 32)
     """
 
     def __init__(
@@ -385,6 +399,16 @@ class TemporalGeoGridSampler(Sampler[PairQuery]):
 
     Raises:
         ValueError: for invalid arguments.
+
+    Example:
+        >>> import tempfile
+        >>> from geossl.datasets.rasters import TimeSeriesRasters
+        >>> from geossl.synthetic.rasters import generate_raster_timeseries_sample
+        >>> sample = generate_raster_timeseries_sample(tempfile.mkdtemp(), num_dates=5)
+        >>> series = TimeSeriesRasters(sample.root, cache=False)
+        >>> grid = TemporalGeoGridSampler(series, patch_size=32)
+        >>> len(grid), len(grid) == len(list(grid))  # the same pairs at every pass
+        (30, True)
     """
 
     def __init__(

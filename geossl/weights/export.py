@@ -195,6 +195,19 @@ def export_weights(
         FileNotFoundError: if ``checkpoint`` does not exist.
         FileExistsError: if an output file exists and ``overwrite`` is False.
         ValueError: if ``checkpoint`` is not a geossl pretraining checkpoint.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from geossl.trainers import GeoSSLTask
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> task = GeoSSLTask(backbone="resnet18", crop_size=32, queue_size=64)
+        >>> checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
+        >>> task.on_save_checkpoint(checkpoint)  # what Lightning's ModelCheckpoint calls
+        >>> torch.save(checkpoint, folder / "run.ckpt")
+        >>> exported = export_weights(folder / "run.ckpt", folder / "export")
+        >>> exported.weights.name.startswith("resnet18_tp_geo-"), exported.meta.image_size
+        (True, 32)
     """
     source = Path(checkpoint)
     state, meta = read_weights(source)
@@ -278,6 +291,15 @@ def load_backbone(
         ValueError: (one line, naming the file) for an unreadable or unknown file, a bare state
             dict without ``backbone``, a backbone other than the given one, key / in_chans
             mismatches, or unknown normalisation (a bare file of other than 3 bands).
+
+    Example:
+        >>> import tempfile, timm, torch
+        >>> from pathlib import Path
+        >>> path = Path(tempfile.mkdtemp()) / "resnet18.pth"
+        >>> torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), path)
+        >>> loaded = load_backbone(path, backbone="resnet18")
+        >>> tuple(loaded.model(torch.rand(2, 3, 32, 32)).shape), loaded.meta.image_size
+        ((2, 512), 224)
     """
     state, meta = read_weights(path, backbone=backbone)
     if backbone is not None and backbone.partition(".")[0] != meta.backbone.partition(".")[0]:

@@ -172,6 +172,15 @@ def resnet18(weights: Any = None, *args: Any, **kwargs: Any) -> nn.Module:
     Raises:
         ValueError: if the weights are for another architecture or band count, or their keys do
             not match.
+
+    Example:
+        >>> import tempfile, timm, torch
+        >>> from pathlib import Path
+        >>> path = Path(tempfile.mkdtemp()) / "resnet18.pth"
+        >>> torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), path)
+        >>> model = resnet18(weights=path, num_classes=10)  # the backbone from the file
+        >>> tuple(model.eval()(torch.rand(1, 3, 32, 32)).shape)
+        (1, 10)
     """
     return _build("resnet18", weights, *args, **kwargs)
 

@@ -285,6 +285,15 @@ def read_weights(
         FileNotFoundError: if ``path`` does not exist.
         ValueError: if the file cannot be read safely, has an unknown layout, needs ``backbone``,
             or disagrees with its metadata (in_chans, sha256); the message names the file.
+
+    Example:
+        >>> import tempfile, timm, torch
+        >>> from pathlib import Path
+        >>> path = Path(tempfile.mkdtemp()) / "resnet18.pth"  # a bare timm state dict
+        >>> torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), path)
+        >>> state, meta = read_weights(path, backbone="resnet18")
+        >>> meta.backbone, meta.in_chans, meta.bands, "fc.weight" in state
+        ('resnet18', 3, ('red', 'green', 'blue'), False)
     """
     path = Path(path)
     if not path.is_file():
