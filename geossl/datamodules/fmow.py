@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from geossl.datamodules.input_block import input_block
+from geossl.datamodules.loaders import loader_kwargs
 from geossl.datasets.band_stats import (
     BandMoments,
     BandStatistics,
@@ -360,16 +361,12 @@ class FMoWDataModule(LightningDataModule):
         return list(stats.mean), list(stats.std)
 
     def _loader_kwargs(self) -> dict[str, Any]:
-        workers = self.num_workers
-        kwargs: dict[str, Any] = {
-            "batch_size": self.batch_size,
-            "num_workers": workers,
-            "pin_memory": self.pin_memory and torch.cuda.is_available(),
-        }
-        if workers > 0:
-            kwargs["persistent_workers"] = self.persistent_workers
-            kwargs["prefetch_factor"] = 4
-        return kwargs
+        return loader_kwargs(
+            self.batch_size,
+            self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
 
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
         """Batches of temporal pairs drawn by the seeded :class:`TemporalPairSampler`."""

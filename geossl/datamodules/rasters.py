@@ -14,6 +14,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from geossl.datamodules.input_block import input_block
+from geossl.datamodules.loaders import loader_kwargs
 from geossl.datasets.band_stats import (
     BandMoments,
     BandStatistics,
@@ -359,17 +360,14 @@ class RasterTimeSeriesDataModule(LightningDataModule):
             self.setup("fit")
         if self.train_dataset is None or self.train_sampler is None:  # pragma: no cover
             raise RuntimeError("RasterTimeSeriesDataModule.setup() did not create the dataset")
-        kwargs: dict[str, Any] = {
-            "batch_size": self.batch_size,
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory and torch.cuda.is_available(),
-        }
-        if self.num_workers > 0:
-            kwargs["persistent_workers"] = self.persistent_workers
-            kwargs["prefetch_factor"] = 4
         return DataLoader(
             self.train_dataset,
             sampler=self.train_sampler,
             drop_last=self.drop_last,
-            **kwargs,
+            **loader_kwargs(
+                self.batch_size,
+                self.num_workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.persistent_workers,
+            ),
         )

@@ -15,6 +15,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from geossl.datamodules.loaders import loader_kwargs
 from geossl.datasets.band_stats import BandStatistics
 from geossl.datasets.errors import DatasetNotFoundError
 from geossl.datasets.spacenet import (
@@ -419,14 +420,15 @@ class SpaceNetDataModule(LightningDataModule):
         return self.datasets[name]
 
     def _loader_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "batch_size": self.batch_size,
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory and torch.cuda.is_available(),
-            "collate_fn": self._collate,
-        }
-        if self.num_workers > 0:
-            kwargs["persistent_workers"] = self.persistent_workers
+        # DataLoader's own prefetch depth: this module never asked for more.
+        kwargs = loader_kwargs(
+            self.batch_size,
+            self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            prefetch_factor=None,
+        )
+        kwargs["collate_fn"] = self._collate
         return kwargs
 
     def _collate(self, samples: Sequence[Mapping[str, Tensor]]) -> Sample:
