@@ -24,20 +24,18 @@ from geossl.datasets.band_stats import (
 from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow import FMoW, FMoWTemporalPairs
 from geossl.datasets.fmow.constants import (
-    FMOW_MS_BANDS,
-    FMOW_SENTINEL_BANDS,
     FMOW_SENTINEL_CSV,
     FMOW_SPLITS,
     JPEG_PRODUCTS,
-    MS_SCALE,
     PRODUCT_BANDS,
     PRODUCTS,
+    product_band_names,
+    product_input_scale,
     product_scale,
 )
 from geossl.datasets.fmow.encoded import EncodedImages, collate_encoded, decode_encoded
 from geossl.datasets.fmow.index import FMoWIndex, build_fmow_index
 from geossl.samplers.temporal import TemporalPairSampler
-from geossl.weights.meta import RGB_BANDS, UINT8_SCALE
 
 __all__ = ["FMoWDataModule"]
 
@@ -231,14 +229,11 @@ class FMoWDataModule(LightningDataModule):
     @property
     def input_block(self) -> dict[str, Any]:
         """What the model's input is (band names, bands, scale): ``model.input_block``."""
-        names = {
-            "ms": FMOW_MS_BANDS,
-            "sentinel": FMOW_SENTINEL_BANDS,
-        }.get(self.product, RGB_BANDS)
-        if self.bands is not None:
-            names = tuple(names[b - 1] for b in self.bands)
-        # JPEG products are uint8; fMoW-full's GeoTIFFs 11-bit (MS_SCALE); Sentinel reflectance.
-        scale = {"ms": MS_SCALE}.get(self.product, product_scale(self.product) or UINT8_SCALE)
+        # The product table knows both (FMOW_PRODUCTS); __init__ checked the product.
+        names = product_band_names(self.product, self.bands)
+        scale = product_input_scale(self.product)
+        if names is None or scale is None:  # pragma: no cover
+            raise RuntimeError(f"data.product {self.product!r} is not an fMoW product")
         return input_block("fmow", names, scale, self.bands)
 
     @property

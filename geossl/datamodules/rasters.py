@@ -26,7 +26,7 @@ from geossl.datasets.band_stats import (
 from geossl.datasets.geo_clusters import latlon_to_unit, spherical_kmeans
 from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters
 from geossl.samplers.temporal_geo import TemporalGeoPairSampler
-from geossl.weights.meta import UINT8_SCALE
+from geossl.utils.bands import UINT8_SCALE
 
 __all__ = ["RasterTimeSeriesDataModule"]
 

@@ -28,7 +28,7 @@ from geossl.datasets.scenes import (
     read_scene_labels,
     stratified_split,
 )
-from geossl.weights.meta import RGB_BANDS, UINT8_SCALE
+from geossl.utils.bands import RGB_BANDS, UINT8_SCALE
 
 __all__ = ["IMAGE_SUFFIXES", "ScenesDataModule", "find_scene_images"]
 
