@@ -36,6 +36,7 @@ from geossl.datasets.fmow.constants import (
 from geossl.datasets.fmow.encoded import EncodedImages, collate_encoded, decode_encoded
 from geossl.datasets.fmow.index import FMoWIndex, build_fmow_index
 from geossl.samplers.temporal import TemporalPairSampler
+from geossl.utils.checks import check_at_least, check_fraction
 
 __all__ = ["FMoWDataModule"]
 
@@ -76,6 +77,20 @@ def check_fmow_inputs(
         raise ValueError(
             f"data.bands must be distinct 1-based band indexes in 1..{max_band} for product "
             f"{product!r}, got {bands}"
+        )
+
+
+def _check_decode_on_device(decode_on_device: bool, product: str, shared_canvas: bool) -> None:
+    """Refuse ``data.decode_on_device`` where the device cannot decode (not JPEG, canvas)."""
+    if decode_on_device and product not in JPEG_PRODUCTS:
+        raise ValueError(
+            "data.decode_on_device decodes JPEGs: it needs product "
+            f"{' or '.join(JPEG_PRODUCTS)}, got {product!r}"
+        )
+    if decode_on_device and shared_canvas:
+        raise ValueError(
+            "data.decode_on_device and data.shared_canvas cannot be combined: the canvas "
+            "window of the second view is read in the workers"
         )
 
 
@@ -171,27 +186,15 @@ class FMoWDataModule(LightningDataModule):
                 f"data.splits must be distinct splits of {list(FMOW_SPLITS)}, got {splits}"
             )
         check_fmow_inputs(product, bands, val_split, splits)
-        positive = {"image_size": image_size, "batch_size": batch_size}
-        positive["num_geo_clusters"] = num_geo_clusters
-        for key, value in positive.items():
-            if value < 1:
-                raise ValueError(f"data.{key} must be at least 1, got {value}")
-        if num_workers < 0:
-            raise ValueError(f"data.num_workers must be non-negative, got {num_workers}")
+        counts = {"image_size": image_size, "batch_size": batch_size}
+        counts["num_geo_clusters"] = num_geo_clusters
+        for key, value in counts.items():
+            check_at_least(f"data.{key}", value, 1)
+        check_at_least("data.num_workers", num_workers, 0)
         if pair_mode not in ("location", "image"):
             raise ValueError(f"data.pair_mode must be 'location' or 'image', got {pair_mode!r}")
-        if not 0.0 <= max_bad_fraction <= 1.0:
-            raise ValueError(f"data.max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
-        if decode_on_device and product not in JPEG_PRODUCTS:
-            raise ValueError(
-                "data.decode_on_device decodes JPEGs: it needs product "
-                f"{' or '.join(JPEG_PRODUCTS)}, got {product!r}"
-            )
-        if decode_on_device and shared_canvas:
-            raise ValueError(
-                "data.decode_on_device and data.shared_canvas cannot be combined: the canvas "
-                "window of the second view is read in the workers"
-            )
+        check_fraction("data.max_bad_fraction", max_bad_fraction)
+        _check_decode_on_device(decode_on_device, product, shared_canvas)
         self.save_hyperparameters()
         self.root = root
         self.splits = splits
