@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from geossl.datamodules.input_block import input_block
+from geossl.datamodules.loaders import loader_kwargs
 from geossl.datasets.band_stats import (
     BandMoments,
     BandStatistics,
@@ -23,20 +24,19 @@ from geossl.datasets.band_stats import (
 from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow import FMoW, FMoWTemporalPairs
 from geossl.datasets.fmow.constants import (
-    FMOW_MS_BANDS,
-    FMOW_SENTINEL_BANDS,
     FMOW_SENTINEL_CSV,
     FMOW_SPLITS,
     JPEG_PRODUCTS,
-    MS_SCALE,
     PRODUCT_BANDS,
     PRODUCTS,
+    product_band_names,
+    product_input_scale,
     product_scale,
 )
 from geossl.datasets.fmow.encoded import EncodedImages, collate_encoded, decode_encoded
 from geossl.datasets.fmow.index import FMoWIndex, build_fmow_index
 from geossl.samplers.temporal import TemporalPairSampler
-from geossl.weights.meta import RGB_BANDS, UINT8_SCALE
+from geossl.utils.checks import check_at_least, check_fraction
 
 __all__ = ["FMoWDataModule"]
 
@@ -77,6 +77,20 @@ def check_fmow_inputs(
         raise ValueError(
             f"data.bands must be distinct 1-based band indexes in 1..{max_band} for product "
             f"{product!r}, got {bands}"
+        )
+
+
+def _check_decode_on_device(decode_on_device: bool, product: str, shared_canvas: bool) -> None:
+    """Refuse ``data.decode_on_device`` where the device cannot decode (not JPEG, canvas)."""
+    if decode_on_device and product not in JPEG_PRODUCTS:
+        raise ValueError(
+            "data.decode_on_device decodes JPEGs: it needs product "
+            f"{' or '.join(JPEG_PRODUCTS)}, got {product!r}"
+        )
+    if decode_on_device and shared_canvas:
+        raise ValueError(
+            "data.decode_on_device and data.shared_canvas cannot be combined: the canvas "
+            "window of the second view is read in the workers"
         )
 
 
@@ -172,27 +186,15 @@ class FMoWDataModule(LightningDataModule):
                 f"data.splits must be distinct splits of {list(FMOW_SPLITS)}, got {splits}"
             )
         check_fmow_inputs(product, bands, val_split, splits)
-        positive = {"image_size": image_size, "batch_size": batch_size}
-        positive["num_geo_clusters"] = num_geo_clusters
-        for key, value in positive.items():
-            if value < 1:
-                raise ValueError(f"data.{key} must be at least 1, got {value}")
-        if num_workers < 0:
-            raise ValueError(f"data.num_workers must be non-negative, got {num_workers}")
+        counts = {"image_size": image_size, "batch_size": batch_size}
+        counts["num_geo_clusters"] = num_geo_clusters
+        for key, value in counts.items():
+            check_at_least(f"data.{key}", value, 1)
+        check_at_least("data.num_workers", num_workers, 0)
         if pair_mode not in ("location", "image"):
             raise ValueError(f"data.pair_mode must be 'location' or 'image', got {pair_mode!r}")
-        if not 0.0 <= max_bad_fraction <= 1.0:
-            raise ValueError(f"data.max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
-        if decode_on_device and product not in JPEG_PRODUCTS:
-            raise ValueError(
-                "data.decode_on_device decodes JPEGs: it needs product "
-                f"{' or '.join(JPEG_PRODUCTS)}, got {product!r}"
-            )
-        if decode_on_device and shared_canvas:
-            raise ValueError(
-                "data.decode_on_device and data.shared_canvas cannot be combined: the canvas "
-                "window of the second view is read in the workers"
-            )
+        check_fraction("data.max_bad_fraction", max_bad_fraction)
+        _check_decode_on_device(decode_on_device, product, shared_canvas)
         self.save_hyperparameters()
         self.root = root
         self.splits = splits
@@ -230,14 +232,11 @@ class FMoWDataModule(LightningDataModule):
     @property
     def input_block(self) -> dict[str, Any]:
         """What the model's input is (band names, bands, scale): ``model.input_block``."""
-        names = {
-            "ms": FMOW_MS_BANDS,
-            "sentinel": FMOW_SENTINEL_BANDS,
-        }.get(self.product, RGB_BANDS)
-        if self.bands is not None:
-            names = tuple(names[b - 1] for b in self.bands)
-        # JPEG products are uint8; fMoW-full's GeoTIFFs 11-bit (MS_SCALE); Sentinel reflectance.
-        scale = {"ms": MS_SCALE}.get(self.product, product_scale(self.product) or UINT8_SCALE)
+        # The product table knows both (FMOW_PRODUCTS); __init__ checked the product.
+        names = product_band_names(self.product, self.bands)
+        scale = product_input_scale(self.product)
+        if names is None or scale is None:  # pragma: no cover
+            raise RuntimeError(f"data.product {self.product!r} is not an fMoW product")
         return input_block("fmow", names, scale, self.bands)
 
     @property
@@ -360,16 +359,12 @@ class FMoWDataModule(LightningDataModule):
         return list(stats.mean), list(stats.std)
 
     def _loader_kwargs(self) -> dict[str, Any]:
-        workers = self.num_workers
-        kwargs: dict[str, Any] = {
-            "batch_size": self.batch_size,
-            "num_workers": workers,
-            "pin_memory": self.pin_memory and torch.cuda.is_available(),
-        }
-        if workers > 0:
-            kwargs["persistent_workers"] = self.persistent_workers
-            kwargs["prefetch_factor"] = 4
-        return kwargs
+        return loader_kwargs(
+            self.batch_size,
+            self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
 
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
         """Batches of temporal pairs drawn by the seeded :class:`TemporalPairSampler`."""

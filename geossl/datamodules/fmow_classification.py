@@ -1,13 +1,12 @@
 """Lightning data module for fMoW classification (linear probe and fine-tuning)."""
 
-from typing import Any
-
 import pandas as pd
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from geossl.datamodules.fmow import check_fmow_inputs
+from geossl.datamodules.loaders import loader_kwargs
 from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow import FMoW, FMoWLocations
 from geossl.datasets.fmow.constants import (
@@ -188,19 +187,15 @@ class FMoWClassificationDataModule(LightningDataModule):
             self._dataset(self.test_split, train=False)
 
     def _loader(self, dataset: Dataset[Batch], shuffle: bool) -> DataLoader[Batch]:
-        kwargs: dict[str, Any] = {
-            "batch_size": self.batch_size,
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory and torch.cuda.is_available(),
-            "shuffle": shuffle,
-            "drop_last": False,
-        }
+        kwargs = loader_kwargs(
+            self.batch_size,
+            self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
         if shuffle:
             kwargs["generator"] = torch.Generator().manual_seed(self.seed)
-        if self.num_workers > 0:
-            kwargs["persistent_workers"] = self.persistent_workers
-            kwargs["prefetch_factor"] = 4
-        return DataLoader(dataset, **kwargs)
+        return DataLoader(dataset, shuffle=shuffle, drop_last=False, **kwargs)
 
     def train_dataloader(self) -> DataLoader[Batch]:
         """Shuffled training images (or locations)."""

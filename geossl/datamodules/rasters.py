@@ -14,6 +14,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from geossl.datamodules.input_block import input_block
+from geossl.datamodules.loaders import loader_kwargs
 from geossl.datasets.band_stats import (
     BandMoments,
     BandStatistics,
@@ -25,9 +26,32 @@ from geossl.datasets.band_stats import (
 from geossl.datasets.geo_clusters import latlon_to_unit, spherical_kmeans
 from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters
 from geossl.samplers.temporal_geo import TemporalGeoPairSampler
-from geossl.weights.meta import UINT8_SCALE
+from geossl.utils.bands import UINT8_SCALE
+from geossl.utils.checks import check_at_least, check_fraction
 
 __all__ = ["RasterTimeSeriesDataModule"]
+
+
+def _check_paths(paths: str | list[str]) -> list[str]:
+    """``data.paths`` as a list; refuse an empty one or an empty name."""
+    path_list = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    if not path_list or any(not str(p) for p in path_list):
+        raise ValueError(f"data.paths must name folders or files, got {paths!r}")
+    return path_list
+
+
+def _check_band_selection(bands: list[int] | None, band_names: list[str] | None) -> None:
+    """Refuse bad ``data.bands`` / ``data.band_names``, or both at once."""
+    if bands is not None and (not bands or min(bands) < 1 or len(set(bands)) != len(bands)):
+        raise ValueError(f"data.bands must be distinct 1-based band indexes, got {bands}")
+    if band_names is not None:
+        if not band_names or len(set(band_names)) != len(band_names) or not all(band_names):
+            raise ValueError(f"data.band_names must be distinct band names, got {band_names}")
+        if bands is not None:
+            raise ValueError(
+                "data.bands (band indexes inside each file) and data.band_names (one file per "
+                "band) exclude each other: set one"
+            )
 
 
 class RasterTimeSeriesDataModule(LightningDataModule):
@@ -123,35 +147,19 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
-        path_list = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-        if not path_list or any(not str(p) for p in path_list):
-            raise ValueError(f"data.paths must name folders or files, got {paths!r}")
-        if bands is not None and (not bands or min(bands) < 1 or len(set(bands)) != len(bands)):
-            raise ValueError(f"data.bands must be distinct 1-based band indexes, got {bands}")
-        if band_names is not None:
-            if not band_names or len(set(band_names)) != len(band_names) or not all(band_names):
-                raise ValueError(f"data.band_names must be distinct band names, got {band_names}")
-            if bands is not None:
-                raise ValueError(
-                    "data.bands (band indexes inside each file) and data.band_names (one file per "
-                    "band) exclude each other: set one"
-                )
-        positive = {
+        path_list = _check_paths(paths)
+        _check_band_selection(bands, band_names)
+        counts = {
             "patch_size": patch_size,
             "batch_size": batch_size,
             "num_geo_clusters": num_geo_clusters,
             "length": length,
             "geo_cluster_points": geo_cluster_points,
         }
-        for key, value in positive.items():
-            if value < 1:
-                raise ValueError(f"data.{key} must be at least 1, got {value}")
-        if num_workers < 0:
-            raise ValueError(f"data.num_workers must be non-negative, got {num_workers}")
-        if not 0.0 <= max_nodata_fraction <= 1.0:
-            raise ValueError(
-                f"data.max_nodata_fraction must be in [0, 1], got {max_nodata_fraction}"
-            )
+        for key, value in counts.items():
+            check_at_least(f"data.{key}", value, 1)
+        check_at_least("data.num_workers", num_workers, 0)
+        check_fraction("data.max_nodata_fraction", max_nodata_fraction)
         if not shared_canvas:
             raise ValueError(
                 "data.shared_canvas must be true: both views of a raster pair are one pixel window"
@@ -359,17 +367,14 @@ class RasterTimeSeriesDataModule(LightningDataModule):
             self.setup("fit")
         if self.train_dataset is None or self.train_sampler is None:  # pragma: no cover
             raise RuntimeError("RasterTimeSeriesDataModule.setup() did not create the dataset")
-        kwargs: dict[str, Any] = {
-            "batch_size": self.batch_size,
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory and torch.cuda.is_available(),
-        }
-        if self.num_workers > 0:
-            kwargs["persistent_workers"] = self.persistent_workers
-            kwargs["prefetch_factor"] = 4
         return DataLoader(
             self.train_dataset,
             sampler=self.train_sampler,
             drop_last=self.drop_last,
-            **kwargs,
+            **loader_kwargs(
+                self.batch_size,
+                self.num_workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.persistent_workers,
+            ),
         )

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from geossl.datamodules.input_block import input_block
+from geossl.datamodules.loaders import loader_kwargs
 from geossl.datasets.band_stats import BandMoments
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.scenes import (
@@ -27,7 +28,7 @@ from geossl.datasets.scenes import (
     read_scene_labels,
     stratified_split,
 )
-from geossl.weights.meta import RGB_BANDS, UINT8_SCALE
+from geossl.utils.bands import RGB_BANDS, UINT8_SCALE
 
 __all__ = ["IMAGE_SUFFIXES", "ScenesDataModule", "find_scene_images"]
 
@@ -273,15 +274,17 @@ class ScenesDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader[dict[str, Tensor]]:
         """Shuffled batches of pairs."""
         self.setup("fit")
-        kwargs: dict[str, Any] = {}
-        if self.num_workers > 0:
-            kwargs["persistent_workers"] = True
         return DataLoader(
             self.train_dataset,  # type: ignore[arg-type]
-            batch_size=self.batch_size,
             shuffle=True,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
             drop_last=self.drop_last,
-            **kwargs,
+            # Batches are slices of memory: no prefetch beyond DataLoader's default, and no
+            # persistent_workers option (always on with workers).
+            **loader_kwargs(
+                self.batch_size,
+                self.num_workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=True,
+                prefetch_factor=None,
+            ),
         )

@@ -15,6 +15,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from geossl.datamodules.loaders import loader_kwargs
 from geossl.datasets.band_stats import BandStatistics
 from geossl.datasets.errors import DatasetNotFoundError
 from geossl.datasets.spacenet import (
@@ -26,6 +27,7 @@ from geossl.datasets.spacenet import (
     padded_size,
 )
 from geossl.transforms.targets import TargetAugmentation
+from geossl.utils.checks import check_at_least
 
 __all__ = ["SPACENET_BANDS", "SpaceNetDataModule", "pad_collate", "split_tiles"]
 
@@ -46,6 +48,21 @@ SPLITS = ("train", "val", "test")
 _TORCHGEO_TILE = re.compile(r"AOI_(\d+)_.*img(\d+)\.\w+$")
 
 Sample = dict[str, Tensor]
+
+
+def _check_collection(collection: str, image_product: str | None) -> None:
+    """Refuse an unknown ``data.collection`` or an ``image_product`` it does not have."""
+    if collection not in COLLECTIONS:
+        raise ValueError(f"data.collection must be one of {list(COLLECTIONS)}, got {collection!r}")
+    if collection in SPACENET_BANDS:
+        products = SPACENET_BANDS[collection]
+        if image_product is not None and image_product not in products:
+            raise ValueError(
+                f"data.image_product must be one of {list(products)} for {collection}, "
+                f"got {image_product!r}"
+            )
+    elif image_product is not None:
+        raise ValueError("data.image_product is for spacenet1 / spacenet2; use data.bands")
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -258,30 +275,13 @@ class SpaceNetDataModule(LightningDataModule):
         drop_last: bool = True,
     ) -> None:
         super().__init__()
-        if collection not in COLLECTIONS:
-            raise ValueError(
-                f"data.collection must be one of {list(COLLECTIONS)}, got {collection!r}"
-            )
-        if collection in SPACENET_BANDS:
-            products = SPACENET_BANDS[collection]
-            if image_product is not None and image_product not in products:
-                raise ValueError(
-                    f"data.image_product must be one of {list(products)} for {collection}, "
-                    f"got {image_product!r}"
-                )
-        elif image_product is not None:
-            raise ValueError("data.image_product is for spacenet1 / spacenet2; use data.bands")
+        _check_collection(collection, image_product)
         if test_split not in ("val", "test"):
             raise ValueError(f"data.test_split must be 'val' or 'test', got {test_split!r}")
-        for key, value in {
-            "patch_size": patch_size,
-            "batch_size": batch_size,
-            "pad_multiple": pad_multiple,
-        }.items():
-            if value < 1:
-                raise ValueError(f"data.{key} must be at least 1, got {value}")
-        if num_workers < 0:
-            raise ValueError(f"data.num_workers must be non-negative, got {num_workers}")
+        counts = {"patch_size": patch_size, "batch_size": batch_size, "pad_multiple": pad_multiple}
+        for key, value in counts.items():
+            check_at_least(f"data.{key}", value, 1)
+        check_at_least("data.num_workers", num_workers, 0)
         _check_fractions(val_fraction, test_fraction)
         if pairs is not None and any(len(p) != 2 for p in pairs):
             raise ValueError("data.pairs must be a list of [image, label] pairs")
@@ -419,14 +419,15 @@ class SpaceNetDataModule(LightningDataModule):
         return self.datasets[name]
 
     def _loader_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "batch_size": self.batch_size,
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory and torch.cuda.is_available(),
-            "collate_fn": self._collate,
-        }
-        if self.num_workers > 0:
-            kwargs["persistent_workers"] = self.persistent_workers
+        # DataLoader's own prefetch depth: this module never asked for more.
+        kwargs = loader_kwargs(
+            self.batch_size,
+            self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            prefetch_factor=None,
+        )
+        kwargs["collate_fn"] = self._collate
         return kwargs
 
     def _collate(self, samples: Sequence[Mapping[str, Tensor]]) -> Sample:

@@ -22,6 +22,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 from torchgeo.datamodules.utils import collate_fn_detection
 
+from geossl.datamodules.loaders import loader_kwargs
 from geossl.datasets.xview import (
     XVIEW_CLASS_NAMES,
     XVIEW_NUM_CLASSES,
@@ -173,17 +174,20 @@ class XViewDataModule(LightningDataModule):
             self.test_dataset = self._dataset(self.test_split)
 
     def _loader(self, dataset: XView, *, shuffle: bool) -> DataLoader[Batch]:
-        workers = self.num_workers
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
             shuffle=shuffle,
             generator=generator,
-            num_workers=workers,
             collate_fn=collate_xview,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers and workers > 0,
+            # DataLoader's own prefetch depth: this module never asked for more.
+            **loader_kwargs(
+                self.batch_size,
+                self.num_workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.persistent_workers,
+                prefetch_factor=None,
+            ),
         )
 
     def train_dataloader(self) -> DataLoader[Batch]:

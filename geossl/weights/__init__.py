@@ -23,7 +23,7 @@ from .loading import (
     load_state_dict_strict,
     state_dict_bytes,
 )
-from .meta import RGB_BANDS, UINT8_SCALE, WeightsMeta, build_transforms
+from .meta import WeightsMeta, build_transforms
 from .readers import read_weights
 from .resolve import (
     InitWeights,
@@ -34,8 +34,6 @@ from .resolve import (
 )
 
 __all__ = [
-    "RGB_BANDS",
-    "UINT8_SCALE",
     "ExportedWeights",
     "GeoSSLWeights",
     "InitWeights",

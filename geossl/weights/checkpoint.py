@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from geossl.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD
+from geossl.utils.bands import UINT8_SCALE
 
-from .meta import RGB_BANDS, UINT8_SCALE, WeightsMeta
+from .meta import WeightsMeta
 
 __all__ = ["LEGACY_DEFAULT_LOSSES", "pretrain_method"]
 
@@ -43,24 +44,14 @@ def pretrain_method(losses: Mapping[str, float] | None) -> str:
 
 def _fmow_bands(datamodule: Mapping[str, Any], in_chans: int) -> tuple[str, ...] | None:
     """Band names of an FMoWDataModule's images, None if the hyper-parameters do not say."""
+    # Imported here: geossl.datasets is heavy and only FMoW checkpoints need its product table.
+    from geossl.datasets.fmow.constants import product_band_names
+
     product = datamodule.get("product")
-    if product in ("rgb", "msrgb"):
-        names: tuple[str, ...] = RGB_BANDS
-    elif product == "ms":
-        # Imported here: geossl.datasets is heavy and only FMoW checkpoints need its constants.
-        from geossl.datasets.fmow.constants import FMOW_MS_BANDS
-
-        names = FMOW_MS_BANDS
-    elif product == "sentinel":
-        from geossl.datasets.fmow.constants import FMOW_SENTINEL_BANDS
-
-        names = FMOW_SENTINEL_BANDS
-    else:
-        return None
     selected = datamodule.get("bands")
-    if selected:
-        names = tuple(names[int(b) - 1] for b in selected)
-    return names if len(names) == in_chans else None
+    bands = [int(b) for b in selected] if selected else None
+    names = product_band_names(product, bands) if isinstance(product, str) else None
+    return names if names is not None and len(names) == in_chans else None
 
 
 def _fmow_scale(datamodule: Mapping[str, Any]) -> float:
@@ -68,15 +59,11 @@ def _fmow_scale(datamodule: Mapping[str, Any]) -> float:
 
     1/255 (JPEG), 1/2047 (11-bit ms) or 1e-4 (fMoW-Sentinel reflectance x 10,000).
     """
-    if datamodule.get("product") == "ms":
-        from geossl.datasets.fmow.constants import MS_SCALE
+    from geossl.datasets.fmow.constants import product_input_scale
 
-        return MS_SCALE
-    if datamodule.get("product") == "sentinel":
-        from geossl.datasets.fmow.constants import FMOW_SENTINEL_SCALE
-
-        return FMOW_SENTINEL_SCALE
-    return UINT8_SCALE
+    product = datamodule.get("product")
+    scale = product_input_scale(product) if isinstance(product, str) else None
+    return UINT8_SCALE if scale is None else scale
 
 
 def _legacy_input(

@@ -16,9 +16,10 @@ from torchgeo.models import ResNet50_Weights
 from torchvision.models._api import Weights, WeightsEnum
 
 from geossl.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD
+from geossl.utils.bands import RGB_BANDS, UINT8_SCALE
 
 from .loading import _arch, classifier_prefixes, load_state_dict_strict
-from .meta import RGB_BANDS, UINT8_SCALE, build_transforms
+from .meta import build_transforms
 from .readers import read_weights
 
 __all__ = ["GeoSSLWeights", "LocalWeights", "resnet18", "resnet50"]

@@ -17,19 +17,9 @@ from torch import nn
 __all__ = [
     "METADATA_FORMAT",
     "METADATA_VERSION",
-    "RGB_BANDS",
-    "UINT8_SCALE",
     "WeightsMeta",
     "build_transforms",
 ]
-
-
-#: Band names of an RGB image (fMoW-rgb JPEGs, torchgeo's GASSL weights, timm's ImageNet weights).
-RGB_BANDS: tuple[str, ...] = ("red", "green", "blue")
-
-
-#: Scale from 8-bit pixel values to ``[0, 1]``.
-UINT8_SCALE = 1.0 / 255.0
 
 
 #: ``format`` of the metadata JSON written by :func:`geossl.weights.export_weights`.

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from geossl.models.backbones import check_backbone_name
 from geossl.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD
+from geossl.utils.bands import RGB_BANDS, UINT8_SCALE
 
 from .checkpoint import _geossl_checkpoint_meta
 from .loading import (
@@ -44,7 +45,7 @@ from .loading import (
     classifier_prefixes,
     state_dict_bytes,
 )
-from .meta import RGB_BANDS, UINT8_SCALE, WeightsMeta
+from .meta import WeightsMeta
 
 __all__ = ["read_weights"]
 

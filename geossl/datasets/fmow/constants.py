@@ -5,24 +5,31 @@ functional categories. The order of :data:`FMOW_CATEGORIES` is the official inde
 is ``FMOW_CATEGORIES[i]``); the ``false_detection`` class of the full release is not a label.
 
 :data:`FMOW_PRODUCTS` is the one table of the image products (``rgb``, ``msrgb``, ``ms``,
-``sentinel``): extensions, band count, scale and whether they are JPEGs. The older names
-(:data:`PRODUCTS`, :data:`PRODUCT_BANDS`, :data:`JPEG_PRODUCTS`, :data:`MS_NUM_BANDS`,
-:func:`product_scale`) derive from it.
+``sentinel``): extensions, band count and names, scales and whether they are JPEGs. The older
+names (:data:`PRODUCTS`, :data:`PRODUCT_BANDS`, :data:`JPEG_PRODUCTS`, :data:`MS_NUM_BANDS`,
+:func:`product_scale`) derive from it, and so do what a model sees of a product
+(:func:`product_band_names`, :func:`product_input_scale`), which both the fMoW data module and
+the reader of old checkpoints (:mod:`geossl.weights.checkpoint`) use.
 
 Examples:
     >>> FMOW_PRODUCTS["ms"].num_bands, PRODUCTS["rgb"]
     (8, ('.jpg', '.tif'))
     >>> JPEG_PRODUCTS, product_scale("sentinel")
     (('rgb', 'msrgb'), 0.0001)
+    >>> product_band_names("ms", [5, 3, 2]), product_input_scale("sentinel")
+    (('red', 'green', 'blue'), 0.0001)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
+
+# geossl.utils.bands, not geossl.weights.meta: datasets sit below weights (no import cycle).
+from geossl.utils.bands import RGB_BANDS, UINT8_SCALE
 
 #: The 62 fMoW categories in official index order.
 FMOW_CATEGORIES: tuple[str, ...] = (
@@ -161,6 +168,10 @@ class FMoWProduct:
         scale: raw-to-[0, 1] factor passed to the reader; ``None``: the reader's default by dtype
             (1/255 for uint8, :data:`MS_SCALE` otherwise).
         jpeg: stored as JPEG (fMoW-rgb), so ``decode_on_device`` can decode it with nvJPEG.
+        band_names: names of its bands, in band order.
+        input_scale: raw-to-[0, 1] factor of the model's input (the ``scale`` of a checkpoint's
+            input block): 1/255 for the JPEGs, :data:`MS_SCALE` for the 11-bit ``ms`` GeoTIFFs,
+            :data:`FMOW_SENTINEL_SCALE` for Sentinel reflectance.
     """
 
     name: Product
@@ -168,6 +179,8 @@ class FMoWProduct:
     num_bands: int
     scale: float | None
     jpeg: bool
+    band_names: tuple[str, ...]
+    input_scale: float
 
 
 #: The fMoW image products. ``rgb`` is a JPEG in fMoW-rgb and a GeoTIFF in fMoW-full; ``ms`` is the
@@ -175,11 +188,29 @@ class FMoWProduct:
 #: fMoW-Sentinel (:mod:`geossl.datasets.fmow.sentinel`), with metadata CSVs instead of JSONs. The
 #: JSON of the others is always ``{stem}_{product}.json``.
 FMOW_PRODUCTS: Mapping[str, FMoWProduct] = {
-    "rgb": FMoWProduct("rgb", (".jpg", ".tif"), 3, None, jpeg=True),
-    "msrgb": FMoWProduct("msrgb", (".jpg",), 3, None, jpeg=True),
-    "ms": FMoWProduct("ms", (".tif",), len(FMOW_MS_BANDS), None, jpeg=False),
+    "rgb": FMoWProduct(
+        "rgb", (".jpg", ".tif"), 3, None, jpeg=True, band_names=RGB_BANDS, input_scale=UINT8_SCALE
+    ),
+    "msrgb": FMoWProduct(
+        "msrgb", (".jpg",), 3, None, jpeg=True, band_names=RGB_BANDS, input_scale=UINT8_SCALE
+    ),
+    "ms": FMoWProduct(
+        "ms",
+        (".tif",),
+        len(FMOW_MS_BANDS),
+        None,
+        jpeg=False,
+        band_names=FMOW_MS_BANDS,
+        input_scale=MS_SCALE,
+    ),
     "sentinel": FMoWProduct(
-        "sentinel", (".tif",), len(FMOW_SENTINEL_BANDS), FMOW_SENTINEL_SCALE, jpeg=False
+        "sentinel",
+        (".tif",),
+        len(FMOW_SENTINEL_BANDS),
+        FMOW_SENTINEL_SCALE,
+        jpeg=False,
+        band_names=FMOW_SENTINEL_BANDS,
+        input_scale=FMOW_SENTINEL_SCALE,
     ),
 }
 
@@ -200,6 +231,30 @@ def product_scale(product: str) -> float | None:
     """Raw-to-[0, 1] factor of a product's GeoTIFFs (None: the reader's default by dtype)."""
     entry = FMOW_PRODUCTS.get(product)
     return None if entry is None else entry.scale
+
+
+def product_band_names(product: str, bands: Sequence[int] | None = None) -> tuple[str, ...] | None:
+    """Names of the bands a model sees of a product, in input order.
+
+    Args:
+        product: the product's name (a key of :data:`FMOW_PRODUCTS`).
+        bands: the 1-based bands picked from its images (None or empty: all of them).
+
+    Returns:
+        The names, or None for a product that is not in :data:`FMOW_PRODUCTS`.
+    """
+    entry = FMOW_PRODUCTS.get(product)
+    if entry is None:
+        return None
+    if not bands:
+        return entry.band_names
+    return tuple(entry.band_names[b - 1] for b in bands)
+
+
+def product_input_scale(product: str) -> float | None:
+    """Raw-to-[0, 1] factor of a product's model input (None: not in :data:`FMOW_PRODUCTS`)."""
+    entry = FMOW_PRODUCTS.get(product)
+    return None if entry is None else entry.input_scale
 
 
 #: Bumped whenever the columns or their meaning change; part of the cache key.
