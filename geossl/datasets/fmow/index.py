@@ -62,15 +62,17 @@ from geossl.datasets.fmow.report import FMoWIndexReport, _check_bad_fraction, _p
 from geossl.datasets.fmow.scan import (
     _SCAN_SCHEMA,
     _check_layout,
-    _check_sentinel_layout,
     _discover,
-    _discover_sentinel,
     _hash_entries,
-    _scan_sentinel_units,
     _scan_units,
-    _sentinel_entries,
     _task_results,
     _Unit,
+)
+from geossl.datasets.fmow.scan_sentinel import (
+    _check_sentinel_layout,
+    _discover_sentinel,
+    _scan_sentinel_units,
+    _sentinel_entries,
 )
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit, spherical_kmeans
 from geossl.utils.io import atomic_output
