@@ -75,6 +75,7 @@ from geossl.datasets.fmow.scan_sentinel import (
     _sentinel_entries,
 )
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit, spherical_kmeans
+from geossl.utils.checks import check_at_least, check_fraction
 from geossl.utils.io import atomic_output
 
 __all__ = ["FMoWIndex", "build_fmow_index"]
@@ -328,14 +329,12 @@ def _check_build_arguments(
         raise ValueError(f"product must be one of {sorted(PRODUCTS)}, got {product!r}")
     if product == "sentinel" and any(s not in FMOW_SENTINEL_CSV for s in splits):
         raise ValueError(f"fMoW-Sentinel has the splits {list(FMOW_SENTINEL_CSV)}, got {splits}")
-    if num_geo_clusters is not None and num_geo_clusters < 1:
-        raise ValueError(f"num_geo_clusters must be at least 1, got {num_geo_clusters}")
-    if not 0.0 <= max_bad_fraction <= 1.0:
-        raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+    if num_geo_clusters is not None:
+        check_at_least("num_geo_clusters", num_geo_clusters, 1)
+    check_fraction("max_bad_fraction", max_bad_fraction)
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    check_at_least("workers", workers, 1)
     return splits, workers
 
 

@@ -32,6 +32,7 @@ from geossl.datasets.xview.constants import (
     FloatArray,
     IntArray,
 )
+from geossl.utils.checks import check_fraction
 from geossl.utils.io import atomic_output
 
 __all__ = [
@@ -485,8 +486,7 @@ def split_xview_images(
         ValueError: if a fraction is out of range.
     """
     for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
-        if not 0 <= value < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {value}")
+        check_fraction(name, value, high_open=True)
     ids = sorted(set(image_ids))
     ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
     n_test = round(len(ids) * test_fraction)
