@@ -1,5 +1,6 @@
 """Small GeoTIFF writers and the real time series' location, shared by the raster tests."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -7,12 +8,17 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.windows import Window, from_bounds
 
 #: The real co-located time series (read-only, never copied): ``landsat_pucallpa`` (8 dates,
 #: ``1985.tif``..., EPSG:4326) and ``naip_north_dakota`` (10 dates, EPSG:26914).
 REAL_TIMESERIES = (
     Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "timeseries"
 ).resolve()
+
+
+#: Top-left corner (EPSG:32614) of :func:`write_tif`'s files and of the generated stacks.
+ORIGIN = (485900.0, 5209248.0)
 
 
 def real_stack(name: str) -> Path:
@@ -28,7 +34,7 @@ def write_tif(
     pixels: np.ndarray,
     *,
     crs: str | None = "EPSG:32614",
-    origin: tuple[float, float] = (485900.0, 5209248.0),
+    origin: tuple[float, float] = ORIGIN,
     res: float = 2.0,
     nodata: float | None = 0,
     tags: dict[str, str] | None = None,
@@ -117,3 +123,33 @@ def write_band_product(
         path = folder / f"{patch}_{band}.tif"
         files[band] = write_tif(path, pixels, crs="EPSG:32633", origin=origin, res=res, nodata=None)
     return files
+
+
+def unix_day(day: str) -> int:
+    """Unix seconds of a ``YYYY-MM-DD`` day (UTC midnight)."""
+    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
+
+
+def window_read(path: Path, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """Integer-window read of a file (the reference for pixel alignment)."""
+    with rasterio.open(path) as src:
+        window = from_bounds(*bounds, transform=src.transform)
+        size = round(window.width), round(window.height)
+        pixels: np.ndarray = src.read(
+            window=Window(round(window.col_off), round(window.row_off), *size)
+        )
+        return pixels
+
+
+def one_line(error: pytest.ExceptionInfo[BaseException]) -> str:
+    """The error's message, checked to be one line."""
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+#: Two BigEarthNet-like product names (their dates, 2017-06-13 and 2017-09-24, in the name) and
+#: three bands at 60, 10 and 20 m, for :func:`write_band_product`.
+S2_PRODUCT = "S2A_MSIL2A_20170613T101031_87_48"
+S2_LATER_PRODUCT = "S2B_MSIL2A_20170924T093020_87_48"
+THREE_BANDS = {"B01": 60, "B02": 10, "B05": 20}

@@ -49,6 +49,8 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from geossl.utils.checks import check_at_least
+
 __all__ = [
     "BAND_STATS_FORMAT",
     "BAND_STATS_VERSION",
@@ -141,8 +143,7 @@ class BandMoments:
     """
 
     def __init__(self, num_bands: int) -> None:
-        if num_bands < 1:
-            raise ValueError(f"num_bands must be at least 1, got {num_bands}")
+        check_at_least("num_bands", num_bands, 1)
         self.num_bands = num_bands
         self.count = np.zeros(num_bands, dtype=np.int64)
         self.mean = np.zeros(num_bands, dtype=np.float64)

@@ -9,7 +9,8 @@ fMoW (Christie et al., "Functional Map of the World", CVPR 2018) has 1,047,691 s
 * :mod:`~geossl.datasets.fmow.dataset`: :class:`FMoW`, :class:`FMoWLocations`;
 * :mod:`~geossl.datasets.fmow.pairs`: :class:`FMoWTemporalPairs`;
 * :mod:`~geossl.datasets.fmow.index`, :mod:`~geossl.datasets.fmow.scan`,
-  :mod:`~geossl.datasets.fmow.report`: the cached Parquet index and its build;
+  :mod:`~geossl.datasets.fmow.scan_sentinel`, :mod:`~geossl.datasets.fmow.report`: the cached
+  Parquet index and its build;
 * :mod:`~geossl.datasets.fmow.sentinel`: fMoW-Sentinel's metadata CSVs;
 * :mod:`~geossl.datasets.fmow.manifest`, :mod:`~geossl.datasets.fmow.download`: the downloader;
 * :mod:`~geossl.datasets.fmow.encoded`: undecoded JPEGs decoded on the device.

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow.io import _JPEG_START, _read_errors, read_fmow_image
+from geossl.utils.checks import check_at_least
 
 __all__ = ["FMoW", "FMoWLocations"]
 
@@ -81,8 +82,7 @@ class _FMoWBase(Dataset[Sample]):
         missing = [c for c in _DATASET_COLUMNS if c not in split_rows.columns]
         if missing:
             raise ValueError(f"split_rows lacks the index columns {missing} (see docs/design.md)")
-        if image_size < 1:
-            raise ValueError(f"image_size must be positive, got {image_size}")
+        check_at_least("image_size", image_size, 1)
         if max_load_failures < 0:
             raise ValueError(f"max_load_failures must be non-negative, got {max_load_failures}")
         if bands is not None and (len(bands) == 0 or min(bands) < 1):
@@ -324,8 +324,7 @@ class FMoWLocations(_FMoWBase):
         scale: float | None = None,
         max_load_failures: int = 100,
     ) -> None:
-        if max_views < 1:
-            raise ValueError(f"max_views must be at least 1, got {max_views}")
+        check_at_least("max_views", max_views, 1)
         super().__init__(
             root,
             split_rows,

@@ -252,6 +252,119 @@ def _read_mappings(
     return out
 
 
+def _check_download_arguments(
+    subset: str,
+    splits: Sequence[str],
+    products: Sequence[str] | None,
+    max_locations: int | None,
+    workers: int,
+    retries: int,
+    base_url: str,
+) -> tuple[Sequence[str], tuple[str, ...]]:
+    """Check :func:`download_fmow`'s arguments; return the splits and the products (defaulted).
+
+    Raises:
+        ValueError: on a bad argument.
+    """
+    if subset not in SUBSET_PRODUCTS:
+        raise ValueError(f"subset must be 'rgb' or 'full', got {subset!r}")
+    if isinstance(splits, str):
+        splits = (splits,)
+    bad = [s for s in splits if s not in FMOW_SPLITS]
+    if bad or not splits:
+        raise ValueError(f"splits must be among {list(FMOW_SPLITS)}, got {list(splits)}")
+    prods = tuple(DEFAULT_PRODUCTS[subset] if products is None else products)
+    unknown = [p for p in prods if p not in SUBSET_PRODUCTS[subset]]
+    if unknown or not prods:
+        raise ValueError(
+            f"products for fmow-{subset} must be among {list(SUBSET_PRODUCTS[subset])}, got "
+            f"{list(prods)}"
+        )
+    if max_locations is not None and (isinstance(max_locations, bool) or max_locations < 1):
+        raise ValueError(f"max_locations must be a positive integer or None, got {max_locations!r}")
+    if workers < 1 or retries < 0:
+        raise ValueError(f"workers must be >= 1 and retries >= 0, got {workers} and {retries}")
+    if not base_url.startswith(("https://", "http://")):
+        raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+    return splits, prods
+
+
+class _Downloader:
+    """Fetches manifest entries on a thread pool, counting files, bytes and failures."""
+
+    def __init__(self, root: Path, subset: str, base_url: str, workers: int, retries: int) -> None:
+        self.root = root
+        self.subset = subset
+        self.base_url = base_url
+        self.workers = workers
+        self.retries = retries
+        self.failed: list[tuple[str, str]] = []
+        self.counter = [0]  # bytes written, also by interrupted downloads
+        self.lock = threading.Lock()
+        self.stats = {"downloaded": 0, "skipped": 0}
+
+    def fetch(self, entry: ManifestEntry) -> None:
+        """Download one file unless it is already complete (its size is the expected one)."""
+        if not _safe_relative(entry.path):
+            raise _PermanentError("unsafe path in the manifest")
+        dest = self.root / entry.path
+        url = _url(self.base_url, self.subset, entry.path)
+        if dest.is_file():
+            expected = entry.size if entry.size is not None else _head_size(url)
+            if expected is not None and dest.stat().st_size == expected:
+                with self.lock:
+                    self.stats["skipped"] += 1
+                return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        local = [0]
+        try:
+            _with_retries(
+                lambda: _download_once(url, dest, entry.size, local), self.retries, entry.path
+            )
+        finally:
+            with self.lock:
+                self.counter[0] += local[0]
+        with self.lock:
+            self.stats["downloaded"] += 1
+
+    def run(self, batch: Sequence[ManifestEntry], bar: tqdm[Any]) -> None:
+        """Fetch ``batch`` on :attr:`workers` threads; failures go to :attr:`failed`."""
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fmow-dl") as pool:
+            futures = {pool.submit(self.fetch, e): e for e in batch}
+            for fut in as_completed(futures):
+                entry = futures[fut]
+                try:
+                    fut.result()
+                except (_RetryableError, _PermanentError) as exc:
+                    self.failed.append((entry.path, str(exc)))
+                    logger.warning("%s: %s", entry.path, exc)
+                except (OSError, HTTPException, ValueError) as exc:  # disk errors, bad headers
+                    self.failed.append((entry.path, f"{type(exc).__name__}: {exc}"))
+                bar.update(1)
+                bar.set_postfix_str(f"{self.counter[0] / 1e6:.1f} MB", refresh=False)
+
+    def report(self, selected: Sequence[ManifestEntry]) -> DownloadReport:
+        """The report of the downloads of ``selected``, failures sorted by path.
+
+        Raises:
+            FMoWDownloadError: when every file of ``selected`` failed.
+        """
+        report_failed = self.failed
+        report_failed.sort()
+        if selected and report_failed and len(report_failed) == len(selected):
+            path, reason = report_failed[0]
+            raise FMoWDownloadError(
+                f"all {len(selected)} files from {_url(self.base_url, self.subset, '')} failed; "
+                f"first: {path}: {reason}"
+            )
+        return DownloadReport(
+            downloaded=self.stats["downloaded"],
+            skipped_existing=self.stats["skipped"],
+            failed=report_failed,
+            bytes=self.counter[0],
+        )
+
+
 def download_fmow(
     root: str | Path,
     subset: Literal["rgb", "full"] = "rgb",
@@ -292,71 +405,13 @@ def download_fmow(
         FMoWDownloadError: when the manifest cannot be fetched, or every selected file failed.
         ManifestError: when the manifest cannot be parsed.
     """
-    if subset not in SUBSET_PRODUCTS:
-        raise ValueError(f"subset must be 'rgb' or 'full', got {subset!r}")
-    if isinstance(splits, str):
-        splits = (splits,)
-    bad = [s for s in splits if s not in FMOW_SPLITS]
-    if bad or not splits:
-        raise ValueError(f"splits must be among {list(FMOW_SPLITS)}, got {list(splits)}")
-    prods = tuple(DEFAULT_PRODUCTS[subset] if products is None else products)
-    unknown = [p for p in prods if p not in SUBSET_PRODUCTS[subset]]
-    if unknown or not prods:
-        raise ValueError(
-            f"products for fmow-{subset} must be among {list(SUBSET_PRODUCTS[subset])}, got "
-            f"{list(prods)}"
-        )
-    if max_locations is not None and (isinstance(max_locations, bool) or max_locations < 1):
-        raise ValueError(f"max_locations must be a positive integer or None, got {max_locations!r}")
-    if workers < 1 or retries < 0:
-        raise ValueError(f"workers must be >= 1 and retries >= 0, got {workers} and {retries}")
-    if not base_url.startswith(("https://", "http://")):
-        raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
-
+    splits, prods = _check_download_arguments(
+        subset, splits, products, max_locations, workers, retries, base_url
+    )
     root = Path(root)
     entries = _fetch_manifest(root, subset, base_url, retries)
     selected = select_files(entries, splits, prods)
-    report_failed: list[tuple[str, str]] = []
-    counter = [0]
-    lock = threading.Lock()
-    stats = {"downloaded": 0, "skipped": 0}
-
-    def fetch(entry: ManifestEntry) -> None:
-        if not _safe_relative(entry.path):
-            raise _PermanentError("unsafe path in the manifest")
-        dest = root / entry.path
-        url = _url(base_url, subset, entry.path)
-        if dest.is_file():
-            expected = entry.size if entry.size is not None else _head_size(url)
-            if expected is not None and dest.stat().st_size == expected:
-                with lock:
-                    stats["skipped"] += 1
-                return
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        local = [0]
-        try:
-            _with_retries(lambda: _download_once(url, dest, entry.size, local), retries, entry.path)
-        finally:
-            with lock:
-                counter[0] += local[0]
-        with lock:
-            stats["downloaded"] += 1
-
-    def run(batch: Sequence[ManifestEntry], bar: tqdm[Any]) -> None:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fmow-dl") as pool:
-            futures = {pool.submit(fetch, e): e for e in batch}
-            for fut in as_completed(futures):
-                entry = futures[fut]
-                try:
-                    fut.result()
-                except (_RetryableError, _PermanentError) as exc:
-                    report_failed.append((entry.path, str(exc)))
-                    logger.warning("%s: %s", entry.path, exc)
-                except (OSError, HTTPException, ValueError) as exc:  # disk errors, bad headers
-                    report_failed.append((entry.path, f"{type(exc).__name__}: {exc}"))
-                bar.update(1)
-                bar.set_postfix_str(f"{counter[0] / 1e6:.1f} MB", refresh=False)
-
+    downloader = _Downloader(root, subset, base_url, workers, retries)
     if not selected:
         logger.warning(
             "no file of fmow-%s matches splits=%s products=%s", subset, list(splits), list(prods)
@@ -366,7 +421,7 @@ def download_fmow(
             # the mappings decide which ground-truth folders belong to the kept test/seq ids
             maps = [e for e in selected if "/" not in e.path]
             bar.total = len(maps)
-            run(maps, bar)
+            downloader.run(maps, bar)
             mappings = _read_mappings(root, splits, entries)
             selected = select_files(entries, splits, prods, max_locations, mappings)
             rest = [e for e in selected if "/" in e.path]
@@ -375,18 +430,6 @@ def download_fmow(
             rest = selected
         bar.total = (bar.total or 0) + len(rest)
         bar.refresh()
-        run(rest, bar)
+        downloader.run(rest, bar)
 
-    report_failed.sort()
-    if selected and report_failed and len(report_failed) == len(selected):
-        path, reason = report_failed[0]
-        raise FMoWDownloadError(
-            f"all {len(selected)} files from {_url(base_url, subset, '')} failed; "
-            f"first: {path}: {reason}"
-        )
-    return DownloadReport(
-        downloaded=stats["downloaded"],
-        skipped_existing=stats["skipped"],
-        failed=report_failed,
-        bytes=counter[0],
-    )
+    return downloader.report(selected)

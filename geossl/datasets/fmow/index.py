@@ -17,6 +17,19 @@ files. Adding or removing an image, a location or a category changes a folder's 
 triggers a rebuild; editing a file in place does not (folder mtimes do not change): pass
 ``rebuild=True`` (``geossl datasets index fmow --rebuild``) after such an edit. The key also holds
 the dataset root's real path, so a moved or copied dataset is re-indexed once.
+
+Layout: ``{root}/{split}/{category}/{category}_{loc}/{category}_{loc}_{t}_{product}.{ext}`` with
+the ``.json`` beside each image for train/val; for test/seq the folders listed in
+``{root}/{split}_gt_mapping.json`` (``{"input": "{split}_gt/{category}/{category}_{loc}",
+"output": "{split}/{id}"}``, the category comes from ``input``).
+
+fMoW-Sentinel (``product="sentinel"``, splits ``train``/``val``/``test``): the samples are the
+rows of ``train.csv`` / ``val.csv`` / ``test_gt.csv`` (:func:`~geossl.datasets.fmow.sentinel.
+read_fmow_sentinel_csv`), images at ``{split}/{category}/{category}_{loc}/{category}_{loc}_{id}
+.tif``. Every image's header is read (size, 13 bands, location), whatever ``verify_images``
+says; the whole image is the crop and the target box, ``t`` is the ``image_id``. The
+fingerprint covers the CSVs and the split and category folders, so the CSVs are only read on a
+cache miss.
 """
 
 from __future__ import annotations
@@ -49,17 +62,20 @@ from geossl.datasets.fmow.report import FMoWIndexReport, _check_bad_fraction, _p
 from geossl.datasets.fmow.scan import (
     _SCAN_SCHEMA,
     _check_layout,
-    _check_sentinel_layout,
     _discover,
-    _discover_sentinel,
     _hash_entries,
-    _scan_sentinel_units,
     _scan_units,
-    _sentinel_entries,
     _task_results,
     _Unit,
 )
+from geossl.datasets.fmow.scan_sentinel import (
+    _check_sentinel_layout,
+    _discover_sentinel,
+    _scan_sentinel_units,
+    _sentinel_entries,
+)
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit, spherical_kmeans
+from geossl.utils.checks import check_at_least, check_fraction
 from geossl.utils.io import atomic_output
 
 __all__ = ["FMoWIndex", "build_fmow_index"]
@@ -228,22 +244,11 @@ def build_fmow_index(
 ) -> FMoWIndex:
     """Build (or load from the cache) the fMoW index of ``splits``.
 
-    Layout: ``{root}/{split}/{category}/{category}_{loc}/{category}_{loc}_{t}_{product}.{ext}`` with
-    the ``.json`` beside each image for train/val; for test/seq the folders listed in
-    ``{root}/{split}_gt_mapping.json`` (``{"input": "{split}_gt/{category}/{category}_{loc}",
-    "output": "{split}/{id}"}``, the category comes from ``input``).
+    The layouts read (fMoW and fMoW-Sentinel) are those of the module's description.
 
     Geo clusters: spherical k-means (:func:`~geossl.datasets.geo_clusters.spherical_kmeans`) over
     the train split's locations (one 3-D unit vector per location); every location of every split
     gets the nearest centroid. Without a train split the requested splits are clustered.
-
-    fMoW-Sentinel (``product="sentinel"``, splits ``train``/``val``/``test``): the samples are the
-    rows of ``train.csv`` / ``val.csv`` / ``test_gt.csv`` (:func:`~geossl.datasets.fmow.sentinel.
-    read_fmow_sentinel_csv`), images at ``{split}/{category}/{category}_{loc}/{category}_{loc}_{id}
-    .tif``. Every image's header is read (size, 13 bands, location), whatever ``verify_images``
-    says; the whole image is the crop and the target box, ``t`` is the ``image_id``. The
-    fingerprint covers the CSVs and the split and category folders, so the CSVs are only read on a
-    cache miss.
 
     Args:
         root: the fMoW root folder.
@@ -278,6 +283,44 @@ def build_fmow_index(
     """
     start_time = time.perf_counter()
     root_str = os.fspath(root)
+    splits, workers = _check_build_arguments(
+        splits, product, num_geo_clusters, max_bad_fraction, workers
+    )
+    report = FMoWIndexReport(root=root_str, splits=splits, product=product, workers=workers)
+    units, entries = _discover_units(root_str, splits, product, report)
+    params, cache_path = _cache_location(
+        root_str, splits, product, num_geo_clusters, seed, verify_images, entries, cache_dir
+    )
+    cached = None if rebuild else _load_cached_index(cache_path, max_bad_fraction, progress)
+    if cached is not None:
+        return cached
+    units, batches = _scan_all_units(
+        root_str, splits, product, verify_images, units, workers, report, progress
+    )
+    report.num_valid = sum(b.num_rows for b in batches)
+    _check_bad_fraction(report, max_bad_fraction)
+    table, centroids, report.num_locations = _finish_table(
+        batches, units, splits, num_geo_clusters, seed, root_str
+    )
+    report.seconds = time.perf_counter() - start_time
+    _save_index(table, cache_path, params, centroids, report)
+    _print_summary(report, progress)
+    return FMoWIndex(_to_pandas(table), centroids, report, cache_path, False)
+
+
+def _check_build_arguments(
+    splits: Sequence[str],
+    product: str,
+    num_geo_clusters: int | None,
+    max_bad_fraction: float,
+    workers: int | None,
+) -> tuple[list[str], int]:
+    """Check :func:`build_fmow_index`'s arguments; return the splits (deduplicated) and workers.
+
+    Raises:
+        ValueError: for unknown splits or product, fMoW-Sentinel splits it lacks, fewer than one
+            geo cluster or worker, or ``max_bad_fraction`` outside ``[0, 1]``.
+    """
     splits = list(dict.fromkeys(splits))
     unknown = [s for s in splits if s not in FMOW_SPLITS]
     if not splits or unknown:
@@ -286,27 +329,44 @@ def build_fmow_index(
         raise ValueError(f"product must be one of {sorted(PRODUCTS)}, got {product!r}")
     if product == "sentinel" and any(s not in FMOW_SENTINEL_CSV for s in splits):
         raise ValueError(f"fMoW-Sentinel has the splits {list(FMOW_SENTINEL_CSV)}, got {splits}")
-    if num_geo_clusters is not None and num_geo_clusters < 1:
-        raise ValueError(f"num_geo_clusters must be at least 1, got {num_geo_clusters}")
-    if not 0.0 <= max_bad_fraction <= 1.0:
-        raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+    if num_geo_clusters is not None:
+        check_at_least("num_geo_clusters", num_geo_clusters, 1)
+    check_fraction("max_bad_fraction", max_bad_fraction)
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    check_at_least("workers", workers, 1)
+    return splits, workers
 
-    sentinel = product == "sentinel"
-    report = FMoWIndexReport(root=root_str, splits=splits, product=product, workers=workers)
-    units: list[_Unit] = []
-    if sentinel:
-        _check_sentinel_layout(root_str, splits)
-        entries = _sentinel_entries(root_str, splits)  # the CSVs are read on a cache miss only
-    else:
-        _check_layout(root_str, splits)
-        units, entries = _discover(root_str, splits, report)
+
+def _discover_units(
+    root: str, splits: Sequence[str], product: str, report: FMoWIndexReport
+) -> tuple[list[_Unit], list[str]]:
+    """Check the layout; return the location folders (fMoW-Sentinel: none yet) and fingerprint.
+
+    Raises:
+        DatasetNotFoundError: if a split folder, a mapping file or a CSV is missing.
+    """
+    if product == "sentinel":
+        _check_sentinel_layout(root, splits)
+        return [], _sentinel_entries(root, splits)  # the CSVs are read on a cache miss only
+    _check_layout(root, splits)
+    return _discover(root, splits, report)
+
+
+def _cache_location(
+    root: str,
+    splits: list[str],
+    product: str,
+    num_geo_clusters: int | None,
+    seed: int,
+    verify_images: bool,
+    entries: list[str],
+    cache_dir: str | os.PathLike[str] | None,
+) -> tuple[dict[str, Any], Path]:
+    """The build parameters (the cache key's input, stored in the cache) and the cache's path."""
     params = {
         "version": INDEX_FORMAT_VERSION,
-        "root": os.path.realpath(root_str),
+        "root": os.path.realpath(root),
         "splits": splits,
         "product": product,
         "num_geo_clusters": num_geo_clusters,
@@ -315,23 +375,53 @@ def build_fmow_index(
         "fingerprint": _hash_entries(entries),
     }
     key = hashlib.blake2b(json.dumps(params, sort_keys=True).encode(), digest_size=8).hexdigest()
-    directory = Path(cache_dir) if cache_dir is not None else Path(root_str) / ".geossl"
-    cache_path = directory / f"fmow-index-{product}-{key}.parquet"
+    directory = Path(cache_dir) if cache_dir is not None else Path(root) / ".geossl"
+    return params, directory / f"fmow-index-{product}-{key}.parquet"
 
-    if not rebuild and cache_path.is_file():
-        try:
-            table, centroids, cached_report = _read_cache(cache_path)
-        except Exception as err:  # any unreadable cache is rebuilt, never trusted
-            warnings.warn(
-                f"{cache_path}: corrupt fMoW index cache ({type(err).__name__}: {err}); rebuilding",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        else:
-            _check_bad_fraction(cached_report, max_bad_fraction)
-            _say(f"Using the cached fMoW index {cache_path} ({table.num_rows:,} images)", progress)
-            return FMoWIndex(_to_pandas(table), centroids, cached_report, cache_path, True)
 
+def _load_cached_index(
+    cache_path: Path, max_bad_fraction: float, progress: bool
+) -> FMoWIndex | None:
+    """The cached index, or None when there is none or (with a warning) it cannot be read.
+
+    Raises:
+        BadDatasetError: when the cached build saw more than ``max_bad_fraction`` bad samples.
+    """
+    if not cache_path.is_file():
+        return None
+    try:
+        table, centroids, cached_report = _read_cache(cache_path)
+    except Exception as err:  # any unreadable cache is rebuilt, never trusted
+        warnings.warn(
+            f"{cache_path}: corrupt fMoW index cache ({type(err).__name__}: {err}); rebuilding",
+            RuntimeWarning,
+            stacklevel=3,  # build_fmow_index's caller, as when this was inline
+        )
+        return None
+    _check_bad_fraction(cached_report, max_bad_fraction)
+    _say(f"Using the cached fMoW index {cache_path} ({table.num_rows:,} images)", progress)
+    return FMoWIndex(_to_pandas(table), centroids, cached_report, cache_path, True)
+
+
+def _scan_all_units(
+    root_str: str,
+    splits: Sequence[str],
+    product: str,
+    verify_images: bool,
+    units: list[_Unit],
+    workers: int,
+    report: FMoWIndexReport,
+    progress: bool,
+) -> tuple[list[_Unit], list[pa.RecordBatch]]:
+    """Scan the locations in tasks of :data:`_UNITS_PER_TASK` on ``workers``.
+
+    fMoW-Sentinel's locations are read from its CSVs here (on a cache miss only). Each task's
+    report is merged into ``report``.
+
+    Returns:
+        The locations, sorted by location, and their batches in that order.
+    """
+    sentinel = product == "sentinel"
     images: dict[str, list[tuple[str, int, int, float, float]]] = {}
     if sentinel:
         units, images = _discover_sentinel(root_str, splits, report)
@@ -379,13 +469,17 @@ def build_fmow_index(
             batches.append(batch)
             report.merge(part)
             bar.update(len(chunk))
-    report.num_valid = sum(b.num_rows for b in batches)
-    _check_bad_fraction(report, max_bad_fraction)
+    return units, batches
 
-    table, centroids, report.num_locations = _finish_table(
-        batches, units, splits, num_geo_clusters, seed, root_str
-    )
-    report.seconds = time.perf_counter() - start_time
+
+def _save_index(
+    table: pa.Table,
+    cache_path: Path,
+    params: dict[str, Any],
+    centroids: npt.NDArray[np.float64],
+    report: FMoWIndexReport,
+) -> None:
+    """Write the cache with its metadata; a cache that cannot be written only warns."""
     metadata = {
         **params,
         "centroids": centroids.tolist(),
@@ -399,7 +493,5 @@ def build_fmow_index(
             f"{cache_path}: cannot write the fMoW index cache ({err.strerror or err}); "
             "pass cache_dir to a writable folder to avoid re-indexing",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,  # build_fmow_index's caller, as when this was inline
         )
-    _print_summary(report, progress)
-    return FMoWIndex(_to_pandas(table), centroids, report, cache_path, False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import sys
@@ -25,14 +24,12 @@ import pyarrow as pa
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError, InvalidSampleError
 from geossl.datasets.fmow.constants import (
     FMOW_CATEGORIES,
-    FMOW_SENTINEL_CSV,
     INDEX_COLUMNS,
     PRODUCTS,
 )
 from geossl.datasets.fmow.io import fmow_context_box
-from geossl.datasets.fmow.metadata import parse_fmow_json
+from geossl.datasets.fmow.metadata import FMoWImageMeta, parse_fmow_json
 from geossl.datasets.fmow.report import FMoWIndexReport
-from geossl.datasets.fmow.sentinel import read_fmow_sentinel_csv, read_sentinel_header
 
 __all__ = ["fmow_fingerprint"]
 
@@ -157,76 +154,6 @@ def _check_layout(root: str, splits: Sequence[str]) -> None:
         raise DatasetNotFoundError(root, f"fMoW {', '.join(missing)} not found")
 
 
-def _check_sentinel_layout(root: str, splits: Sequence[str]) -> None:
-    if not os.path.isdir(root):
-        exists = os.path.exists(root)
-        problem = "root is not a folder" if exists else "root folder does not exist"
-        problem = f"fMoW-Sentinel {problem}"
-        raise DatasetNotFoundError(root, problem)
-    missing = [
-        name
-        for split in splits
-        for name in (FMOW_SENTINEL_CSV[split], f"{split}/")
-        if not os.path.exists(os.path.join(root, name))
-    ]
-    if missing:
-        raise DatasetNotFoundError(root, f"fMoW-Sentinel {', '.join(missing)} not found")
-
-
-#: One location of fMoW-Sentinel for a scan worker: (unit, split, category, location, images), each
-#: image ``(path, image_id, timestamp, lon, lat)`` from the CSV.
-_SentinelUnit = tuple[int, str, str, str, list[tuple[str, int, int, float, float]]]
-
-
-def _sentinel_entries(root: str, splits: Sequence[str]) -> list[str]:
-    """Fingerprint entries of fMoW-Sentinel (no CSV is parsed).
-
-    Each CSV's size and ``mtime_ns`` (the CSV is the list of samples) and the split and category
-    folders' ``mtime_ns``.
-    """
-    entries: list[str] = []
-    for split in splits:
-        name = FMOW_SENTINEL_CSV[split]
-        stat = os.stat(os.path.join(root, name))
-        entries.append(f"{name}\t{stat.st_mtime_ns}\t{stat.st_size}")
-        split_dir = os.path.join(root, split)
-        entries.append(f"{split}\t{_mtime_ns(split_dir)}")
-        with os.scandir(split_dir) as categories:
-            for cat in categories:
-                if not cat.name.startswith(".") and cat.is_dir():
-                    entries.append(f"{split}/{cat.name}\t{cat.stat().st_mtime_ns}")
-    return entries
-
-
-def _discover_sentinel(
-    root: str, splits: Sequence[str], report: FMoWIndexReport
-) -> tuple[list[_Unit], dict[str, list[tuple[str, int, int, float, float]]]]:
-    """Locations of fMoW-Sentinel from its CSVs (bad rows go to ``report``) and their images."""
-    units: list[_Unit] = []
-    images: dict[str, list[tuple[str, int, int, float, float]]] = {}
-    for split in splits:
-        rows, bad = read_fmow_sentinel_csv(root, split)
-        report.num_scanned += len(rows) + len(bad)
-        for reason, where in bad:
-            report.add_bad(reason, where)
-        for path, category, location_id, image_id, timestamp, lon, lat in zip(
-            rows["path"].tolist(),
-            rows["category"].tolist(),
-            rows["location_id"].tolist(),
-            rows["image_id"].tolist(),
-            rows["timestamp"].tolist(),
-            rows["lon"].tolist(),
-            rows["lat"].tolist(),
-            strict=True,
-        ):
-            location = f"{split}/{category}_{location_id}"
-            if location not in images:
-                images[location] = []
-                units.append(_Unit(path.rpartition("/")[0], split, category, location))
-            images[location].append((path, image_id, timestamp, lon, lat))
-    return units, images
-
-
 def fmow_fingerprint(root: str | os.PathLike[str], splits: Sequence[str] = ("train", "val")) -> str:
     """A cheap fingerprint of the fMoW tree (no image or JSON is read).
 
@@ -286,16 +213,93 @@ def _check_image(path: str, ext: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _ProductNames:
+    """The file-name parts of one product's images and JSONs (``_rgb.jpg``, ``_rgb.json``)."""
+
+    exts: tuple[str, ...]
+    json_suffix: str
+    tag_len: int  # len("_rgb")
+    image_suffixes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, product: str) -> _ProductNames:
+        exts = tuple(PRODUCTS[product])
+        suffixes = tuple(f"_{product}{ext}" for ext in exts)
+        return cls(exts, f"_{product}.json", len(product) + 1, suffixes)
+
+
+def _check_sample(
+    name: str,
+    present: set[str],
+    folder: str,
+    folder_abs: str,
+    naming: _ProductNames,
+    verify_images: bool,
+    report: FMoWIndexReport,
+) -> tuple[str, int, FMoWImageMeta, tuple[int, int, int, int]] | None:
+    """One file of a location folder: the sample its JSON describes, else None.
+
+    A JSON is a sample when its image is present, its name holds ``t`` and it parses with a
+    non-degenerate box (and, with ``verify_images``, the image checks out); an image without its
+    JSON, and every bad sample, is counted in ``report``; other files are ignored.
+
+    Returns:
+        ``(relative image path, t, metadata, context crop)``, or None.
+    """
+    sep = os.sep
+    if name.endswith(naming.image_suffixes):
+        stem = name[: name.rfind(".")]
+        if stem + ".json" not in present:
+            report.num_scanned += 1
+            report.add_bad("missing json", f"{folder}/{name}")
+        return None
+    if not name.endswith(naming.json_suffix):
+        return None
+    report.num_scanned += 1
+    stem = name[:-5]
+    image_name = ""
+    for ext in naming.exts:
+        if stem + ext in present:
+            image_name = stem + ext
+            break
+    if not image_name:
+        report.add_bad("missing image", f"{folder}/{stem}{naming.exts[0]}")
+        return None
+    rel_image = f"{folder}/{image_name}"
+    try:
+        t = int(stem[: -naming.tag_len].rpartition("_")[2])
+        if not 0 <= t < 32768:
+            raise ValueError(t)
+    except ValueError:
+        report.add_bad("malformed file name", rel_image)
+        return None
+    report.num_json_read += 1
+    try:
+        meta = parse_fmow_json(folder_abs + sep + name)
+    except InvalidSampleError as err:
+        report.add_bad(err.reason, f"{folder}/{name}")
+        return None
+    crop = fmow_context_box(meta.box, meta.img_width, meta.img_height)
+    if crop is None:
+        report.add_bad("degenerate box", f"{folder}/{name}")
+        return None
+    if verify_images:
+        report.num_images_checked += 1
+        problem = _check_image(folder_abs + sep + image_name, image_name[-4:])
+        if problem is not None:
+            report.add_bad(problem, rel_image)
+            return None
+    return rel_image, t, meta, crop
+
+
 def _scan_units(
     task: tuple[str, str, bool, list[tuple[int, str, str, str, str]]],
 ) -> tuple[pa.RecordBatch, FMoWIndexReport]:
     """Scan location folders; return their valid rows and a partial report."""
     root, product, verify_images, units = task
     report = FMoWIndexReport(root=root, splits=[], product=product)
-    exts = PRODUCTS[product]
-    json_suffix = f"_{product}.json"
-    tag_len = len(product) + 1  # "_rgb"
-    image_suffixes = tuple(f"_{product}{ext}" for ext in exts)
+    naming = _ProductNames.of(product)
     cols: dict[str, list[Any]] = {name: [] for name, _ in _SCAN_COLUMNS}
     (
         c_path,
@@ -334,48 +338,10 @@ def _scan_units(
         present = set(names)
         label = _LABELS.get(category, -1)
         for name in names:
-            if name.endswith(image_suffixes):
-                stem = name[: name.rfind(".")]
-                if stem + ".json" not in present:
-                    report.num_scanned += 1
-                    report.add_bad("missing json", f"{folder}/{name}")
+            sample = _check_sample(name, present, folder, folder_abs, naming, verify_images, report)
+            if sample is None:
                 continue
-            if not name.endswith(json_suffix):
-                continue
-            report.num_scanned += 1
-            stem = name[:-5]
-            image_name = ""
-            for ext in exts:
-                if stem + ext in present:
-                    image_name = stem + ext
-                    break
-            if not image_name:
-                report.add_bad("missing image", f"{folder}/{stem}{exts[0]}")
-                continue
-            rel_image = f"{folder}/{image_name}"
-            try:
-                t = int(stem[:-tag_len].rpartition("_")[2])
-                if not 0 <= t < 32768:
-                    raise ValueError(t)
-            except ValueError:
-                report.add_bad("malformed file name", rel_image)
-                continue
-            report.num_json_read += 1
-            try:
-                meta = parse_fmow_json(folder_abs + sep + name)
-            except InvalidSampleError as err:
-                report.add_bad(err.reason, f"{folder}/{name}")
-                continue
-            crop = fmow_context_box(meta.box, meta.img_width, meta.img_height)
-            if crop is None:
-                report.add_bad("degenerate box", f"{folder}/{name}")
-                continue
-            if verify_images:
-                report.num_images_checked += 1
-                problem = _check_image(folder_abs + sep + image_name, image_name[-4:])
-                if problem is not None:
-                    report.add_bad(problem, rel_image)
-                    continue
+            rel_image, t, meta, crop = sample
             c_path.append(rel_image)
             c_split.append(split)
             c_category.append(category)
@@ -400,67 +366,6 @@ def _scan_units(
             c_y1.append(crop[3])
             c_country.append(meta.country_code)
             c_unit.append(unit_id)
-    arrays = [pa.array(cols[name], type=typ) for name, typ in _SCAN_COLUMNS]
-    return pa.RecordBatch.from_arrays(arrays, schema=_SCAN_SCHEMA), report
-
-
-def _scan_sentinel_units(
-    task: tuple[str, list[_SentinelUnit]],
-) -> tuple[pa.RecordBatch, FMoWIndexReport]:
-    """Read the GeoTIFF header of every listed fMoW-Sentinel image; return rows and a report.
-
-    The whole image is the crop and the target box (a composite covers the location's footprint);
-    lon/lat are the raster's centre, else the CSV polygon's centroid.
-    """
-    root, units = task
-    report = FMoWIndexReport(root=root, splits=[], product="sentinel")
-    cols: dict[str, list[Any]] = {name: [] for name, _ in _SCAN_COLUMNS}
-    sep = os.sep
-    for unit_id, split, category, location, images in units:
-        label = _LABELS[category]
-        for path, image_id, timestamp, csv_lon, csv_lat in images:
-            report.num_images_checked += 1
-            if not 0 <= image_id < 32768:
-                report.add_bad("malformed id", path)
-                continue
-            header = read_sentinel_header(root + sep + path.replace("/", sep))
-            if isinstance(header, str):
-                report.add_bad(header, path)
-                continue
-            lon, lat = header.lon, header.lat
-            if not (math.isfinite(lon) and math.isfinite(lat)):
-                lon, lat = csv_lon, csv_lat
-            if not (math.isfinite(lon) and math.isfinite(lat)):
-                report.add_bad("no location", path)
-                continue
-            w, h = header.width, header.height
-            row: dict[str, Any] = {
-                "path": path,
-                "split": split,
-                "category": category,
-                "label": label,
-                "location": location,
-                "t": image_id,
-                "timestamp": timestamp,
-                "lat": lat,
-                "lon": lon,
-                "gsd": header.gsd,
-                "cloud_cover": math.nan,
-                "img_width": w,
-                "img_height": h,
-                "box_x": 0,
-                "box_y": 0,
-                "box_w": w,
-                "box_h": h,
-                "crop_x0": 0,
-                "crop_y0": 0,
-                "crop_x1": w,
-                "crop_y1": h,
-                "country_code": "",
-                "unit": unit_id,
-            }
-            for name, value in row.items():
-                cols[name].append(value)
     arrays = [pa.array(cols[name], type=typ) for name, typ in _SCAN_COLUMNS]
     return pa.RecordBatch.from_arrays(arrays, schema=_SCAN_SCHEMA), report
 

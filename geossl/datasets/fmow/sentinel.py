@@ -67,6 +67,28 @@ def _as_id(value: object) -> int | None:
     return int(number)
 
 
+def _read_sentinel_frame(path: Path) -> pd.DataFrame:
+    """The CSV's cells as strings, column names stripped.
+
+    Raises:
+        BadDatasetError: if the CSV is missing, cannot be parsed or lacks a required column.
+    """
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise BadDatasetError(path, f"cannot read the fMoW-Sentinel CSV ({message})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in SENTINEL_REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BadDatasetError(
+            path,
+            f"the fMoW-Sentinel CSV lacks the column(s) {missing}; expected "
+            f"{', '.join(SENTINEL_REQUIRED_COLUMNS)}[, polygon], found {list(frame.columns)}",
+        )
+    return frame
+
+
 def read_fmow_sentinel_csv(
     root: str | os.PathLike[str], split: str
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
@@ -94,20 +116,7 @@ def read_fmow_sentinel_csv(
     if split not in FMOW_SENTINEL_CSV:
         raise ValueError(f"fMoW-Sentinel has the splits {list(FMOW_SENTINEL_CSV)}, got {split!r}")
     name = FMOW_SENTINEL_CSV[split]
-    path = Path(root) / name
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise BadDatasetError(path, f"cannot read the fMoW-Sentinel CSV ({message})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in SENTINEL_REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise BadDatasetError(
-            path,
-            f"the fMoW-Sentinel CSV lacks the column(s) {missing}; expected "
-            f"{', '.join(SENTINEL_REQUIRED_COLUMNS)}[, polygon], found {list(frame.columns)}",
-        )
+    frame = _read_sentinel_frame(Path(root) / name)
     polygons = frame["polygon"].tolist() if "polygon" in frame.columns else [None] * len(frame)
     rows: dict[str, list[object]] = {
         key: []

@@ -22,6 +22,7 @@ the SCRL term assumes (both views share one canvas).
 The package holds one module per job:
 
 * :mod:`~geossl.datasets.rasters.files`: the files' dates, checks and band products;
+* :mod:`~geossl.datasets.rasters.date_index`: the per-date index and the files of one date;
 * :mod:`~geossl.datasets.rasters.reading`: the windowed reads and mosaics;
 * :mod:`~geossl.datasets.rasters.validity`: where each date has data (:class:`ValidityGrid`);
 * :mod:`~geossl.datasets.rasters.dataset`: :class:`TimeSeriesRasters`, a torchgeo

@@ -18,26 +18,23 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import rasterio
 import shapely
 import torch
-from geopandas import GeoDataFrame
 from pyproj import CRS, Transformer
 from torch import Tensor
 from torchgeo.datasets import RasterDataset
 from torchgeo.datasets.utils import GeoSlice
 
-from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
+from geossl.datasets.rasters.date_index import dated_index, files_of_date, index_dates
 from geossl.datasets.rasters.files import (
-    RasterFileInfo,
     check_band_arguments,
     check_res,
+    check_same_kind,
     compile_date_regex,
-    group_band_files,
-    native_res,
+    find_geotiffs,
+    scan_band_products,
     scan_raster_file,
-    unix_seconds,
 )
 from geossl.datasets.rasters.reading import (
     WindowReadInfo,
@@ -52,22 +49,6 @@ __all__ = ["PatchQuery", "TimeSeriesRasters"]
 
 #: A complete GeoSlice: ``(slice(xmin, xmax, xres), slice(ymin, ymax, yres), slice(tmin, tmax))``.
 PatchQuery: TypeAlias = tuple[slice, slice, slice]
-
-
-def _check_same_kind(infos: Sequence[RasterFileInfo], *, same_count: bool) -> None:
-    """Raise BadDatasetError naming the first file whose dtype (or band count) differs."""
-    first = infos[0]
-    for info in infos[1:]:
-        if info.dtype != first.dtype:
-            raise BadDatasetError(
-                info.path, f"dtype {info.dtype} differs from {first.dtype} of {first.path}"
-            )
-        if same_count and info.count != first.count:
-            raise BadDatasetError(
-                info.path,
-                f"has {info.count} bands but {first.path} has {first.count}; pass bands=[...] "
-                "to read bands that every file has",
-            )
 
 
 class TimeSeriesRasters(RasterDataset):
@@ -168,13 +149,19 @@ class TimeSeriesRasters(RasterDataset):
         self.reference_band: str | None = None
         #: With ``band_names``: indexed file -> the product's band files in ``band_names`` order.
         self.band_files: dict[str, list[str]] | None = None
-        found = self._find_files()
+        # Each path is checked before torchgeo's listing (self.files) warns and skips a missing one.
+        found = find_geotiffs(self._path_list(), lambda: self.files, self.extensions)
         if names is None:
             infos = [scan_raster_file(path, bands, date_regex, date_format) for path in found]
             indexed = infos
         else:
-            infos, indexed, rio_crs, res = self._scan_band_products(found, names, rio_crs, res)
-        _check_same_kind(infos, same_count=bands is None and names is None)
+            products = scan_band_products(
+                found, names, date_regex, date_format, self._path_list(), rio_crs, res
+            )
+            infos, indexed = products.infos, products.indexed
+            rio_crs, res = products.crs, products.res
+            self.reference_band, self.band_files = products.reference_band, products.band_files
+        check_same_kind(infos, same_count=bands is None and names is None)
         super().__init__(
             paths if names is None else [info.path for info in indexed],
             crs=rio_crs,
@@ -184,7 +171,7 @@ class TimeSeriesRasters(RasterDataset):
             cache=cache,
         )
         self.paths = paths  # torchgeo stores what it was given (the indexed files)
-        self._date_index(indexed)
+        self.index = dated_index(self.index, indexed, str(self.paths))
         self.band_indexes = bands
         #: With ``band_names``: the band names read, in order (torchgeo's ``bands``), else None.
         self.band_names: list[str] | None = names
@@ -202,98 +189,17 @@ class TimeSeriesRasters(RasterDataset):
         self._read_info: dict[str, WindowReadInfo] = {}
         self._index_dates()
 
-    def _scan_band_products(
-        self,
-        found: Sequence[str],
-        names: list[str],
-        rio_crs: Any,
-        res: float | tuple[float, float] | None,
-    ) -> tuple[list[RasterFileInfo], list[RasterFileInfo], Any, float | tuple[float, float] | None]:
-        """Scan one-band files as products; sets :attr:`reference_band` and :attr:`band_files`.
-
-        Returns:
-            Every band file's info, the indexed (reference band) files' infos, the CRS and the
-            resolution (defaults: the first file's CRS, the finest band's resolution).
-        """
-        products = group_band_files(found, names, self.date_regex, self._path_list())
-        by_file = {
-            p: scan_raster_file(p, None, self.date_regex, self.date_format)
-            for files in products
-            for p in files
-        }
-        for path, info in by_file.items():
-            if info.count != 1:
-                raise BadDatasetError(
-                    path,
-                    f"has {info.count} bands; with band_names every file holds one band",
-                )
-        if rio_crs is None:  # the first file's, as without band_names
-            with rasterio.open(products[0][0]) as src:
-                rio_crs = src.crs
-        areas = [math.prod(native_res(p, rio_crs)) for p in products[0]]
-        finest = int(np.argmin(areas))  # the first of equals, in band_names order
-        self.reference_band = names[finest]
-        if res is None:
-            res = native_res(products[0][finest], rio_crs)
-        self.band_files = {files[finest]: list(files) for files in products}
-        infos = [by_file[p] for files in products for p in files]
-        indexed = [by_file[files[finest]] for files in products]
-        return infos, indexed, rio_crs, res
-
-    def _date_index(self, indexed: Sequence[RasterFileInfo]) -> None:
-        """Replace the datetimes of torchgeo's match-all regex in :attr:`index` by the files'."""
-        by_path = {info.path: info for info in indexed}
-        filepaths = [str(p) for p in self.index["filepath"]]
-        if sorted(filepaths) != sorted(by_path):  # pragma: no cover - torchgeo skipped a file
-            missing = sorted(set(by_path) - set(filepaths))
-            raise BadDatasetError(
-                missing[0] if missing else str(self.paths), "torchgeo could not index"
-            )
-        intervals = pd.IntervalIndex.from_arrays(
-            [by_path[p].mint for p in filepaths],
-            [by_path[p].maxt for p in filepaths],
-            closed="both",
-            name="datetime",
-        )
-        self.index = GeoDataFrame(
-            {"filepath": filepaths},
-            index=intervals,
-            geometry=self.index.geometry.values,
-            crs=self.index.crs,
-        )
-
     def _index_dates(self) -> None:
         """Set :attr:`dates`, :attr:`times` and :attr:`file_dates` from :attr:`index`."""
-        dates = pd.IntervalIndex(self.index.index.unique()).sort_values()
-        #: Sorted distinct acquisition intervals (closed on both sides).
-        self.dates: pd.IntervalIndex = dates
-        #: Acquisition time of each date, unix seconds of the interval's start, int64 ``[D]``.
-        self.times: npt.NDArray[np.int64] = np.array(
-            [unix_seconds(d.left) for d in dates], dtype=np.int64
-        )
-        self._date_ids = {(d.left, d.right): i for i, d in enumerate(dates)}
-        #: Date id (into :attr:`dates`) of each row of :attr:`index`, int64 ``[N]``.
-        self.file_dates: npt.NDArray[np.int64] = np.array(
-            [self._date_ids[(d.left, d.right)] for d in self.index.index], dtype=np.int64
-        )
+        #: :attr:`dates`: the sorted distinct acquisition intervals (closed on both sides);
+        #: :attr:`times`: each one's start in unix seconds, int64 ``[D]``; :attr:`file_dates`: the
+        #: date id (into :attr:`dates`) of each row of :attr:`index`, int64 ``[N]``.
+        self.dates, self.times, self.file_dates = index_dates(self.index)
+        self._date_ids = {(d.left, d.right): i for i, d in enumerate(self.dates)}
 
     # ---------------------------------------------------------------------------------------------
     # indexing
     # ---------------------------------------------------------------------------------------------
-
-    def _find_files(self) -> list[str]:
-        paths = self._path_list()
-        for path in paths:
-            if not os.path.exists(path):
-                raise DatasetNotFoundError(path, "path does not exist", dataset="rasters")
-        files = [f for f in self.files if os.path.splitext(f)[1].lower() in self.extensions]
-        if not files:
-            raise DatasetNotFoundError(
-                ", ".join(os.fspath(p) for p in paths),
-                f"no GeoTIFF ({', '.join('*' + e for e in self.extensions)}) found",
-                dataset="rasters",
-            )
-        return files
 
     def _path_list(self) -> list[str | os.PathLike[str]]:
         return [self.paths] if isinstance(self.paths, str | os.PathLike) else list(self.paths)
@@ -462,26 +368,13 @@ class TimeSeriesRasters(RasterDataset):
         date = self.date_of(t)
         if date is None:
             return super().__getitem__(query)
-        paths, b, _ = self._file_table()
-        rows = np.flatnonzero(
-            (self.file_dates == date)
-            & (b[:, 0] < x.stop)
-            & (b[:, 2] > x.start)
-            & (b[:, 1] < y.stop)
-            & (b[:, 3] > y.start)
-        )
+        paths, bounds, _ = self._file_table()
+        rows, inside = files_of_date(bounds, self.file_dates, date, x, y)
         if len(rows) == 0:
             raise IndexError(
                 f"query {query} is outside the files of date {self.dates[date]} "
                 f"(dataset extent {self.extent})"
             )
-        eps_x, eps_y = 1e-6 * abs(x.step), 1e-6 * abs(y.step)
-        inside = (
-            b[rows[0], 0] <= x.start + eps_x
-            and b[rows[0], 2] >= x.stop - eps_x
-            and b[rows[0], 1] <= y.start + eps_y
-            and b[rows[0], 3] >= y.stop - eps_y
-        )
         if self.band_files is None:
             products = [[paths[i]] for i in rows]
         else:  # one file per band: each band is read (resampled) onto the query's grid

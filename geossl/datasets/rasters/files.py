@@ -2,8 +2,9 @@
 
 Each GeoTIFF of a :class:`~geossl.datasets.rasters.dataset.TimeSeriesRasters` is dated from its
 name (:data:`DEFAULT_FILENAME_REGEX`, :func:`date_from_name`), else from its GeoTIFF tags
-(:data:`DATE_TAGS`, :func:`date_from_tags`), and checked once (:func:`scan_raster_file`). With one
-file per band, :func:`group_band_files` groups the files of one product.
+(:data:`DATE_TAGS`, :func:`date_from_tags`), and checked once (:func:`scan_raster_file`); all of
+them must be of one kind (:func:`check_same_kind`). With one file per band,
+:func:`group_band_files` groups the files of one product and :func:`scan_band_products` scans them.
 
 Examples:
     >>> import re
@@ -18,10 +19,11 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import rasterio
 from rasterio.errors import RasterioError
@@ -34,14 +36,18 @@ __all__ = [
     "DATE_TAGS",
     "DEFAULT_BAND_FILENAME_REGEX",
     "DEFAULT_FILENAME_REGEX",
+    "BandProducts",
     "RasterFileInfo",
     "check_band_arguments",
     "check_res",
+    "check_same_kind",
     "compile_date_regex",
     "date_from_name",
     "date_from_tags",
+    "find_geotiffs",
     "group_band_files",
     "native_res",
+    "scan_band_products",
     "scan_raster_file",
     "unix_seconds",
 ]
@@ -213,6 +219,34 @@ def date_from_tags(src: Any) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     return None
 
 
+def find_geotiffs(
+    paths: Sequence[str | os.PathLike[str]],
+    listing: Callable[[], Sequence[str]],
+    extensions: Sequence[str],
+) -> list[str]:
+    """The files with one of ``extensions`` (case-insensitive) in ``listing()``, in its order.
+
+    Args:
+        paths: the paths searched, each of which must exist.
+        listing: the files under ``paths`` (called once they are known to exist).
+        extensions: the extensions indexed, lower case with the dot (``".tif"``).
+
+    Raises:
+        DatasetNotFoundError: for a path that does not exist, or when no file is found.
+    """
+    for path in paths:
+        if not os.path.exists(path):
+            raise DatasetNotFoundError(path, "path does not exist", dataset="rasters")
+    files = [f for f in listing() if os.path.splitext(f)[1].lower() in extensions]
+    if not files:
+        raise DatasetNotFoundError(
+            ", ".join(os.fspath(p) for p in paths),
+            f"no GeoTIFF ({', '.join('*' + e for e in extensions)}) found",
+            dataset="rasters",
+        )
+    return files
+
+
 def scan_raster_file(
     path: str, bands: Sequence[int] | None, date_regex: re.Pattern[str], date_format: str
 ) -> RasterFileInfo:
@@ -316,3 +350,91 @@ def native_res(path: str, crs: Any) -> tuple[float, float]:
             return abs(float(src.res[0])), abs(float(src.res[1]))
         with WarpedVRT(src, crs=crs) as vrt:
             return abs(float(vrt.res[0])), abs(float(vrt.res[1]))
+
+
+def check_same_kind(infos: Sequence[RasterFileInfo], *, same_count: bool) -> None:
+    """Raise BadDatasetError naming the first file whose dtype (or band count) differs."""
+    first = infos[0]
+    for info in infos[1:]:
+        if info.dtype != first.dtype:
+            raise BadDatasetError(
+                info.path, f"dtype {info.dtype} differs from {first.dtype} of {first.path}"
+            )
+        if same_count and info.count != first.count:
+            raise BadDatasetError(
+                info.path,
+                f"has {info.count} bands but {first.path} has {first.count}; pass bands=[...] "
+                "to read bands that every file has",
+            )
+
+
+@dataclass(frozen=True)
+class BandProducts:
+    """What the scan of one-band files found (:func:`scan_band_products`)."""
+
+    #: Every band file's info, product by product, in ``band_names`` order.
+    infos: list[RasterFileInfo]
+    #: The info of each product's indexed (reference band) file.
+    indexed: list[RasterFileInfo]
+    #: The CRS (the one given, else the first file's).
+    crs: Any
+    #: The resolution (the one given, else the finest band's).
+    res: float | tuple[float, float]
+    #: The band whose file indexes each product: the finest (the first of equals).
+    reference_band: str
+    #: Indexed file -> the product's band files in ``band_names`` order.
+    band_files: dict[str, list[str]]
+
+
+def scan_band_products(
+    found: Sequence[str],
+    names: list[str],
+    date_regex: re.Pattern[str],
+    date_format: str,
+    searched: Sequence[str | os.PathLike[str]],
+    crs: Any,
+    res: float | tuple[float, float] | None,
+) -> BandProducts:
+    """Scan one-band files as products (:func:`group_band_files`), each indexed by its finest band.
+
+    Args:
+        found: the files found.
+        names: the bands to read, in order.
+        date_regex: the compiled ``filename_regex`` (with a ``band`` group).
+        date_format: ``strptime`` format of the ``date`` group.
+        searched: the paths searched (for the error message).
+        crs: the CRS to read in, ``None`` for the first file's.
+        res: the resolution, ``None`` for the finest band's.
+
+    Returns:
+        The :class:`BandProducts`.
+
+    Raises:
+        BadDatasetError: naming the file, as :func:`group_band_files` and
+            :func:`scan_raster_file` do, or when a band file holds more than one band.
+    """
+    products = group_band_files(found, names, date_regex, searched)
+    by_file = {
+        p: scan_raster_file(p, None, date_regex, date_format) for files in products for p in files
+    }
+    for path, info in by_file.items():
+        if info.count != 1:
+            raise BadDatasetError(
+                path,
+                f"has {info.count} bands; with band_names every file holds one band",
+            )
+    if crs is None:  # the first file's, as without band_names
+        with rasterio.open(products[0][0]) as src:
+            crs = src.crs
+    areas = [math.prod(native_res(p, crs)) for p in products[0]]
+    finest = int(np.argmin(areas))  # the first of equals, in band_names order
+    if res is None:
+        res = native_res(products[0][finest], crs)
+    return BandProducts(
+        infos=[by_file[p] for files in products for p in files],
+        indexed=[by_file[files[finest]] for files in products],
+        crs=crs,
+        res=res,
+        reference_band=names[finest],
+        band_files={files[finest]: list(files) for files in products},
+    )

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from geossl.datasets.spacenet.constants import IGNORE_INDEX, default_scale
 from geossl.datasets.spacenet.labels import rasterize_buildings, read_building_labels
+from geossl.utils.checks import check_at_least
 
 __all__ = ["SpaceNetChips", "fit_to_size", "padded_size"]
 
@@ -115,8 +116,8 @@ class SpaceNetChips(Dataset[dict[str, Tensor]]):
             raise ValueError(f"SpaceNet split {base.split!r} has no labels; use split='train'")
         if len(base) == 0:
             raise ValueError("the torchgeo SpaceNet dataset is empty")
-        if pad_multiple is not None and pad_multiple < 1:
-            raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}")
+        if pad_multiple is not None:
+            check_at_least("pad_multiple", pad_multiple, 1)
         self.base = base
         if scale is None:
             with rasterio.open(base.images[0]) as src:

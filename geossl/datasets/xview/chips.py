@@ -26,6 +26,7 @@ from geossl.datasets.xview.labels import (
     _save_npz,
     load_xview_labels,
 )
+from geossl.utils.checks import check_at_least, check_fraction, check_range
 
 __all__ = [
     "XViewChipParams",
@@ -217,16 +218,12 @@ class XViewChipParams:
         """
         if self.mode not in ("random", "grid"):
             raise ValueError(f"chip mode must be 'random' or 'grid', got {self.mode!r}")
-        if self.chip_size < 1:
-            raise ValueError(f"chip_size must be >= 1, got {self.chip_size}")
-        if self.crops_per_image < 1:
-            raise ValueError(f"crops_per_image must be >= 1, got {self.crops_per_image}")
-        if not 0 < self.max_overlap <= 1:
-            raise ValueError(f"max_overlap must be in (0, 1], got {self.max_overlap}")
-        if not 0 <= self.min_visibility <= 1:
-            raise ValueError(f"min_visibility must be in [0, 1], got {self.min_visibility}")
-        if self.stride is not None and self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        check_at_least("chip_size", self.chip_size, 1)
+        check_at_least("crops_per_image", self.crops_per_image, 1)
+        check_range("max_overlap", self.max_overlap, low=0, high=1, low_open=True)
+        check_fraction("min_visibility", self.min_visibility)
+        if self.stride is not None:
+            check_at_least("stride", self.stride, 1)
 
     def key_fields(self) -> dict[str, Any]:
         """The fields that change the chips (random ignores the stride, grid the rest)."""

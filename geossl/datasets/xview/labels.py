@@ -32,6 +32,7 @@ from geossl.datasets.xview.constants import (
     FloatArray,
     IntArray,
 )
+from geossl.utils.checks import check_fraction
 from geossl.utils.io import atomic_output
 
 __all__ = [
@@ -325,6 +326,68 @@ def _image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def _labels_from_cache(cached: dict[str, npt.NDArray[Any]], key: str) -> XViewLabels:
+    """The labels of the arrays of a cache file written by :func:`load_xview_labels`."""
+    meta = json.loads(str(cached["meta"]))
+    report = XViewReport(
+        **{
+            **meta["report"],
+            "missing_images": tuple(meta["report"]["missing_images"]),
+            "unreadable_images": tuple(meta["report"]["unreadable_images"]),
+        }
+    )
+    return XViewLabels(
+        image_ids=tuple(str(s) for s in cached["image_ids"]),
+        image_sizes=cached["image_sizes"].astype(np.int64),
+        box_image=cached["box_image"].astype(np.int64),
+        boxes=cached["boxes"].astype(np.float32),
+        labels=cached["labels"].astype(np.int64),
+        report=report,
+        key=key,
+    )
+
+
+def _referenced_image_sizes(
+    features: list[Any], images: Path
+) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """Sizes of the images the features name that are on disk, and those that are unreadable."""
+    referenced = sorted(
+        {
+            str(f["properties"]["image_id"])
+            for f in features
+            if isinstance(f, dict)
+            and isinstance(f.get("properties"), dict)
+            and isinstance(f["properties"].get("image_id"), str)
+        }
+    )
+    sizes: dict[str, tuple[int, int]] = {}
+    unreadable: list[str] = []
+    for image_id in referenced:
+        path = images / image_id
+        if not path.is_file():
+            continue
+        size = _image_size(path)
+        if size is None:
+            unreadable.append(image_id)
+        else:
+            sizes[image_id] = size
+    return sizes, unreadable
+
+
+def _concatenate_boxes(
+    per_image: dict[str, tuple[FloatArray, IntArray]], image_ids: Sequence[str]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Each box's image index ``[B]``, the boxes ``[B, 4]`` and labels ``[B]``, image by image."""
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+    box_arrays = [per_image.get(i, empty) for i in image_ids]
+    box_image = np.concatenate(
+        [np.full(len(b), i, dtype=np.int64) for i, (b, _) in enumerate(box_arrays)]
+    )
+    boxes = np.concatenate([b for b, _ in box_arrays]).astype(np.float32).reshape(-1, 4)
+    labels = np.concatenate([lab for _, lab in box_arrays]).astype(np.int64)
+    return box_image, boxes, labels
+
+
 def load_xview_labels(
     root: str | os.PathLike[str],
     *,
@@ -352,45 +415,10 @@ def load_xview_labels(
     cache = _cache_folder(root, cache_dir) / f"xview-labels-{key}.npz"
     cached = None if rebuild else _load_npz(cache)
     if cached is not None:
-        meta = json.loads(str(cached["meta"]))
-        report = XViewReport(
-            **{
-                **meta["report"],
-                "missing_images": tuple(meta["report"]["missing_images"]),
-                "unreadable_images": tuple(meta["report"]["unreadable_images"]),
-            }
-        )
-        return XViewLabels(
-            image_ids=tuple(str(s) for s in cached["image_ids"]),
-            image_sizes=cached["image_sizes"].astype(np.int64),
-            box_image=cached["box_image"].astype(np.int64),
-            boxes=cached["boxes"].astype(np.float32),
-            labels=cached["labels"].astype(np.int64),
-            report=report,
-            key=key,
-        )
+        return _labels_from_cache(cached, key)
 
     features = read_xview_geojson(geojson)
-    referenced = sorted(
-        {
-            str(f["properties"]["image_id"])
-            for f in features
-            if isinstance(f, dict)
-            and isinstance(f.get("properties"), dict)
-            and isinstance(f["properties"].get("image_id"), str)
-        }
-    )
-    sizes: dict[str, tuple[int, int]] = {}
-    unreadable: list[str] = []
-    for image_id in referenced:
-        path = images / image_id
-        if not path.is_file():
-            continue
-        size = _image_size(path)
-        if size is None:
-            unreadable.append(image_id)
-        else:
-            sizes[image_id] = size
+    sizes, unreadable = _referenced_image_sizes(features, images)
     per_image, counts, missing = parse_xview_features(features, sizes)
     missing -= set(unreadable)
     image_ids = tuple(sorted(sizes))
@@ -398,13 +426,7 @@ def load_xview_labels(
         raise BadDatasetError(
             images, f"none of the images named in {geojson.name} is here (or readable)"
         )
-    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
-    box_arrays = [per_image.get(i, empty) for i in image_ids]
-    box_image = np.concatenate(
-        [np.full(len(b), i, dtype=np.int64) for i, (b, _) in enumerate(box_arrays)]
-    )
-    boxes = np.concatenate([b for b, _ in box_arrays]).astype(np.float32).reshape(-1, 4)
-    labels = np.concatenate([lab for _, lab in box_arrays]).astype(np.int64)
+    box_image, boxes, labels = _concatenate_boxes(per_image, image_ids)
     report = XViewReport(
         features=len(features),
         boxes=len(boxes),
@@ -464,8 +486,7 @@ def split_xview_images(
         ValueError: if a fraction is out of range.
     """
     for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
-        if not 0 <= value < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {value}")
+        check_fraction(name, value, high_open=True)
     ids = sorted(set(image_ids))
     ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
     n_test = round(len(ids) * test_fraction)

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 import geossl.datasets.fmow.index as fmow_index
-import geossl.datasets.fmow.scan as fmow_scan
+import geossl.datasets.fmow.scan_sentinel as fmow_scan_sentinel
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.fmow import FMoWTemporalPairs
 from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_SENTINEL_SCALE
@@ -187,7 +187,7 @@ def test_cached_index_does_not_read_the_csvs(
     def fail(*args: object) -> None:
         raise AssertionError("a cached build must not parse the CSVs")
 
-    monkeypatch.setattr(fmow_scan, "read_fmow_sentinel_csv", fail)
+    monkeypatch.setattr(fmow_scan_sentinel, "read_fmow_sentinel_csv", fail)
     again = _build(sentinel_sample, tmp_path)
     assert again.from_cache
     pd.testing.assert_frame_equal(first.table, again.table)
