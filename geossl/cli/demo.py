@@ -60,9 +60,10 @@ def run_demo(
     from geossl.cli.pretrain_cli import run_pretrain
     from geossl.configs import preset_path
     from geossl.synthetic.fmow import generate_fmow_sample
+    from geossl.utils.checks import check_at_least
 
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f"--max-steps must be at least 1, got {max_steps}")
+    if max_steps is not None:
+        check_at_least("--max-steps", max_steps, 1)
     sample = workdir / "fmow-sample"
     if not (sample / "train").is_dir():
         print(

@@ -27,6 +27,8 @@ import numpy.typing as npt
 import shapely
 from affine import Affine
 
+from geossl.utils.checks import check_at_least
+
 __all__ = [
     "ChipBlock",
     "ChipGrid",
@@ -59,10 +61,8 @@ class ChipGrid:
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
             raise ValueError(f"raster size must be positive, got {self.width} x {self.height}")
-        if self.chip_size < 1:
-            raise ValueError(f"chip_size must be positive, got {self.chip_size}")
-        if self.stride < 1:
-            raise ValueError(f"stride must be positive, got {self.stride}")
+        check_at_least("chip_size", self.chip_size, 1)
+        check_at_least("stride", self.stride, 1)
 
     @staticmethod
     def _count(size: int, chip: int, stride: int) -> int:
@@ -327,8 +327,7 @@ def chip_footprints(
     from rasterio.crs import CRS
     from rasterio.warp import transform as warp_transform
 
-    if densify < 1:
-        raise ValueError(f"densify must be >= 1, got {densify}")
+    check_at_least("densify", densify, 1)
     n = len(windows)
     if n == 0:
         return [], np.empty(0), np.empty(0)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from geossl.embed.sources import Source
+from geossl.utils.checks import check_fraction
 
 if TYPE_CHECKING:
     import torch
@@ -108,8 +109,7 @@ def _check_options(options: EmbedOptions) -> None:
     ):
         if value < low:
             raise ValueError(f"{name} must be at least {low}, got {value}")
-    if not 0.0 <= options.max_nodata <= 1.0:
-        raise ValueError(f"max_nodata must be in [0, 1], got {options.max_nodata}")
+    check_fraction("max_nodata", options.max_nodata)
     if options.pca is not None and (options.fmt != "geotiff" or options.pca < 1):
         raise ValueError("--pca takes a positive number of components and needs --format geotiff")
     if options.max_chips is not None and options.max_chips < 1:

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from geossl.utils.checks import check_positive
+
 __all__ = [
     "DEFAULT_C_GRID",
     "LinearProbeResult",
@@ -85,8 +87,7 @@ def fit_logistic_regression(
     Raises:
         ValueError: if ``c <= 0`` or the shapes disagree.
     """
-    if c <= 0:
-        raise ValueError(f"C must be > 0, got {c}")
+    check_positive("C", c)
     if x.ndim != 2 or y.shape != (len(x),) or len(x) == 0:
         raise ValueError(
             f"need x [N, F] and y [N] with N > 0, got {tuple(x.shape)}, {tuple(y.shape)}"

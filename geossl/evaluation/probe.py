@@ -34,6 +34,7 @@ from geossl.evaluation.knn import knn_predict_labels
 from geossl.evaluation.linear import DEFAULT_C_GRID, linear_probe
 from geossl.evaluation.probe_data import ProbeData, load_probe_data
 from geossl.evaluation.probe_result import BOOTSTRAP, ProbeResult
+from geossl.utils.checks import check_at_least
 
 if TYPE_CHECKING:
     from geossl.weights import InitWeights
@@ -211,11 +212,10 @@ def run_probe(
 
 def _check_run_args(image_size: int, batch_size: int, workers: int, k: int) -> None:
     """Refuse the CLI's bad numbers in one line (the CLI's flag names)."""
-    if image_size < 8 or batch_size < 1 or workers < 0 or k < 1:
-        raise ValueError(
-            "--image-size >= 8, --batch-size >= 1, --workers >= 0 and --k >= 1 are needed, got "
-            f"{image_size}, {batch_size}, {workers}, {k}"
-        )
+    check_at_least("--image-size", image_size, 8)
+    check_at_least("--batch-size", batch_size, 1)
+    check_at_least("--workers", workers, 0)
+    check_at_least("--k", k, 1)
 
 
 def _resolve_weights(weights: str, backbone: str | None) -> "InitWeights":

@@ -12,6 +12,8 @@ from typing import cast
 import timm
 from torch import Tensor, nn
 
+from geossl.utils.checks import check_at_least
+
 __all__ = [
     "check_backbone_name",
     "create_backbone",
@@ -53,8 +55,7 @@ def create_backbone(name: str, in_chans: int = 3, pretrained: bool = False) -> n
     Raises:
         ValueError: if the name is unknown (with close matches) or ``in_chans < 1``.
     """
-    if in_chans < 1:
-        raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+    check_at_least("in_chans", in_chans, 1)
     check_backbone_name(name)
     model: nn.Module = timm.create_model(
         name, pretrained=pretrained, in_chans=in_chans, num_classes=0

@@ -5,6 +5,8 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geossl.utils.checks import check_at_least
+
 __all__ = ["GeoLocationHead"]
 
 
@@ -46,10 +48,8 @@ class GeoLocationHead(nn.Module):
         self, input_dim: int = 128, num_clusters: int = 100, normalize_input: bool = True
     ) -> None:
         super().__init__()
-        if input_dim < 1:
-            raise ValueError(f"input_dim must be >= 1, got {input_dim}")
-        if num_clusters < 1:
-            raise ValueError(f"num_clusters must be >= 1, got {num_clusters}")
+        check_at_least("input_dim", input_dim, 1)
+        check_at_least("num_clusters", num_clusters, 1)
         self.normalize_input = normalize_input
         self.scale = math.sqrt(input_dim)
         self.relu = nn.ReLU()

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geossl.utils.checks import check_at_least
 from geossl.utils.distributed import concat_all_gather, world_size
 
 __all__ = ["KeyQueue"]
@@ -39,10 +40,8 @@ class KeyQueue(nn.Module):
 
     def __init__(self, dim: int, size: int = 65536) -> None:
         super().__init__()
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        if size < 1:
-            raise ValueError(f"size must be >= 1, got {size}")
+        check_at_least("dim", dim, 1)
+        check_at_least("size", size, 1)
         self.dim = dim
         self.size = size
         self.register_buffer("queue", F.normalize(torch.randn(size, dim), dim=1), persistent=True)

@@ -14,6 +14,8 @@ from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from geossl.utils.checks import check_at_least
+
 __all__ = ["SCRLPredictionHead", "SCRLProjectionHead", "roi_features"]
 
 
@@ -33,8 +35,7 @@ def _check_dims(input_dim: int, hidden_dim: int, output_dim: int) -> None:
         ("hidden_dim", hidden_dim),
         ("output_dim", output_dim),
     ]:
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+        check_at_least(name, value, 1)
 
 
 class SCRLProjectionHead(nn.Module):
@@ -142,8 +143,7 @@ def roi_features(feature_map: Tensor, boxes: Tensor, view_size: int) -> Tensor:
         raise ValueError(f"feature_map must be [B, F, h, w], got {tuple(feature_map.shape)}")
     if boxes.ndim != 2 or boxes.shape[1] != 5:
         raise ValueError(f"boxes must be [N, 5], got {tuple(boxes.shape)}")
-    if view_size < 1:
-        raise ValueError(f"view_size must be >= 1, got {view_size}")
+    check_at_least("view_size", view_size, 1)
     spatial_scale = feature_map.shape[-2] / view_size
     pooled: Tensor = roi_align(
         feature_map.float(),

@@ -29,6 +29,7 @@ from torch.utils.data import Sampler
 
 from geossl.datasets.rasters import PairQuery, TimeSeriesRasters
 from geossl.samplers.sharding import check_replicas, shard_indices, sharded_len
+from geossl.utils.checks import check_at_least, check_fraction
 
 __all__ = ["TemporalGeoGridSampler", "TemporalGeoPairSampler"]
 
@@ -51,12 +52,9 @@ class _PatchRule:
         max_nodata_fraction: float,
         cells_per_patch: int,
     ) -> None:
-        if patch_size < 1:
-            raise ValueError(f"patch_size must be at least 1, got {patch_size}")
-        if not 0.0 <= max_nodata_fraction <= 1.0:
-            raise ValueError(f"max_nodata_fraction must be in [0, 1], got {max_nodata_fraction}")
-        if cells_per_patch < 1:
-            raise ValueError(f"cells_per_patch must be at least 1, got {cells_per_patch}")
+        check_at_least("patch_size", patch_size, 1)
+        check_fraction("max_nodata_fraction", max_nodata_fraction)
+        check_at_least("cells_per_patch", cells_per_patch, 1)
         xres, yres = (float(r) for r in dataset.res)
         self.dataset = dataset
         self.patch_size = patch_size
@@ -253,8 +251,7 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
         rank: int = 0,
         single_date_pairs: bool = False,
     ) -> None:
-        if length < 1:
-            raise ValueError(f"length must be at least 1, got {length}")
+        check_at_least("length", length, 1)
         check_replicas(num_replicas, rank)
         rule = _PatchRule(dataset, patch_size, max_nodata_fraction, cells_per_patch)
         hint = "; single_date_pairs=True pairs a place seen at one date with itself"
@@ -423,8 +420,7 @@ class TemporalGeoGridSampler(Sampler[PairQuery]):
         rank: int = 0,
     ) -> None:
         stride = patch_size if stride is None else stride
-        if stride < 1:
-            raise ValueError(f"stride must be at least 1, got {stride}")
+        check_at_least("stride", stride, 1)
         check_replicas(num_replicas, rank)
         rule = _PatchRule(dataset, patch_size, max_nodata_fraction, cells_per_patch)
         left, bottom, right, top = dataset.extent

@@ -48,6 +48,7 @@ from geossl.synthetic.fmow_scene import (
     _render,
     _Scene,
 )
+from geossl.utils.checks import check_fraction
 from geossl.utils.io import atomic_write_bytes
 
 __all__ = [
@@ -310,8 +311,7 @@ def generate_fmow_sentinel_sample(
     )
     fmow_images = _check_range("fmow_images_per_location", fmow_images_per_location, 0)
     sizes = _check_range("image_size", image_size, 8)
-    if not 0.0 <= failed_fraction < 1.0:
-        raise ValueError(f"failed_fraction must be in [0, 1), got {failed_fraction}")
+    check_fraction("failed_fraction", failed_fraction, high_open=True)
 
     owned = [*FMOW_SENTINEL_CSV, *FMOW_SENTINEL_CSV.values()]  # split folders and CSVs
     root = prepare_sample_folder(output, overwrite, owned)

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geossl.synthetic.common import write_geotiff
+from geossl.utils.checks import check_at_least, check_range
 
 __all__ = ["RasterSampleSummary", "generate_raster_timeseries_sample"]
 
@@ -209,12 +210,10 @@ def _check_arguments(
 ) -> None:
     """Validate the arguments of :func:`generate_raster_timeseries_sample`."""
     height, width = size
-    if num_dates < 1:
-        raise ValueError(f"num_dates must be at least 1, got {num_dates}")
+    check_at_least("num_dates", num_dates, 1)
     if height < 16 or width < 16:
         raise ValueError(f"size must be at least (16, 16), got {size}")
-    if not 1 <= num_bands <= 4:
-        raise ValueError(f"num_bands must be in 1..4, got {num_bands}")
+    check_range("num_bands", num_bands, low=1, high=4)
     if tiles not in (1, 2):
         raise ValueError(f"tiles must be 1 or 2, got {tiles}")
     if name_style not in ("naip", "year"):

@@ -44,6 +44,7 @@ from rasterio.transform import Affine
 
 from geossl.datasets.xview import XVIEW_GEOJSON, XVIEW_IMAGES_DIR, XVIEW_TYPE_TO_LABEL
 from geossl.synthetic.common import prepare_sample_folder, write_geotiff
+from geossl.utils.checks import check_range
 from geossl.utils.io import atomic_write_bytes
 
 __all__ = ["DEFAULT_SAMPLE_TYPE_IDS", "XViewSampleSummary", "generate_xview_sample"]
@@ -397,8 +398,8 @@ def _check_arguments(
         raise ValueError(f"images must be a positive integer, got {images!r}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 64:
         raise ValueError(f"image_size must be an integer >= 64, got {image_size!r}")
-    if objects_per_image is not None and objects_per_image < 0:
-        raise ValueError(f"objects_per_image must be >= 0, got {objects_per_image}")
+    if objects_per_image is not None:
+        check_range("objects_per_image", objects_per_image, low=0)
     classes = tuple(DEFAULT_SAMPLE_TYPE_IDS if type_ids is None else type_ids)
     bad = sorted({t for t in classes if t not in XVIEW_TYPE_TO_LABEL})
     if not classes or bad:

@@ -26,6 +26,7 @@ from geossl.evaluation.classification import classification_report
 from geossl.models.backbones import create_backbone, get_num_features
 from geossl.trainers.downstream import DownstreamWeights
 from geossl.transforms import functional as VF
+from geossl.utils.checks import check_at_least, check_fraction, check_range
 
 __all__ = ["FMoWClassificationTask"]
 
@@ -109,15 +110,15 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
             (optimizer in _OPTIMIZERS, f"model.optimizer must be one of {list(_OPTIMIZERS)}"),
             (lr_schedule in _SCHEDULES, f"model.lr_schedule must be one of {list(_SCHEDULES)}"),
             (lr > 0 and math.isfinite(lr), f"model.lr must be positive, got {lr}"),
-            (weight_decay >= 0, f"model.weight_decay must be >= 0, got {weight_decay}"),
-            (num_classes >= 2, f"model.num_classes must be at least 2, got {num_classes}"),
-            (0 < min_scale <= 1, f"model.min_scale must be in (0, 1], got {min_scale}"),
-            (0 <= label_smoothing < 1, "model.label_smoothing must be in [0, 1)"),
-            (warmup_epochs >= 0, "model.warmup_epochs must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        check_range("model.weight_decay", weight_decay, low=0)
+        check_at_least("model.num_classes", num_classes, 2)
+        check_range("model.min_scale", min_scale, low=0, high=1, low_open=True)
+        check_fraction("model.label_smoothing", label_smoothing, high_open=True)
+        check_range("model.warmup_epochs", warmup_epochs, low=0)
         names = list(class_names) if class_names is not None else None
         if names is None and num_classes == len(FMOW_CATEGORIES):
             names = list(FMOW_CATEGORIES)

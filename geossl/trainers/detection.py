@@ -60,6 +60,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from geossl.datasets.xview import XVIEW_NUM_CLASSES
 from geossl.errors import NonFiniteLossError
 from geossl.trainers.downstream import DownstreamWeights
+from geossl.utils.checks import check_range
 from geossl.utils.torchgeo_tasks import (
     BACKBONE_LAT_DIM_MAP,
     GeneralizedRCNNTransformNoOp,
@@ -151,8 +152,7 @@ def build_detector(
         raise ValueError(
             f"unknown detection backbone {backbone!r}; valid: {sorted(BACKBONE_LAT_DIM_MAP)}"
         )
-    if not 0 <= trainable_layers <= 5:
-        raise ValueError(f"trainable_layers must be in [0, 5], got {trainable_layers}")
+    check_range("trainable_layers", trainable_layers, low=0, high=5)
     if num_classes < 1 or in_channels < 1 or detections_per_img < 1:
         raise ValueError(
             "num_classes, in_channels and detections_per_img must be >= 1, got "

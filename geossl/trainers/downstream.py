@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from geossl.utils.normalization import Normalization
 from geossl.weights import InitWeights, load_state_dict_strict, resolve_init_weights
 
 __all__ = ["FROM_CHECKPOINT", "DownstreamWeights"]
@@ -101,10 +102,9 @@ class DownstreamWeights:
                 f"model.mean / model.std need {in_channels} values (one per band), got "
                 f"{len(mean)} / {len(std)}"
             )
-        if any(s <= 0 for s in std):
-            raise ValueError(f"model.std must be positive, got {list(std)}")
-        module.register_buffer("input_mean", torch.tensor(mean).view(1, -1, 1, 1))
-        module.register_buffer("input_std", torch.tensor(std).view(1, -1, 1, 1))
+        input_mean, input_std = Normalization.of(mean, std, where="model").tensors()
+        module.register_buffer("input_mean", input_mean.view(1, -1, 1, 1))
+        module.register_buffer("input_std", input_std.view(1, -1, 1, 1))
         self.init_weights_info = {
             "name": init.name,
             "spec": init.spec,

@@ -18,6 +18,7 @@ from geossl.trainers.terms import (
     list_loss_terms,
     resolve_loss_options,
 )
+from geossl.utils.checks import check_at_least, check_fraction, check_range
 
 __all__ = ["NORMALIZATIONS", "check_pretrain_hparams", "checkpoint_description"]
 
@@ -75,23 +76,18 @@ def _check_model(hp: Mapping[str, Any]) -> None:
     except ValueError as err:
         raise ValueError(f"model.backbone: {err}") from err
     for name in ["in_chans", "queue_size", "proj_hidden_dim", "proj_dim"]:
-        if hp[name] < 1:
-            raise ValueError(f"model.{name} must be >= 1, got {hp[name]}")
-    if hp["crop_size"] < 2:
-        raise ValueError(f"model.crop_size must be >= 2, got {hp['crop_size']}")
+        check_at_least(f"model.{name}", hp[name], 1)
+    check_at_least("model.crop_size", hp["crop_size"], 2)
     if not (math.isfinite(hp["temperature"]) and hp["temperature"] > 0):
         raise ValueError(f"model.temperature must be > 0, got {hp['temperature']}")
     for name in ["momentum", "sgd_momentum"]:
-        if not 0 <= hp[name] < 1:
-            raise ValueError(f"model.{name} must be in [0, 1), got {hp[name]}")
-    if not 0 < hp["min_scale"] <= 1:
-        raise ValueError(f"model.min_scale must be in (0, 1], got {hp['min_scale']}")
+        check_fraction(f"model.{name}", hp[name], high_open=True)
+    check_range("model.min_scale", hp["min_scale"], low=0, high=1, low_open=True)
     if not (math.isfinite(hp["lr"]) and hp["lr"] > 0):
         raise ValueError(f"model.lr must be > 0, got {hp['lr']}")
     if not (math.isfinite(hp["weight_decay"]) and hp["weight_decay"] >= 0):
         raise ValueError(f"model.weight_decay must be >= 0, got {hp['weight_decay']}")
-    if hp["warmup_epochs"] < 0:
-        raise ValueError(f"model.warmup_epochs must be >= 0, got {hp['warmup_epochs']}")
+    check_range("model.warmup_epochs", hp["warmup_epochs"], low=0)
     if hp["nan_check_every_n_steps"] < 0:
         raise ValueError(
             "model.nan_check_every_n_steps must be >= 0 (0 disables the check), "
@@ -106,10 +102,7 @@ def _check_normalization(hp: Mapping[str, Any]) -> None:
             f"model.normalization must be one of {list(NORMALIZATIONS)}, "
             f"got {hp['normalization']!r}"
         )
-    if hp["normalization_samples"] < 1:
-        raise ValueError(
-            f"model.normalization_samples must be >= 1, got {hp['normalization_samples']}"
-        )
+    check_at_least("model.normalization_samples", hp["normalization_samples"], 1)
     given = [name for name in ("mean", "std") if hp[name] is not None]
     if len(given) == 1 and (hp["in_chans"] != 3 or hp["normalization"] == "data"):
         missing = "std" if given == ["mean"] else "mean"

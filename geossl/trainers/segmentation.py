@@ -30,6 +30,7 @@ from torchmetrics.classification import (
 
 from geossl.datasets.spacenet.constants import IGNORE_INDEX
 from geossl.trainers.downstream import DownstreamWeights
+from geossl.utils.checks import check_at_least
 from geossl.utils.torchgeo_tasks import SemanticSegmentationTask
 
 __all__ = ["NUM_CLASSES", "SEGMENTATION_MODELS", "SpaceNetSegmentationTask", "segmentation_metrics"]
@@ -173,8 +174,7 @@ class SpaceNetSegmentationTask(DownstreamWeights, SemanticSegmentationTask):
                 f"model.class_weights needs {NUM_CLASSES} values (background, building), "
                 f"got {class_weights}"
             )
-        if in_channels < 1:
-            raise ValueError(f"model.in_channels must be >= 1, got {in_channels}")
+        check_at_least("model.in_channels", in_channels, 1)
         super().__init__(
             model=cast(Any, model),  # torchgeo's Literal has no "pspnet"; configure_models does
             backbone=backbone,

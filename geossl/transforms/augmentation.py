@@ -1,6 +1,5 @@
 """Batched, on-device view augmentation for contrastive pretraining."""
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, overload
@@ -9,7 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from geossl.utils.amp import autocast_disabled
-from geossl.utils.checks import check_fraction
+from geossl.utils.checks import check_at_least, check_fraction, check_range
+from geossl.utils.normalization import Normalization
 
 from . import functional as VF
 from .photometric import (
@@ -148,12 +148,9 @@ class GeoSSLAugmentation(nn.Module):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if size < 2:
-            raise ValueError(f"size must be >= 2, got {size}")
-        if not 0 < min_scale <= 1:
-            raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
-        if in_chans < 1:
-            raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+        check_at_least("size", size, 2)
+        check_range("min_scale", min_scale, low=0, high=1, low_open=True)
+        check_at_least("in_chans", in_chans, 1)
         for name, prob in [
             ("jitter_p", jitter_p),
             ("grayscale_p", grayscale_p),
@@ -194,11 +191,11 @@ class GeoSSLAugmentation(nn.Module):
             in_chans: number of bands.
 
         Returns:
-            ``(mean [C], std [C])`` float32 tensors.
+            ``(mean [C, 1, 1], std [C, 1, 1])`` float32 tensors.
 
         Raises:
-            ValueError: if a statistic is missing for ``C != 3``, has the wrong length, or a
-                std is <= 0.
+            ValueError: if a statistic is missing for ``C != 3``, has the wrong length, or is
+                not valid for :meth:`~geossl.utils.normalization.Normalization.of`.
         """
         if mean is None:
             if in_chans != 3:
@@ -212,11 +209,7 @@ class GeoSSLAugmentation(nn.Module):
             raise ValueError(f"mean has {len(mean)} values, expected in_chans={in_chans}")
         if len(std) != in_chans:
             raise ValueError(f"std has {len(std)} values, expected in_chans={in_chans}")
-        if any(not (math.isfinite(s) and s > 0) for s in std):
-            raise ValueError(f"std must be finite and > 0, got {list(std)}")
-        return torch.tensor(list(mean), dtype=torch.float32), torch.tensor(
-            list(std), dtype=torch.float32
-        )
+        return Normalization.of(mean, std, where="GeoSSLAugmentation").tensors()
 
     @torch.no_grad()
     def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from geossl.utils.checks import check_at_least, check_range
+
 from .augmentation import ViewParams
 
 __all__ = ["ScrlBoxes", "box_iou_batched", "sample_scrl_boxes"]
@@ -162,14 +164,11 @@ def sample_scrl_boxes(
     Raises:
         ValueError: if an argument is out of range or the two geometries do not fit together.
     """
-    if num_boxes < 1:
-        raise ValueError(f"num_boxes must be >= 1, got {num_boxes}")
+    check_at_least("num_boxes", num_boxes, 1)
     if not (math.isfinite(min_size) and min_size > 0):
         raise ValueError(f"min_size must be > 0, got {min_size}")
-    if max_tries < 1:
-        raise ValueError(f"max_tries must be >= 1, got {max_tries}")
-    if not 0 < iou_threshold <= 1:
-        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    check_at_least("max_tries", max_tries, 1)
+    check_range("iou_threshold", iou_threshold, low=0, high=1, low_open=True)
     _check_pair(params1, params2)
     m1, m2 = params1.transform.float(), params2.transform.float()  # [B, 3, 3]
     device = m1.device

@@ -58,12 +58,9 @@ class RandomBandJitter(nn.Module):
 
     def __init__(self, brightness: float = 0.4, contrast: float = 0.4, p: float = 0.8) -> None:
         super().__init__()
-        if brightness < 0:
-            raise ValueError(f"brightness must be >= 0, got {brightness}")
-        if contrast < 0:
-            raise ValueError(f"contrast must be >= 0, got {contrast}")
-        if not 0 <= p <= 1:
-            raise ValueError(f"p must be in [0, 1], got {p}")
+        check_range("brightness", brightness, low=0)
+        check_range("contrast", contrast, low=0)
+        check_fraction("p", p)
         self.brightness = brightness
         self.contrast = contrast
         self.p = p

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from geossl.utils.checks import check_at_least, check_fraction
+
 __all__ = ["TargetAugmentation"]
 
 
@@ -54,10 +56,9 @@ class TargetAugmentation:
         colour: bool = True,
         min_box_visibility: float = 0.3,
     ) -> None:
-        if crop_size is not None and crop_size < 1:
-            raise ValueError(f"crop_size must be >= 1, got {crop_size}")
-        if not 0 <= min_box_visibility <= 1:
-            raise ValueError(f"min_box_visibility must be in [0, 1], got {min_box_visibility}")
+        if crop_size is not None:
+            check_at_least("crop_size", crop_size, 1)
+        check_fraction("min_box_visibility", min_box_visibility)
         self.crop_size = crop_size
         self.flips = flips
         self.rot90 = rot90

@@ -35,6 +35,7 @@ from torch import Tensor
 from geossl.models.backbones import check_backbone_name
 from geossl.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD
 from geossl.utils.bands import RGB_BANDS, UINT8_SCALE
+from geossl.utils.normalization import Normalization
 
 from .checkpoint import _geossl_checkpoint_meta
 from .loading import (
@@ -194,13 +195,9 @@ def _meta_from_metadata(
             f"{where}: in_chans mismatch: the metadata says in_chans={declared} but the weights "
             f"in {weights} have {in_chans} input bands"
         )
-    if len(mean) != in_chans or len(std) != in_chans:
-        raise ValueError(
-            f"{where}: normalization has {len(mean)} means and {len(std)} stds for "
-            f"in_chans={in_chans}"
-        )
-    if not (math.isfinite(scale) and scale > 0) or any(not s > 0 for s in std):
-        raise ValueError(f"{where}: normalization scale and std must be > 0")
+    stats = Normalization.of(mean, std, channels=in_chans, where=f"{where}: normalization")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{where}: normalization scale must be > 0, got {scale}")
     recorded = metadata.get("sha256")
     if recorded is not None and str(recorded) != digest:
         raise ValueError(
@@ -223,8 +220,8 @@ def _meta_from_metadata(
         backbone=backbone,
         in_chans=in_chans,
         bands=tuple(str(b) for b in bands),
-        mean=mean,
-        std=std,
+        mean=stats.mean,
+        std=stats.std,
         scale=scale,
         image_size=image_size,
         method=str(metadata.get("method") or "unknown"),

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from geossl.models.backbones import check_backbone_name
 from geossl.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD
+from geossl.utils.checks import check_at_least
 
 from .loading import (
     _first_conv_key,
@@ -111,8 +112,7 @@ class InitWeights:
         Raises:
             ValueError: if the counts differ and ``adapt`` is False; the message says how to fix it.
         """
-        if in_chans < 1:
-            raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+        check_at_least("in_chans", in_chans, 1)
         if self.state_dict is None:
             return replace(self, in_chans=in_chans)
         if in_chans == self.in_chans:

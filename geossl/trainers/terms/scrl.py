@@ -46,6 +46,7 @@ from geossl.trainers.terms.base import (
 )
 from geossl.trainers.terms.registry import register_loss_term
 from geossl.transforms.boxes import sample_scrl_boxes
+from geossl.utils.checks import check_at_least, check_range
 
 __all__ = ["SCRL_OPTIONS", "SCRLTerm"]
 
@@ -103,11 +104,13 @@ def _term_options(ctx: LossTermContext) -> dict[str, LossOptionValue]:
             )
     if not (math.isfinite(options["min_size"]) and options["min_size"] > 0):
         raise ValueError(f"model.loss_options.scrl.min_size must be > 0, got {options['min_size']}")
-    if not 0 < options["iou_threshold"] <= 1:
-        raise ValueError(
-            "model.loss_options.scrl.iou_threshold must be in (0, 1], "
-            f"got {options['iou_threshold']}"
-        )
+    check_range(
+        "model.loss_options.scrl.iou_threshold",
+        options["iou_threshold"],
+        low=0,
+        high=1,
+        low_open=True,
+    )
     return options
 
 
@@ -166,16 +169,12 @@ class SCRLTerm(LossTerm):
         temporal: bool = False,
     ) -> None:
         super().__init__()
-        if view_size < 2:
-            raise ValueError(f"view_size must be >= 2, got {view_size}")
-        if num_boxes < 1:
-            raise ValueError(f"num_boxes must be >= 1, got {num_boxes}")
+        check_at_least("view_size", view_size, 2)
+        check_at_least("num_boxes", num_boxes, 1)
         if not (math.isfinite(min_size) and 0 < min_size < view_size - 1):
             raise ValueError(f"min_size must be in (0, view_size - 1), got {min_size}")
-        if max_tries < 1:
-            raise ValueError(f"max_tries must be >= 1, got {max_tries}")
-        if not 0 < iou_threshold <= 1:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        check_at_least("max_tries", max_tries, 1)
+        check_range("iou_threshold", iou_threshold, low=0, high=1, low_open=True)
         self.view_size = view_size
         self.num_boxes = num_boxes
         self.min_size = float(min_size)
