@@ -366,9 +366,10 @@ def generate_fmow_sample(
         4 {'train': 1, 'val': 1, 'test': 1, 'seq': 1}
         ['dam_0_0_msrgb.jpg', 'dam_0_0_msrgb.json', 'dam_0_0_rgb.jpg', 'dam_0_0_rgb.json']
     """
-    fractions, cats, images, sizes = _check_sample_arguments(
-        locations, split_fractions, categories, images_per_location, image_size
-    )
+    shares = DEFAULT_SPLIT_FRACTIONS if split_fractions is None else split_fractions
+    fractions, cats = check_plan_arguments(locations, shares, FMOW_SPLITS, categories)
+    images = _check_range("images_per_location", images_per_location, 1)
+    sizes = _check_range("image_size", image_size, 16)
     root = Path(output)
     _prepare_output(root, overwrite)
 
@@ -377,29 +378,6 @@ def generate_fmow_sample(
     styles = {c: _category_style(c) for c in set(cats)}
     noise_tile = rng.integers(-6, 7, size=(sizes[1] + 64, sizes[1] + 64, 3), dtype=np.int8)
     return _write_sample(root, plan, styles, _Draws(images, sizes, full, noise_tile))
-
-
-def _check_sample_arguments(
-    locations: int,
-    split_fractions: dict[str, float] | None,
-    categories: Sequence[str] | None,
-    images_per_location: tuple[int, int],
-    image_size: tuple[int, int],
-) -> tuple[dict[str, float], tuple[str, ...], tuple[int, int], tuple[int, int]]:
-    """Check the arguments of :func:`generate_fmow_sample`; return them normalised.
-
-    Returns:
-        The split fractions, the categories, the images-per-location and the image-size ranges.
-    """
-    fractions, cats = check_plan_arguments(
-        locations,
-        DEFAULT_SPLIT_FRACTIONS if split_fractions is None else split_fractions,
-        FMOW_SPLITS,
-        categories,
-    )
-    images = _check_range("images_per_location", images_per_location, 1)
-    sizes = _check_range("image_size", image_size, 16)
-    return fractions, cats, images, sizes
 
 
 def _write_sample(

@@ -295,12 +295,8 @@ def generate_fmow_sentinel_sample(
         ...     print(summary.num_locations, sorted(p.name for p in summary.root.glob("*.csv")))
         3 ['test_gt.csv', 'train.csv', 'val.csv']
     """
-    fractions, cats = check_plan_arguments(
-        locations,
-        DEFAULT_SENTINEL_SPLIT_FRACTIONS if split_fractions is None else split_fractions,
-        tuple(FMOW_SENTINEL_CSV),
-        categories,
-    )
+    shares = DEFAULT_SENTINEL_SPLIT_FRACTIONS if split_fractions is None else split_fractions
+    fractions, cats = check_plan_arguments(locations, shares, tuple(FMOW_SENTINEL_CSV), categories)
     fmow_images = _check_range("fmow_images_per_location", fmow_images_per_location, 0)
     sizes = _check_range("image_size", image_size, 8)
     if not 0.0 <= failed_fraction < 1.0:
