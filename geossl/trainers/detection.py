@@ -54,7 +54,11 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+from torchvision.ops.feature_pyramid_network import (
+    ExtraFPNBlock,
+    LastLevelMaxPool,
+    LastLevelP6P7,
+)
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from geossl.datasets.xview import XVIEW_NUM_CLASSES
@@ -152,8 +156,13 @@ def build_detector(
     latent = BACKBONE_LAT_DIM_MAP[backbone]
     stages = [latent // 8, latent // 4, latent // 2, latent]  # C2..C5 channels
     return_layers = {f"layer{i}": str(i - 1) for i in range(1, 5)}
+    # RetinaNet adds P6/P7 from C5, Faster R-CNN a max-pooled level (torchvision's defaults).
+    extra: ExtraFPNBlock = (
+        LastLevelP6P7(latent, _FPN_CHANNELS) if model == "retinanet" else LastLevelMaxPool()
+    )
+    fpn = BackboneWithFPN(trunk, return_layers, stages, _FPN_CHANNELS, extra_blocks=extra)
     build = _retinanet if model == "retinanet" else _faster_rcnn
-    detector = build(trunk, return_layers, stages, num_classes, detections_per_img)
+    detector = build(fpn, num_classes, detections_per_img)
     detector.transform = GeneralizedRCNNTransformNoOp()
     return detector
 
@@ -182,22 +191,8 @@ def _check_detector_arguments(
         )
 
 
-def _retinanet(
-    trunk: nn.Module,
-    return_layers: dict[str, str],
-    stages: list[int],
-    num_classes: int,
-    detections_per_img: int,
-) -> nn.Module:
-    """RetinaNet on ``trunk``: FPN with P6/P7 blocks and a GroupNorm head."""
-    latent = stages[-1]
-    fpn = BackboneWithFPN(
-        trunk,
-        return_layers,
-        stages,
-        _FPN_CHANNELS,
-        extra_blocks=LastLevelP6P7(latent, _FPN_CHANNELS),
-    )
+def _retinanet(fpn: BackboneWithFPN, num_classes: int, detections_per_img: int) -> nn.Module:
+    """RetinaNet on ``fpn`` with a GroupNorm head."""
     anchors = AnchorGenerator(_RETINANET_ANCHORS, (_ASPECT_RATIOS,) * len(_RETINANET_ANCHORS))
     head = RetinaNetHead(
         _FPN_CHANNELS,
@@ -215,17 +210,8 @@ def _retinanet(
     return detector
 
 
-def _faster_rcnn(
-    trunk: nn.Module,
-    return_layers: dict[str, str],
-    stages: list[int],
-    num_classes: int,
-    detections_per_img: int,
-) -> nn.Module:
-    """Faster R-CNN on ``trunk``: FPN with a max-pool level, 7 x 7 RoIAlign box head."""
-    fpn = BackboneWithFPN(
-        trunk, return_layers, stages, _FPN_CHANNELS, extra_blocks=LastLevelMaxPool()
-    )
+def _faster_rcnn(fpn: BackboneWithFPN, num_classes: int, detections_per_img: int) -> nn.Module:
+    """Faster R-CNN on ``fpn`` with a 7 x 7 RoIAlign box head."""
     anchors = AnchorGenerator(_FASTER_RCNN_ANCHORS, (_ASPECT_RATIOS,) * len(_FASTER_RCNN_ANCHORS))
     roi_pool = MultiScaleRoIAlign(
         featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2
