@@ -6,9 +6,13 @@ A thin argparse front-end: every action calls one library function, imported whe
 
 import argparse
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 __all__ = ["add_parser", "run"]
+
+_T = TypeVar("_T")
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -97,122 +101,153 @@ def run(args: argparse.Namespace) -> None:
     Args:
         args: The parsed arguments.
     """
-    if args.action == "sample" and args.dataset == "scenes":
+    if args.action == "sample":
+        _run_sample(args)
+    elif args.action == "download":
+        _run_download(args)
+    elif args.action == "index":
+        _run_index(args)
+
+
+def _generate(args: argparse.Namespace, generate: Callable[..., _T], **options: Any) -> _T:
+    """Call a ``generate_*_sample`` with the options every sample shares.
+
+    Args:
+        args: The parsed ``sample`` arguments.
+        generate: The generator, called as ``generate(output, seed=, overwrite=, **options)``.
+        **options: The generator's own keyword arguments.
+
+    Returns:
+        What ``generate`` returns.
+    """
+    return generate(args.output, seed=args.seed, overwrite=args.overwrite, **options)
+
+
+def _splits_text(images_per_split: Mapping[str, int]) -> str:
+    """``"train 3, val 1"``: the splits that hold images, with their counts."""
+    return ", ".join(f"{k} {v}" for k, v in images_per_split.items() if v)
+
+
+def _run_sample(args: argparse.Namespace) -> None:
+    """Run ``geossl datasets sample DATASET``: write the sample and print what it holds."""
+    if args.dataset == "scenes":
         from geossl.synthetic.scenes import generate_scene_sample
 
-        scenes = generate_scene_sample(
-            args.output,
-            classes=args.classes,
-            per_class=args.per_class,
-            seed=args.seed,
-            overwrite=args.overwrite,
+        scenes = _generate(
+            args, generate_scene_sample, classes=args.classes, per_class=args.per_class
         )
         print(
             f"wrote {args.classes * args.per_class:,} scenes of {args.classes} classes and "
             f"labels.csv to {scenes} (geossl probe --weights W {scenes})"
         )
-    elif args.action == "sample" and args.dataset == "xview":
+    elif args.dataset == "xview":
         from geossl.synthetic.xview import generate_xview_sample
 
-        xview = generate_xview_sample(
-            args.output, images=args.images, seed=args.seed, overwrite=args.overwrite
-        )
+        xview = _generate(args, generate_xview_sample, images=args.images)
         print(
             f"wrote {len(xview.image_ids):,} GeoTIFFs and {xview.num_features:,} boxes "
             f"({len(xview.missing_image_ids)} image(s) missing on purpose, as in xView) to "
             f"{xview.root}"
         )
-    elif args.action == "sample" and args.dataset.startswith("spacenet"):
+    elif args.dataset.startswith("spacenet"):
         from geossl.synthetic.spacenet import generate_spacenet_sample
 
-        spacenet = generate_spacenet_sample(
-            args.output,
-            collection=args.dataset,
-            tiles=args.tiles,
-            seed=args.seed,
-            overwrite=args.overwrite,
+        spacenet = _generate(
+            args, generate_spacenet_sample, collection=args.dataset, tiles=args.tiles
         )
         print(
             f"wrote {len(spacenet.tiles):,} {args.dataset} chips "
             f"({', '.join(spacenet.products)}) to {spacenet.dataset_dir}"
         )
-    elif args.action == "sample" and args.dataset == "rasters":
-        from geossl.synthetic.rasters import generate_raster_timeseries_sample
+    elif args.dataset == "rasters":
+        _run_sample_rasters(args)
+    else:
+        _run_sample_fmow(args)
 
-        raster_summary = generate_raster_timeseries_sample(
-            args.output, num_dates=args.dates, seed=args.seed, overwrite=args.overwrite
-        )
-        height, width = raster_summary.size
-        print(
-            f"wrote {len(raster_summary.files):,} GeoTIFFs ({len(raster_summary.dates)} dates, "
-            f"{raster_summary.num_bands} bands, {width}x{height} px, EPSG:{raster_summary.epsg}) "
-            f"to {raster_summary.root}"
-        )
-    elif args.action == "sample" and args.dataset == "fmow-sentinel":
+
+def _run_sample_rasters(args: argparse.Namespace) -> None:
+    """Run ``geossl datasets sample rasters``."""
+    from geossl.synthetic.rasters import generate_raster_timeseries_sample
+
+    raster_summary = _generate(args, generate_raster_timeseries_sample, num_dates=args.dates)
+    height, width = raster_summary.size
+    print(
+        f"wrote {len(raster_summary.files):,} GeoTIFFs ({len(raster_summary.dates)} dates, "
+        f"{raster_summary.num_bands} bands, {width}x{height} px, EPSG:{raster_summary.epsg}) "
+        f"to {raster_summary.root}"
+    )
+
+
+def _run_sample_fmow(args: argparse.Namespace) -> None:
+    """Run ``geossl datasets sample {fmow,fmow-sentinel}``."""
+    if args.dataset == "fmow-sentinel":
         from geossl.synthetic.fmow_sentinel import generate_fmow_sentinel_sample
 
-        sentinel = generate_fmow_sentinel_sample(
-            args.output,
+        sentinel = _generate(
+            args,
+            generate_fmow_sentinel_sample,
             locations=24 if args.locations is None else args.locations,
-            seed=args.seed,
-            overwrite=args.overwrite,
         )
-        splits = ", ".join(f"{k} {v}" for k, v in sentinel.images_per_split.items() if v)
         print(
             f"wrote {sentinel.num_images:,} 13-band GeoTIFFs of {sentinel.num_locations:,} "
-            f"locations ({splits}; {sentinel.num_failed} failed download(s) left out of the "
-            f"CSVs, as in fMoW-Sentinel) to {sentinel.root}"
+            f"locations ({_splits_text(sentinel.images_per_split)}; {sentinel.num_failed} "
+            f"failed download(s) left out of the CSVs, as in fMoW-Sentinel) to {sentinel.root}"
         )
-    elif args.action == "sample":
-        from geossl.synthetic.fmow import generate_fmow_sample
+        return
+    from geossl.synthetic.fmow import generate_fmow_sample
 
-        summary = generate_fmow_sample(
-            args.output,
-            locations=48 if args.locations is None else args.locations,
-            seed=args.seed,
-            full=args.full,
-            overwrite=args.overwrite,
-        )
-        splits = ", ".join(f"{k} {v}" for k, v in summary.images_per_split.items() if v)
+    summary = _generate(
+        args,
+        generate_fmow_sample,
+        locations=48 if args.locations is None else args.locations,
+        full=args.full,
+    )
+    print(
+        f"wrote {summary.num_images:,} images of {summary.num_locations:,} locations "
+        f"({_splits_text(summary.images_per_split)}; {summary.num_files:,} files) to "
+        f"{summary.root}"
+    )
+
+
+def _run_download(args: argparse.Namespace) -> None:
+    """Run ``geossl datasets download fmow``; exit 1 when any file failed."""
+    from geossl.datasets.fmow.download import FMOW_BASE_URL, download_fmow
+
+    report = download_fmow(
+        args.root,
+        subset=args.subset,
+        splits=args.splits,
+        max_locations=args.max_locations,
+        workers=args.workers,
+        base_url=args.base_url or FMOW_BASE_URL,
+    )
+    print(
+        f"downloaded {report.downloaded:,} files ({report.bytes / 1e6:,.1f} MB), "
+        f"{report.skipped_existing:,} already complete, {len(report.failed):,} failed"
+    )
+    for path, reason in report.failed[:10]:
+        print(f"  failed: {path}: {reason}", file=sys.stderr)
+    if len(report.failed) > 10:
         print(
-            f"wrote {summary.num_images:,} images of {summary.num_locations:,} locations "
-            f"({splits}; {summary.num_files:,} files) to {summary.root}"
+            f"  ... and {len(report.failed) - 10:,} more; run the command again to retry them",
+            file=sys.stderr,
         )
-    elif args.action == "download":
-        from geossl.datasets.fmow.download import FMOW_BASE_URL, download_fmow
+    if report.failed:
+        raise SystemExit(1)
 
-        report = download_fmow(
-            args.root,
-            subset=args.subset,
-            splits=args.splits,
-            max_locations=args.max_locations,
-            workers=args.workers,
-            base_url=args.base_url or FMOW_BASE_URL,
-        )
-        print(
-            f"downloaded {report.downloaded:,} files ({report.bytes / 1e6:,.1f} MB), "
-            f"{report.skipped_existing:,} already complete, {len(report.failed):,} failed"
-        )
-        for path, reason in report.failed[:10]:
-            print(f"  failed: {path}: {reason}", file=sys.stderr)
-        if len(report.failed) > 10:
-            print(
-                f"  ... and {len(report.failed) - 10:,} more; run the command again to retry them",
-                file=sys.stderr,
-            )
-        if report.failed:
-            raise SystemExit(1)
-    elif args.action == "index":
-        from geossl.datasets.fmow.index import build_fmow_index
 
-        index = build_fmow_index(
-            args.root,
-            splits=tuple(args.splits),
-            product=args.product,
-            num_geo_clusters=args.num_geo_clusters,
-            seed=args.seed,
-            rebuild=args.rebuild,
-            workers=args.workers,
-        )
-        source = "loaded from cache" if index.from_cache else "built"
-        print(f"index {source}: {len(index.table):,} images -> {index.cache_path}")
+def _run_index(args: argparse.Namespace) -> None:
+    """Run ``geossl datasets index fmow``."""
+    from geossl.datasets.fmow.index import build_fmow_index
+
+    index = build_fmow_index(
+        args.root,
+        splits=tuple(args.splits),
+        product=args.product,
+        num_geo_clusters=args.num_geo_clusters,
+        seed=args.seed,
+        rebuild=args.rebuild,
+        workers=args.workers,
+    )
+    source = "loaded from cache" if index.from_cache else "built"
+    print(f"index {source}: {len(index.table):,} images -> {index.cache_path}")

@@ -15,6 +15,37 @@ and one writer buffer, whatever the raster size.
 
 Every output file is written under a temporary name and renamed when the whole run succeeded
 (:func:`geossl.utils.io.atomic_output`): an interrupted run leaves no half-written file.
+
+Example:
+    :func:`embed_rasters` on a 64 x 64 RGB GeoTIFF cut into 16 chips of 16 x 16 pixels, embedded
+    by a stand-in backbone (the mean of each band, so ``D = 3``):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import rasterio
+    >>> from rasterio.transform import from_origin
+    >>> from torch import nn
+    >>> from geossl.embed import EmbedOptions, embed_rasters
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> raster = Path(folder.name) / "scene.tif"
+    >>> pixels = np.random.default_rng(0).integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    >>> profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 3,
+    ...            "dtype": "uint8", "crs": "EPSG:32631",
+    ...            "transform": from_origin(500_000, 5_000_000, 10, 10)}
+    >>> with rasterio.open(raster, "w", **profile) as dst:
+    ...     dst.write(pixels)
+    >>> model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    >>> report = embed_rasters(
+    ...     model, [raster], Path(folder.name) / "scene.parquet",
+    ...     mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], scale=1 / 255,
+    ...     options=EmbedOptions(chip_size=16, progress=False),
+    ... )
+    >>> report.num_embedded, report.embedding_dim
+    (16, 3)
+    >>> report.outputs[0].name, len(report.outputs)
+    ('scene.parquet', 1)
+    >>> folder.cleanup()
 """
 
 from __future__ import annotations
@@ -115,40 +146,12 @@ def embed_rasters(
         FileNotFoundError: for a missing input or a folder without rasters.
         FileExistsError: if an output exists and ``options.overwrite`` is False.
 
-    Example:
-        A 64 x 64 RGB GeoTIFF cut into 16 chips of 16 x 16 pixels, embedded by a stand-in
-        backbone (the mean of each band, so ``D = 3``):
-
-        >>> import tempfile
-        >>> from pathlib import Path
-        >>> import numpy as np
-        >>> import rasterio
-        >>> from rasterio.transform import from_origin
-        >>> from torch import nn
-        >>> from geossl.embed import EmbedOptions, embed_rasters
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> raster = Path(folder.name) / "scene.tif"
-        >>> pixels = np.random.default_rng(0).integers(0, 255, (3, 64, 64), dtype=np.uint8)
-        >>> profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 3,
-        ...            "dtype": "uint8", "crs": "EPSG:32631",
-        ...            "transform": from_origin(500_000, 5_000_000, 10, 10)}
-        >>> with rasterio.open(raster, "w", **profile) as dst:
-        ...     dst.write(pixels)
-        >>> model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        >>> report = embed_rasters(
-        ...     model, [raster], Path(folder.name) / "scene.parquet",
-        ...     mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], scale=1 / 255,
-        ...     options=EmbedOptions(chip_size=16, progress=False),
-        ... )
-        >>> report.num_embedded, report.embedding_dim
-        (16, 3)
-        >>> report.outputs[0].name, len(report.outputs)
-        ('scene.parquet', 1)
-        >>> folder.cleanup()
+    The module docstring (:mod:`geossl.embed.pipeline`) has a worked example.
     """
     start = time.perf_counter()
     options = EmbedOptions() if options is None else options
     _check_arguments(mean, std, scale)
+    # Warning helpers are called from here, not deeper: their stacklevel=3 names our caller.
     sources = _checked_sources(inputs, options, len(mean), scale)
     out = Path(output)
     plan = output_paths(out, options.fmt, sources, preview=options.preview)
@@ -156,16 +159,35 @@ def embed_rasters(
 
     runner = _Model(model, torch.device(options.device))
     dim = _probe_dim(runner, len(mean), options.chip_size)
-    normalisation = {
+    normalisation = _normalisation(mean, std, scale)
+    metadata = _run_metadata(model, options, runner.device, dim, normalisation, model_info)
+    report = EmbedReport(num_sources=len(sources), embedding_dim=dim)
+    run = _Run(options, sources, plan, metadata, report)
+    spec = _read_spec(options, mean, std, scale)
+    (out.parent if options.fmt == "geoparquet" else out).mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        _open_outputs(stack, run)
+        accumulator = _embed_pass(stack, run, runner, spec)
+        _write_pca_and_previews(stack, run, accumulator)
+    _finish_report(report, plan, start)
+    return report
+
+
+def _normalisation(mean: Sequence[float], std: Sequence[float], scale: float) -> dict[str, Any]:
+    """The normalisation as written into the metadata: formula, scale, mean and std."""
+    return {
         "formula": "(clip(value * scale, 0, 1) - mean) / std",
         "scale": scale,
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
     }
-    metadata = _run_metadata(model, options, runner.device, dim, normalisation, model_info)
-    report = EmbedReport(num_sources=len(sources), embedding_dim=dim)
-    run = _Run(options, sources, plan, metadata, report)
-    spec = _ReadSpec(
+
+
+def _read_spec(
+    options: EmbedOptions, mean: Sequence[float], std: Sequence[float], scale: float
+) -> _ReadSpec:
+    """What the reader threads need to read, mask and normalise a chip."""
+    return _ReadSpec(
         chip_size=options.chip_size,
         scale=float(scale),
         mean=tuple(float(v) for v in mean),
@@ -173,16 +195,14 @@ def embed_rasters(
         max_nodata=options.max_nodata,
         footprints=options.fmt == "geoparquet",
     )
-    (out.parent if options.fmt == "geoparquet" else out).mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
-        _open_outputs(stack, run)
-        accumulator = _embed_pass(stack, run, runner, spec)
-        _write_pca_and_previews(stack, run, accumulator)
+
+
+def _finish_report(report: EmbedReport, plan: OutputPlan, start: float) -> None:
+    """Record the files written, their size and the run's total time in ``report``."""
     outputs = list(dict.fromkeys(plan.outputs))
     report.outputs = outputs
     report.output_bytes = sum(p.stat().st_size for p in outputs if p.exists())
     report.total_seconds = time.perf_counter() - start
-    return report
 
 
 @dataclass(slots=True)

@@ -363,6 +363,39 @@ def _check_fmow_bands(image: Path, in_chans: int, bands: Sequence[int] | None) -
         )
 
 
+def _fmow_source(
+    path: Path,
+    splits: Sequence[Path],
+    taken: set[str],
+    in_chans: int,
+    bands: Sequence[int] | None,
+    fmow_product: str | None,
+) -> FMoWSource:
+    """The source of the fMoW folder ``path`` (its ``splits``); its name is added to ``taken``."""
+    product = fmow_product or (
+        "ms" if in_chans > 3 or (bands is not None and max(bands) > 3) else "rgb"
+    )
+    images = _fmow_images(splits, product)
+    if not images:
+        raise FileNotFoundError(
+            f"{path}: an fMoW folder without *_{product} images "
+            f"({', '.join('*' + e for e in _FMOW_PRODUCTS[product])})"
+        )
+    _check_fmow_bands(images[0], in_chans, bands)
+    name = _unique_name(f"fmow-{path.resolve().name}", taken)
+    return FMoWSource(path, name, tuple(images), product, None if bands is None else tuple(bands))
+
+
+def _folder_rasters(folder: Path) -> list[Path]:
+    """The raster files under ``folder`` (recursive, sorted); refuse a folder without any."""
+    files = [p for p in _walk_files(folder) if p.suffix.lower() in RASTER_SUFFIXES]
+    if not files:
+        raise FileNotFoundError(
+            f"{folder}: no {', '.join('*' + s for s in RASTER_SUFFIXES)} files in the folder"
+        )
+    return files
+
+
 def find_sources(
     inputs: Sequence[str | os.PathLike[str]],
     *,
@@ -409,33 +442,11 @@ def find_sources(
         path = Path(item)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
-        if path.is_dir():
-            splits = fmow_split_folders(path)
-            if splits is not None:
-                product = fmow_product or (
-                    "ms" if in_chans > 3 or (bands is not None and max(bands) > 3) else "rgb"
-                )
-                images = _fmow_images(splits, product)
-                if not images:
-                    raise FileNotFoundError(
-                        f"{path}: an fMoW folder without *_{product} images "
-                        f"({', '.join('*' + e for e in _FMOW_PRODUCTS[product])})"
-                    )
-                _check_fmow_bands(images[0], in_chans, bands)
-                name = _unique_name(f"fmow-{path.resolve().name}", taken)
-                sources.append(
-                    FMoWSource(
-                        path, name, tuple(images), product, None if bands is None else tuple(bands)
-                    )
-                )
-                continue
-            files = [p for p in _walk_files(path) if p.suffix.lower() in RASTER_SUFFIXES]
-            if not files:
-                raise FileNotFoundError(
-                    f"{path}: no {', '.join('*' + s for s in RASTER_SUFFIXES)} files in the folder"
-                )
-        else:
-            files = [path]
+        splits = fmow_split_folders(path) if path.is_dir() else None
+        if splits is not None:
+            sources.append(_fmow_source(path, splits, taken, in_chans, bands, fmow_product))
+            continue
+        files = _folder_rasters(path) if path.is_dir() else [path]
         for file in files:
             key = file.resolve()
             if key in seen:

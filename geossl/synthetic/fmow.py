@@ -63,6 +63,7 @@ from geossl.synthetic.fmow_scene import (
     _category_style,
     _CategoryStyle,
     _downsample,
+    _draw_scene,
     _greenness,
     _ms_bands,
     _render,
@@ -157,16 +158,8 @@ def _plan_acquisitions(
     change_ts: int | None = None
     if location.category == "construction_site" or (n_img > 1 and lrng.random() < 0.25):
         change_ts = times[int(lrng.integers(1, n_img))] if n_img > 1 else times[0] + 1
-    scene = _Scene(
-        style=style,
-        region=location.region,
-        angle=float(lrng.choice([0.0, math.pi / 2, lrng.uniform(0.0, math.pi)])),
-        obj_w_m=float(frac_w * mean_side * base_gsd),
-        obj_h_m=float(frac_h * mean_side * base_gsd),
-        tex_freq=tex_freq.astype(np.float32),
-        tex_phase=lrng.uniform(0.0, 2.0 * math.pi, size=3).astype(np.float32),
-        change_ts=change_ts,
-    )
+    obj_size_m = (float(frac_w * mean_side * base_gsd), float(frac_h * mean_side * base_gsd))
+    scene = _draw_scene(style, location.region, lrng, obj_size_m, tex_freq, change_ts)
     return _Acquisitions(scene, times, order), base_gsd
 
 
@@ -373,15 +366,10 @@ def generate_fmow_sample(
         4 {'train': 1, 'val': 1, 'test': 1, 'seq': 1}
         ['dam_0_0_msrgb.jpg', 'dam_0_0_msrgb.json', 'dam_0_0_rgb.jpg', 'dam_0_0_rgb.json']
     """
-    fractions, cats = check_plan_arguments(
-        locations,
-        DEFAULT_SPLIT_FRACTIONS if split_fractions is None else split_fractions,
-        FMOW_SPLITS,
-        categories,
-    )
+    shares = DEFAULT_SPLIT_FRACTIONS if split_fractions is None else split_fractions
+    fractions, cats = check_plan_arguments(locations, shares, FMOW_SPLITS, categories)
     images = _check_range("images_per_location", images_per_location, 1)
     sizes = _check_range("image_size", image_size, 16)
-
     root = Path(output)
     _prepare_output(root, overwrite)
 
@@ -389,11 +377,19 @@ def generate_fmow_sample(
     plan = _plan_locations(int(locations), rng, fractions, cats)
     styles = {c: _category_style(c) for c in set(cats)}
     noise_tile = rng.integers(-6, 7, size=(sizes[1] + 64, sizes[1] + 64, 3), dtype=np.int8)
+    return _write_sample(root, plan, styles, _Draws(images, sizes, full, noise_tile))
 
+
+def _write_sample(
+    root: Path,
+    plan: Sequence[_Location],
+    styles: Mapping[str, _CategoryStyle],
+    draws: _Draws,
+) -> FMoWSampleSummary:
+    """Write every location of ``plan`` and the manifest; summarise what was written."""
     files = _SampleFiles(root)
     images_per_split = dict.fromkeys(FMOW_SPLITS, 0)
     locations_per_split = dict.fromkeys(FMOW_SPLITS, 0)
-    draws = _Draws(images, sizes, full, noise_tile)
     box_id = 0
     for location in plan:
         locations_per_split[location.split] += 1
@@ -410,6 +406,6 @@ def generate_fmow_sample(
         images_per_split=images_per_split,
         locations_per_split=locations_per_split,
         categories=tuple(c for c in FMOW_CATEGORIES if c in {L.category for L in plan}),
-        full=full,
+        full=draws.full,
         num_files=len(manifest),
     )

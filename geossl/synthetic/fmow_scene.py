@@ -295,6 +295,30 @@ class _Scene:
     change_ts: int | None  # construction: the structure exists only from this time on
 
 
+def _draw_scene(
+    style: _CategoryStyle,
+    region: _Region,
+    lrng: np.random.Generator,
+    obj_size_m: tuple[float, float],
+    tex_freq: npt.NDArray[np.floating[Any]],
+    change_ts: int | None,
+) -> _Scene:
+    """A location's scene; draws its angle, then its texture phases, from ``lrng``.
+
+    Shared by the fMoW and fMoW-Sentinel samples: the draw order is part of their seeded output.
+    """
+    return _Scene(
+        style=style,
+        region=region,
+        angle=float(lrng.choice([0.0, math.pi / 2, lrng.uniform(0.0, math.pi)])),
+        obj_w_m=obj_size_m[0],
+        obj_h_m=obj_size_m[1],
+        tex_freq=tex_freq.astype(np.float32),
+        tex_phase=lrng.uniform(0.0, 2.0 * math.pi, size=3).astype(np.float32),
+        change_ts=change_ts,
+    )
+
+
 def _waves(
     x: FloatArray, y: FloatArray, k: npt.NDArray[Any], phase: npt.NDArray[Any]
 ) -> FloatArray:

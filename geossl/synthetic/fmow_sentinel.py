@@ -44,6 +44,7 @@ from geossl.synthetic.fmow_metadata import _METRES_PER_DEG_LAT, _footprint_wkt, 
 from geossl.synthetic.fmow_scene import (
     _category_style,
     _CategoryStyle,
+    _draw_scene,
     _greenness,
     _render,
     _Scene,
@@ -160,16 +161,8 @@ def _sentinel_scene(
     change_ts: int | None = None
     if location.category == "construction_site" or lrng.random() < 0.2:
         change_ts = int(lrng.integers(span[0], span[1]))
-    return _Scene(
-        style=style,
-        region=location.region,
-        angle=float(lrng.choice([0.0, math.pi / 2, lrng.uniform(0.0, math.pi)])),
-        obj_w_m=float(frac_w * w * SENTINEL_GSD),
-        obj_h_m=float(frac_h * h * SENTINEL_GSD),
-        tex_freq=tex_freq.astype(np.float32),
-        tex_phase=lrng.uniform(0.0, 2.0 * math.pi, size=3).astype(np.float32),
-        change_ts=change_ts,
-    )
+    obj_size_m = (float(frac_w * w * SENTINEL_GSD), float(frac_h * h * SENTINEL_GSD))
+    return _draw_scene(style, location.region, lrng, obj_size_m, tex_freq, change_ts)
 
 
 def _composite(
@@ -303,12 +296,8 @@ def generate_fmow_sentinel_sample(
         ...     print(summary.num_locations, sorted(p.name for p in summary.root.glob("*.csv")))
         3 ['test_gt.csv', 'train.csv', 'val.csv']
     """
-    fractions, cats = check_plan_arguments(
-        locations,
-        DEFAULT_SENTINEL_SPLIT_FRACTIONS if split_fractions is None else split_fractions,
-        tuple(FMOW_SENTINEL_CSV),
-        categories,
-    )
+    shares = DEFAULT_SENTINEL_SPLIT_FRACTIONS if split_fractions is None else split_fractions
+    fractions, cats = check_plan_arguments(locations, shares, tuple(FMOW_SENTINEL_CSV), categories)
     fmow_images = _check_range("fmow_images_per_location", fmow_images_per_location, 0)
     sizes = _check_range("image_size", image_size, 8)
     check_fraction("failed_fraction", failed_fraction, high_open=True)

@@ -238,6 +238,31 @@ def _prepare_output(root: Path, overwrite: bool) -> None:
     root.mkdir(parents=True, exist_ok=True)
 
 
+def _date_pixels(
+    scene: dict[str, FloatArray],
+    moment: datetime,
+    seed_index: tuple[int, int],
+    num_bands: int,
+    cloudy: bool,
+) -> tuple[npt.NDArray[np.uint8], float]:
+    """Render one date's bands with its nodata set to 0; return them and the nodata fraction.
+
+    Each date draws from its own generator, seeded ``[seed, index]``, so the dates are independent.
+    """
+    seed, index = seed_index
+    drng = np.random.default_rng([seed, index])
+    pixels = _render(
+        scene,
+        moment.timetuple().tm_yday,
+        gain=float(drng.uniform(0.85, 1.15)),
+        rng=drng,
+    )[:num_bands]
+    height, width = pixels.shape[1:]
+    nodata = _nodata_mask(height, width, index, cloudy, drng)
+    pixels[:, nodata] = 0
+    return pixels, float(nodata.mean())
+
+
 def generate_raster_timeseries_sample(
     output: str | Path,
     num_dates: int = 5,
@@ -302,16 +327,8 @@ def generate_raster_timeseries_sample(
     files: list[Path] = []
     fractions: list[float] = []
     for index, moment in enumerate(when):
-        drng = np.random.default_rng([seed, index])
-        pixels = _render(
-            scene,
-            moment.timetuple().tm_yday,
-            gain=float(drng.uniform(0.85, 1.15)),
-            rng=drng,
-        )[:num_bands]
-        nodata = _nodata_mask(height, width, index, cloudy_date == index, drng)
-        pixels[:, nodata] = 0
-        fractions.append(float(nodata.mean()))
+        pixels, share = _date_pixels(scene, moment, (seed, index), num_bands, cloudy_date == index)
+        fractions.append(share)
         files += _write_date(root, pixels, moment, grid)
     return RasterSampleSummary(
         root=root,

@@ -10,8 +10,7 @@ detector can be tested without the real data (about 30 GB of images)::
 Each feature has the real properties: ``bounds_imcoords`` (``"xmin,ymin,xmax,ymax"``, integer
 pixels), ``type_id``, ``image_id``, and the bookkeeping fields ``edited_by``, ``cat_id``,
 ``ingest_time``, ``index_right``, ``point_geom`` (hex EWKB of the box centre, SRID 4326),
-``feature_id`` and ``grade``; its geometry is the box's lon/lat polygon through the image's
-transform.
+``feature_id`` and ``grade``; its geometry is the box's lon/lat polygon through the image transform.
 
 Every valid box marks a **visible** object: a bright rectangle in a class-dependent colour (hue by
 the class's position in ``type_ids``), with a darker rim and a cast shadow, over a textured,
@@ -469,29 +468,33 @@ def generate_xview_sample(
     counts = dict.fromkeys(
         ("objects", "clipped", "degenerate", "outside", "unknown", "no_image"), 0
     )
-    features = _Features(rng)
-    sample = _Sample(rng, distinct, styles, features, counts, dict.fromkeys(distinct, 0))
+    sample = _Sample(rng, distinct, styles, _Features(rng), counts, dict.fromkeys(distinct, 0))
     sizes = {
         image_id: _write_image(
             sample, image_dir / image_id, k, image_size, objects_per_image, images
         )
         for k, image_id in enumerate(image_ids)
     }
+    return _write_labels_and_summarise(out, sample, sizes, image_size)
 
-    geojson = _write_geojson(out, sample, image_size)
+
+def _write_labels_and_summarise(
+    out: Path, sample: _Sample, sizes: dict[str, tuple[int, int]], image_size: int
+) -> XViewSampleSummary:
+    """Write the geojson once every image is drawn; return what the sample holds."""
     return XViewSampleSummary(
         root=out,
-        geojson=geojson,
-        image_ids=image_ids,
+        geojson=_write_geojson(out, sample, image_size),
+        image_ids=tuple(sizes),  # the image ids, in the order they were written
         image_sizes=sizes,
         missing_image_ids=(MISSING_IMAGE_ID,),
-        num_features=len(features.items),
-        num_objects=counts["objects"],
-        clipped=counts["clipped"],
-        degenerate=counts["degenerate"],
-        outside_image=counts["outside"],
-        unknown_type=counts["unknown"],
-        features_without_image=counts["no_image"],
+        num_features=len(sample.features.items),
+        num_objects=sample.counts["objects"],
+        clipped=sample.counts["clipped"],
+        degenerate=sample.counts["degenerate"],
+        outside_image=sample.counts["outside"],
+        unknown_type=sample.counts["unknown"],
+        features_without_image=sample.counts["no_image"],
         objects_per_type=sample.per_type,
-        type_ids=tuple(distinct),
+        type_ids=tuple(sample.distinct),
     )

@@ -54,7 +54,11 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+from torchvision.ops.feature_pyramid_network import (
+    ExtraFPNBlock,
+    LastLevelMaxPool,
+    LastLevelP6P7,
+)
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from geossl.datasets.xview import XVIEW_NUM_CLASSES
@@ -146,6 +150,33 @@ def build_detector(
     Raises:
         ValueError: on an unknown model or backbone, or a count out of range.
     """
+    _check_detector_arguments(
+        model, backbone, in_channels, num_classes, trainable_layers, detections_per_img
+    )
+    trunk = _trunk(backbone, in_channels, frozen_bn, trainable_layers)
+    latent = BACKBONE_LAT_DIM_MAP[backbone]
+    stages = [latent // 8, latent // 4, latent // 2, latent]  # C2..C5 channels
+    return_layers = {f"layer{i}": str(i - 1) for i in range(1, 5)}
+    # RetinaNet adds P6/P7 from C5, Faster R-CNN a max-pooled level (torchvision's defaults).
+    extra: ExtraFPNBlock = (
+        LastLevelP6P7(latent, _FPN_CHANNELS) if model == "retinanet" else LastLevelMaxPool()
+    )
+    fpn = BackboneWithFPN(trunk, return_layers, stages, _FPN_CHANNELS, extra_blocks=extra)
+    build = _retinanet if model == "retinanet" else _faster_rcnn
+    detector = build(fpn, num_classes, detections_per_img)
+    detector.transform = GeneralizedRCNNTransformNoOp()
+    return detector
+
+
+def _check_detector_arguments(
+    model: str,
+    backbone: str,
+    in_channels: int,
+    num_classes: int,
+    trainable_layers: int,
+    detections_per_img: int,
+) -> None:
+    """Refuse an unknown model or backbone, or a count out of range (see :func:`build_detector`)."""
     if model not in DETECTION_MODELS:
         raise ValueError(f"unknown detection model {model!r}; valid: {list(DETECTION_MODELS)}")
     if backbone not in BACKBONE_LAT_DIM_MAP:
@@ -158,51 +189,40 @@ def build_detector(
             "num_classes, in_channels and detections_per_img must be >= 1, got "
             f"{num_classes}, {in_channels}, {detections_per_img}"
         )
-    trunk = _trunk(backbone, in_channels, frozen_bn, trainable_layers)
-    latent = BACKBONE_LAT_DIM_MAP[backbone]
-    stages = [latent // 8, latent // 4, latent // 2, latent]  # C2..C5 channels
-    return_layers = {f"layer{i}": str(i - 1) for i in range(1, 5)}
-    detector: nn.Module
-    if model == "retinanet":
-        fpn = BackboneWithFPN(
-            trunk,
-            return_layers,
-            stages,
-            _FPN_CHANNELS,
-            extra_blocks=LastLevelP6P7(latent, _FPN_CHANNELS),
-        )
-        anchors = AnchorGenerator(_RETINANET_ANCHORS, (_ASPECT_RATIOS,) * len(_RETINANET_ANCHORS))
-        head = RetinaNetHead(
-            _FPN_CHANNELS,
-            anchors.num_anchors_per_location()[0],
-            num_classes,
-            norm_layer=partial(nn.GroupNorm, 32),
-        )
-        detector = torchvision.models.detection.RetinaNet(
-            fpn,
-            num_classes,
-            anchor_generator=anchors,
-            head=head,
-            detections_per_img=detections_per_img,
-        )
-    else:
-        fpn = BackboneWithFPN(
-            trunk, return_layers, stages, _FPN_CHANNELS, extra_blocks=LastLevelMaxPool()
-        )
-        anchors = AnchorGenerator(
-            _FASTER_RCNN_ANCHORS, (_ASPECT_RATIOS,) * len(_FASTER_RCNN_ANCHORS)
-        )
-        roi_pool = MultiScaleRoIAlign(
-            featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2
-        )
-        detector = torchvision.models.detection.FasterRCNN(
-            fpn,
-            num_classes + 1,  # + background (label 0)
-            rpn_anchor_generator=anchors,
-            box_roi_pool=roi_pool,
-            box_detections_per_img=detections_per_img,
-        )
-    detector.transform = GeneralizedRCNNTransformNoOp()
+
+
+def _retinanet(fpn: BackboneWithFPN, num_classes: int, detections_per_img: int) -> nn.Module:
+    """RetinaNet on ``fpn`` with a GroupNorm head."""
+    anchors = AnchorGenerator(_RETINANET_ANCHORS, (_ASPECT_RATIOS,) * len(_RETINANET_ANCHORS))
+    head = RetinaNetHead(
+        _FPN_CHANNELS,
+        anchors.num_anchors_per_location()[0],
+        num_classes,
+        norm_layer=partial(nn.GroupNorm, 32),
+    )
+    detector: nn.Module = torchvision.models.detection.RetinaNet(
+        fpn,
+        num_classes,
+        anchor_generator=anchors,
+        head=head,
+        detections_per_img=detections_per_img,
+    )
+    return detector
+
+
+def _faster_rcnn(fpn: BackboneWithFPN, num_classes: int, detections_per_img: int) -> nn.Module:
+    """Faster R-CNN on ``fpn`` with a 7 x 7 RoIAlign box head."""
+    anchors = AnchorGenerator(_FASTER_RCNN_ANCHORS, (_ASPECT_RATIOS,) * len(_FASTER_RCNN_ANCHORS))
+    roi_pool = MultiScaleRoIAlign(
+        featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2
+    )
+    detector: nn.Module = torchvision.models.detection.FasterRCNN(
+        fpn,
+        num_classes + 1,  # + background (label 0)
+        rpn_anchor_generator=anchors,
+        box_roi_pool=roi_pool,
+        box_detections_per_img=detections_per_img,
+    )
     return detector
 
 

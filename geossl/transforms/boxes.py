@@ -164,28 +164,69 @@ def sample_scrl_boxes(
     Raises:
         ValueError: if an argument is out of range or the two geometries do not fit together.
     """
+    _check_box_arguments(num_boxes, min_size, max_tries, iou_threshold)
+    _check_pair(params1, params2)
+    device = params1.transform.device
+    inter, scale = _intersection(params1, params2)
+    side = (inter[:, 2:] - inter[:, :2]) * scale  # [B, 2] coarse-view px, < 0 when disjoint
+    usable = (side > min_size).all(dim=1)  # [B]
+    lo, hi = _grid_candidates(inter, scale, side, min_size, max_tries, generator, device)
+    candidates = torch.cat([lo, hi], dim=2)  # [B, T, 4] source (x1, y1, x2, y2)
+    keep, count = _greedy_keep(candidates, usable, num_boxes, iou_threshold, device)
+    image, draw, boxes1, boxes2 = _kept_view_boxes(params1, params2, lo, hi, keep)
+    return ScrlBoxes(
+        boxes1=boxes1,
+        boxes2=boxes2,
+        valid=count,
+        source_boxes=candidates[image, draw],
+        intersections=inter,
+        usable=usable,
+    )
+
+
+def _check_box_arguments(
+    num_boxes: int, min_size: float, max_tries: int, iou_threshold: float
+) -> None:
+    """Refuse out-of-range arguments of :func:`sample_scrl_boxes`."""
     check_at_least("num_boxes", num_boxes, 1)
+    # Not check_positive: it would let an infinite min_size through.
     if not (math.isfinite(min_size) and min_size > 0):
         raise ValueError(f"min_size must be > 0, got {min_size}")
     check_at_least("max_tries", max_tries, 1)
     check_range("iou_threshold", iou_threshold, low=0, high=1, low_open=True)
-    _check_pair(params1, params2)
-    m1, m2 = params1.transform.float(), params2.transform.float()  # [B, 3, 3]
-    device = m1.device
-    b, t = m1.shape[0], max_tries
 
-    # 1. Intersection of the crop windows, its sides at the coarser view's scale.
+
+def _intersection(params1: ViewParams, params2: ViewParams) -> tuple[Tensor, Tensor]:
+    """Step 1: the crop windows' intersection and the coarser view's per-axis scale.
+
+    Returns:
+        ``[B, 4]`` source ``(x1, y1, x2, y2)`` and ``[B, 2]`` view px per source px.
+    """
+    m1, m2 = params1.transform.float(), params2.transform.float()  # [B, 3, 3]
     c1, c2 = params1.crop_boxes.float(), params2.crop_boxes.float()  # [B, 4]
     inter = torch.cat(
         [torch.maximum(c1[:, :2], c2[:, :2]), torch.minimum(c1[:, 2:], c2[:, 2:])], dim=1
     )  # [B, 4] source (x1, y1, x2, y2)
     scale1 = torch.stack([m1[:, 0, 0], m1[:, 1, 1]], dim=1).abs()  # [B, 2] view px / source px
     scale2 = torch.stack([m2[:, 0, 0], m2[:, 1, 1]], dim=1).abs()  # [B, 2]
-    scale = torch.minimum(scale1, scale2)  # [B, 2]
-    side = (inter[:, 2:] - inter[:, :2]) * scale  # [B, 2] coarse-view px, < 0 when disjoint
-    usable = (side > min_size).all(dim=1)  # [B]
+    return inter, torch.minimum(scale1, scale2)
 
-    # 2. Grid-based candidates, all images and tries at once ([B, T, 2] per axis pair).
+
+def _grid_candidates(
+    inter: Tensor,
+    scale: Tensor,
+    side: Tensor,
+    min_size: float,
+    max_tries: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """Step 2: grid-based candidates, all images and tries at once.
+
+    Returns:
+        ``[B, T, 2]`` source ``(x1, y1)`` and ``(x2, y2)`` of the ``T = max_tries`` candidates.
+    """
+    b, t = inter.shape[0], max_tries
     side_c = side.clamp(min=min_size)[:, None, :]  # [B, 1, 2], finite for skipped images too
     max_cells = torch.floor(side_c / min_size).clamp(min=1)  # [B, 1, 2]
     u = torch.rand((4, b, t, 2), generator=generator, device=device)  # [4, B, T, 2]
@@ -196,9 +237,22 @@ def sample_scrl_boxes(
     offset = index * cell + u[3] * (cell - size)  # [B, T, 2] from the intersection's corner
     lo = inter[:, None, :2] + offset / scale[:, None, :]  # [B, T, 2] source px
     hi = torch.minimum(lo + size / scale[:, None, :], inter[:, None, 2:])  # [B, T, 2]
-    candidates = torch.cat([lo, hi], dim=2)  # [B, T, 4] source (x1, y1, x2, y2)
+    return lo, hi
 
-    # 3. Greedy selection over the draw order, vectorised over the batch.
+
+def _greedy_keep(
+    candidates: Tensor,
+    usable: Tensor,
+    num_boxes: int,
+    iou_threshold: float,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """Step 3: greedy selection over the draw order, vectorised over the batch.
+
+    Returns:
+        ``[B, T]`` kept mask and ``[B]`` number of kept boxes per image.
+    """
+    b, t = candidates.shape[:2]
     clash = box_iou_batched(candidates) >= iou_threshold  # [B, T, T]
     keep = torch.zeros((b, t), dtype=torch.bool, device=device)  # [B, T]
     count = torch.zeros(b, dtype=torch.long, device=device)  # [B]
@@ -207,21 +261,25 @@ def sample_scrl_boxes(
         take = usable & (count < num_boxes) & ~blocked  # [B]
         keep[:, j] = take
         count += take
+    return keep, count
 
-    # 4. Map into both views and gather the kept boxes (image-major, draw order). N depends on
-    # the data: finding the kept positions is the one host sync of SCRL; the gathers reuse them.
+
+def _kept_view_boxes(
+    params1: ViewParams, params2: ViewParams, lo: Tensor, hi: Tensor, keep: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Step 4: map into both views and gather the kept boxes (image-major, draw order).
+
+    Returns:
+        The ``[N]`` image and draw index of each kept box, and its ``[N, 5]`` roi_align boxes
+        ``(b, x1, y1, x2, y2)`` in view 1 and in view 2.
+    """
+    # N depends on the data: finding the kept positions is the one host sync of SCRL; the
+    # gathers reuse them.
     image, draw = keep.nonzero(as_tuple=True)  # [N] each
     batch_column = image.to(torch.float32)[:, None]  # [N, 1]
     boxes1 = torch.cat([batch_column, _to_view(params1, lo, hi)[image, draw]], dim=1)  # [N, 5]
     boxes2 = torch.cat([batch_column, _to_view(params2, lo, hi)[image, draw]], dim=1)  # [N, 5]
-    return ScrlBoxes(
-        boxes1=boxes1,
-        boxes2=boxes2,
-        valid=count,
-        source_boxes=candidates[image, draw],
-        intersections=inter,
-        usable=usable,
-    )
+    return image, draw, boxes1, boxes2
 
 
 def _to_view(params: ViewParams, lo: Tensor, hi: Tensor) -> Tensor:

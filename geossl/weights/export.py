@@ -33,7 +33,7 @@ from typing import Any
 import lightning
 import timm
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from geossl import __version__
 from geossl.models.backbones import create_backbone, get_num_features
@@ -169,6 +169,34 @@ def _metadata(
     }
 
 
+def _export_paths(out: Path, stem: str, overwrite: bool) -> dict[str, Path]:
+    """The ``.pth``, ``.ckpt`` and ``.json`` to write; refuse existing ones unless ``overwrite``."""
+    paths = {ext: out / f"{stem}.{ext}" for ext in ("pth", "ckpt", "json")}
+    if not overwrite:
+        for path in paths.values():
+            if path.exists():
+                raise FileExistsError(
+                    f"{path} exists; pass overwrite=True (--overwrite) to replace it"
+                )
+    return paths
+
+
+def _lightning_checkpoint(
+    meta: WeightsMeta, state: dict[str, Tensor], metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The exported ``.ckpt``: the backbone in the layout torchgeo's ``extract_backbone`` reads."""
+    return {
+        "epoch": meta.epoch,
+        "global_step": meta.global_step,
+        "pytorch-lightning_version": str(lightning.__version__),
+        # torchgeo's extract_backbone: hyper_parameters["model"] names the timm architecture and
+        # state_dict keys "model.<timm key>" hold the backbone (read with weights_only=True).
+        "state_dict": {f"model.{key}": tensor for key, tensor in state.items()},
+        "hyper_parameters": {"model": meta.backbone, "in_channels": meta.in_chans},
+        "geossl_metadata": metadata,
+    }
+
+
 def export_weights(
     checkpoint: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -228,13 +256,7 @@ def export_weights(
         raise RuntimeError(f"{source}: non-deterministic serialisation of the weights")
     out = Path(output_dir)
     stem = f"{meta.backbone}_{meta.method}-{digest[:8]}"
-    paths = {ext: out / f"{stem}.{ext}" for ext in ("pth", "ckpt", "json")}
-    if not overwrite:
-        for path in paths.values():
-            if path.exists():
-                raise FileExistsError(
-                    f"{path} exists; pass overwrite=True (--overwrite) to replace it"
-                )
+    paths = _export_paths(out, stem, overwrite)
     out.mkdir(parents=True, exist_ok=True)
 
     with source.open("rb") as f:
@@ -242,16 +264,7 @@ def export_weights(
     files = {"weights": paths["pth"].name, "checkpoint": paths["ckpt"].name}
     metadata = _metadata(meta, raw, num_features, files, source_sha256)
 
-    lightning_checkpoint = {
-        "epoch": meta.epoch,
-        "global_step": meta.global_step,
-        "pytorch-lightning_version": str(lightning.__version__),
-        # torchgeo's extract_backbone: hyper_parameters["model"] names the timm architecture and
-        # state_dict keys "model.<timm key>" hold the backbone (read with weights_only=True).
-        "state_dict": {f"model.{key}": tensor for key, tensor in state.items()},
-        "hyper_parameters": {"model": meta.backbone, "in_channels": meta.in_chans},
-        "geossl_metadata": metadata,
-    }
+    lightning_checkpoint = _lightning_checkpoint(meta, state, metadata)
     # All three under temporary names, renamed together once all are written: an interrupted
     # export leaves no .pth without its .json (which a re-run would then refuse to replace).
     with ExitStack() as stack:
