@@ -72,7 +72,7 @@ class _Sink:
             items = block.items
             self.parquet.write(
                 source=items["source"],
-                crs=items["crs"],
+                source_crs=items["crs"],
                 windows=block.windows,
                 lon=items["lon"],
                 lat=items["lat"],

@@ -3,13 +3,15 @@
 Both write as the chips arrive, so memory is bounded by one row group (GeoParquet) or one row of
 tiles (GeoTIFF), whatever the number of chips.
 
-GeoParquet layout (GeoParquet 1.1.0, the ``geo`` metadata geopandas writes):
+GeoParquet layout (GeoParquet 1.1.0, the ``geo`` metadata geopandas writes; read by
+``geopandas.read_parquet``, ``GeoDataFrame.from_arrow(pyarrow.parquet.read_table(...))``, DuckDB
+and GDAL >= 3.8 builds with the Parquet driver):
 
 =================  ====================================  ==========================================
 column             type                                  meaning
 =================  ====================================  ==========================================
 ``source``         string                                the input file (an fMoW image for fMoW)
-``crs``            string, nullable                      native CRS: ``EPSG:XXXX`` or WKT
+``source_crs``     string, nullable                      the source's CRS: ``EPSG:XXXX`` or WKT
 ``col_off``        int32                                 pixel window of the chip in the source
 ``row_off``        int32
 ``width``          int32
@@ -21,6 +23,13 @@ column             type                                  meaning
 ``embedding``      fixed_size_list<float32>[D]           the embedding
 ``geometry``       binary (WKB), EPSG:4326               footprint polygon (lon, lat)
 =================  ====================================  ==========================================
+
+The geometry is declared three ways, one per kind of reader: the ``geo`` key of the Parquet
+footer (GeoParquet readers: geopandas, GDAL, DuckDB; it has the bbox and the geometry types,
+known at close), the same key in the Arrow schema (pyarrow's view of the file; geometry types
+"unknown" and no bbox, as the schema is fixed before the first row), and the GeoArrow extension
+type ``geoarrow.wkb`` with its CRS on the ``geometry`` field, which is what
+``GeoDataFrame.from_arrow`` and other Arrow-native tools look for.
 
 The key ``geossl`` of the file's key-value metadata holds a JSON object describing the run (model,
 weights hash, pooling, normalisation, chip size, stride, bands, geossl version).
@@ -74,7 +83,7 @@ def embedding_schema(dim: int) -> pa.Schema:
     return pa.schema(
         [
             pa.field("source", pa.string(), nullable=False),
-            pa.field("crs", pa.string()),
+            pa.field("source_crs", pa.string()),
             pa.field("col_off", pa.int32(), nullable=False),
             pa.field("row_off", pa.int32(), nullable=False),
             pa.field("width", pa.int32(), nullable=False),
@@ -84,9 +93,20 @@ def embedding_schema(dim: int) -> pa.Schema:
             pa.field("datetime", pa.timestamp("us", tz="UTC")),
             pa.field("nodata_fraction", pa.float32(), nullable=False),
             pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
-            pa.field("geometry", pa.binary()),
+            pa.field("geometry", pa.binary(), metadata=_geoarrow_wkb_metadata()),
         ]
     )
+
+
+def _geoarrow_wkb_metadata() -> dict[bytes, bytes]:
+    """Field metadata of the GeoArrow ``geoarrow.wkb`` extension type, in EPSG:4326.
+
+    ``GeoDataFrame.from_arrow`` finds geometry columns by this type, not by the ``geo`` key.
+    """
+    return {
+        b"ARROW:extension:name": b"geoarrow.wkb",
+        b"ARROW:extension:metadata": json.dumps({"crs": _epsg4326_projjson()}).encode(),
+    }
 
 
 def _epsg4326_projjson() -> dict[str, Any]:
@@ -150,10 +170,14 @@ class GeoParquetWriter:
         self.dim = dim
         self.metadata = metadata
         # The run description is known now: it goes in the Arrow schema (what pyarrow returns) and
-        # the footer. The "geo" metadata needs the bbox and the geometry types seen, so it is added
-        # to the footer at close; geopandas, GDAL and DuckDB read it there.
+        # the footer. The full "geo" metadata needs the bbox and the geometry types seen, so it is
+        # added to the footer at close (geopandas, GDAL and DuckDB read it there); the schema gets
+        # it without them (types [] = unknown, GeoParquet 1.1), for readers of the Arrow schema.
         self.schema = embedding_schema(dim).with_metadata(
-            {GEOSSL_METADATA_KEY: json.dumps(metadata)}
+            {
+                "geo": json.dumps(geoparquet_metadata([], None)),
+                GEOSSL_METADATA_KEY: json.dumps(metadata),
+            }
         )
         self.row_group_rows = row_group_rows or int(
             np.clip(_ROW_GROUP_BYTES // (4 * dim), 256, 8192)
@@ -170,7 +194,7 @@ class GeoParquetWriter:
         self,
         *,
         source: Sequence[str],
-        crs: Sequence[str | None],
+        source_crs: Sequence[str | None],
         windows: npt.NDArray[Any],
         lon: npt.NDArray[Any],
         lat: npt.NDArray[Any],
@@ -183,7 +207,7 @@ class GeoParquetWriter:
 
         Args:
             source: ``[N]`` source paths.
-            crs: ``[N]`` native CRS labels.
+            source_crs: ``[N]`` CRS labels of the sources.
             windows: ``[N, 4]`` pixel windows ``(col_off, row_off, width, height)``.
             lon: ``[N]`` centre longitudes.
             lat: ``[N]`` centre latitudes.
@@ -201,7 +225,7 @@ class GeoParquetWriter:
             )
         cols = self._columns
         cols["source"] += list(source)
-        cols["crs"] += list(crs)
+        cols["source_crs"] += list(source_crs)
         for k, name in enumerate(("col_off", "row_off", "width", "height")):
             cols[name] += windows[:, k].tolist()
         cols["lon"] += np.asarray(lon, dtype=np.float64).tolist()

@@ -129,7 +129,7 @@ def test_geoparquet_rows_footprints_and_metadata(tmp_path: Path) -> None:
     frame = gpd.read_parquet(out)
     assert frame.crs.to_epsg() == 4326
     assert len(frame) == 5 * 3  # 40 / 8 columns, ceil(24 / 8) rows
-    assert set(frame["crs"]) == {"EPSG:32618"}
+    assert set(frame["source_crs"]) == {"EPSG:32618"}
     assert set(frame["source"]) == {str(raster)}
     assert (frame["datetime"] == datetime(2021, 6, 1, 10, tzinfo=UTC)).all()
     assert frame[["width", "height"]].eq(8).all().all()
@@ -284,7 +284,7 @@ def test_real_scenes_geoparquet_covers_each_raster(tmp_path: Path) -> None:
     frame = gpd.read_parquet(out)
     assert frame.crs.to_epsg() == 4326
     assert len(frame) == report.num_embedded == report.num_chips
-    assert sorted(frame["crs"].unique()) == ["EPSG:32618", "EPSG:32621", "EPSG:3857"]
+    assert sorted(frame["source_crs"].unique()) == ["EPSG:32618", "EPSG:32621", "EPSG:3857"]
     for source, rows in frame.groupby("source"):
         extent = _extent_lonlat(Path(source))
         with rasterio.open(source) as src:
@@ -396,7 +396,7 @@ def test_fmow_folder_one_row_per_image(tmp_path: Path) -> None:
     meta = json.loads(Path(row["source"]).with_suffix(".json").read_text())
     assert row.geometry.equals(shapely.from_wkt(meta["raw_location"]))
     assert row["datetime"] == datetime.fromisoformat(meta["timestamp"].replace("Z", "+00:00"))
-    assert pd.isna(row["crs"])  # a JPEG has no CRS
+    assert pd.isna(row["source_crs"])  # a JPEG has no CRS
     assert [p.name for p in report.previews] == ["fmow-fmow.png", "fmow-fmow.tif"]
     with rasterio.open(report.previews[1]) as preview:
         assert preview.crs.to_epsg() == 4326

@@ -28,7 +28,7 @@ def _write_rows(writer: GeoParquetWriter, start: int, n: int, dim: int) -> None:
     boxes = [shapely.box(i, 0, i + 1, 1) for i in range(start, start + n)]
     writer.write(
         source=[f"s{i % 2}.tif" for i in range(start, start + n)],
-        crs=["EPSG:32618"] * n,
+        source_crs=["EPSG:32618"] * n,
         windows=np.array([[i, 0, 4, 4] for i in range(start, start + n)]),
         lon=np.arange(start, start + n) + 0.5,
         lat=np.full(n, 0.5),
@@ -92,7 +92,7 @@ def test_geoparquet_writer_checks_shapes(tmp_path: Path) -> None:
 def test_schema_columns() -> None:
     assert embedding_schema(8).names == [
         "source",
-        "crs",
+        "source_crs",
         "col_off",
         "row_off",
         "width",
@@ -143,3 +143,30 @@ def test_grid_tiff_writer(tmp_path: Path) -> None:
     rows = list(read_grid_rows(path))
     assert [row0 for row0, _ in rows] == [0, 256]
     assert sum(values.shape[1] for _, values in rows) == 300
+
+
+def test_geoparquet_is_read_by_every_reader(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "e.parquet"
+    writer = GeoParquetWriter(path, 3, {"backbone": "resnet18"}, row_group_rows=4)
+    _write_rows(writer, 0, 5, 3)
+    writer.close()
+    expected = [shapely.box(i, 0, i + 1, 1) for i in range(5)]
+    # geopandas' GeoParquet reader (the footer's "geo" object).
+    frame = gpd.read_parquet(path)
+    # Arrow-native readers: the table pyarrow returns, without the footer's key-value metadata.
+    arrow = gpd.GeoDataFrame.from_arrow(pq.read_table(path))
+    for read in (frame, arrow):
+        assert read.crs.to_epsg() == 4326
+        assert read.geometry.name == "geometry"
+        assert all(g.equals(e) for g, e in zip(read.geometry, expected, strict=True))
+        assert "source_crs" in read.columns
+        assert "crs" not in read.columns
+    # DuckDB, an independent Parquet implementation, reads the geometry natively.
+    rows = duckdb.sql(
+        f"SELECT source_crs, ST_AsText(geometry), len(embedding) FROM '{path}' ORDER BY col_off"
+    ).fetchall()
+    assert [r[0] for r in rows] == ["EPSG:32618"] * 5
+    assert all(shapely.from_wkt(r[1]).equals(e) for r, e in zip(rows, expected, strict=True))
+    assert {r[2] for r in rows} == {3}
