@@ -1,9 +1,12 @@
-"""``geossl embed``: rasters or fMoW folders to GeoParquet / GeoTIFF embeddings."""
+"""``geossl embed``: rasters or fMoW folders to GeoParquet / GeoPackage / GeoTIFF embeddings."""
 
 import argparse
 from pathlib import Path
 
 __all__ = ["add_parser", "parse_number_list", "parse_scale", "run"]
+
+#: geossl.embed.plan.FORMATS, repeated so that --help needs no torch (a test keeps the two equal).
+_FORMATS = ("geoparquet", "gpkg", "geotiff")
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -29,13 +32,15 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         "--output",
         required=True,
         type=Path,
-        help="the .parquet file (geoparquet) or a folder (geotiff: one file per raster)",
+        help="the .parquet / .gpkg file (geoparquet, gpkg) or a folder (geotiff: one file per "
+        "raster)",
     )
     embed.add_argument(
         "--format",
-        choices=["geoparquet", "geotiff"],
+        choices=_FORMATS,
         default="geoparquet",
-        help="one GeoParquet row per chip, or one GeoTIFF pixel per chip (default geoparquet)",
+        help="one GeoParquet row per chip, one GeoPackage feature per chip (for GDAL/QGIS "
+        "builds without the Parquet driver), or one GeoTIFF pixel per chip (default geoparquet)",
     )
     embed.add_argument(
         "--chip-size", type=int, default=None, help="chip side in pixels (default: the weights')"
@@ -131,8 +136,9 @@ def run(args: argparse.Namespace) -> None:
         scale=scale if scale is not None else meta.scale,
         options=options,
         model_info={
-            "weights": str(args.weights),
-            "sha256": meta.sha256,
+            # Absolute: the outputs outlive the folder the command ran in.
+            "weights": str(Path(args.weights).resolve()),
+            "sha256": meta.sha256_full,
             "backbone": meta.backbone,
             "method": meta.method,
             "band_names": list(meta.bands),

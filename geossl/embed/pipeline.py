@@ -68,6 +68,7 @@ from tqdm.auto import tqdm
 
 from geossl import __version__
 from geossl.embed.plan import (
+    ROW_FORMATS,
     EmbedOptions,
     OutputPlan,
     _check_arguments,
@@ -78,7 +79,7 @@ from geossl.embed.preview import (
     PCAAccumulator,
     _reduce_grid,
     _scores_from_grid,
-    _scores_from_parquet,
+    _scores_from_rows,
     _write_previews,
 )
 from geossl.embed.reading import _block_tasks, _prefetch, _ReadSpec, _total_items
@@ -121,6 +122,8 @@ def embed_rasters(
     * ``geoparquet``: one row per chip (fMoW: per image) with the footprint polygon in EPSG:4326,
       the source, its CRS, the pixel window, the centre lon/lat, the acquisition time and the
       embedding (:mod:`geossl.embed.writers`);
+    * ``gpkg``: the same rows as a GeoPackage layer, for GDAL / QGIS builds without the Parquet
+      driver (:mod:`geossl.embed.geopackage`);
     * ``geotiff``: per raster, a float32 GeoTIFF with one pixel per chip and one band per
       embedding dimension (or per principal component with ``options.pca``), in the raster's CRS.
 
@@ -164,7 +167,7 @@ def embed_rasters(
     report = EmbedReport(num_sources=len(sources), embedding_dim=dim)
     run = _Run(options, sources, plan, metadata, report)
     spec = _read_spec(options, mean, std, scale)
-    (out.parent if options.fmt == "geoparquet" else out).mkdir(parents=True, exist_ok=True)
+    (out.parent if options.fmt in ROW_FORMATS else out).mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         _open_outputs(stack, run)
         accumulator = _embed_pass(stack, run, runner, spec)
@@ -193,7 +196,7 @@ def _read_spec(
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
         max_nodata=options.max_nodata,
-        footprints=options.fmt == "geoparquet",
+        footprints=options.fmt in ROW_FORMATS,
     )
 
 
@@ -234,9 +237,9 @@ class _Run:
         return [s for s in self.sources if isinstance(s, RasterSource)]
 
     @property
-    def parquet(self) -> Path | None:
-        """The temporary name of the GeoParquet, None for GeoTIFF outputs."""
-        return self.temps[self.plan.outputs[0]] if self.options.fmt == "geoparquet" else None
+    def rows(self) -> Path | None:
+        """The temporary name of the GeoParquet / GeoPackage, None for GeoTIFF outputs."""
+        return self.temps[self.plan.outputs[0]] if self.options.fmt in ROW_FORMATS else None
 
 
 def _checked_sources(
@@ -256,7 +259,7 @@ def _checked_sources(
         fmow = next(s for s in sources if isinstance(s, FMoWSource))
         raise ValueError(
             f"{fmow.root}: fMoW folders give one embedding per image, not a raster; "
-            "use --format geoparquet"
+            "use --format geoparquet or gpkg"
         )
     for source in rasters:
         kind = np.dtype(source.dtype)
@@ -303,7 +306,11 @@ def _open_outputs(stack: ExitStack, run: _Run) -> None:
             tempfile.TemporaryDirectory(prefix=".geossl-embed-", dir=outputs[0].parent)
         )
     )
-    run.temps = {path: stack.enter_context(atomic_output(path)) for path in outputs}
+    # GDAL's GeoPackage driver wants its suffix on the temporary name too.
+    keep_suffix = run.options.fmt == "gpkg"
+    run.temps = {
+        path: stack.enter_context(atomic_output(path, keep_suffix=keep_suffix)) for path in outputs
+    }
     if run.options.fmt == "geotiff":
         run.grids = [
             scratch / f"{s.name}.tif" if run.options.pca is not None else run.temps[path]
@@ -325,7 +332,13 @@ def _embed_pass(stack: ExitStack, run: _Run, runner: _Model, spec: _ReadSpec) ->
     )
     dim = report.embedding_dim
     sink = _Sink(
-        run.sources, run.grids, dim, run.metadata, parquet=run.parquet, compress=options.pca is None
+        run.sources,
+        run.grids,
+        dim,
+        run.metadata,
+        rows=run.rows,
+        compress=options.pca is None,
+        row_format=options.fmt,
     )
     accumulator = PCAAccumulator()
     embed_start = time.perf_counter()
@@ -362,8 +375,8 @@ def _write_pca_and_previews(stack: ExitStack, run: _Run, accumulator: PCAAccumul
     elif pca is not None:
         raise ValueError(f"--pca needs at least 2 embedded chips, got {report.num_embedded}")
     if plan.previews and fitted is not None:
-        if run.parquet is not None:
-            scores = _scores_from_parquet(run.parquet, run.sources, fitted)
+        if run.rows is not None:
+            scores = _scores_from_rows(run.rows, run.sources, fitted, run.options.fmt)
         else:
             pairs = zip(run.grids, run.rasters, strict=True)
             scores = [_scores_from_grid(grid, source, fitted) for grid, source in pairs]

@@ -20,13 +20,17 @@ from geossl.utils.checks import check_fraction
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FORMATS", "EmbedOptions", "Format", "OutputPlan", "output_paths"]
+__all__ = ["FORMATS", "ROW_FORMATS", "EmbedOptions", "Format", "OutputPlan", "output_paths"]
 
 #: An output format of :func:`~geossl.embed.embed_rasters`.
-Format = Literal["geoparquet", "geotiff"]
+Format = Literal["geoparquet", "gpkg", "geotiff"]
 
 #: Output formats of :func:`~geossl.embed.embed_rasters`.
-FORMATS: tuple[str, ...] = ("geoparquet", "geotiff")
+FORMATS: tuple[str, ...] = ("geoparquet", "gpkg", "geotiff")
+
+#: The formats of one file with one row (feature) per chip: GeoParquet, and GeoPackage for GDAL
+#: builds without the Parquet driver.
+ROW_FORMATS: tuple[str, ...] = ("geoparquet", "gpkg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +46,7 @@ class EmbedOptions:
         stride: step between chips in pixels; None means ``chip_size`` (no overlap).
         bands: 1-based band indexes to feed the model, ``C`` of them; None means every band but
             alpha (which must then be ``C`` bands).
-        fmt: ``"geoparquet"`` or ``"geotiff"``.
+        fmt: ``"geoparquet"``, ``"gpkg"`` (GeoPackage) or ``"geotiff"``.
         pca: GeoTIFF only: write the first ``pca`` principal components (fitted on all the run's
             embeddings) instead of the ``D`` dimensions.
         batch_size: chips per forward pass.
@@ -67,7 +71,7 @@ class EmbedOptions:
         >>> EmbedOptions(fmt="zarr")
         Traceback (most recent call last):
         ...
-        ValueError: unknown format 'zarr'; choose one of ['geoparquet', 'geotiff']
+        ValueError: unknown format 'zarr'; choose one of ['geoparquet', 'gpkg', 'geotiff']
     """
 
     chip_size: int = 224
@@ -142,14 +146,15 @@ def output_paths(
 ) -> OutputPlan:
     """Where a run writes its files.
 
-    * ``geoparquet``: ``output`` itself; previews in ``{output without suffix}_preview/``, named
-      after each source (``{name}.png``, ``{name}.tif``).
+    * ``geoparquet``, ``gpkg``: ``output`` itself; previews in
+      ``{output without suffix}_preview/``, named after each source (``{name}.png``,
+      ``{name}.tif``).
     * ``geotiff``: ``output`` is a folder with ``{name}.tif`` per raster; previews in
       ``output/preview/``.
 
     Args:
         output: the ``--output`` path.
-        fmt: ``"geoparquet"`` or ``"geotiff"``.
+        fmt: one of :data:`FORMATS`.
         sources: the run's sources (their unique ``name``).
         preview: whether previews are written.
 
@@ -157,7 +162,7 @@ def output_paths(
         The plan.
     """
     out = Path(output)
-    if fmt == "geoparquet":
+    if fmt in ROW_FORMATS:
         outputs = [out for _ in sources]
         folder = out.with_name(f"{out.stem if out.suffix else out.name}_preview")
     else:
@@ -171,8 +176,8 @@ def output_paths(
 
 def _check_outputs(output: Path, fmt: str, plan: OutputPlan, overwrite: bool) -> None:
     """Refuse an output of the wrong kind, or an existing one without ``overwrite``."""
-    if fmt == "geoparquet" and output.is_dir():
-        raise FileExistsError(f"{output} is a folder; --format geoparquet writes one file")
+    if fmt in ROW_FORMATS and output.is_dir():
+        raise FileExistsError(f"{output} is a folder; --format {fmt} writes one file")
     if fmt == "geotiff" and output.exists() and not output.is_dir():
         raise FileExistsError(f"{output} is a file; --format geotiff writes a folder of GeoTIFFs")
     if overwrite:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 from affine import Affine
 
 from geossl.embed.plan import OutputPlan
@@ -350,10 +351,38 @@ def _write_previews(
     return written
 
 
-def _scores_from_parquet(path: Path, sources: Sequence[Source], pca: PCA) -> list[Any]:
-    """PCA scores of every row of the GeoParquet, placed per source."""
+def _row_batches(path: Path, row_format: str) -> Iterator[pa.RecordBatch]:
+    """The rows of a GeoParquet / GeoPackage in batches: source, window, centre, embedding."""
+    columns = ["source", "col_off", "row_off", "lon", "lat", "embedding"]
+    if row_format == "gpkg":
+        import pyogrio
+
+        with pyogrio.open_arrow(
+            path, columns=columns, read_geometry=False, batch_size=4096, use_pyarrow=True
+        ) as (
+            _,
+            reader,
+        ):
+            yield from reader
+        return
     import pyarrow.parquet as pq
 
+    yield from pq.ParquetFile(path).iter_batches(batch_size=4096, columns=columns)
+
+
+def _batch_embeddings(column: pa.Array, rows: int) -> npt.NDArray[np.float32]:
+    """``[N, D]`` embeddings of a batch: a fixed-size list (Parquet) or float32 BLOBs (GPKG)."""
+    if pa.types.is_fixed_size_list(column.type):
+        flat = column.flatten().to_numpy()
+    else:
+        flat = np.frombuffer(b"".join(column.to_pylist()), dtype="<f4")
+    return np.asarray(flat, dtype=np.float32).reshape(rows, -1)
+
+
+def _scores_from_rows(
+    path: Path, sources: Sequence[Source], pca: PCA, row_format: str = "geoparquet"
+) -> list[Any]:
+    """PCA scores of every row of the GeoParquet / GeoPackage, placed per source."""
     index: dict[str, int] = {}
     scores: list[Any] = []
     fmow: dict[int, list[npt.NDArray[Any]]] = {}
@@ -365,10 +394,9 @@ def _scores_from_parquet(path: Path, sources: Sequence[Source], pca: PCA) -> lis
             index.update({str(image): i for image in source.images})
             scores.append(None)
             fmow[i] = []
-    columns = ["source", "col_off", "row_off", "lon", "lat", "embedding"]
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=columns):
+    for batch in _row_batches(path, row_format):
         names = batch.column(0).to_pylist()
-        emb = batch.column(5).flatten().to_numpy().reshape(len(batch), -1)
+        emb = _batch_embeddings(batch.column(5), len(batch))
         projected = pca.transform(emb)[:, :3]
         col_off = batch.column(1).to_numpy()
         row_off = batch.column(2).to_numpy()

@@ -1,4 +1,4 @@
-"""Route embedded blocks to the GeoParquet writer or to the chip-grid GeoTIFF writers."""
+"""Route embedded blocks to the row writer (GeoParquet, GeoPackage) or the chip-grid GeoTIFFs."""
 
 from __future__ import annotations
 
@@ -8,13 +8,47 @@ from pathlib import Path
 from typing import Any
 
 from geossl.embed.chips import ChipBlock
+from geossl.embed.geopackage import GeoPackageWriter
 from geossl.embed.preview import PCA
 from geossl.embed.sources import RasterSource, Source
-from geossl.embed.writers import GEOSSL_METADATA_KEY, GeoParquetWriter, GridTiffWriter
+from geossl.embed.writers import (
+    GEOSSL_METADATA_KEY,
+    ChipRowWriter,
+    GeoParquetWriter,
+    GridTiffWriter,
+)
+
+
+def run_bands(
+    metadata: Mapping[str, Any], sources: Sequence[Source]
+) -> list[int] | dict[str, list[int]] | None:
+    """The 1-based bands the run fed the model, as every output format records them.
+
+    ``--bands`` when given; else the bands each source resolved to (every band but alpha of a
+    raster, every band of an fMoW product): one list when the sources agree, else a list per
+    source name. GeoTIFF tags record their own source's list.
+
+    Example:
+        >>> from geossl.embed.sources import FMoWSource
+        >>> fmow = FMoWSource(Path("fmow"), "fmow", (), "rgb", None)
+        >>> run_bands({"bands": None, "normalisation": {"mean": [0.5] * 3}}, [fmow])
+        [1, 2, 3]
+    """
+    if metadata.get("bands") is not None:
+        return list(metadata["bands"])
+    mean = (metadata.get("normalisation") or {}).get("mean")
+    if mean is None:
+        return None
+    every = list(range(1, len(mean) + 1))
+    per_source = {s.name: list(s.bands) if s.bands is not None else every for s in sources}
+    distinct = {tuple(bands) for bands in per_source.values()}
+    if len(distinct) <= 1:
+        return list(distinct.pop()) if distinct else every
+    return per_source
 
 
 class _Sink:
-    """Route embedded blocks to the GeoParquet writer or to one GeoTIFF writer per raster.
+    """Route embedded blocks to the row writer or to one GeoTIFF writer per raster.
 
     Blocks arrive in source order; a GeoTIFF is completed (NaN where no chip was embedded) when the
     first block of a later source arrives, or at :meth:`close`.
@@ -27,15 +61,19 @@ class _Sink:
         dim: int,
         metadata: dict[str, Any],
         *,
-        parquet: Path | None,
+        rows: Path | None,
         compress: bool,
+        row_format: str = "geoparquet",
     ) -> None:
         self.sources = sources
         self.grids = grids
         self.dim = dim
+        metadata = {**metadata, "bands": run_bands(metadata, sources)}
         self.metadata = metadata
         self.compress = compress
-        self.parquet = GeoParquetWriter(parquet, dim, metadata) if parquet is not None else None
+        writer = GeoPackageWriter if row_format == "gpkg" else GeoParquetWriter
+        #: The one-row-per-chip writer (GeoParquet or GeoPackage), None for chip-grid GeoTIFFs.
+        self.rows: ChipRowWriter | None = writer(rows, dim, metadata) if rows is not None else None
         self.writer: GridTiffWriter | None = None
         self.current = -1
 
@@ -66,11 +104,11 @@ class _Sink:
     def write(self, block: ChipBlock) -> None:
         """Write the embedded chips of ``block``."""
         embeddings = block.embeddings
-        if embeddings is None or (self.parquet is not None and block.items is None):
+        if embeddings is None or (self.rows is not None and block.items is None):
             raise ValueError("internal error: a block without embeddings or row data")
-        if self.parquet is not None and block.items is not None:
+        if self.rows is not None and block.items is not None:
             items = block.items
-            self.parquet.write(
+            self.rows.write(
                 source=items["source"],
                 source_crs=items["crs"],
                 windows=block.windows,
@@ -88,15 +126,15 @@ class _Sink:
 
     def close(self) -> None:
         """Complete every output."""
-        if self.parquet is not None:
-            self.parquet.close()
-            self.parquet = None
+        if self.rows is not None:
+            self.rows.close()
+            self.rows = None
         self._advance(len(self.grids))
 
     def abort(self) -> None:
         """Close the open files after an error (their temporary names are removed by the caller)."""
-        if self.parquet is not None:
-            self.parquet.abort()
+        if self.rows is not None:
+            self.rows.abort()
         if self.writer is not None:
             self.writer.abort()
 

@@ -55,6 +55,7 @@ from geossl import __version__
 
 __all__ = [
     "GEOSSL_METADATA_KEY",
+    "ChipRowWriter",
     "GeoParquetWriter",
     "GridTiffWriter",
     "embedding_schema",
@@ -148,14 +149,20 @@ def geoparquet_metadata(
     }
 
 
-class GeoParquetWriter:
-    """Write embedding rows to a GeoParquet file in row groups.
+class ChipRowWriter:
+    """Buffer embedding rows (one per chip) and hand them on a table at a time.
+
+    The one buffering rule of the row formats (:class:`GeoParquetWriter`,
+    :class:`~geossl.embed.geopackage.GeoPackageWriter`): rows are gathered column by column and
+    written as an Arrow table of :func:`embedding_schema` every ``row_group_rows`` rows, so
+    memory is bounded whatever the number of chips. Subclasses write the table
+    (:meth:`_write_table`) and finish the file (:meth:`close`).
 
     Args:
         path: the file to write (written as given; pass a temporary name for atomicity).
         dim: embedding size D.
         metadata: the run description, stored as JSON under :data:`GEOSSL_METADATA_KEY`.
-        row_group_rows: rows per row group; default: as many as fit in 64 MB of embeddings
+        row_group_rows: rows per table; default: as many as fit in 64 MB of embeddings
             (between 256 and 8192).
     """
 
@@ -169,26 +176,26 @@ class GeoParquetWriter:
         self.path = Path(path)
         self.dim = dim
         self.metadata = metadata
-        # The run description is known now: it goes in the Arrow schema (what pyarrow returns) and
-        # the footer. The full "geo" metadata needs the bbox and the geometry types seen, so it is
-        # added to the footer at close (geopandas, GDAL and DuckDB read it there); the schema gets
-        # it without them (types [] = unknown, GeoParquet 1.1), for readers of the Arrow schema.
-        self.schema = embedding_schema(dim).with_metadata(
-            {
-                "geo": json.dumps(geoparquet_metadata([], None)),
-                GEOSSL_METADATA_KEY: json.dumps(metadata),
-            }
-        )
+        self.schema = embedding_schema(dim)
         self.row_group_rows = row_group_rows or int(
             np.clip(_ROW_GROUP_BYTES // (4 * dim), 256, 8192)
         )
-        self._writer = pq.ParquetWriter(self.path, self.schema, compression="snappy")
         self._columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         self._embeddings: list[npt.NDArray[np.float32]] = []
         self._buffered = 0
         self._types: set[str] = set()
         self._bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])
         self.num_rows = 0
+
+    @property
+    def bbox(self) -> list[float] | None:
+        """``[xmin, ymin, xmax, ymax]`` of the footprints written, None before the first."""
+        return self._bounds.tolist() if np.isfinite(self._bounds).all() else None
+
+    @property
+    def geometry_types(self) -> list[str]:
+        """The footprint geometry types written (``"Polygon"``, ``"MultiPolygon"``)."""
+        return sorted(self._types)
 
     def write(
         self,
@@ -203,7 +210,7 @@ class GeoParquetWriter:
         embeddings: npt.NDArray[Any],
         footprints: Sequence[shapely.Geometry | None],
     ) -> None:
-        """Buffer rows; a full row group is written out.
+        """Buffer rows; a full table is written out.
 
         Args:
             source: ``[N]`` source paths.
@@ -245,27 +252,79 @@ class GeoParquetWriter:
         if self._buffered >= self.row_group_rows:
             self._flush()
 
-    def _flush(self) -> None:
-        if self._buffered == 0:
-            return
-        flat = np.concatenate(self._embeddings).reshape(-1)
+    def _table(self) -> pa.Table:
+        """The buffered rows as a table of :func:`embedding_schema` (empty when none are)."""
+        flat = (
+            np.concatenate(self._embeddings).reshape(-1)
+            if self._embeddings
+            else np.zeros(0, dtype=np.float32)
+        )
         arrays: list[pa.Array] = []
         for field in self.schema:
             if field.name == "embedding":
                 arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat), self.dim))
             else:
                 arrays.append(pa.array(self._columns[field.name], type=field.type))
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def _flush(self) -> None:
+        if self._buffered == 0:
+            return
+        self._write_table(self._table())
         self.num_rows += self._buffered
         self._columns = {name: [] for name in self.schema.names}
         self._embeddings = []
         self._buffered = 0
 
+    def _write_table(self, table: pa.Table) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Write the last rows and finish the file."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Close the file without finishing it (after an error)."""
+
+
+class GeoParquetWriter(ChipRowWriter):
+    """Write embedding rows to a GeoParquet file in row groups (see the module docstring).
+
+    Args:
+        path: the file to write (written as given; pass a temporary name for atomicity).
+        dim: embedding size D.
+        metadata: the run description, stored as JSON under :data:`GEOSSL_METADATA_KEY`.
+        row_group_rows: rows per row group; default: as many as fit in 64 MB of embeddings
+            (between 256 and 8192).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        dim: int,
+        metadata: dict[str, Any],
+        row_group_rows: int | None = None,
+    ) -> None:
+        super().__init__(path, dim, metadata, row_group_rows)
+        # The run description is known now: it goes in the Arrow schema (what pyarrow returns) and
+        # the footer. The full "geo" metadata needs the bbox and the geometry types seen, so it is
+        # added to the footer at close (geopandas, GDAL and DuckDB read it there); the schema gets
+        # it without them (types [] = unknown, GeoParquet 1.1), for readers of the Arrow schema.
+        self.schema = self.schema.with_metadata(
+            {
+                "geo": json.dumps(geoparquet_metadata([], None)),
+                GEOSSL_METADATA_KEY: json.dumps(metadata),
+            }
+        )
+        self._writer = pq.ParquetWriter(self.path, self.schema, compression="snappy")
+
+    def _write_table(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
     def close(self) -> None:
         """Write the last rows and the ``geo`` and ``geossl`` metadata, and close the file."""
         self._flush()
-        bbox = self._bounds.tolist() if np.isfinite(self._bounds).all() else None
-        geo = geoparquet_metadata(sorted(self._types), bbox)
+        geo = geoparquet_metadata(self.geometry_types, self.bbox)
         self._writer.add_key_value_metadata(
             {
                 "geo": json.dumps(geo),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
 
     The temporary file lives in the same folder (so :func:`os.replace` is an atomic rename on
@@ -18,12 +18,15 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     Args:
         path: the final file name.
+        keep_suffix: end the temporary name with ``path``'s suffix (``.tmp.gpkg``) instead of
+            ``.tmp``, for formats whose driver checks it (GDAL's GeoPackage warns otherwise).
 
     Yields:
         The temporary path to write to.
     """
     final = Path(path)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tail = f".tmp{final.suffix}" if keep_suffix else ".tmp"
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{tail}")
     try:
         yield tmp
         os.replace(tmp, final)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from geossl.cli import main
+from geossl.weights import read_weights
 from tests.embed.embed_helpers import write_raster
 
 
@@ -35,7 +36,10 @@ def test_cli_embed(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[
     assert str(out) in summary
     meta = json.loads(pq.read_schema(out).metadata[b"geossl"])
     assert meta["model"]["backbone"] == "test_resnet"
-    assert meta["model"]["sha256"]
+    assert meta["model"]["weights"] == str(weights.resolve())
+    assert meta["model"]["sha256"] == read_weights(weights, backbone="test_resnet")[1].sha256_full
+    assert len(meta["model"]["sha256"]) == 64
+    assert meta["bands"] == [1, 2, 3]  # resolved: the same list as in the GeoTIFF tags
     assert (meta["chip_size"], meta["stride"]) == (32, 16)
     with pytest.raises(SystemExit) as info:
         main([*args, "--output", str(out), "--chip-size", "32"])
@@ -94,3 +98,11 @@ def test_cli_errors_are_one_line_naming_the_file(
     assert message in err
     if "--bands" not in extra:
         assert str(path) in err
+
+
+def test_cli_formats_are_the_library_formats() -> None:
+    # The front-end lists the formats without importing torch; the library is their home.
+    from geossl.cli.embed import _FORMATS
+    from geossl.embed.plan import FORMATS
+
+    assert _FORMATS == FORMATS

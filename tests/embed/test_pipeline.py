@@ -159,6 +159,38 @@ def test_geoparquet_rows_footprints_and_metadata(tmp_path: Path) -> None:
     assert bbox == pytest.approx(list(union.bounds))
 
 
+def test_geopackage_holds_the_geoparquet_rows_and_gdal_reads_it(tmp_path: Path) -> None:
+    import pyogrio
+
+    from geossl.embed.geopackage import GEOPACKAGE_LAYER, read_embedding_blobs
+
+    raster = position_raster(tmp_path / "pos.tif", width=40, height=24)
+    (tmp_path / "reference").mkdir()
+    run_embed([raster], tmp_path / "reference" / "emb.parquet", max_nodata=1.0)
+    parquet = gpd.read_parquet(tmp_path / "reference" / "emb.parquet")
+    out = tmp_path / "emb.gpkg"
+    report = run_embed([raster], out, fmt="gpkg", max_nodata=1.0, model_info={"sha256": "1a"})
+    assert report.outputs == [out]
+    # GDAL (pyogrio's bundled build has no Parquet driver, but every GDAL has GeoPackage).
+    info = pyogrio.read_info(out, layer=GEOPACKAGE_LAYER)
+    assert (info["driver"], info["features"], info["crs"]) == ("GPKG", 15, "EPSG:4326")
+    assert json.loads(info["dataset_metadata"]["geossl"])["model"] == {"sha256": "1a"}
+    frame = pyogrio.read_dataframe(out)
+    assert frame.crs.to_epsg() == 4326
+    assert frame.columns.tolist() == parquet.columns.tolist()
+    for column in ("source", "source_crs", "col_off", "row_off", "lon", "lat"):
+        assert frame[column].tolist() == parquet[column].tolist()
+    assert all(a.equals(b) for a, b in zip(frame.geometry, parquet.geometry, strict=True))
+    np.testing.assert_array_equal(
+        read_embedding_blobs(frame["embedding"], 3), np.stack(parquet["embedding"].to_numpy())
+    )
+    # The preview is drawn from the GeoPackage's rows, like the GeoParquet's.
+    assert [p.name for p in report.previews] == ["pos.png", "pos.tif"]
+    with rasterio.open(tmp_path / "emb_preview" / "pos.tif") as preview:
+        assert (preview.height, preview.width) == (3, 5)
+        assert np.isfinite(preview.read()).all()
+
+
 def test_geoparquet_is_readable_through_gdal(tmp_path: Path) -> None:
     pyogrio = pytest.importorskip("pyogrio", reason="pyogrio (GDAL bindings) is not installed")
     if "Parquet" not in pyogrio.list_drivers():

@@ -35,3 +35,13 @@ def test_atomic_output_keeps_old_file_and_cleans_up_on_error(tmp_path: Path) -> 
 def test_atomic_write_bytes(tmp_path: Path) -> None:
     atomic_write_bytes(tmp_path / "a.json", b"{}")
     assert (tmp_path / "a.json").read_bytes() == b"{}"
+
+
+def test_atomic_output_can_keep_the_suffix(tmp_path: Path) -> None:
+    target = tmp_path / "chips.gpkg"
+    with atomic_output(target, keep_suffix=True) as tmp:
+        assert tmp.name.startswith(".chips.gpkg.")
+        assert tmp.name.endswith(".tmp.gpkg")
+        tmp.write_text("x")
+    assert target.read_text() == "x"
+    assert [p.name for p in tmp_path.iterdir()] == ["chips.gpkg"]
