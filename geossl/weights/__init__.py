@@ -15,7 +15,7 @@ Example:
 
 from .checkpoint import pretrain_method
 from .export import ExportedWeights, LoadedBackbone, export_weights, load_backbone
-from .hub import GeoSSLWeights, LocalWeights, resnet18, resnet50
+from .hub import GeoSSLWeights, LocalWeights, LocalWeightsEnum, resnet18, resnet50
 from .loading import (
     check_backbone_weights,
     check_state_dict,
@@ -40,6 +40,7 @@ __all__ = [
     "LoadedBackbone",
     "LoadedInitWeights",
     "LocalWeights",
+    "LocalWeightsEnum",
     "WeightsMeta",
     "adapt_first_conv",
     "build_transforms",

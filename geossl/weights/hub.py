@@ -22,7 +22,7 @@ from .loading import _arch, classifier_prefixes, load_state_dict_strict
 from .meta import build_transforms
 from .readers import read_weights
 
-__all__ = ["GeoSSLWeights", "LocalWeights", "resnet18", "resnet50"]
+__all__ = ["GeoSSLWeights", "LocalWeights", "LocalWeightsEnum", "resnet18", "resnet50"]
 
 
 class LocalWeights(Weights):  # type: ignore[misc]
@@ -49,6 +49,32 @@ class LocalWeights(Weights):  # type: ignore[misc]
         return state
 
 
+class LocalWeightsEnum(WeightsEnum):  # type: ignore[misc]
+    """A ``WeightsEnum`` of one member, ``FILE``: a local file (:meth:`GeoSSLWeights.from_file`).
+
+    torchgeo's tasks (``ClassificationTask``, ``SemanticSegmentationTask``, ...) accept
+    ``weights=`` as ``True``, a path of *their own* checkpoints, a registered weights name or a
+    ``WeightsEnum`` member, which they load with ``member.get_state_dict(progress=True)``; a bare
+    ``Weights`` is none of those. Each :meth:`GeoSSLWeights.from_file` call makes a subclass with
+    one member whose value is the file's :class:`LocalWeights`, and whose ``get_state_dict``
+    reads the file (never the network), so the member goes wherever torchgeo's
+    ``ResNet50_Weights.FMOW_RGB_GASSL`` goes.
+    """
+
+    def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+        """Read the state dict from the file (download options such as ``progress`` ignored).
+
+        Args:
+            *args: ignored.
+            **kwargs: ignored.
+
+        Returns:
+            The plain timm state dict, classifier removed.
+        """
+        state: dict[str, Tensor] = self.value.get_state_dict()
+        return state
+
+
 def _gassl_meta() -> dict[str, Any]:
     """The meta of torchgeo's FMOW_RGB_GASSL plus geossl's input description."""
     return {
@@ -67,7 +93,8 @@ class GeoSSLWeights(WeightsEnum):  # type: ignore[misc]
     geossl has no published weights of its own yet: the only entry is torchgeo's
     ``ResNet50_Weights.FMOW_RGB_GASSL`` (Ayush et al.'s ResNet-50, MoCo-v2 + TP + Geo on fMoW-rgb;
     same url and transforms, downloaded on first use), with geossl's input keys added to its
-    meta. Local files (an export, a checkpoint) become ``Weights`` with :meth:`from_file`.
+    meta. Local files (an export, a checkpoint) become weights of the same kind with
+    :meth:`from_file`.
 
     Example::
 
@@ -85,8 +112,14 @@ class GeoSSLWeights(WeightsEnum):  # type: ignore[misc]
     @classmethod
     def from_file(
         cls, path: str | os.PathLike[str], *, backbone: str | None = None
-    ) -> LocalWeights:
-        """torchgeo-style ``Weights`` of a local file, fully offline.
+    ) -> LocalWeightsEnum:
+        """Torchgeo weights of a local file, fully offline: a ``WeightsEnum`` member.
+
+        The member (``LocalWeightsEnum.FILE`` of a class made for the file) is what torchgeo's
+        tasks and model builders take, like ``ResNet50_Weights.FMOW_RGB_GASSL``:
+        ``ClassificationTask(model="resnet50", weights=GeoSSLWeights.from_file(path))``,
+        ``torchgeo.models.resnet50(weights=...)``; its ``url``, ``transforms`` and ``meta`` are
+        those of its :class:`LocalWeights` value.
 
         Args:
             path: any file :func:`read_weights` reads (an export's ``.pth`` with its ``.json`` is
@@ -94,19 +127,23 @@ class GeoSSLWeights(WeightsEnum):  # type: ignore[misc]
             backbone: timm name for a bare state dict without metadata.
 
         Returns:
-            ``LocalWeights(url=<absolute path>, transforms=<build_transforms(meta)>,
-            meta=<meta.torchgeo_meta()>)``.
+            The member; its value is ``LocalWeights(url=<absolute path>,
+            transforms=<build_transforms(meta)>, meta=<meta.torchgeo_meta()>)``.
 
         Raises:
             FileNotFoundError: if the file does not exist.
             ValueError: as :func:`read_weights`, or if the input normalisation is unknown.
         """
         _, meta = read_weights(path, backbone=backbone)
-        return LocalWeights(
+        local = LocalWeights(
             url=str(Path(path).resolve()),
             transforms=build_transforms(meta),
             meta=meta.torchgeo_meta(),
         )
+        # Enum's functional API: a subclass of LocalWeightsEnum with the one member FILE.
+        enum = LocalWeightsEnum(f"{Path(path).stem.replace('-', '_')}_weights", [("FILE", local)])
+        member: LocalWeightsEnum = enum.FILE
+        return member
 
 
 def _resolve(

@@ -11,7 +11,7 @@ import torchgeo.models
 from safetensors.torch import save_file
 from torch import Tensor
 from torchgeo.models import ResNet50_Weights
-from torchvision.models._api import Weights
+from torchvision.models._api import Weights, WeightsEnum
 
 from geossl.transforms import IMAGENET_MEAN, IMAGENET_STD
 from geossl.utils.torchgeo_tasks import ClassificationTask, SemanticSegmentationTask
@@ -19,6 +19,7 @@ from geossl.weights import (
     ExportedWeights,
     GeoSSLWeights,
     LocalWeights,
+    LocalWeightsEnum,
     build_transforms,
     export_weights,
     load_state_dict_strict,
@@ -64,8 +65,11 @@ def test_from_file_is_a_torchgeo_weights(
     exported: ExportedWeights, state: dict[str, Tensor]
 ) -> None:
     weights = GeoSSLWeights.from_file(exported.weights)
-    assert isinstance(weights, Weights)
-    assert isinstance(weights, LocalWeights)
+    # A WeightsEnum member, like torchgeo's ResNet50_Weights.FMOW_RGB_GASSL (what its tasks take).
+    assert isinstance(weights, WeightsEnum)
+    assert isinstance(weights, LocalWeightsEnum)
+    assert isinstance(weights.value, Weights)
+    assert isinstance(weights.value, LocalWeights)
     assert weights.url == str(exported.weights.resolve())
     meta = weights.meta
     assert (meta["model"], meta["in_chans"], meta["ssl_method"]) == ("resnet18", 3, "tp_geo")
@@ -110,6 +114,21 @@ def test_torchgeo_resnet18_accepts_local_weights(
 ) -> None:
     model = torchgeo.models.resnet18(weights=GeoSSLWeights.from_file(exported.weights))
     assert_same_tensors(dict(model.state_dict()), state)
+
+
+def test_torchgeo_tasks_accept_local_weights(
+    exported: ExportedWeights, state: dict[str, Tensor]
+) -> None:
+    # torchgeo's own code paths: ClassificationTask loads a WeightsEnum member with
+    # get_state_dict(progress=True) into its timm model, SemanticSegmentationTask into the smp
+    # encoder; a plain Weights was refused there (TypeError).
+    weights = GeoSSLWeights.from_file(exported.weights)
+    classifier = ClassificationTask(model="resnet18", weights=weights, num_classes=10)
+    assert_same_tensors(dict(classifier.model.state_dict()), state)
+    segmenter = SemanticSegmentationTask(
+        model="unet", backbone="resnet18", weights=weights, num_classes=2
+    )
+    assert_same_tensors(dict(segmenter.model.encoder.state_dict()), state)
 
 
 def test_builder_errors(exported: ExportedWeights, tmp_path: Path) -> None:
