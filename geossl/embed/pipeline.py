@@ -119,15 +119,13 @@ def embed_rasters(
 
     Outputs (see :func:`~geossl.embed.plan.output_paths` for the names):
 
-    * ``geoparquet``: one row per chip (fMoW: per image) with the footprint polygon in EPSG:4326,
-      the source, its CRS, the pixel window, the centre lon/lat, the acquisition time and the
-      embedding (:mod:`geossl.embed.writers`);
-    * ``gpkg``: the same rows as a GeoPackage layer, for GDAL / QGIS builds without the Parquet
-      driver (:mod:`geossl.embed.geopackage`);
+    * ``geoparquet``: one row per chip (fMoW: per image): footprint in EPSG:4326, source, its CRS,
+      window, centre, time, embedding (:mod:`geossl.embed.writers`); ``gpkg``: the same rows as
+      a GeoPackage layer (:mod:`geossl.embed.geopackage`);
     * ``geotiff``: per raster, a float32 GeoTIFF with one pixel per chip and one band per
       embedding dimension (or per principal component with ``options.pca``), in the raster's CRS.
 
-    Both also write a false-colour preview per source (:mod:`geossl.embed.preview`).
+    Each also writes a false-colour preview per source (:mod:`geossl.embed.preview`).
 
     Args:
         model: a backbone mapping ``[B, C, chip_size, chip_size]`` to ``[B, D]`` (e.g. a timm
