@@ -17,7 +17,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     weights = esub.add_parser(
         "weights",
         help="write the backbone of a pretraining checkpoint as .pth (timm state dict), "
-        ".ckpt (torchgeo weights=PATH) and .json (metadata)",
+        ".safetensors (timm pretrained file), .ckpt (torchgeo weights=PATH) and .json (metadata)",
     )
     weights.add_argument("checkpoint", type=Path, help="a geossl pretraining checkpoint (.ckpt)")
     weights.add_argument("--output", required=True, type=Path, help="folder to write to")
@@ -39,5 +39,16 @@ def run(args: argparse.Namespace) -> None:
         f"{meta.global_step}) sha256 {meta.sha256}:"
     )
     print(f"  {exported.weights}  timm state dict (torch.load + load_state_dict)")
-    print(f"  {exported.checkpoint}  torchgeo trainers (ClassificationTask(weights=PATH), ...)")
+    print(
+        f"  {exported.safetensors}  timm: timm.create_model({meta.backbone!r}, pretrained=True, "
+        "num_classes=0, pretrained_cfg_overlay=dict(file=PATH))"
+    )
+    print(
+        f"  {exported.checkpoint}  torchgeo trainers (ClassificationTask(weights=PATH), ...); "
+        "not for timm (it would keep random weights)"
+    )
     print(f"  {exported.metadata}  metadata (bands, normalisation, recipe)")
+    print(
+        "  torchgeo models and tasks also take geossl.weights.GeoSSLWeights.from_file(PATH) "
+        "(any of the files)"
+    )

@@ -1,7 +1,7 @@
 """Export pretrained backbones in torchgeo's and timm's formats, and load them back.
 
 :func:`export_weights` turns a geossl pretraining checkpoint (Lightning ``.ckpt`` of
-:class:`~geossl.trainers.GeoSSLTask`, with optimiser, queue, heads and EMA key encoder) into three
+:class:`~geossl.trainers.GeoSSLTask`, with optimiser, queue, heads and EMA key encoder) into four
 files named ``{backbone}_{method}-{hash8}`` like torchvision's / torchgeo's weight files (``hash8``:
 the first 8 hex digits of the ``.pth``'s SHA-256, e.g. ``resnet50_tp_geo-1a2b3c4d``):
 
@@ -9,6 +9,10 @@ the first 8 hex digits of the ``.pth``'s SHA-256, e.g. ``resnet50_tp_geo-1a2b3c4
   ``layer1.0.conv1.weight``, ... no ``fc``), the format of torchgeo's
   ``ResNet50_Weights.FMOW_RGB_GASSL``: ``timm.create_model(backbone, num_classes=0)`` loads it
   with ``strict=True``;
+* ``.safetensors``: the same state dict in safetensors (no pickle), what timm loads as a local
+  pretrained file: ``timm.create_model(backbone, pretrained=True, num_classes=0,
+  pretrained_cfg_overlay=dict(file=PATH))``. Not the ``.ckpt``: timm then reads ``model.*`` keys,
+  matches none, logs "Unexpected keys" and keeps its random weights;
 * ``.ckpt``: the same tensors as a Lightning-style checkpoint (``hyper_parameters["model"]`` and
   ``state_dict`` keys ``model.<key>``), the layout torchgeo's trainers read with
   ``weights=PATH`` (``ClassificationTask(model=..., weights=PATH)``,
@@ -33,6 +37,7 @@ from typing import Any
 import lightning
 import timm
 import torch
+from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
 from geossl import __version__
@@ -65,12 +70,14 @@ class ExportedWeights:
 
     Attributes:
         weights: the ``.pth`` timm state dict.
+        safetensors: the same state dict as ``.safetensors`` (timm's ``pretrained_cfg_overlay``).
         checkpoint: the ``.ckpt`` for torchgeo's trainers (``weights=PATH``).
         metadata: the ``.json`` metadata.
         meta: the weights' metadata as :func:`load_backbone` reads it back from the ``.pth``.
     """
 
     weights: Path
+    safetensors: Path
     checkpoint: Path
     metadata: Path
     meta: WeightsMeta
@@ -170,8 +177,8 @@ def _metadata(
 
 
 def _export_paths(out: Path, stem: str, overwrite: bool) -> dict[str, Path]:
-    """The ``.pth``, ``.ckpt`` and ``.json`` to write; refuse existing ones unless ``overwrite``."""
-    paths = {ext: out / f"{stem}.{ext}" for ext in ("pth", "ckpt", "json")}
+    """The files to write by suffix; refuse existing ones unless ``overwrite``."""
+    paths = {ext: out / f"{stem}.{ext}" for ext in ("pth", "safetensors", "ckpt", "json")}
     if not overwrite:
         for path in paths.values():
             if path.exists():
@@ -197,18 +204,41 @@ def _lightning_checkpoint(
     }
 
 
+def _write_export(
+    paths: dict[str, Path],
+    data: bytes,
+    meta: WeightsMeta,
+    state: dict[str, Tensor],
+    metadata: dict[str, Any],
+) -> None:
+    """Write the export's files, all under temporary names, renamed together once all are written.
+
+    An interrupted export thus leaves no ``.pth`` without its ``.json`` (which a re-run would
+    then refuse to replace). ``metadata`` gets the ``.safetensors``' hash (its bytes are
+    deterministic too).
+    """
+    safetensors_data = safetensors_save(state, metadata={"format": "pt"})
+    metadata["safetensors_sha256"] = hashlib.sha256(safetensors_data).hexdigest()
+    lightning_checkpoint = _lightning_checkpoint(meta, state, metadata)
+    with ExitStack() as stack:
+        tmp = {ext: stack.enter_context(atomic_output(path)) for ext, path in paths.items()}
+        tmp["pth"].write_bytes(data)
+        tmp["safetensors"].write_bytes(safetensors_data)
+        torch.save(lightning_checkpoint, tmp["ckpt"])
+        tmp["json"].write_bytes((json.dumps(metadata, indent=2) + "\n").encode())
+
+
 def export_weights(
     checkpoint: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
     *,
     overwrite: bool = False,
 ) -> ExportedWeights:
-    """Export the backbone of a geossl pretraining checkpoint (``.pth``, ``.ckpt``, ``.json``).
+    """Export a pretraining checkpoint's backbone for torchgeo and timm (see the module doc).
 
-    The files are ``{output_dir}/{backbone}_{method}-{hash8}.{pth,ckpt,json}`` (see the module
-    doc); they are written under temporary names and renamed together, so an interrupted export
-    leaves none of them. The ``.pth`` bytes are deterministic, so exporting the same weights twice
-    gives the same names and hash.
+    Writes ``{output_dir}/{backbone}_{method}-{hash8}.{pth,safetensors,ckpt,json}`` under temporary
+    names renamed together (an interrupted export leaves none); the ``.pth`` bytes are
+    deterministic, so exporting the same weights twice gives the same names and hash.
 
     Args:
         checkpoint: a Lightning checkpoint of :class:`~geossl.trainers.GeoSSLTask` (read with
@@ -261,21 +291,22 @@ def export_weights(
 
     with source.open("rb") as f:
         source_sha256 = hashlib.file_digest(f, "sha256").hexdigest()
-    files = {"weights": paths["pth"].name, "checkpoint": paths["ckpt"].name}
+    files = {
+        "weights": paths["pth"].name,
+        "safetensors": paths["safetensors"].name,
+        "checkpoint": paths["ckpt"].name,
+    }
     metadata = _metadata(meta, raw, num_features, files, source_sha256)
 
-    lightning_checkpoint = _lightning_checkpoint(meta, state, metadata)
-    # All three under temporary names, renamed together once all are written: an interrupted
-    # export leaves no .pth without its .json (which a re-run would then refuse to replace).
-    with ExitStack() as stack:
-        tmp = {ext: stack.enter_context(atomic_output(path)) for ext, path in paths.items()}
-        tmp["pth"].write_bytes(data)
-        torch.save(lightning_checkpoint, tmp["ckpt"])
-        tmp["json"].write_bytes((json.dumps(metadata, indent=2) + "\n").encode())
+    _write_export(paths, data, meta, state, metadata)
 
     _, exported = read_weights(paths["pth"])
     return ExportedWeights(
-        weights=paths["pth"], checkpoint=paths["ckpt"], metadata=paths["json"], meta=exported
+        weights=paths["pth"],
+        safetensors=paths["safetensors"],
+        checkpoint=paths["ckpt"],
+        metadata=paths["json"],
+        meta=exported,
     )
 
 

@@ -262,6 +262,24 @@ def _check_backbone(name: Any, path: Path) -> str:
     return name
 
 
+def _export_digest(path: Path, metadata: Mapping[str, Any], sidecar: Path) -> str:
+    """The SHA-256 that identifies an export's weights file (checked against its ``.json``).
+
+    An export's ``.safetensors`` holds the ``.pth``'s tensors and shares its ``.json``: it is
+    checked against the ``.json``'s ``safetensors_sha256`` and identified like the ``.pth``
+    (``sha256``), so every file of one export reads as the same weights.
+    """
+    digest = _file_sha256(path)
+    if path.suffix != ".safetensors":
+        return digest
+    if digest != metadata.get("safetensors_sha256"):
+        raise ValueError(
+            f"{sidecar}: sha256 mismatch: {path.name} is not the .safetensors this metadata "
+            "describes (a modified or different file)"
+        )
+    return str(metadata.get("sha256"))
+
+
 def read_weights(
     path: str | os.PathLike[str], *, backbone: str | None = None
 ) -> tuple[dict[str, Tensor], WeightsMeta]:
@@ -319,8 +337,8 @@ def read_weights(
     if not timm_checkpoint and sidecar.is_file():
         metadata = _read_json(sidecar)
         name = _check_backbone(metadata.get("backbone"), sidecar)
-        digest = _file_sha256(path)
         state = _canonical(state)
+        digest = _export_digest(path, metadata, sidecar)
         meta = _meta_from_metadata(
             metadata, sidecar, path, _in_chans(state, name, path), digest, "geossl-weights"
         )

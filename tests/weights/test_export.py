@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 import timm
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from geossl.cli import main
@@ -53,16 +54,17 @@ def random_images(seed: int = 0) -> Tensor:
     return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
 
-def test_export_writes_three_files_named_by_hash(
+def test_export_writes_four_files_named_by_hash(
     exported: ExportedWeights, checkpoint: Path
 ) -> None:
     digest = hashlib.sha256(exported.weights.read_bytes()).hexdigest()
     stem = f"resnet18_tp_geo-{digest[:8]}"
     assert exported.weights.name == f"{stem}.pth"
+    assert exported.safetensors.name == f"{stem}.safetensors"
     assert exported.checkpoint.name == f"{stem}.ckpt"
     assert exported.metadata.name == f"{stem}.json"
     assert sorted(p.name for p in exported.weights.parent.iterdir()) == sorted(
-        [f"{stem}.pth", f"{stem}.ckpt", f"{stem}.json"]
+        [f"{stem}.pth", f"{stem}.safetensors", f"{stem}.ckpt", f"{stem}.json"]
     )  # nothing temporary left behind
 
     meta = json.loads(exported.metadata.read_text())
@@ -105,6 +107,27 @@ def test_pth_is_a_plain_timm_state_dict(
     x = random_images()
     with torch.no_grad():
         torch.testing.assert_close(model(x), task.backbone(x), rtol=0, atol=0)
+
+
+def test_timm_loads_the_safetensors_as_its_pretrained_file(
+    exported: ExportedWeights, checkpoint: Path
+) -> None:
+    # What the export prints for timm users: the .safetensors through pretrained_cfg_overlay.
+    model = timm.create_model(
+        "resnet18",
+        pretrained=True,
+        num_classes=0,
+        pretrained_cfg_overlay={"file": str(exported.safetensors)},
+    )
+    assert_same_tensors(dict(model.state_dict()), backbone_tensors(checkpoint))
+    # The trap the docs warn about: timm given the .ckpt matches no key and stays random.
+    trap = timm.create_model(
+        "resnet18",
+        pretrained=True,
+        num_classes=0,
+        pretrained_cfg_overlay={"file": str(exported.checkpoint)},
+    )
+    assert not torch.equal(trap.state_dict()["conv1.weight"], model.state_dict()["conv1.weight"])
 
 
 def test_torchgeo_classification_task_loads_the_ckpt(
@@ -168,7 +191,7 @@ def test_an_interrupted_export_leaves_no_file(
     assert list(out.iterdir()) == []  # no .pth without its .ckpt and .json, no temporary file
     monkeypatch.undo()
     exported = export_weights(checkpoint, out)  # so a re-run needs no --overwrite
-    assert sorted(p.suffix for p in out.iterdir()) == [".ckpt", ".json", ".pth"]
+    assert sorted(p.suffix for p in out.iterdir()) == [".ckpt", ".json", ".pth", ".safetensors"]
     assert exported.weights.is_file()
 
 
@@ -186,7 +209,7 @@ def test_load_backbone_reads_every_format_to_the_same_weights(
     with torch.no_grad():
         want = task.backbone(x)
     formats = {}
-    for path in (checkpoint, exported.weights, exported.checkpoint):
+    for path in (checkpoint, exported.weights, exported.safetensors, exported.checkpoint):
         loaded = load_backbone(path)
         meta = loaded.meta
         formats[path.suffix + meta.source_format] = meta.sha256
@@ -205,6 +228,7 @@ def test_load_backbone_reads_every_format_to_the_same_weights(
     assert set(formats) == {
         ".ckptgeossl-checkpoint",
         ".pthgeossl-weights",
+        ".safetensorsgeossl-weights",
         ".ckptgeossl-weights",
     }
 
@@ -266,6 +290,9 @@ def test_modified_weights_do_not_match_their_metadata(
     shutil.copy(exported.metadata, tmp_path / "w.json")
     with pytest.raises(ValueError, match=r"w\.json: sha256 mismatch"):
         load_backbone(tmp_path / "w.pth")
+    save_file(state, tmp_path / "w.safetensors")  # the modified tensors beside the export's .json
+    with pytest.raises(ValueError, match=r"w\.json: sha256 mismatch: w\.safetensors is not"):
+        load_backbone(tmp_path / "w.safetensors")
 
 
 def test_timm_train_checkpoint_with_classifier(tmp_path: Path) -> None:
@@ -388,9 +415,12 @@ def test_cli_export_weights(
     main(["export", "weights", str(checkpoint), "--output", str(out)])
     printed = capsys.readouterr().out
     files = sorted(out.iterdir())
-    assert [f.suffix for f in files] == [".ckpt", ".json", ".pth"]
+    assert [f.suffix for f in files] == [".ckpt", ".json", ".pth", ".safetensors"]
     for f in files:
         assert str(f) in printed
+    # The usage lines say which file each tool takes (timm: the .safetensors, never the .ckpt).
+    assert "pretrained_cfg_overlay=dict(file=" in printed
+    assert "not for timm" in printed
     assert "resnet18 (tp_geo, 3 bands, step 2)" in printed
 
     with pytest.raises(SystemExit) as info:
