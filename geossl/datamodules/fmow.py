@@ -30,6 +30,7 @@ from geossl.datasets.fmow.constants import (
     PRODUCT_BANDS,
     PRODUCTS,
     product_band_names,
+    product_in_chans,
     product_input_scale,
     product_scale,
 )
@@ -225,9 +226,7 @@ class FMoWDataModule(LightningDataModule):
     @property
     def in_chans(self) -> int:
         """Channels of the images: ``len(bands)``, else 3 (rgb/msrgb), 8 (ms) or 13 (sentinel)."""
-        if self.bands is not None:
-            return len(self.bands)
-        return PRODUCT_BANDS[self.product]
+        return product_in_chans(self.product, self.bands)
 
     @property
     def input_block(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from geossl.datasets.fmow import FMoW, FMoWLocations
 from geossl.datasets.fmow.constants import (
     FMOW_CATEGORIES,
     FMOW_SPLITS,
-    PRODUCT_BANDS,
+    product_in_chans,
     product_scale,
 )
 from geossl.datasets.fmow.index import FMoWIndex, build_fmow_index
@@ -115,9 +115,7 @@ class FMoWClassificationDataModule(LightningDataModule):
     @property
     def in_chans(self) -> int:
         """Channels of the images: ``len(bands)``, else 3 (rgb/msrgb), 8 (ms) or 13 (sentinel)."""
-        if self.bands is not None:
-            return len(self.bands)
-        return PRODUCT_BANDS[self.product]
+        return product_in_chans(self.product, self.bands)
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -12,7 +12,6 @@ item ``geossl`` (``pyogrio.read_info(path)["dataset_metadata"]``, ``gdalinfo``'s
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
@@ -63,15 +62,8 @@ class GeoPackageWriter(ChipRowWriter):
         ('GPKG', 1, 'EPSG:4326')
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        dim: int,
-        metadata: dict[str, Any],
-        row_group_rows: int | None = None,
-    ) -> None:
-        super().__init__(path, dim, metadata, row_group_rows)
-        self._started = False
+    #: Whether the layer exists yet (the first table creates it, the next ones append).
+    _started = False
 
     def _write_table(self, table: pa.Table) -> None:
         import pyogrio

@@ -251,6 +251,16 @@ def product_band_names(product: str, bands: Sequence[int] | None = None) -> tupl
     return tuple(entry.band_names[b - 1] for b in bands)
 
 
+def product_in_chans(product: str, bands: Sequence[int] | None = None) -> int:
+    """Bands a model sees of a product: ``len(bands)``, else all of them.
+
+    Example:
+        >>> product_in_chans("ms"), product_in_chans("ms", [5, 3, 2]), product_in_chans("rgb")
+        (8, 3, 3)
+    """
+    return len(bands) if bands is not None else PRODUCT_BANDS[product]
+
+
 def product_input_scale(product: str) -> float | None:
     """Raw-to-[0, 1] factor of a product's model input (None: not in :data:`FMOW_PRODUCTS`)."""
     entry = FMOW_PRODUCTS.get(product)
