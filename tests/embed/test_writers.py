@@ -164,9 +164,13 @@ def test_geoparquet_is_read_by_every_reader(tmp_path: Path) -> None:
         assert "source_crs" in read.columns
         assert "crs" not in read.columns
     # DuckDB, an independent Parquet implementation, reads the geometry natively.
-    rows = duckdb.sql(
-        f"SELECT source_crs, ST_AsText(geometry), len(embedding) FROM '{path}' ORDER BY col_off"
-    ).fetchall()
+    rows = (
+        duckdb.connect()
+        .execute(
+            f"SELECT source_crs, ST_AsText(geometry), len(embedding) FROM '{path}' ORDER BY col_off"
+        )
+        .fetchall()
+    )
     assert [r[0] for r in rows] == ["EPSG:32618"] * 5
     assert all(shapely.from_wkt(r[1]).equals(e) for r, e in zip(rows, expected, strict=True))
     assert {r[2] for r in rows} == {3}
