@@ -197,6 +197,14 @@ class LabelledScenes(NonGeoDataset):
     Attributes:
         classes: class names by index.
         labels: the class index of every image, in file order.
+
+    Example:
+        >>> import tempfile
+        >>> from geossl.synthetic.scenes import generate_scene_sample
+        >>> root = generate_scene_sample(tempfile.mkdtemp() + "/scenes", classes=3, per_class=4)
+        >>> scenes = LabelledScenes(root)
+        >>> len(scenes), scenes.classes, int(scenes[0]["label"])
+        (12, ('checks', 'rings', 'stripes'), 0)
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:

@@ -107,6 +107,14 @@ class TimeSeriesRasters(RasterDataset):
             in band count with ``bands=None``); with ``band_names``, when a file name has no band,
             a band file holds more than one band, or a product lacks one of ``band_names``.
         ValueError: for invalid arguments.
+
+    Example:
+        >>> import tempfile
+        >>> from geossl.synthetic.rasters import generate_raster_timeseries_sample
+        >>> sample = generate_raster_timeseries_sample(tempfile.mkdtemp(), num_dates=5)
+        >>> series = TimeSeriesRasters(sample.root, cache=False)
+        >>> len(series.dates), series.crs.to_epsg(), series.res
+        (5, 32614, (2.0, 2.0))
     """
 
     #: File extensions indexed (case-insensitive).

@@ -57,6 +57,19 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
 
     Raises:
         ValueError: for a non-positive ``scale`` or malformed centroids.
+
+    Example:
+        >>> import tempfile
+        >>> from geossl.datasets.rasters import TimeSeriesRasters
+        >>> from geossl.samplers import TemporalGeoPairSampler
+        >>> from geossl.synthetic.rasters import generate_raster_timeseries_sample
+        >>> sample = generate_raster_timeseries_sample(tempfile.mkdtemp(), num_dates=5)
+        >>> series = TimeSeriesRasters(sample.root, cache=False)
+        >>> pairs = RasterTemporalPairs(series)
+        >>> query = next(iter(TemporalGeoPairSampler(series, patch_size=32, length=2)))
+        >>> pair = pairs[query]
+        >>> tuple(pair["image"].shape), pair["image"].dtype  # two dates, 4 bands, 32 px
+        ((2, 4, 32, 32), torch.uint8)
     """
 
     def __init__(
