@@ -25,6 +25,7 @@ from geossl.datasets.fmow.constants import FMOW_CATEGORIES
 from geossl.evaluation.classification import classification_report
 from geossl.models.backbones import create_backbone, get_num_features
 from geossl.trainers.downstream import DownstreamWeights
+from geossl.trainers.schedule import warmup_cosine_scheduler
 from geossl.transforms import functional as VF
 from geossl.utils.checks import check_at_least, check_fraction, check_range
 
@@ -312,12 +313,6 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, int(self.trainer.max_epochs or 1))
         warmup = min(total - 1, round(total * float(hp["warmup_epochs"]) / epochs))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / float(warmup)
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-        cosine = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        # The pretraining schedule (torch's SequentialLR: linear warm-up, then cosine to 0).
+        cosine = warmup_cosine_scheduler(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
