@@ -454,6 +454,9 @@ def test_progress_bar_shows_the_checked_loss_and_the_summary_lists_it_once():
     text = console.export_text()
     assert "train_loss=" in text
     assert " loss=" not in text.replace("train_loss=", "")
+    # Lightning's Throughput over the timed steps (here all: no warm-up steps).
+    assert summary.samples_per_second > 0
+    assert "steady state: 2 steps after 0 warm-up" in text
 
 
 # Lightning 2.6's utilities/_pytree.py builds LeafSpec(), which torch 2.14 deprecates: not our code.
