@@ -1,7 +1,9 @@
-r"""Classification reports from a confusion matrix: per-class scores, a table and a plot.
+r"""Classification reports from torchmetrics' per-class scores: a dict, a table and a plot.
 
-The confusion matrix ``C`` is ``[K, K]`` with ``C[t, p]`` the number of samples of true class
-``t`` predicted as ``p`` (torchmetrics' ``MulticlassConfusionMatrix`` layout). Per class:
+The per-class scores are torchmetrics' ``MulticlassPrecision``, ``MulticlassRecall`` and
+``MulticlassF1Score`` (``average=None``), the counts its ``MulticlassConfusionMatrix``: ``C`` is
+``[K, K]`` with ``C[t, p]`` the number of samples of true class ``t`` predicted as ``p``. Per
+class:
 
 .. math::
 
@@ -9,30 +11,39 @@ The confusion matrix ``C`` is ``[K, K]`` with ``C[t, p]`` the number of samples 
     \mathrm{recall}_k = \frac{C_{kk}}{\sum_p C_{kp}}, \quad
     F_{1,k} = \frac{2\, C_{kk}}{\sum_t C_{tk} + \sum_p C_{kp}}
 
-(0 where the denominator is 0). Top-1 accuracy is :math:`\sum_k C_{kk} / \sum C`; macro F1 is
-the mean of :math:`F_{1,k}` over the classes that occur in the targets or the predictions, the
-rule of torchmetrics' ``MulticlassF1Score(average="macro")`` (a class absent from both would
-otherwise count as a zero and punish small evaluation sets for the classes they lack).
+(0 where the denominator is 0: torchmetrics' ``zero_division=0``). Top-1 accuracy is
+``MulticlassAccuracy(average="micro")``, :math:`\sum_k C_{kk} / \sum C`; macro F1 is
+``MulticlassF1Score(average="macro")``: the mean of :math:`F_{1,k}` over the classes that occur
+in the targets or the predictions (a class absent from both would otherwise count as a zero and
+punish small evaluation sets for the classes they lack).
 """
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
 from geossl.utils.io import atomic_output
 
 __all__ = [
     "classification_report",
-    "confusion_from_predictions",
     "format_report",
     "plot_confusion_matrix",
+    "report_from_predictions",
+    "report_metrics",
 ]
 
 
@@ -45,53 +56,110 @@ def _as_matrix(confusion: Tensor | npt.ArrayLike) -> npt.NDArray[np.int64]:
     return matrix.astype(np.int64)
 
 
+def _shortest(value: float) -> float:
+    """A float32 score as the shortest decimal that names it (``0.8``, not ``0.800000011920929``).
+
+    torchmetrics divides in float32; the report (and its JSON) keeps no digits beyond that.
+    """
+    return float(np.format_float_positional(np.float32(value)))
+
+
+def report_metrics(num_classes: int) -> MetricCollection:
+    """The torchmetrics behind :func:`classification_report`, to update batch by batch.
+
+    The three per-class scores and macro F1 share one state (torchmetrics' compute groups).
+
+    Args:
+        num_classes: :math:`K`.
+
+    Returns:
+        A collection whose ``compute()`` is :func:`classification_report`'s ``scores``.
+
+    Example:
+        >>> import torch
+        >>> metrics = report_metrics(3)
+        >>> scores = metrics(torch.tensor([0, 1, 0, 1]), torch.tensor([0, 0, 0, 1]))
+        >>> scores["precision"].tolist(), scores["confusion"].tolist()
+        ([1.0, 0.5, 0.0], [[2, 1, 0], [0, 1, 0], [0, 0, 0]])
+    """
+    return MetricCollection(
+        {
+            "precision": MulticlassPrecision(num_classes, average=None),
+            "recall": MulticlassRecall(num_classes, average=None),
+            "f1": MulticlassF1Score(num_classes, average=None),
+            "macro_f1": MulticlassF1Score(num_classes, average="macro"),
+            "top1": MulticlassAccuracy(num_classes, average="micro"),
+            "confusion": MulticlassConfusionMatrix(num_classes),
+        }
+    )
+
+
 def classification_report(
-    confusion: Tensor | npt.ArrayLike, class_names: Sequence[str]
+    scores: Mapping[str, Tensor], class_names: Sequence[str]
 ) -> dict[str, Any]:
     """Per-class precision, recall, F1 and support, with top-1 and macro F1 (see the module doc).
 
     Args:
-        confusion: ``[K, K]`` counts, rows true classes, columns predictions.
+        scores: ``report_metrics(K).compute()``: torchmetrics' per-class ``precision``,
+            ``recall`` and ``f1``, ``top1``, ``macro_f1`` and the ``[K, K]`` ``confusion``
+            (rows true classes, columns predictions).
         class_names: the ``K`` class names.
 
     Returns:
         ``{"top1", "macro_f1", "num_samples", "classes": {name: {precision, recall, f1, support,
-        predicted}}}``; scores are fractions in ``[0, 1]``.
+        predicted}}}``; scores are fractions in ``[0, 1]`` (top-1 and macro F1 NaN without
+        samples).
 
     Raises:
-        ValueError: if the matrix is not square, has negative counts, or does not match the names.
+        ValueError: if the confusion matrix is not square, has negative counts, or does not
+            match the names.
     """
-    matrix = _as_matrix(confusion)
+    matrix = _as_matrix(scores["confusion"])
     if len(class_names) != matrix.shape[0]:
         raise ValueError(
             f"{len(class_names)} class names for a {matrix.shape[0]}-class confusion matrix"
         )
-    true_counts = matrix.sum(axis=1)
-    predicted_counts = matrix.sum(axis=0)
-    correct = np.diag(matrix)
-    total = int(matrix.sum())
-    classes: dict[str, dict[str, float | int]] = {}
-    f1_scores: list[float] = []
-    for k, name in enumerate(class_names):
-        support, predicted, hits = int(true_counts[k]), int(predicted_counts[k]), int(correct[k])
-        precision = hits / predicted if predicted else 0.0
-        recall = hits / support if support else 0.0
-        f1 = 2 * hits / (support + predicted) if support + predicted else 0.0
-        classes[name] = {
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-            "support": support,
-            "predicted": predicted,
+    per_class = {
+        key: [_shortest(v) for v in scores[key].cpu().tolist()]
+        for key in ("precision", "recall", "f1")
+    }
+    support, predicted = matrix.sum(axis=1).tolist(), matrix.sum(axis=0).tolist()
+    classes: dict[str, dict[str, float | int]] = {
+        name: {
+            "precision": per_class["precision"][k],
+            "recall": per_class["recall"][k],
+            "f1": per_class["f1"][k],
+            "support": int(support[k]),
+            "predicted": int(predicted[k]),
         }
-        if support + predicted:
-            f1_scores.append(f1)
+        for k, name in enumerate(class_names)
+    }
+    total = int(matrix.sum())
+    # torchmetrics answers 0 for an empty evaluation; the report says "not measured".
     return {
-        "top1": int(correct.sum()) / total if total else math.nan,
-        "macro_f1": float(np.mean(f1_scores)) if f1_scores else math.nan,
+        "top1": _shortest(float(scores["top1"])) if total else math.nan,
+        "macro_f1": _shortest(float(scores["macro_f1"])) if total else math.nan,
         "num_samples": total,
         "classes": classes,
     }
+
+
+def report_from_predictions(
+    target: Tensor, predicted: Tensor, class_names: Sequence[str]
+) -> dict[str, Any]:
+    """:func:`classification_report` of label (or score) vectors, in one go.
+
+    Args:
+        target: ``[N]`` true classes.
+        predicted: ``[N]`` predicted classes, or ``[N, K]`` scores.
+        class_names: the ``K`` class names.
+
+    Returns:
+        The report.
+    """
+    metrics = report_metrics(len(class_names))
+    metrics.update(predicted, target)
+    return classification_report(metrics.compute(), class_names)
 
 
 def format_report(report: dict[str, Any], limit: int | None = None) -> str:
@@ -166,9 +234,3 @@ def plot_confusion_matrix(
         figure.savefig(tmp, dpi=120, format="png")
     plt.close(figure)
     return target
-
-
-def confusion_from_predictions(target: Tensor, predicted: Tensor, num_classes: int) -> Tensor:
-    """``[K, K]`` counts from label vectors (a reference for tests and small evaluations)."""
-    flat = target.long() * num_classes + predicted.long()
-    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)

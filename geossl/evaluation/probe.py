@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor, nn
 
-from geossl.evaluation.classification import classification_report, confusion_from_predictions
+from geossl.evaluation.classification import report_from_predictions
 from geossl.evaluation.features import extract_features
 from geossl.evaluation.knn import knn_predict_labels
 from geossl.evaluation.linear import DEFAULT_C_GRID, linear_probe
@@ -115,8 +115,7 @@ def probe_features(
         correct = predicted == test_y
         accuracy[method] = float(correct.float().mean())
         interval[method] = _bootstrap(correct, seed)
-        confusion = confusion_from_predictions(test_y, predicted, num_classes)
-        per_class[method] = classification_report(confusion, list(classes))
+        per_class[method] = report_from_predictions(test_y, predicted, list(classes))
     sizes = {split: len(labels[split]) for split in ("train", "val", "test")}
     return ProbeResult(
         dataset,

@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning
 import torch
+from lightning.fabric.utilities.throughput import Throughput
 from lightning.pytorch import callbacks
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from rich.console import Console
@@ -74,11 +75,18 @@ class RunSummary(Callback):
     """Measure steady-state training throughput and print a one-screen summary when ``fit`` ends.
 
     The summary names the run folder, the checkpoints, the config and metric files, the steps and
-    samples seen, the
-    wall time, the steady-state throughput (samples/s over all ranks, data loading included,
-    excluding the first
-    ``warmup_steps`` steps whose time is dominated by start-up, worker spawning and allocator
-    warm-up) and the last logged loss terms.
+    samples seen, the wall time, the steady-state throughput (samples/s over all ranks, data
+    loading included, excluding the first ``warmup_steps`` steps whose time is dominated by
+    start-up, worker spawning and allocator warm-up) and the last logged loss terms.
+
+    Lightning's ``Throughput`` (``lightning.fabric.utilities.throughput``) computes the samples/s
+    (per device, times the world size) from two readings: when the warm-up steps are done and
+    when training ends. Lightning's ``ThroughputMonitor`` callback is not used for the readings:
+    it calls ``torch.cuda.synchronize()`` after every batch (the host then cannot queue the next
+    step while the GPU works, which lowers the throughput it measures), its window is the last
+    ``window_size`` batches rather than every step after the warm-up, and it only sends the
+    values to the logger on logging steps (the summary and the benchmarks read them here). This
+    callback synchronises twice per run.
 
     Args:
         warmup_steps: Steps excluded from the throughput measurement.
@@ -88,16 +96,17 @@ class RunSummary(Callback):
         self.warmup_steps = warmup_steps
         self.samples = 0
         self.steps = 0
-        self.timed_samples = 0
-        self.timed_seconds = 0.0
         self.fit_seconds = 0.0
         self._fit_start = 0.0
         self._timer_start = 0.0
+        self._timed_batches = 0
+        self._timed_device_samples = 0  # this rank's: Throughput scales by the world size
+        self._samples_per_second = 0.0
 
     @property
     def samples_per_second(self) -> float:
         """Steady-state training throughput over all ranks (0 until a timed step has run)."""
-        return self.timed_samples / self.timed_seconds if self.timed_seconds > 0 else 0.0
+        return self._samples_per_second
 
     def on_fit_start(
         self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
@@ -126,19 +135,33 @@ class RunSummary(Callback):
         batch_idx: int,
     ) -> None:
         """Count the samples of the step (over all ranks)."""
-        size = _batch_size(batch) * trainer.world_size
-        self.samples += size
+        size = _batch_size(batch)
+        self.samples += size * trainer.world_size
         self.steps += 1
         if self._timer_start > 0.0:
-            self.timed_samples += size
+            self._timed_batches += 1
+            self._timed_device_samples += size
 
     def on_train_end(
         self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
     ) -> None:
         """Stop the throughput clock (one device sync at the end, none per step)."""
-        if self._timer_start > 0.0:
-            _synchronize(pl_module.device)
-            self.timed_seconds = time.perf_counter() - self._timer_start
+        if self._timer_start == 0.0:
+            return
+        _synchronize(pl_module.device)
+        elapsed = time.perf_counter() - self._timer_start
+        if elapsed <= 0.0 or self._timed_device_samples < max(1, self._timed_batches):
+            return  # nothing timed (or batches of unknown size): Throughput needs both to grow
+        throughput = Throughput(world_size=trainer.world_size, window_size=2)
+        throughput.update(time=0.0, batches=0, samples=0)
+        throughput.update(
+            time=elapsed, batches=self._timed_batches, samples=self._timed_device_samples
+        )
+        metrics = throughput.compute()
+        # "samples_per_sec" (all ranks) only exists with several ranks; one rank: the device's.
+        self._samples_per_second = float(
+            metrics.get("samples_per_sec", metrics["device/samples_per_sec"])
+        )
 
     def on_fit_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
         """Print the summary on the main process."""
@@ -174,7 +197,7 @@ class RunSummary(Callback):
         table.add_row("steps / epochs", f"{trainer.global_step} / {trainer.current_epoch}")
         table.add_row("samples seen", f"{self.samples:,}")
         table.add_row("wall time", f"{self.fit_seconds:.1f} s")
-        if self.timed_seconds > 0:
+        if self._samples_per_second > 0:
             table.add_row(
                 "throughput",
                 f"{self.samples_per_second:,.1f} samples/s "

@@ -17,14 +17,14 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
-    MulticlassConfusionMatrix,
     MulticlassF1Score,
 )
 
 from geossl.datasets.fmow.constants import FMOW_CATEGORIES
-from geossl.evaluation.classification import classification_report
+from geossl.evaluation.classification import classification_report, report_metrics
 from geossl.models.backbones import create_backbone, get_num_features
 from geossl.trainers.downstream import DownstreamWeights
+from geossl.trainers.schedule import warmup_cosine_scheduler
 from geossl.transforms import functional as VF
 from geossl.utils.checks import check_at_least, check_fraction, check_range
 
@@ -152,7 +152,7 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
             self.backbone.eval()
 
     def configure_metrics(self) -> None:
-        """top-1 / top-5 accuracy and macro F1 for val and test, the confusion matrix for test."""
+        """top-1 / top-5 accuracy and macro F1 for val and test; for test, the report's metrics."""
         k = self.hparams["num_classes"]
 
         def collection(prefix: str) -> MetricCollection:
@@ -167,7 +167,8 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
 
         self.val_metrics = collection("val_")
         self.test_metrics = collection("test_")
-        self.test_confusion_metric = MulticlassConfusionMatrix(k)
+        # Per-class scores and the confusion matrix (classification_report's torchmetrics).
+        self.test_report_metrics = report_metrics(k)
 
     @property
     def linear(self) -> bool:
@@ -269,19 +270,19 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
         loss, logits = self._step(batch, train=False)
         size = len(batch["label"])
         self.test_metrics.update(logits, batch["label"])
-        self.test_confusion_metric.update(logits, batch["label"])
+        self.test_report_metrics.update(logits, batch["label"])
         self.log("test_loss", loss, batch_size=size)
         self.log_dict(self.test_metrics, batch_size=size)
 
     def on_test_epoch_start(self) -> None:
-        """Start a fresh confusion matrix."""
-        self.test_confusion_metric.reset()
+        """Start a fresh report (scores and confusion matrix)."""
+        self.test_report_metrics.reset()
 
     def on_test_epoch_end(self) -> None:
         """Keep the confusion matrix and the per-class report of this test run."""
-        confusion = self.test_confusion_metric.compute().cpu()
-        self.test_confusion = confusion
-        self.test_report = classification_report(confusion, self.class_names)
+        scores = self.test_report_metrics.compute()
+        self.test_confusion = scores["confusion"].cpu()
+        self.test_report = classification_report(scores, self.class_names)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """Class probabilities ``[B, num_classes]``."""
@@ -312,12 +313,6 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, int(self.trainer.max_epochs or 1))
         warmup = min(total - 1, round(total * float(hp["warmup_epochs"]) / epochs))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / float(warmup)
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-        cosine = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        # The pretraining schedule (torch's SequentialLR: linear warm-up, then cosine to 0).
+        cosine = warmup_cosine_scheduler(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}

@@ -2,19 +2,34 @@
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from lightning import LightningModule, Trainer
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    LambdaLR,
+    LinearLR,
+    LRScheduler,
+    SequentialLR,
+)
 
-__all__ = ["WarmupCosineSchedule", "pretrain_optimizer", "warmup_steps"]
+__all__ = ["pretrain_optimizer", "warmup_cosine_scheduler", "warmup_steps"]
 
 
-@dataclass(frozen=True)
-class WarmupCosineSchedule:
-    r"""Learning-rate factor: linear warm-up, then cosine annealing to 0 (per optimiser step).
+def _after_the_run(step: int) -> float:
+    """Factor past the run's last step: 0 (a cosine past its ``T_max`` would rise again)."""
+    return 0.0
+
+
+def warmup_cosine_scheduler(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> SequentialLR:
+    r"""Linear warm-up, then cosine annealing to 0, from torch's schedulers (per optimiser step).
+
+    The factor of the base learning rate at step :math:`s` (:math:`W` warm-up steps, :math:`T`
+    steps in all):
 
     .. math::
 
@@ -22,35 +37,46 @@ class WarmupCosineSchedule:
         \tfrac12 \left(1 + \cos\left(\pi \min\left(1, \frac{s - W}{T - W}\right)\right)
         \right) & s \ge W \end{cases}
 
-    MoCo-v2 / GeoSSL anneal with a cosine over the whole run (no warm-up); geossl steps it per
-    optimiser step rather than per epoch.
+    torch's ``SequentialLR`` chains ``LinearLR`` (from :math:`1/W` up to 1 over the first
+    :math:`W` steps: the first step already trains, as lightly's ``cosine_warmup_schedule``
+    does), ``CosineAnnealingLR`` (:math:`T - W` steps down to 0) and a ``LambdaLR`` at 0 after
+    step :math:`T`. lightly's ``CosineWarmupScheduler`` is not used: its cosine reaches 0 one
+    step early (it divides by :math:`T - W - 1`) and warns past :math:`T`. A checkpoint keeps
+    the scheduler's ``state_dict`` (each phase's and the step count), so a resumed run goes on
+    where it stopped. MoCo-v2 / GeoSSL anneal with a cosine over the whole run (no warm-up);
+    geossl steps it per optimiser step rather than per epoch.
 
-    Attributes:
-        warmup_steps: :math:`W`.
+    Args:
+        optimizer: the optimiser whose learning rates it scales.
+        warmup_steps: :math:`W` (0: none).
         total_steps: :math:`T`.
 
+    Returns:
+        The scheduler, to step once per optimiser step.
+
     Example:
-        >>> schedule = WarmupCosineSchedule(warmup_steps=2, total_steps=6)
-        >>> tuple(round(schedule(s), 3) for s in range(7))
-        (0.5, 1.0, 1.0, 0.854, 0.5, 0.146, 0.0)
+        >>> sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> scheduler = warmup_cosine_scheduler(sgd, warmup_steps=2, total_steps=6)
+        >>> factors = []
+        >>> for _ in range(8):
+        ...     factors.append(round(scheduler.get_last_lr()[0], 3))
+        ...     sgd.step()
+        ...     scheduler.step()
+        >>> factors
+        [0.5, 1.0, 1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
     """
-
-    warmup_steps: int
-    total_steps: int
-
-    def __call__(self, step: int) -> float:
-        """Factor for ``step``.
-
-        Args:
-            step: optimiser steps done.
-
-        Returns:
-            The multiplier of the base learning rate.
-        """
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    phases: list[LRScheduler] = []
+    milestones: list[int] = []
+    if warmup_steps > 0:
+        # total_iters = W - 1: the factor is 1/W at step 0 and 1 at step W - 1.
+        warmup = LinearLR(optimizer, 1.0 / warmup_steps, 1.0, total_iters=warmup_steps - 1)
+        phases.append(warmup)
+        milestones.append(warmup_steps)
+    cosine_steps = max(1, total_steps - warmup_steps)  # T_max = 0 would divide by 0
+    phases.append(CosineAnnealingLR(optimizer, T_max=cosine_steps, eta_min=0.0))
+    milestones.append(warmup_steps + cosine_steps)
+    phases.append(LambdaLR(optimizer, _after_the_run))
+    return SequentialLR(optimizer, phases, milestones)
 
 
 def warmup_steps(trainer: Trainer, warmup_epochs: int, total_steps: int) -> int:
@@ -115,8 +141,7 @@ def pretrain_optimizer(
     if not math.isfinite(total):
         raise ValueError("the cosine schedule needs a finite run: set max_epochs or max_steps")
     warmup = warmup_steps(module.trainer, int(hp["warmup_epochs"]), int(total))
-    schedule = WarmupCosineSchedule(warmup_steps=warmup, total_steps=int(total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = warmup_cosine_scheduler(optimizer, warmup, int(total))
     return {
         "optimizer": optimizer,
         "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},

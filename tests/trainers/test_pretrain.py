@@ -22,7 +22,7 @@ from geossl.trainers import (
     register_loss_term,
 )
 from geossl.trainers.callbacks import RunSummary
-from geossl.trainers.schedule import WarmupCosineSchedule
+from geossl.trainers.schedule import warmup_cosine_scheduler
 from geossl.trainers.terms import registry
 
 TINY: dict[str, Any] = {
@@ -372,16 +372,45 @@ def test_new_term_plugs_in(monkeypatch, probe_term):
 # --- optimiser / schedule ---------------------------------------------------------------------
 
 
+def _factors(warmup_steps: int, total_steps: int, steps: int) -> list[float]:
+    """The learning-rate factors of ``steps`` optimiser steps (base lr 1)."""
+    sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_cosine_scheduler(sgd, warmup_steps, total_steps)
+    factors = []
+    for _ in range(steps):
+        factors.append(float(sgd.param_groups[0]["lr"]))
+        sgd.step()
+        scheduler.step()
+    return factors
+
+
 def test_warmup_cosine_schedule():
-    schedule = WarmupCosineSchedule(warmup_steps=4, total_steps=12)
-    assert [schedule(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert schedule(4) == pytest.approx(1.0)
-    assert schedule(8) == pytest.approx(0.5)
-    assert schedule(12) == pytest.approx(0.0)
-    assert schedule(100) == pytest.approx(0.0)
-    no_warmup = WarmupCosineSchedule(warmup_steps=0, total_steps=10)
-    assert no_warmup(0) == 1.0
-    assert no_warmup(5) == pytest.approx(0.5)
+    schedule = _factors(warmup_steps=4, total_steps=12, steps=101)
+    assert schedule[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert schedule[4] == pytest.approx(1.0)
+    assert schedule[8] == pytest.approx(0.5)
+    assert schedule[12] == pytest.approx(0.0)
+    assert schedule[100] == pytest.approx(0.0)
+    no_warmup = _factors(warmup_steps=0, total_steps=10, steps=6)
+    assert no_warmup[0] == 1.0
+    assert no_warmup[5] == pytest.approx(0.5)
+
+
+def test_warmup_cosine_schedule_resumes_from_its_state_dict():
+    sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_cosine_scheduler(sgd, 4, 12)
+    for _ in range(6):  # past the warm-up, into the cosine
+        sgd.step()
+        scheduler.step()
+    resumed_sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    resumed = warmup_cosine_scheduler(resumed_sgd, 4, 12)
+    resumed_sgd.load_state_dict(sgd.state_dict())
+    resumed.load_state_dict(scheduler.state_dict())
+    expected = _factors(4, 12, 14)
+    for step in range(6, 14):
+        assert resumed_sgd.param_groups[0]["lr"] == pytest.approx(expected[step])
+        resumed_sgd.step()
+        resumed.step()
 
 
 # --- Lightning fit and checkpoint --------------------------------------------------------------
@@ -425,6 +454,9 @@ def test_progress_bar_shows_the_checked_loss_and_the_summary_lists_it_once():
     text = console.export_text()
     assert "train_loss=" in text
     assert " loss=" not in text.replace("train_loss=", "")
+    # Lightning's Throughput over the timed steps (here all: no warm-up steps).
+    assert summary.samples_per_second > 0
+    assert "steady state: 2 steps after 0 warm-up" in text
 
 
 # Lightning 2.6's utilities/_pytree.py builds LeafSpec(), which torch 2.14 deprecates: not our code.
@@ -457,7 +489,7 @@ def test_fit_and_checkpoint_round_trip(tmp_path):
     assert task.queue.ptr.item() == 12
     # warm-up of one epoch (3 steps) then cosine: lr rose to the base value
     lr = trainer.optimizers[0].param_groups[0]["lr"]
-    assert lr == pytest.approx(task.hparams["lr"] * WarmupCosineSchedule(3, 3)(3))
+    assert lr == pytest.approx(task.hparams["lr"] * _factors(3, 3, 4)[3])
     assert trainer.optimizers[0].param_groups[0]["fused"]  # one kernel per update
 
     path = tmp_path / "task.ckpt"
