@@ -45,6 +45,7 @@ def test_datasets_on_nongeo_dataset_except_the_pair_dataset() -> None:
     # Indexed by a pair of rows / a pair of queries, not by one integer / one query.
     for pair_cls in (FMoWTemporalPairs, RasterTemporalPairs):
         assert not issubclass(pair_cls, NonGeoDataset | GeoDataset), pair_cls
+        assert callable(pair_cls.plot)
 
 
 def test_a_pair_of_queries_is_not_a_geosampler_item() -> None:

@@ -18,7 +18,10 @@ from geossl.datasets.fmow import (
     build_fmow_index,
 )
 from geossl.datasets.plotting import format_time, image_figure, mask_figure, rgb_image
+from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters
 from geossl.datasets.xview import XVIEW_CLASS_NAMES, XView, XViewChipParams
+from geossl.samplers import TemporalGeoPairSampler
+from geossl.synthetic.rasters import generate_raster_timeseries_sample
 from tests.xview_helpers import shared_xview_sample
 
 matplotlib.use("Agg")
@@ -149,3 +152,16 @@ def test_xview_is_a_nongeo_dataset_with_boxes_drawn(
     assert len(with_predictions.axes) == 2
     assert len(with_predictions.axes[1].patches) == 1
     assert not with_predictions.axes[0].texts
+
+
+def test_raster_pairs_plot_both_views_with_their_dates(tmp_path: Path) -> None:
+    root = generate_raster_timeseries_sample(tmp_path, num_dates=3).root
+    series = TimeSeriesRasters(root, cache=False)
+    pairs = RasterTemporalPairs(series)
+    sampler = TemporalGeoPairSampler(series, patch_size=32, length=1, seed=0)
+    sample = pairs[next(iter(sampler))]
+    figure = pairs.plot(sample, suptitle="rasters")
+    assert len(figure.axes) == 2
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == [f"view {v}: {format_time(sample['time'][v])}" for v in range(2)]
+    assert figure.get_suptitle() == "rasters"
