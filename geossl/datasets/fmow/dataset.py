@@ -23,11 +23,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 from torch.utils.data import Dataset
+from torchgeo.datasets import NonGeoDataset
 
 from geossl.datasets.errors import BadDatasetError
+from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_MS_BANDS
 from geossl.datasets.fmow.io import _JPEG_START, _read_errors, read_fmow_image
+from geossl.datasets.plotting import format_time, image_figure, rgb_image
 from geossl.utils.checks import check_at_least
 
 __all__ = ["FMoW", "FMoWLocations"]
@@ -58,6 +62,13 @@ _DATASET_COLUMNS = (
     "crop_x1",
     "crop_y1",
 )
+
+#: 1-based red, green and blue bands of the 8-band ``ms`` product.
+_MS_RGB = tuple(FMOW_MS_BANDS.index(name) + 1 for name in ("red", "green", "blue"))
+
+
+def _category(label: int) -> str:
+    return FMOW_CATEGORIES[label] if 0 <= label < len(FMOW_CATEGORIES) else "unknown category"
 
 
 class _FMoWBase(Dataset[Sample]):
@@ -224,8 +235,37 @@ class _FMoWBase(Dataset[Sample]):
             "location": torch.tensor(self._location[row], dtype=torch.int64),
         }
 
+    def _rgb_channels(self, num_channels: int) -> tuple[int, ...]:
+        """0-based channels of red, green, blue: those of ``ms`` when read, else the first 3."""
+        bands = self.bands if self.bands is not None else list(range(1, num_channels + 1))
+        if len(bands) == num_channels and num_channels > 3 and set(_MS_RGB) <= set(bands):
+            return tuple(bands.index(b) for b in _MS_RGB)
+        return (0, 1, 2)
 
-class FMoW(_FMoWBase):
+    def _plot_views(
+        self,
+        sample: dict[str, Any],
+        views: Sequence[int],
+        show_titles: bool,
+        suptitle: str | None,
+    ) -> Figure:
+        """Views ``views`` of ``sample["image"]`` (``[V, C, H, W]``), titled category and date."""
+        if "image" not in sample:
+            raise ValueError("plot needs decoded images (an encoded sample has no 'image')")
+        images, times = sample["image"], sample["time"].reshape(-1)
+        title = _category(int(sample["label"]))
+        if "prediction" in sample:
+            title += f"\nprediction: {_category(int(sample['prediction']))}"
+        channels = self._rgb_channels(images.shape[1])
+        return image_figure(
+            [rgb_image(images[v], channels) for v in views],
+            [f"{title}\n{format_time(times[v])}" for v in views],
+            show_titles=show_titles,
+            suptitle=suptitle,
+        )
+
+
+class FMoW(_FMoWBase, NonGeoDataset):
     """fMoW, one image per index row: the context crop of the target, resized to ``image_size``.
 
     ``dataset[i]`` (``i`` is a position in ``split_rows``) returns
@@ -264,6 +304,8 @@ class FMoW(_FMoWBase):
         (4, torch.Size([3, 32, 32]), torch.uint8)
         >>> sorted(sample)
         ['geo_label', 'image', 'index', 'label', 'lat', 'location', 'lon', 'time']
+        >>> len(dataset.plot(sample).axes)  # torchgeo's plot: RGB, titled category and date
+        1
     """
 
     def __getitem__(self, index: int) -> Sample:
@@ -279,8 +321,24 @@ class FMoW(_FMoWBase):
         }
         return self.transforms(sample) if self.transforms is not None else sample
 
+    def plot(
+        self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None
+    ) -> Figure:
+        """Draw a sample as RGB, titled with its category and date (torchgeo's ``plot``).
 
-class FMoWLocations(_FMoWBase):
+        Args:
+            sample: a sample of this dataset (``prediction``, a label, is shown too).
+            show_titles: write the category and date above the image.
+            suptitle: an optional figure title.
+
+        Returns:
+            The figure (one axis); the class example draws one.
+        """
+        one_view = {**sample, "image": sample["image"][None]}
+        return self._plot_views(one_view, [0], show_titles, suptitle)
+
+
+class FMoWLocations(_FMoWBase, NonGeoDataset):
     """fMoW, one sample per location: up to ``max_views`` acquisitions stacked in time order.
 
     For temporal classification (the acquisitions' features are averaged before the classifier).
@@ -385,3 +443,19 @@ class FMoWLocations(_FMoWBase):
             "time": time,
             "index": rows_out,
         }
+
+    def plot(
+        self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None
+    ) -> Figure:
+        """Draw the location's acquisitions side by side, each titled category and date.
+
+        Args:
+            sample: a sample of this dataset (only the slots of ``views`` are drawn).
+            show_titles: write the category and date above each image.
+            suptitle: an optional figure title.
+
+        Returns:
+            The figure: one axis per acquisition present.
+        """
+        present = [k for k, seen in enumerate(sample["views"].tolist()) if seen]
+        return self._plot_views(sample, present, show_titles, suptitle)

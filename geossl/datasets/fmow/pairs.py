@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from geossl.datasets.fmow.dataset import _BOX_COLUMNS, Transform, _FMoWBase, _ImageT
@@ -44,6 +45,10 @@ class FMoWTemporalPairs(_FMoWBase):
     Unreadable images: if ``j`` fails, view 1 repeats the anchor; if ``i`` fails, ``j`` becomes the
     anchor; if both fail, the first image of the next location is used for both views. Each failure
     warns and counts towards ``max_load_failures`` as in :class:`FMoW`.
+
+    Not a torchgeo ``NonGeoDataset`` (unlike :class:`FMoW`): it is indexed by a pair of rows, not
+    by one integer, so a consumer of that base (``dataset[0]``) would fail; it has the same
+    ``plot`` (docs/design.md, "torchgeo bases").
 
     Args:
         root: the fMoW root folder.
@@ -78,6 +83,8 @@ class FMoWTemporalPairs(_FMoWBase):
         (torch.Size([2, 3, 32, 32]), torch.Size([2]))
         >>> bool(sample["time"][0] != sample["time"][1])
         True
+        >>> len(pairs.plot(sample).axes)  # both views side by side, with their dates
+        2
     """
 
     def __init__(
@@ -183,6 +190,24 @@ class FMoWTemporalPairs(_FMoWBase):
             index=torch.tensor([i, j], dtype=torch.int64),
         )
         return self.transforms(sample) if self.transforms is not None else sample
+
+    def plot(
+        self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None
+    ) -> Figure:
+        """Draw both views side by side as RGB, each titled category and date (torchgeo's ``plot``).
+
+        Args:
+            sample: a pair sample of this dataset (decoded: not ``encoded``).
+            show_titles: write the category and each view's date above it.
+            suptitle: an optional figure title.
+
+        Returns:
+            The figure: two axes, view 0 (the anchor) then view 1.
+
+        Raises:
+            ValueError: for an ``encoded`` sample (decode it first).
+        """
+        return self._plot_views(sample, [0, 1], show_titles, suptitle)
 
     def _read_pair(
         self,

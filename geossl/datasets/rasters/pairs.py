@@ -13,11 +13,13 @@ from typing import TypeAlias
 import numpy as np
 import numpy.typing as npt
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchgeo.datasets.utils import GeoSlice
 
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit
+from geossl.datasets.plotting import format_time, image_figure, rgb_image
 from geossl.datasets.rasters.dataset import PatchQuery, TimeSeriesRasters
 
 __all__ = ["PairQuery", "RasterTemporalPairs"]
@@ -45,7 +47,9 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
       is not in the sample (the default collate cannot stack CRS objects): it is ``rasters.crs``.
 
     Both views come from the same window of the same pixel grid, so on co-registered stacks the
-    two patches are pixel-aligned (what the SCRL term assumes).
+    two patches are pixel-aligned (what the SCRL term assumes). Not a torchgeo ``GeoDataset``:
+    it is indexed by a pair of queries, not by one (docs/design.md, "torchgeo bases"); it has
+    torchgeo's :meth:`plot`.
 
     Args:
         rasters: the time series.
@@ -146,3 +150,37 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
             "label": torch.tensor(-1, dtype=torch.int64),
             "bounds": torch.tensor([x.start, y.start, x.stop, y.stop], dtype=torch.float64),
         }
+
+    def plot(
+        self, sample: dict[str, Tensor], show_titles: bool = True, suptitle: str | None = None
+    ) -> Figure:
+        """Draw both views side by side, each titled with its date (torchgeo's ``plot``).
+
+        The first three bands are shown as RGB (a single band in grey), scaled to ``[0, 1]``.
+
+        Args:
+            sample: a pair sample of this dataset.
+            show_titles: write each view's date above it.
+            suptitle: an optional figure title.
+
+        Returns:
+            The figure: two axes, view 0 then view 1.
+
+        Examples:
+            >>> import tempfile
+            >>> from geossl.samplers import TemporalGeoPairSampler
+            >>> from geossl.synthetic.rasters import generate_raster_timeseries_sample
+            >>> root = generate_raster_timeseries_sample(tempfile.mkdtemp(), num_dates=3).root
+            >>> series = TimeSeriesRasters(root, cache=False)
+            >>> pairs = RasterTemporalPairs(series)
+            >>> sampler = TemporalGeoPairSampler(series, patch_size=32, length=1, seed=0)
+            >>> len(pairs.plot(pairs[next(iter(sampler))]).axes)
+            2
+        """
+        images, times = sample["image"], sample["time"]
+        return image_figure(
+            [rgb_image(images[v]) for v in range(2)],
+            [f"view {v}: {format_time(times[v])}" for v in range(2)],
+            show_titles=show_titles,
+            suptitle=suptitle,
+        )

@@ -12,10 +12,12 @@ from typing import Any, Protocol
 import numpy as np
 import rasterio
 import torch
+from matplotlib.figure import Figure
 from rasterio.transform import Affine
 from torch import Tensor
-from torch.utils.data import Dataset
+from torchgeo.datasets import NonGeoDataset
 
+from geossl.datasets.plotting import mask_figure
 from geossl.datasets.spacenet.constants import IGNORE_INDEX, default_scale
 from geossl.datasets.spacenet.labels import rasterize_buildings, read_building_labels
 from geossl.utils.checks import check_at_least
@@ -74,7 +76,7 @@ class _TorchGeoSpaceNet(Protocol):
     def __getitem__(self, index: int) -> dict[str, Tensor]: ...
 
 
-class SpaceNetChips(Dataset[dict[str, Tensor]]):
+class SpaceNetChips(NonGeoDataset):
     """torchgeo's SpaceNet samples (``SpaceNet1``, ``SpaceNet2``, ...) as geossl samples.
 
     A torchgeo sample is ``image`` float32 of raw digital numbers and ``mask`` int64; this
@@ -154,3 +156,32 @@ class SpaceNetChips(Dataset[dict[str, Tensor]]):
             target = padded_size(height, width, self.pad_multiple)
             return fit_to_size(out, target, ignore_index=self.ignore_index)
         return out
+
+    def plot(
+        self, sample: dict[str, Tensor], show_titles: bool = True, suptitle: str | None = None
+    ) -> Figure:
+        """Draw a chip as RGB (its first three bands) with the building mask overlaid.
+
+        torchgeo's ``plot`` contract (torchgeo's own SpaceNet ``plot`` shows the raw digital
+        numbers of the base; this one the scaled chip); a ``prediction`` mask goes on a second
+        axis. Padded pixels (``ignore_index``) are not drawn.
+
+        Args:
+            sample: a sample of this dataset.
+            show_titles: write a title above the image.
+            suptitle: an optional figure title.
+
+        Returns:
+            The figure: one axis, two with a prediction.
+
+        Examples:
+            >>> import tempfile
+            >>> from torchgeo.datasets import SpaceNet1
+            >>> from geossl.synthetic.spacenet import generate_spacenet_sample
+            >>> root = tempfile.mkdtemp()
+            >>> _ = generate_spacenet_sample(root, tiles=1, seed=0)
+            >>> chips = SpaceNetChips(SpaceNet1(root), pad_multiple=32)
+            >>> len(chips.plot(chips[0]).axes)
+            1
+        """
+        return mask_figure(sample, "buildings", show_titles=show_titles, suptitle=suptitle)

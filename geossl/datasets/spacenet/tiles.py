@@ -18,11 +18,13 @@ import numpy as np
 import numpy.typing as npt
 import rasterio
 import torch
+from matplotlib.figure import Figure
 from rasterio.errors import RasterioIOError
 from rasterio.transform import Affine
-from torch.utils.data import Dataset
+from torchgeo.datasets import NonGeoDataset
 
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError, InvalidSampleError
+from geossl.datasets.plotting import mask_figure
 from geossl.datasets.spacenet.constants import TILE_ID_PATTERN, default_scale
 from geossl.datasets.spacenet.labels import (
     BuildingLabels,
@@ -59,7 +61,7 @@ def _tile_id(stem: str, pattern: re.Pattern[str]) -> str | None:
     return match.group(1) if match and match.groups() else (match.group(0) if match else None)
 
 
-class SpaceNetTiles(Dataset[dict[str, Any]]):
+class SpaceNetTiles(NonGeoDataset):
     """Image GeoTIFFs with one GeoJSON of building polygons each, as ``image`` / ``mask``.
 
     Matching rule (when ``pairs`` is not given): every file matching ``image_glob`` under
@@ -116,6 +118,8 @@ class SpaceNetTiles(Dataset[dict[str, Any]]):
         (2, torch.Size([3, 406, 439]), torch.int64)
         >>> sorted(sample)
         ['bounds', 'crs', 'image', 'mask', 'tile_id']
+        >>> len(tiles.plot(sample).axes)  # torchgeo's plot: the image with the mask overlaid
+        1
     """
 
     def __init__(
@@ -258,3 +262,21 @@ class SpaceNetTiles(Dataset[dict[str, Any]]):
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample
+
+    def plot(
+        self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None
+    ) -> Figure:
+        """Draw a tile as RGB (its first three bands) with the building mask overlaid.
+
+        torchgeo's ``plot`` contract; a ``prediction`` mask ``[H, W]`` goes on a second axis.
+
+        Args:
+            sample: a sample of this dataset.
+            show_titles: write the tile id above the image.
+            suptitle: an optional figure title.
+
+        Returns:
+            The figure: one axis, two with a prediction.
+        """
+        tile = sample.get("tile_id") or "tile"
+        return mask_figure(sample, f"{tile}: buildings", show_titles=show_titles, suptitle=suptitle)

@@ -15,14 +15,18 @@ from typing import Literal
 import numpy as np
 import rasterio
 import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from rasterio.windows import Window
 from torch import Tensor
-from torch.utils.data import Dataset
+from torchgeo.datasets import NonGeoDataset
 
 from geossl.datasets.errors import BadDatasetError
+from geossl.datasets.plotting import image_figure, rgb_image
 from geossl.datasets.xview.chips import XViewChipParams, load_xview_chips
 from geossl.datasets.xview.constants import (
     _DTYPE_SCALE,
+    XVIEW_CLASS_NAMES,
     XVIEW_IMAGES_DIR,
     XVIEW_TEST_FRACTION,
     IntArray,
@@ -64,7 +68,7 @@ def read_xview_chip(path: str | os.PathLike[str], window: Sequence[int]) -> Tens
     return torch.from_numpy(np.clip(out, 0.0, 1.0, out=out))
 
 
-class XView(Dataset[Sample]):
+class XView(NonGeoDataset):
     """xView chips of one split, with their boxes (the protocol: :mod:`geossl.datasets.xview`).
 
     A sample is a dict:
@@ -103,6 +107,9 @@ class XView(Dataset[Sample]):
         (6, torch.Size([3, 128, 128]), torch.float32)
         >>> sorted(sample)
         ['bbox_xyxy', 'image', 'image_id', 'label', 'window']
+        >>> figure = dataset.plot(sample)  # torchgeo's plot: the chip with its boxes
+        >>> len(figure.axes), len(figure.axes[0].patches) == len(sample["bbox_xyxy"])
+        (1, True)
     """
 
     def __init__(
@@ -165,3 +172,35 @@ class XView(Dataset[Sample]):
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample
+
+    def plot(self, sample: Sample, show_titles: bool = True, suptitle: str | None = None) -> Figure:
+        """Draw a chip as RGB with its boxes (torchgeo's ``plot``).
+
+        Args:
+            sample: a sample of this dataset; with ``prediction_bbox_xyxy`` (and optionally
+                ``prediction_label``) the predicted boxes are drawn on a second axis.
+            show_titles: write the image id and the box count above the chip, and the class of
+                each box at its corner.
+            suptitle: an optional figure title.
+
+        Returns:
+            The figure: one axis (two with predictions), one rectangle patch per box.
+        """
+        rgb = rgb_image(sample["image"])
+        where = f"{sample.get('image_id', 'chip')}"
+        drawn = [("bbox_xyxy", "label", "boxes")]
+        if "prediction_bbox_xyxy" in sample:
+            drawn.append(("prediction_bbox_xyxy", "prediction_label", "predictions"))
+        titles = [f"{where}: {len(sample[key])} {what}" for key, _, what in drawn]
+        figure = image_figure(
+            [rgb] * len(drawn), titles, show_titles=show_titles, suptitle=suptitle
+        )
+        for ax, (key, label_key, _) in zip(figure.axes, drawn, strict=True):
+            labels = sample.get(label_key)
+            for k, box in enumerate(sample[key].tolist()):
+                x0, y0, x1, y1 = box
+                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="yellow"))
+                if show_titles and labels is not None:
+                    name = XVIEW_CLASS_NAMES[int(labels[k])]
+                    ax.text(x0, y0, name, color="yellow", fontsize=6, va="bottom")
+        return figure
