@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from geossl.datamodules.loaders import loader_kwargs
+from geossl.datamodules.torchgeo_base import TorchGeoDataModule
 from geossl.datasets.band_stats import BandStatistics
 from geossl.datasets.errors import DatasetNotFoundError
 from geossl.datasets.spacenet import (
@@ -192,7 +192,7 @@ class _TrainTransform:
         return self.augmentation(sample)
 
 
-class SpaceNetDataModule(LightningDataModule):
+class SpaceNetDataModule(TorchGeoDataModule):
     """SpaceNet building segmentation: 2 classes (0 background, 1 building).
 
     Sources (``collection``):
@@ -274,7 +274,7 @@ class SpaceNetDataModule(LightningDataModule):
         persistent_workers: bool = True,
         drop_last: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(SpaceNetTiles, batch_size, num_workers)
         _check_collection(collection, image_product)
         if test_split not in ("val", "test"):
             raise ValueError(f"data.test_split must be 'val' or 'test', got {test_split!r}")
@@ -445,7 +445,8 @@ class SpaceNetDataModule(LightningDataModule):
             **self._loader_kwargs(),
         )
 
-    def val_dataloader(self) -> DataLoader[Sample] | list[Any]:
+    # An empty list is Lightning's "no validation" (torchgeo's signature allows loaders only).
+    def val_dataloader(self) -> DataLoader[Sample] | list[Any]:  # type: ignore[override]
         """Whole validation chips in order (an empty list when the split is empty)."""
         dataset = self._split("val")
         if len(dataset) == 0:

@@ -18,11 +18,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 from torchgeo.datamodules.utils import collate_fn_detection
 
 from geossl.datamodules.loaders import loader_kwargs
+from geossl.datamodules.torchgeo_base import TorchGeoDataModule
 from geossl.datasets.xview import (
     XVIEW_CLASS_NAMES,
     XVIEW_NUM_CLASSES,
@@ -56,7 +56,7 @@ def collate_xview(samples: list[dict[str, Any]]) -> Batch:
     return batch
 
 
-class XViewDataModule(LightningDataModule):
+class XViewDataModule(TorchGeoDataModule):
     """xView chips for fine-tuning a detector (see the module doc).
 
     Args:
@@ -107,7 +107,7 @@ class XViewDataModule(LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(XView, batch_size, num_workers)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:

@@ -16,7 +16,8 @@ Examples:
     >>> _ = (root / "labels.csv").write_text(
     ...     "path,class_name,class_idx\na.png,water,1\nb.png,field,0\n")
     >>> scenes = LabelledScenes(root)
-    >>> scenes.classes, len(scenes), scenes[0]["image"].shape, int(scenes[0]["label"])
+    >>> first = scenes[0]
+    >>> scenes.classes, len(scenes), first["image"].shape, int(first["label"])
     (('field', 'water'), 2, torch.Size([3, 8, 8]), 1)
 """
 
@@ -203,7 +204,8 @@ class LabelledScenes(NonGeoDataset):
         >>> from geossl.synthetic.scenes import generate_scene_sample
         >>> root = generate_scene_sample(tempfile.mkdtemp() + "/scenes", classes=3, per_class=4)
         >>> scenes = LabelledScenes(root)
-        >>> len(scenes), scenes.classes, int(scenes[0]["label"])
+        >>> first = scenes[0]
+        >>> len(scenes), scenes.classes, int(first["label"])
         (12, ('checks', 'rings', 'stripes'), 0)
     """
 
