@@ -178,6 +178,8 @@ def run_finetune_command(argv: list[str]) -> None:
     result = run_finetune(task, weights, rest)
     print(result.table(get_task_spec(task).metrics))
     print(f"metrics: {result.metrics_path}   best checkpoint: {result.checkpoint}")
+    if result.loss_curve is not None:
+        print(f"loss curve: {result.loss_curve}")
 
 
 def run_compare_command(argv: list[str]) -> None:

@@ -27,6 +27,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from geossl.cli.finetune import DownstreamTaskSpec, get_task_spec
 from geossl.cli.runtime import default_precision, quiet_lightning
 from geossl.configs import preset_path
+from geossl.trainers.loss_curve import LossCurve, find_loss_curve
 from geossl.utils.io import atomic_write_bytes
 
 __all__ = [
@@ -84,6 +85,7 @@ class EvaluationResult:
         metrics_path: the JSON written.
         checkpoint: the model evaluated (None when the in-memory model was tested).
         run_dir: the run folder (fine-tuning only).
+        loss_curve: the loss curve PNG in ``run_dir`` (fine-tuning only).
         report: task-specific extras (fMoW: the per-class report).
     """
 
@@ -93,6 +95,7 @@ class EvaluationResult:
     metrics_path: Path | None = None
     checkpoint: Path | None = None
     run_dir: Path | None = None
+    loss_curve: Path | None = None
     report: dict[str, Any] = field(default_factory=dict)
 
     def table(self, names: Sequence[str] = ()) -> str:
@@ -169,12 +172,14 @@ def run_finetune(
         args=cli_args,
         run=False,
         data_in_channels=spec.data_in_channels,
-        trainer_defaults={"precision": default_precision()},
+        # LightningCLI adds the LossCurve to the preset's callbacks.
+        trainer_defaults={"precision": default_precision(), "callbacks": [LossCurve()]},
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": f"geossl finetune --task {task}"},
     )
     trainer, model = cli.trainer, cli.model
     trainer.fit(model, datamodule=cli.datamodule)
+    curve = find_loss_curve(trainer)
     checkpoint = trainer.checkpoint_callback
     best = str(getattr(checkpoint, "best_model_path", "") or "") if checkpoint else ""
     tested = trainer.test(model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)
@@ -182,7 +187,12 @@ def run_finetune(
     run_dir = Path(str(trainer.log_dir or "."))
     record = dict(getattr(model, "init_weights_info", None) or {})
     result = EvaluationResult(
-        task, record, metrics, checkpoint=Path(best) if best else None, run_dir=run_dir
+        task,
+        record,
+        metrics,
+        checkpoint=Path(best) if best else None,
+        run_dir=run_dir,
+        loss_curve=curve.path if curve is not None else None,
     )
     _write_outputs(result, model, run_dir, spec)
     return result

@@ -28,6 +28,7 @@ from geossl.cli.pretrain import DEFAULT_DATAMODULE
 from geossl.cli.runtime import default_precision, quiet_lightning
 from geossl.configs import preset_path
 from geossl.trainers.callbacks import RunSummary
+from geossl.trainers.loss_curve import LossCurve
 from geossl.trainers.normalization import data_band_statistics, rounded
 from geossl.trainers.pretrain import GeoSSLTask
 
@@ -189,7 +190,8 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
     cli_args: list[str] | None = None if args is None else list(args)
     trainer_defaults: dict[str, Any] = {
         "precision": default_precision(),
-        "callbacks": [RunSummary()],
+        # LightningCLI adds these to the config's callbacks (the summary names the curve).
+        "callbacks": [RunSummary(), LossCurve()],
     }
     cli = GeoSSLCLI(
         GeoSSLTask,

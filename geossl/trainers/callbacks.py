@@ -13,6 +13,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from rich.console import Console
 from rich.table import Table
 
+from geossl.trainers.loss_curve import find_loss_curve
+
 __all__ = ["RichProgressBar", "RunSummary", "TQDMProgressBar", "TrainingHealthMonitor"]
 
 
@@ -74,7 +76,8 @@ def _synchronize(device: torch.device) -> None:
 class RunSummary(Callback):
     """Measure steady-state training throughput and print a one-screen summary when ``fit`` ends.
 
-    The summary names the run folder, the checkpoints, the config and metric files, the steps and
+    The summary names the run folder, the checkpoints, the config and metric files, the loss curve
+    (:class:`~geossl.trainers.loss_curve.LossCurve`, when the trainer has one), the steps and
     samples seen, the wall time, the steady-state throughput (samples/s over all ranks, data
     loading included, excluding the first ``warmup_steps`` steps whose time is dominated by
     start-up, worker spawning and allocator warm-up) and the last logged loss terms.
@@ -166,6 +169,9 @@ class RunSummary(Callback):
     def on_fit_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
         """Print the summary on the main process."""
         self.fit_seconds = time.perf_counter() - self._fit_start
+        # Drawn now whichever callback Lightning runs first, so the table can name the file.
+        if (curve := find_loss_curve(trainer)) is not None:
+            curve.write(trainer)
         # Built on every rank: trainer.log_dir is a collective (a broadcast) under DDP.
         table = self.table(trainer)
         if trainer.is_global_zero:
@@ -182,7 +188,8 @@ class RunSummary(Callback):
         """
         table = Table(title="geossl run summary", show_header=False, title_justify="left")
         table.add_column("what", style="bold")
-        table.add_column("value")
+        # Folded, not cut with an ellipsis: the paths are there to be copied.
+        table.add_column("value", overflow="fold")
         log_dir = trainer.log_dir
         table.add_row("run folder", str(log_dir))
         for callback in trainer.checkpoint_callbacks:
@@ -194,6 +201,9 @@ class RunSummary(Callback):
                 path = Path(log_dir) / name
                 if path.exists():
                     table.add_row(name, str(path))
+        curve = find_loss_curve(trainer)
+        if curve is not None and curve.path is not None:
+            table.add_row("loss curve", str(curve.path))
         table.add_row("steps / epochs", f"{trainer.global_step} / {trainer.current_epoch}")
         table.add_row("samples seen", f"{self.samples:,}")
         table.add_row("wall time", f"{self.fit_seconds:.1f} s")

@@ -16,6 +16,7 @@ from geossl.cli.finetune_cli import (
     run_evaluate,
     run_finetune,
 )
+from tests.plot_helpers import assert_readable_png
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "conf" / "fmow_cls_tiny.yaml"
@@ -61,6 +62,8 @@ def test_finetune_writes_metrics_and_report(finetuned: EvaluationResult) -> None
     assert report["top1"] == pytest.approx(finetuned.metrics["test_top1"])
     assert len(report["classes"]) == 62
     assert (finetuned.run_dir / "confusion_matrix.png").stat().st_size > 0
+    assert finetuned.loss_curve == finetuned.run_dir / "loss_curve.png"
+    assert_readable_png(finetuned.loss_curve)
     assert "macro F1" in (finetuned.run_dir / "report.txt").read_text()
     checkpoint = torch.load(finetuned.checkpoint, map_location="cpu", weights_only=True)
     assert checkpoint["geossl_task"] == "fmow-cls"

@@ -1,5 +1,6 @@
 """``geossl pretrain`` end to end on the generated sample: fit, checkpoint, resume, errors."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from geossl.datamodules import RasterTimeSeriesDataModule
 from geossl.synthetic.fmow import generate_fmow_sample
 from geossl.synthetic.fmow_sentinel import generate_fmow_sentinel_sample
 from geossl.synthetic.rasters import generate_raster_timeseries_sample
+from geossl.trainers.loss_curve import LOSS_CURVE_NAME, LossCurve
+from tests.plot_helpers import assert_readable_png
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"
@@ -41,7 +44,9 @@ def test_presets_exist() -> None:
     ]
 
 
-def test_fit_checkpoint_and_resume(fmow_sample: Path, tmp_path: Path) -> None:
+def test_fit_checkpoint_and_resume(
+    fmow_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cli = run_pretrain(tiny_args(fmow_sample, tmp_path))
     trainer = cli.trainer
     assert trainer.global_step == 4
@@ -50,6 +55,16 @@ def test_fit_checkpoint_and_resume(fmow_sample: Path, tmp_path: Path) -> None:
     for key in ("train_loss", "train/loss_tp", "train/loss_geo", "train/embedding_std"):
         assert key in metrics
     assert (run_dir / "config.yaml").is_file()
+    # The loss curve of every logged term, named by the end-of-run summary.
+    curve = run_dir / LOSS_CURVE_NAME
+    assert_readable_png(curve)
+    # Trainer.callbacks is set at run time (not declared on the class, so mypy does not see it).
+    (recorder,) = (c for c in trainer.callbacks if isinstance(c, LossCurve))  # type: ignore[attr-defined]
+    assert set(recorder.history) == {"train_loss", "train/loss_tp", "train/loss_geo"}
+    assert [s for s, _ in recorder.history["train_loss"]] == [1, 2, 3, 4]
+    # A rich table: the path wraps over lines of the value column.
+    summary = re.sub(r"[│\s]", "", capsys.readouterr().err)
+    assert f"losscurve{curve}" in summary
 
     ckpt_path = run_dir / "checkpoints" / "last.ckpt"
     assert ckpt_path.is_file()
@@ -75,6 +90,10 @@ def test_fit_checkpoint_and_resume(fmow_sample: Path, tmp_path: Path) -> None:
         )
     )
     assert resumed.trainer.global_step == 6
+    # The resumed run draws the whole curve: the checkpoint kept the first run's points.
+    callbacks = resumed.trainer.callbacks  # type: ignore[attr-defined]
+    (recorder,) = (c for c in callbacks if isinstance(c, LossCurve))
+    assert [s for s, _ in recorder.history["train_loss"]] == [1, 2, 3, 4, 5, 6]
 
 
 def test_bad_config_value_fails_before_training(fmow_sample: Path, tmp_path: Path) -> None:
