@@ -3,14 +3,14 @@ r"""Classification reports from a confusion matrix: per-class scores, a table an
 The confusion matrix ``C`` is ``[K, K]`` with ``C[t, p]`` the number of samples of true class
 ``t`` predicted as ``p`` (torchmetrics' ``MulticlassConfusionMatrix`` layout). Per class:
 
-.. math::
+$$
+\mathrm{precision}_k = \frac{C_{kk}}{\sum_t C_{tk}}, \quad
+\mathrm{recall}_k = \frac{C_{kk}}{\sum_p C_{kp}}, \quad
+F_{1,k} = \frac{2\, C_{kk}}{\sum_t C_{tk} + \sum_p C_{kp}}
+$$
 
-    \mathrm{precision}_k = \frac{C_{kk}}{\sum_t C_{tk}}, \quad
-    \mathrm{recall}_k = \frac{C_{kk}}{\sum_p C_{kp}}, \quad
-    F_{1,k} = \frac{2\, C_{kk}}{\sum_t C_{tk} + \sum_p C_{kp}}
-
-(0 where the denominator is 0). Top-1 accuracy is :math:`\sum_k C_{kk} / \sum C`; macro F1 is
-the mean of :math:`F_{1,k}` over the classes that occur in the targets or the predictions, the
+(0 where the denominator is 0). Top-1 accuracy is $\sum_k C_{kk} / \sum C$; macro F1 is
+the mean of $F_{1,k}$ over the classes that occur in the targets or the predictions, the
 rule of torchmetrics' ``MulticlassF1Score(average="macro")`` (a class absent from both would
 otherwise count as a zero and punish small evaluation sets for the classes they lack).
 """
@@ -56,7 +56,7 @@ def classification_report(
 
     Returns:
         ``{"top1", "macro_f1", "num_samples", "classes": {name: {precision, recall, f1, support,
-        predicted}}}``; scores are fractions in ``[0, 1]``.
+            predicted}}}``; scores are fractions in ``[0, 1]``.
 
     Raises:
         ValueError: if the matrix is not square, has negative counts, or does not match the names.
@@ -95,7 +95,7 @@ def classification_report(
 
 
 def format_report(report: dict[str, Any], limit: int | None = None) -> str:
-    """A plain-text table of :func:`classification_report` (worst F1 first).
+    """A plain-text table of `classification_report` (worst F1 first).
 
     Args:
         report: the report.

@@ -16,18 +16,18 @@ __all__ = ["WarmupCosineSchedule", "pretrain_optimizer", "warmup_steps"]
 class WarmupCosineSchedule:
     r"""Learning-rate factor: linear warm-up, then cosine annealing to 0 (per optimiser step).
 
-    .. math::
-
-        f(s) = \begin{cases} (s + 1) / W & s < W \\
-        \tfrac12 \left(1 + \cos\left(\pi \min\left(1, \frac{s - W}{T - W}\right)\right)
-        \right) & s \ge W \end{cases}
+    $$
+    f(s) = \begin{cases} (s + 1) / W & s < W \\
+    \tfrac12 \left(1 + \cos\left(\pi \min\left(1, \frac{s - W}{T - W}\right)\right)
+    \right) & s \ge W \end{cases}
+    $$
 
     MoCo-v2 / GeoSSL anneal with a cosine over the whole run (no warm-up); geossl steps it per
     optimiser step rather than per epoch.
 
     Attributes:
-        warmup_steps: :math:`W`.
-        total_steps: :math:`T`.
+        warmup_steps: $W$.
+        total_steps: $T$.
 
     Example:
         >>> schedule = WarmupCosineSchedule(warmup_steps=2, total_steps=6)
