@@ -150,7 +150,7 @@ def run_finetune(
     """Fine-tune on a downstream task, then test the best checkpoint and write the metrics.
 
     Args:
-        task: a :data:`DOWNSTREAM_TASKS` name.
+        task: a `DOWNSTREAM_TASKS` name.
         weights: ``--weights`` (``random``, ``imagenet``, a torchgeo name or a file); None keeps
             the preset's (or the one given in ``args``).
         args: further LightningCLI arguments (``--data.init_args.root DIR``, ``--config F``,
@@ -347,7 +347,7 @@ def run_compare(
     """Fine-tune once per weights with the same settings and tabulate the test metrics.
 
     Args:
-        task: a :data:`DOWNSTREAM_TASKS` name.
+        task: a `DOWNSTREAM_TASKS` name.
         weights: the ``--weights`` values to compare (e.g. ``random imagenet run.ckpt``).
         args: LightningCLI arguments shared by every run.
         output: folder for ``comparison.json`` and ``comparison.md`` (default: none written).

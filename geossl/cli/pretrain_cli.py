@@ -1,4 +1,4 @@
-"""The LightningCLI of ``geossl pretrain``, which trains a :class:`~geossl.trainers.GeoSSLTask`.
+"""The LightningCLI of ``geossl pretrain``, which trains a `GeoSSLTask`.
 
 Everything after ``geossl pretrain`` is LightningCLI syntax (``--trainer.max_epochs 5``,
 ``--model.losses '{tp: 1}'``,
@@ -9,8 +9,9 @@ that later ``--config`` files and flags override it, and ``--ckpt_path`` resumes
 The ``data`` section takes any LightningDataModule (``class_path``/``init_args``) that exposes
 ``in_chans``, and ``num_geo_clusters`` when it has locations (the rasters preset names
 ``RasterTimeSeriesDataModule``, the scenes preset ``ScenesDataModule``, which has none);
-without a ``class_path`` anywhere it is :data:`DEFAULT_DATAMODULE` (fMoW), so ``data: {root:
-...}`` and ``--data.root`` keep working (:func:`data_class_path`).
+without a ``class_path`` anywhere it is `DEFAULT_DATAMODULE` (fMoW), so ``data: {root:
+...}`` and ``--data.root`` keep working
+([`data_class_path`][geossl.cli.pretrain_cli.data_class_path]).
 """
 
 import sys
@@ -115,8 +116,8 @@ def build_args(argv: Sequence[str], dataset: str | None) -> list[str]:
         dataset: The preset name from ``--dataset``, or None.
 
     Returns:
-        The argument list for :class:`GeoSSLCLI`, the preset first so that everything else
-        overrides it.
+        The argument list for [`GeoSSLCLI`][geossl.cli.pretrain_cli.GeoSSLCLI], the preset first so
+        that everything else overrides it.
     """
     args = list(argv)
     if dataset is not None:
@@ -145,8 +146,8 @@ def data_class_path(args: Sequence[str]) -> str:
             ``--data.class_path CLASS``, also as ``--key=value``).
 
     Returns:
-        The class path (a short name of :mod:`geossl.datamodules` made a full one),
-        :data:`DEFAULT_DATAMODULE` when none is given.
+        The class path (a short name of `geossl.datamodules` made a full one),
+        `DEFAULT_DATAMODULE` when none is given.
     """
     found = DEFAULT_DATAMODULE
     items = list(args)

@@ -98,19 +98,22 @@ def _check_decode_on_device(decode_on_device: bool, product: str, shared_canvas:
 class FMoWDataModule(LightningDataModule):
     """fMoW temporal pairs for pretraining (MoCo-v2 + temporal positives + geo-location).
 
-    ``prepare_data`` builds and caches the index (:func:`~geossl.datasets.fmow.index.
-    build_fmow_index`, once per node); ``setup`` loads it from the cache and builds
-    :class:`~geossl.datasets.fmow.FMoWTemporalPairs` over ``splits`` with a seeded
-    :class:`~geossl.samplers.TemporalPairSampler`. Data workers only decode, crop (fMoW context box)
-    and resize to ``image_size``; the random view augmentation happens on the device.
+    ``prepare_data`` builds and caches the index
+    ([`build_fmow_index`][geossl.datasets.fmow.index.build_fmow_index], once per node); ``setup``
+    loads it from the cache and builds [`FMoWTemporalPairs`][geossl.datasets.fmow.FMoWTemporalPairs]
+    over ``splits`` with a seeded [`TemporalPairSampler`][geossl.samplers.TemporalPairSampler]. Data
+    workers only decode, crop (fMoW context box) and resize to ``image_size``; the random view
+    augmentation happens on the device.
 
     A training batch is ``image: [B, 2, C, image_size, image_size]`` (uint8 for the JPEG products,
     float32 in ``[0, 1]`` for GeoTIFFs), ``label, geo_label, location: int64 [B]``,
     ``lat, lon: float32 [B]``, ``time, index: int64 [B, 2]`` (docs/design.md).
 
-    Per-band normalisation statistics of the training images (:meth:`band_statistics`) are what
-    :class:`~geossl.trainers.GeoSSLTask` uses when ``model.mean`` / ``model.std`` are not given
-    (``product="ms"`` or a band selection other than 3 bands, or ``model.normalization: data``).
+    Per-band normalisation statistics of the training images
+    ([`band_statistics`][geossl.datamodules.fmow.FMoWDataModule.band_statistics]) are what
+    [`GeoSSLTask`][geossl.trainers.GeoSSLTask] uses when ``model.mean`` / ``model.std`` are not
+    given (``product="ms"`` or a band selection other than 3 bands, or ``model.normalization:
+    data``).
 
     Args:
         root: the fMoW root folder.
@@ -129,8 +132,9 @@ class FMoWDataModule(LightningDataModule):
         pair_mode: ``"location"`` (one pair per location per epoch) or ``"image"`` (every image
             once as the anchor).
         seed: seed of the index's k-means and of the pair sampler.
-        cache_dir: index cache folder (default ``{root}/.geossl``); :meth:`band_statistics` caches
-            its result there too.
+        cache_dir: index cache folder (default ``{root}/.geossl``);
+            [`band_statistics`][geossl.datamodules.fmow.FMoWDataModule.band_statistics] caches its
+            result there too.
         rebuild_index: rebuild the index even when a cache exists.
         max_bad_fraction: fail when more than this fraction of the samples is bad.
         pin_memory: pin batches (only when CUDA is available).
@@ -138,15 +142,17 @@ class FMoWDataModule(LightningDataModule):
         drop_last: drop the last incomplete batch.
         val_split: a split to serve single images from in ``val_dataloader`` (monitoring only).
         shared_canvas: draw the second acquisition of a pair on the anchor's canvas (its target box
-            where the anchor's box is; see :class:`~geossl.datasets.fmow.FMoWTemporalPairs`), as
-            the temporal SCRL loss (``model.loss_options.scrl.temporal``) needs.
+            where the anchor's box is; see
+            [`FMoWTemporalPairs`][geossl.datasets.fmow.FMoWTemporalPairs]), as the temporal SCRL
+            loss (``model.loss_options.scrl.temporal``) needs.
         decode_on_device: JPEG products: the workers only read the files and the training batch
-            is decoded where the model runs (:meth:`decode_batch`, nvJPEG on a GPU), cropped and
-            resized there (bilinear, antialiased). Real fMoW JPEGs are thousands of pixels wide;
-            decoding them in the workers takes dozens of CPU cores per GPU. Images that fail to
-            decode are replaced by the other view of their pair (else by another pair of the batch)
-            with a warning; more than 100 failures stop the run. Validation batches are still
-            decoded in the workers.
+            is decoded where the model runs
+            ([`decode_batch`][geossl.datamodules.fmow.FMoWDataModule.decode_batch], nvJPEG on a
+            GPU), cropped and resized there (bilinear, antialiased). Real fMoW JPEGs are thousands
+            of pixels wide; decoding them in the workers takes dozens of CPU cores per GPU. Images
+            that fail to decode are replaced by the other view of their pair (else by another pair
+            of the batch) with a warning; more than 100 failures stop the run. Validation batches
+            are still decoded in the workers.
 
     Raises:
         ValueError: for invalid arguments, naming the ``data.<key>`` to fix.
@@ -302,9 +308,9 @@ class FMoWDataModule(LightningDataModule):
         GeoTIFF values times their scale, clipped). fMoW marks no nodata value: pixels whose bands
         are all exactly 0 (the black fill outside orthorectified scenes) are left out. The
         estimator is the pooled population mean and standard deviation of
-        :class:`~geossl.datasets.band_stats.BandMoments`:
-        :math:`\mu_c = \frac{1}{N_c}\sum_i x_{c,i}`,
-        :math:`\sigma_c = \sqrt{\frac{1}{N_c}\sum_i (x_{c,i} - \mu_c)^2}`.
+        [`BandMoments`][geossl.datasets.band_stats.BandMoments]:
+        $\mu_c = \frac{1}{N_c}\sum_i x_{c,i}$,
+        $\sigma_c = \sqrt{\frac{1}{N_c}\sum_i (x_{c,i} - \mu_c)^2}$.
 
         Cached as JSON beside the index (``cache_dir``), keyed by the index's cache file (itself
         keyed by a fingerprint of the data), ``splits``, ``product``, ``bands``, ``image_size``,
@@ -366,7 +372,7 @@ class FMoWDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
-        """Batches of temporal pairs drawn by the seeded :class:`TemporalPairSampler`."""
+        """Batches of temporal pairs drawn by the seeded `TemporalPairSampler`."""
         if self.train_dataset is None or self.train_sampler is None:
             self.setup("fit")
         if self.train_dataset is None or self.train_sampler is None:  # pragma: no cover
@@ -380,7 +386,7 @@ class FMoWDataModule(LightningDataModule):
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Decode a ``decode_on_device`` batch where it now is (see :meth:`decode_batch`)."""
+        """Decode a ``decode_on_device`` batch where it now is (see `decode_batch`)."""
         if isinstance(batch, dict) and isinstance(batch.get("encoded"), EncodedImages):
             return self.decode_batch(batch)
         return batch

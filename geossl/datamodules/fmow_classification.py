@@ -26,13 +26,13 @@ class FMoWClassificationDataModule(LightningDataModule):
     """fMoW images (or locations) with their category, for the 62-way classification.
 
     Workers decode, crop the target's context box and resize to ``image_size`` (the same
-    :class:`~geossl.datasets.fmow.FMoW` reader as pretraining, from the same cached index); the
+    [`FMoW`][geossl.datasets.fmow.FMoW] reader as pretraining, from the same cached index); the
     random crop and flip of training run batched on the device in the task.
 
     Batches: ``image`` ``[B, C, S, S]`` (uint8 for the JPEG products, float32 in ``[0, 1]`` for
     fMoW-full GeoTIFFs), ``label`` ``int64 [B]``; with ``temporal=True`` one sample per location:
     ``image`` ``[B, T, C, S, S]`` and ``views`` ``bool [B, T]`` (``T = max_views``, see
-    :class:`~geossl.datasets.fmow.FMoWLocations`), and metrics are per location.
+    [`FMoWLocations`][geossl.datasets.fmow.FMoWLocations]), and metrics are per location.
 
     Args:
         root: the fMoW root folder.
@@ -210,5 +210,5 @@ class FMoWClassificationDataModule(LightningDataModule):
         return self._loader(self._dataset(self.test_split, train=False), shuffle=False)
 
     def predict_dataloader(self) -> DataLoader[Batch]:
-        """Same as :meth:`test_dataloader`."""
+        """Same as `test_dataloader`."""
         return self.test_dataloader()

@@ -2,9 +2,10 @@
 
 A checkpoint that describes itself needs to know what its input was: band names, the bands
 picked, the raw-to-``[0, 1]`` scale. Only the data module knows that; ``geossl pretrain`` links
-its :func:`input_block` into ``model.input_block`` (LightningCLI ``link_arguments``), the task
-adds the normalisation and image size it trained with, and readers of the checkpoint
-(:func:`geossl.weights.read_weights`, ``geossl export weights``) need no dataset import.
+its [`input_block`][geossl.datamodules.input_block.input_block] into ``model.input_block``
+(LightningCLI ``link_arguments``), the task adds the normalisation and image size it trained with,
+and readers of the checkpoint ([`geossl.weights.read_weights`][geossl.weights.read_weights],
+``geossl export weights``) need no dataset import.
 """
 
 from collections.abc import Sequence

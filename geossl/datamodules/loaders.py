@@ -1,7 +1,8 @@
 """The DataLoader settings every data module shares, in one place.
 
-Each data module builds its loaders from :func:`loader_kwargs` and adds only what is its own
-(sampler or shuffle, ``drop_last``, ``collate_fn``, a seeded generator). The rule:
+Each data module builds its loaders from [`loader_kwargs`][geossl.datamodules.loaders.loader_kwargs]
+and adds only what is its own (sampler or shuffle, ``drop_last``, ``collate_fn``, a seeded
+generator). The rule:
 
 - ``pin_memory`` only when CUDA is available: pinned host memory speeds up the copy to a GPU
   and is wasted work (and a warning) without one.

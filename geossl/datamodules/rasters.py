@@ -57,24 +57,27 @@ def _check_band_selection(bands: list[int] | None, band_names: list[str] | None)
 class RasterTimeSeriesDataModule(LightningDataModule):
     """Temporal pairs of patches from co-located GeoTIFFs (MoCo-v2 + temporal positives + geo).
 
-    The same recipe as :class:`~geossl.datamodules.FMoWDataModule`, with the positives and the geo
-    labels taken from the rasters: :class:`~geossl.datasets.rasters.TimeSeriesRasters` indexes the
-    files by footprint and acquisition date, :class:`~geossl.samplers.TemporalGeoPairSampler`
-    draws ``length`` pairs per epoch (a patch uniform over the covered area, two different dates
-    that both cover it with at most ``max_nodata_fraction`` nodata), and
-    :class:`~geossl.datasets.rasters.RasterTemporalPairs` reads them. The geo clusters are fitted
-    once in ``setup`` (spherical k-means, :mod:`geossl.datasets.geo_clusters`) on the centres of
+    The same recipe as [`FMoWDataModule`][geossl.datamodules.FMoWDataModule], with the positives and
+    the geo labels taken from the rasters:
+    [`TimeSeriesRasters`][geossl.datasets.rasters.TimeSeriesRasters] indexes the files by footprint
+    and acquisition date, [`TemporalGeoPairSampler`][geossl.samplers.TemporalGeoPairSampler] draws
+    ``length`` pairs per epoch (a patch uniform over the covered area, two different dates that both
+    cover it with at most ``max_nodata_fraction`` nodata), and
+    [`RasterTemporalPairs`][geossl.datasets.rasters.RasterTemporalPairs] reads them. The geo
+    clusters are fitted once in ``setup`` (spherical k-means,
+    [`geossl.datasets.geo_clusters`][geossl.datasets.geo_clusters]) on the centres of
     ``geo_cluster_points`` patches drawn by the same rule, seeded by ``seed``.
 
     A training batch is ``image: [B, 2, C, patch_size, patch_size]`` (uint8 for 8-bit files, else
     float32 in ``[0, 1]``), ``label, geo_label, location: int64 [B]``, ``lat, lon: float32 [B]``,
     ``time, index: int64 [B, 2]`` (``index``: the two dates' ids) and ``bounds: float64 [B, 4]``
-    in the dataset's CRS (:attr:`crs`). Data workers only read; the random view augmentation
-    happens on the device, as for fMoW.
+    in the dataset's CRS ([`crs`][geossl.datamodules.rasters.RasterTimeSeriesDataModule.crs]). Data
+    workers only read; the random view augmentation happens on the device, as for fMoW.
 
-    Per-band normalisation statistics of the patches (:meth:`band_statistics`) are what
-    :class:`~geossl.trainers.GeoSSLTask` uses when ``model.mean`` / ``model.std`` are not given
-    (any band count but 3, or ``model.normalization: data``).
+    Per-band normalisation statistics of the patches
+    ([`band_statistics`][geossl.datamodules.rasters.RasterTimeSeriesDataModule.band_statistics]) are
+    what [`GeoSSLTask`][geossl.trainers.GeoSSLTask] uses when ``model.mean`` / ``model.std`` are not
+    given (any band count but 3, or ``model.normalization: data``).
 
     Args:
         paths: a folder (searched recursively) or file, or a list of them.
@@ -82,8 +85,8 @@ class RasterTimeSeriesDataModule(LightningDataModule):
             band count).
         filename_regex: regex with a ``date`` (or ``year``) group that finds the acquisition date
             in a file name (and a ``band`` group with ``band_names``); default
-            :data:`~geossl.datasets.rasters.DEFAULT_FILENAME_REGEX` (``YYYYMMDD`` or a bare year;
-            :data:`~geossl.datasets.rasters.DEFAULT_BAND_FILENAME_REGEX` with ``band_names``).
+            `DEFAULT_FILENAME_REGEX` (``YYYYMMDD`` or a bare year;
+            `DEFAULT_BAND_FILENAME_REGEX` with ``band_names``).
         date_format: ``strptime`` format of the ``date`` group.
         crs: CRS to warp every file to (e.g. ``"EPSG:32614"``), default the first file's.
         res: resolution in CRS units, default the first file's (with ``band_names``: the finest
@@ -107,14 +110,15 @@ class RasterTimeSeriesDataModule(LightningDataModule):
             ``data.shared_canvas`` apply, ``False`` is refused.
         band_names: one file per band (Sentinel-2 ``..._B02.tif``): the bands to read, in order,
             each resampled onto the grid at ``res`` (see
-            :class:`~geossl.datasets.rasters.TimeSeriesRasters`). Not with ``bands``.
+            [`TimeSeriesRasters`][geossl.datasets.rasters.TimeSeriesRasters]). Not with ``bands``.
         single_date_pairs: a patch seen at one date only gives the pair of that date with itself
             (both views one image: MoCo-v2's positives) instead of being rejected; for
             collections of separate places such as BigEarthNet
-            (:class:`~geossl.samplers.TemporalGeoPairSampler`). Off by default: a stack without
-            temporal pairs fails with one line that suggests it.
-        cache_dir: folder of the :meth:`band_statistics` cache, default ``.geossl`` in the first
-            of ``paths`` (its folder when it is a file).
+            ([`TemporalGeoPairSampler`][geossl.samplers.TemporalGeoPairSampler]). Off by default: a
+            stack without temporal pairs fails with one line that suggests it.
+        cache_dir: folder of the
+            `band_statistics` cache, default ``.geossl`` in the first of ``paths`` (its folder when
+            it is a file).
 
     Raises:
         ValueError: for invalid arguments, naming the ``data.<key>`` to fix.
@@ -284,15 +288,15 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         r"""Per-band mean and std of the training patches on the ``[0, 1]`` scale (cached).
 
         The sample: ``num_samples`` patches drawn by the training rule
-        (:meth:`TemporalGeoPairSampler.draw` with ``torch.Generator().manual_seed(seed)``: uniform
-        over the valid area, ``patch_size`` pixels, at most ``max_nodata_fraction`` nodata),
-        each read at the date of its view 0 (a uniform valid date), scaled as the model sees it
-        (uint8 / 255, else ``clamp(value * scale, 0, 1)``). Pixels whose bands all equal the
-        nodata value (:attr:`TimeSeriesRasters.nodata_value`) are left out. The estimator is the
-        pooled population mean and standard deviation of
-        :class:`~geossl.datasets.band_stats.BandMoments`:
-        :math:`\mu_c = \frac{1}{N_c}\sum_i x_{c,i}`,
-        :math:`\sigma_c = \sqrt{\frac{1}{N_c}\sum_i (x_{c,i} - \mu_c)^2}`.
+        ([`TemporalGeoPairSampler.draw`][geossl.samplers.temporal_geo.TemporalGeoPairSampler.draw]
+        with ``torch.Generator().manual_seed(seed)``: uniform over the valid area, ``patch_size``
+        pixels, at most ``max_nodata_fraction`` nodata), each read at the date of its view 0 (a
+        uniform valid date), scaled as the model sees it (uint8 / 255, else ``clamp(value * scale,
+        0, 1)``). Pixels whose bands all equal the nodata value
+        (`TimeSeriesRasters.nodata_value`) are left out. The estimator is the pooled population mean
+        and standard deviation of [`BandMoments`][geossl.datasets.band_stats.BandMoments]:
+        $\mu_c = \frac{1}{N_c}\sum_i x_{c,i}$,
+        $\sigma_c = \sqrt{\frac{1}{N_c}\sum_i (x_{c,i} - \mu_c)^2}$.
 
         The result is cached as JSON in ``cache_dir`` under a hash of the files (paths, sizes,
         modification times), the band selection, ``scale``, ``nodata``, ``crs``, ``res``, the
@@ -362,7 +366,7 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         return (first if first.is_dir() else first.parent) / ".geossl"
 
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
-        """Batches of temporal pairs drawn by the seeded :class:`TemporalGeoPairSampler`."""
+        """Batches of temporal pairs drawn by the seeded `TemporalGeoPairSampler`."""
         if self.train_dataset is None or self.train_sampler is None:
             self.setup("fit")
         if self.train_dataset is None or self.train_sampler is None:  # pragma: no cover

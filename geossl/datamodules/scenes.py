@@ -42,9 +42,9 @@ def find_scene_images(root: Path, holdout_seed: int | None = None) -> list[Path]
     Args:
         root: the folder.
         holdout_seed: leave out the test split of ``geossl probe --seed holdout_seed`` (the seeded
-            stratified 60 / 20 / 20 split of :func:`~geossl.datasets.scenes.stratified_split`),
-            so that a probe of the pretrained weights tests on images pretraining never saw.
-            Needs ``labels.csv``.
+            stratified 60 / 20 / 20 split of
+            [`stratified_split`][geossl.datasets.scenes.stratified_split]), so that a probe of the
+            pretrained weights tests on images pretraining never saw. Needs ``labels.csv``.
 
     Returns:
         Image paths in a fixed order.
@@ -114,12 +114,12 @@ class ScenesDataModule(LightningDataModule):
     """MoCo-v2 pairs (two views of one image) from a folder of 8-bit images.
 
     The folder is a scene folder with ``labels.csv`` (``path,class_name,class_idx``, the labels
-    are not used; :class:`~geossl.datasets.LabelledScenes`) or any folder of JPEG / PNG / GeoTIFF
-    files (searched recursively). Every image is decoded once in ``setup``, resized to
+    are not used; [`LabelledScenes`][geossl.datasets.LabelledScenes]) or any folder of JPEG / PNG /
+    GeoTIFF files (searched recursively). Every image is decoded once in ``setup``, resized to
     ``image_size`` and kept in memory as uint8 (``C * image_size**2`` bytes each: 27 kB at
     96 px, so a folder of 100,000 images takes 2.8 GB); the random views are cut on the device by
-    :class:`~geossl.trainers.GeoSSLTask`, as for fMoW. An unreadable image is skipped and counted;
-    more than ``max_bad_fraction`` of them stops the run.
+    [`GeoSSLTask`][geossl.trainers.GeoSSLTask], as for fMoW. An unreadable image is skipped and
+    counted; more than ``max_bad_fraction`` of them stops the run.
 
     A training batch is ``image: uint8 [B, 2, C, S, S]`` (both entries the same image) and
     ``index: int64 [B]``.
@@ -131,7 +131,8 @@ class ScenesDataModule(LightningDataModule):
         batch_size: images per batch (per process).
         num_workers: DataLoader worker processes (0 is enough: batches are slices of memory).
         holdout_seed: leave out the test images of ``geossl probe --seed holdout_seed`` (see
-            :func:`find_scene_images`); ``None`` pretrains on every image.
+            [`find_scene_images`][geossl.datamodules.scenes.find_scene_images]); ``None`` pretrains
+            on every image.
         max_bad_fraction: the share of unreadable images above which ``setup`` stops.
         pin_memory: pin batches (only when CUDA is available).
         drop_last: drop the last incomplete batch.
@@ -245,8 +246,8 @@ class ScenesDataModule(LightningDataModule):
 
         Computed on ``num_samples`` evenly spaced decoded images (all of them when there are
         fewer), resized as training sees them:
-        :math:`\mu_c = \frac{1}{N_c}\sum_i x_{c,i}`,
-        :math:`\sigma_c = \sqrt{\frac{1}{N_c}\sum_i (x_{c,i} - \mu_c)^2}`. Nothing is cached:
+        $\mu_c = \frac{1}{N_c}\sum_i x_{c,i}$,
+        $\sigma_c = \sqrt{\frac{1}{N_c}\sum_i (x_{c,i} - \mu_c)^2}$. Nothing is cached:
         the images are already in memory.
 
         Args:

@@ -197,25 +197,27 @@ class SpaceNetDataModule(TorchGeoDataModule):
 
     Sources (``collection``):
 
-    - ``"spacenet1"``: torchgeo's :class:`~torchgeo.datasets.SpaceNet1` under ``root`` (the
+    - ``"spacenet1"``: torchgeo's `SpaceNet1` under ``root`` (the
       extracted ``SN1_buildings/train`` folder; ``image_product`` ``3band`` (default) or
       ``8band``);
-    - ``"spacenet2"``: torchgeo's :class:`~torchgeo.datasets.SpaceNet2` (``SN2_buildings/train/
+    - ``"spacenet2"``: torchgeo's `SpaceNet2` (``SN2_buildings/train/
       AOI_*_Train``; ``image_product`` ``RGB-PanSharpen`` (default), ``MUL``, ``MUL-PanSharpen``
       or ``PAN``; ``aois`` default: every AOI folder present);
-    - ``"tiles"``: :class:`~geossl.datasets.spacenet.tiles.SpaceNetTiles` over ``root`` (images
-      matched to GeoJSON labels by tile id; e.g. SpaceNet-4).
+    - ``"tiles"``: [`SpaceNetTiles`][geossl.datasets.spacenet.tiles.SpaceNetTiles] over ``root``
+      (images matched to GeoJSON labels by tile id; e.g. SpaceNet-4).
 
     Only the labelled ``train`` split of the SpaceNet tarballs is used; it is split into train /
-    val / test by tile with :func:`split_tiles` (seeded, stable). Images are served as float in
-    ``[0, 1]`` (``scale``: 1/255 for uint8, 1/2047 for 11-bit uint16; see
-    :mod:`geossl.datasets.spacenet.constants`), masks as int64 ``[H, W]``.
+    val / test by tile with [`split_tiles`][geossl.datamodules.spacenet.split_tiles] (seeded,
+    stable). Images are served as float in ``[0, 1]`` (``scale``: 1/255 for uint8, 1/2047 for 11-bit
+    uint16; see [`geossl.datasets.spacenet.constants`][geossl.datasets.spacenet.constants]), masks
+    as int64 ``[H, W]``.
 
     - train: chips padded to ``patch_size`` if smaller (mask ``ignore_index``), then
-      :class:`~geossl.transforms.targets.TargetAugmentation`: random ``patch_size`` crop, flips,
-      90-degree rotations and colour jitter (``augment=False`` keeps only the random crop);
+      [`TargetAugmentation`][geossl.transforms.targets.TargetAugmentation]: random ``patch_size``
+      crop, flips, 90-degree rotations and colour jitter (``augment=False`` keeps only the random
+      crop);
     - val / test: whole chips, no augmentation; batches padded to multiples of ``pad_multiple``
-      (:func:`pad_collate`, mask ``ignore_index``).
+      ([`pad_collate`][geossl.datamodules.spacenet.pad_collate], mask ``ignore_index``).
 
     Batches are ``{"image": float32 [B, C, H, W], "mask": int64 [B, H, W]}``.
 
@@ -471,8 +473,8 @@ class SpaceNetDataModule(TorchGeoDataModule):
         """Per-band mean / std of the training split's ``[0, 1]`` images (whole chips).
 
         Give them to the task as ``model.mean`` / ``model.std`` when the weights' normalisation
-        does not apply (e.g. a pan band with RGB weights; :func:`~geossl.datasets.spacenet.
-        stats.band_statistics`).
+        does not apply (e.g. a pan band with RGB weights;
+        [`band_statistics`][geossl.datasets.spacenet.stats.band_statistics]).
 
         Returns:
             The statistics.

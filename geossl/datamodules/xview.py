@@ -1,16 +1,17 @@
 """Lightning data module for xView detection (the GeoSSL protocol; geossl.datasets.xview).
 
 - train: the paper's random chips (``crops_per_image`` chips of ``chip_size`` per image, pairwise
-  IoU below ``max_overlap``) with :class:`~geossl.transforms.targets.TargetAugmentation` (flips,
-  90-degree rotations, colour jitter; boxes follow the pixels);
+  IoU below ``max_overlap``) with
+  [`TargetAugmentation`][geossl.transforms.targets.TargetAugmentation] (flips, 90-degree rotations,
+  colour jitter; boxes follow the pixels);
 - val / test: a deterministic grid of ``chip_size`` chips over each image, no augmentation;
 - the image split is by image id (default 146 of the 846 real images for test, as in the paper, and
   ``val_fraction`` of the rest for validation).
 
-Batches follow torchgeo's detection convention (:func:`collate_xview`): ``image`` is a stacked
-float tensor ``[B, 3, S, S]`` in ``[0, 1]``; ``bbox_xyxy`` and ``label`` are lists of per-chip
-tensors (``[N_i, 4]`` float, ``[N_i]`` long), as torchgeo's
-:class:`~torchgeo.trainers.ObjectDetectionTask` expects.
+Batches follow torchgeo's detection convention
+([`collate_xview`][geossl.datamodules.xview.collate_xview]): ``image`` is a stacked float tensor
+``[B, 3, S, S]`` in ``[0, 1]``; ``bbox_xyxy`` and ``label`` are lists of per-chip tensors
+(``[N_i, 4]`` float, ``[N_i]`` long), as torchgeo's `ObjectDetectionTask` expects.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def collate_xview(samples: list[dict[str, Any]]) -> Batch:
     """Collate detection samples: torchgeo's ``collate_fn_detection`` plus the chip keys.
 
     Args:
-        samples: :class:`~geossl.datasets.xview.XView` samples.
+        samples: [`XView`][geossl.datasets.xview.XView] samples.
 
     Returns:
         ``image`` ``[B, C, H, W]``; ``bbox_xyxy`` and ``label`` lists of ``B`` tensors;
@@ -75,7 +76,8 @@ class XViewDataModule(TorchGeoDataModule):
             all 700 and then validation reads the test images, which is only fit for smoke runs).
         test_split: the split ``test_dataloader`` serves (``"test"`` or ``"val"``), so that
             ``geossl evaluate`` can score either.
-        augment: apply :class:`TargetAugmentation` to training chips.
+        augment: apply [`TargetAugmentation`][geossl.transforms.targets.TargetAugmentation] to
+            training chips.
         cache_dir: folder of the label and chip caches; default ``root/.geossl-cache``.
         pin_memory: pin batches (when CUDA is available).
         persistent_workers: keep workers between epochs (with ``num_workers > 0``).
@@ -215,5 +217,5 @@ class XViewDataModule(TorchGeoDataModule):
         return self._loader(self.test_dataset, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader[Batch]:
-        """Same as :meth:`test_dataloader`."""
+        """Same as [`test_dataloader`][geossl.datamodules.xview.XViewDataModule.test_dataloader]."""
         return self.test_dataloader()

@@ -1,6 +1,6 @@
 """geossl.datasets: readers, indexes and downloaders of the datasets.
 
-The seeded sample generators live in :mod:`geossl.synthetic`.
+The seeded sample generators live in `geossl.synthetic`.
 """
 
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError, InvalidSampleError

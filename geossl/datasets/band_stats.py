@@ -4,30 +4,31 @@ Pretraining normalises every view as ``(x - mean) / std`` per band, on the ``[0,
 model sees (uint8 divided by 255, other dtypes times ``data.scale``, clipped). ImageNet's statistics
 only exist for RGB; for any other band set (Sentinel-2's 12 bands, 4-band NAIP, fMoW-full's 8
 WorldView bands) geossl estimates them from the data it trains on (``model.normalization``, see
-:class:`~geossl.trainers.GeoSSLTask`). The data modules draw the sample
+[`GeoSSLTask`][geossl.trainers.GeoSSLTask]). The data modules draw the sample
 (``RasterTimeSeriesDataModule.band_statistics``, ``FMoWDataModule.band_statistics``); this module
 holds what they share:
 
-* the estimator (:class:`BandMoments`): for band :math:`c` over the :math:`N_c` valid pixels
-  :math:`x_{c,i}` of all sampled patches, pooled (a patch weighs by its valid pixel count),
+* the estimator ([`BandMoments`][geossl.datasets.band_stats.BandMoments]): for band $c$ over the
+  $N_c$ valid pixels $x_{c,i}$ of all sampled patches, pooled (a patch weighs by its valid pixel
+  count),
 
-  .. math::
+    $$
+    \mu_c = \frac{1}{N_c} \sum_i x_{c,i}, \qquad
+    \sigma_c = \sqrt{\frac{1}{N_c} \sum_i (x_{c,i} - \mu_c)^2}
+    $$
 
-      \mu_c = \frac{1}{N_c} \sum_i x_{c,i}, \qquad
-      \sigma_c = \sqrt{\frac{1}{N_c} \sum_i (x_{c,i} - \mu_c)^2}
+    i.e. the population standard deviation (``ddof=0``, the convention of ImageNet's
+    ``(0.229, 0.224, 0.225)``), accumulated patch by patch in float64 with the pairwise update of
+    Chan, Golub & LeVeque (1979), which stays exact where $\sum x^2 - N\mu^2$ would cancel;
+* the nodata rule ([`valid_pixels`][geossl.datasets.band_stats.valid_pixels]): a pixel is left out
+  when **every** band equals the nodata value (rasterio's ``dataset_mask`` rule for nodata values,
+  so a genuine 0 in one band is kept), or when a band is NaN;
+* the cache ([`cached_band_statistics`][geossl.datasets.band_stats.cached_band_statistics]): a small
+  JSON file whose name and content carry a hash of everything the estimate depends on (files with
+  sizes and modification times, bands, scale, sample size, seed, ...), so a restart or a resumed run
+  reads it instead of reading the sample again, and any change recomputes it.
 
-  i.e. the population standard deviation (``ddof=0``, the convention of ImageNet's
-  ``(0.229, 0.224, 0.225)``), accumulated patch by patch in float64 with the pairwise update of
-  Chan, Golub & LeVeque (1979), which stays exact where :math:`\sum x^2 - N\mu^2` would cancel;
-* the nodata rule (:func:`valid_pixels`): a pixel is left out when **every** band equals the nodata
-  value (rasterio's ``dataset_mask`` rule for nodata values, so a genuine 0 in one band is kept), or
-  when a band is NaN;
-* the cache (:func:`cached_band_statistics`): a small JSON file whose name and content carry a hash
-  of everything the estimate depends on (files with sizes and modification times, bands, scale,
-  sample size, seed, ...), so a restart or a resumed run reads it instead of reading the sample
-  again, and any change recomputes it.
-
-A band that is constant over the sample (:math:`\sigma_c < 10^{-6}`, e.g. an all-zero band) would
+A band that is constant over the sample ($\sigma_c < 10^{-6}$, e.g. an all-zero band) would
 blow up under ``/ std``: it gets ``std = 1`` (centred, not scaled) with a warning.
 """
 
@@ -76,9 +77,9 @@ class BandStatistics:
     r"""Per-band mean and standard deviation of ``[0, 1]`` inputs, and what they were computed on.
 
     Attributes:
-        mean: :math:`\mu_c` per band.
-        std: :math:`\sigma_c` per band (population std; 1 for a constant band).
-        num_pixels: valid pixels :math:`N_c` per band.
+        mean: $\mu_c$ per band.
+        std: $\sigma_c$ per band (population std; 1 for a constant band).
+        num_pixels: valid pixels $N_c$ per band.
         num_samples: patches or images read.
     """
 
@@ -98,7 +99,7 @@ class BandStatistics:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BandStatistics:
-        """Parse :meth:`to_dict`'s output.
+        """Parse [`to_dict`][geossl.datasets.band_stats.BandStatistics.to_dict]'s output.
 
         Raises:
             ValueError: for missing fields, lengths that differ, or a non-finite / non-positive
@@ -123,20 +124,21 @@ class BandStatistics:
 class BandMoments:
     r"""Running per-band count, mean and sum of squared deviations (float64).
 
-    :meth:`update` merges a block of :math:`n_b` pixels with mean :math:`\bar x_b` and
-    :math:`M_b = \sum (x - \bar x_b)^2` into the running :math:`(n_a, \bar x_a, M_a)` (Chan et
-    al., 1979):
+    [`update`][geossl.datasets.band_stats.BandMoments.update] merges a block of $n_b$ pixels with
+    mean $\bar x_b$ and $M_b = \sum (x - \bar x_b)^2$ into the running $(n_a, \bar x_a, M_a)$ (Chan
+    et al., 1979):
 
-    .. math::
+    $$
+    \delta = \bar x_b - \bar x_a, \quad n = n_a + n_b, \quad
+    \bar x = \bar x_a + \delta \frac{n_b}{n}, \quad
+    M = M_a + M_b + \delta^2 \frac{n_a n_b}{n}
+    $$
 
-        \delta = \bar x_b - \bar x_a, \quad n = n_a + n_b, \quad
-        \bar x = \bar x_a + \delta \frac{n_b}{n}, \quad
-        M = M_a + M_b + \delta^2 \frac{n_a n_b}{n}
-
-    and :meth:`result` returns :math:`\mu = \bar x`, :math:`\sigma = \sqrt{M / n}`.
+    and [`result`][geossl.datasets.band_stats.BandMoments.result] returns $\mu = \bar x$,
+    $\sigma = \sqrt{M / n}$.
 
     Args:
-        num_bands: :math:`C`.
+        num_bands: $C$.
 
     Raises:
         ValueError: if ``num_bands < 1``.
@@ -186,7 +188,8 @@ class BandMoments:
             what: how to name the sample in messages (e.g. ``"256 patches of /data/s2"``).
 
         Returns:
-            The :class:`BandStatistics` (``std = 1`` for a constant band, with a warning).
+            The [`BandStatistics`][geossl.datasets.band_stats.BandStatistics] (``std = 1`` for a
+            constant band, with a warning).
 
         Raises:
             ValueError: if no valid pixel was seen.
@@ -254,7 +257,7 @@ def files_fingerprint(paths: Iterable[str | os.PathLike[str]]) -> list[list[Any]
 
 
 def band_stats_key(parts: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of ``parts`` (JSON, sorted keys) and :data:`BAND_STATS_VERSION`.
+    """SHA-256 (hex) of ``parts`` (JSON, sorted keys) and `BAND_STATS_VERSION`.
 
     Args:
         parts: everything the estimate depends on (JSON-serialisable; other values by ``str``).
@@ -322,7 +325,8 @@ def cached_band_statistics(
 
     Args:
         path: the JSON cache file.
-        key: :func:`band_stats_key` of what the estimate depends on (stored in the file, checked on
+        key: [`band_stats_key`][geossl.datasets.band_stats.band_stats_key] of what the estimate
+            depends on (stored in the file, checked on
             read: a file for another key is recomputed and overwritten).
         compute: the estimate.
         description: what the statistics were computed on, stored for humans (not checked).

@@ -5,12 +5,12 @@ K = 100 clusters of the training locations. Clustering raw (lat, lon) pairs in t
 places that are close across the date line (lon 179.9 and -179.9) and distorts distances near the
 poles, so the points are mapped to 3-D unit vectors
 
-.. math::
-
-    p = (\cos\varphi \cos\lambda,\ \cos\varphi \sin\lambda,\ \sin\varphi)
+$$
+p = (\cos\varphi \cos\lambda,\ \cos\varphi \sin\lambda,\ \sin\varphi)
+$$
 
 and clustered by cosine similarity (spherical k-means): each point goes to the centroid with the
-largest :math:`p \cdot c`, and each centroid is the re-normalised mean of its points. Everything is
+largest $p \cdot c$, and each centroid is the re-normalised mean of its points. Everything is
 vectorised numpy and deterministic under the seed.
 """
 
@@ -131,7 +131,8 @@ def spherical_kmeans(
     iterations.
 
     Args:
-        points: unit vectors ``[N, 3]``, e.g. from :func:`latlon_to_unit`.
+        points: unit vectors ``[N, 3]``, e.g. from
+            [`latlon_to_unit`][geossl.datasets.geo_clusters.latlon_to_unit].
         k: number of clusters.
         seed: seed of the ``numpy.random.Generator`` used by the k-means++ initialisation.
         max_iter: maximum number of Lloyd iterations.

@@ -1,13 +1,14 @@
 """geossl.embed: embeddings of rasters and fMoW folders with a pretrained backbone.
 
-:func:`embed_rasters` (behind ``geossl embed``) cuts each input into chips, embeds them and writes
-a GeoParquet (one row per chip) or chip-grid GeoTIFFs (one pixel per chip), plus false-colour PCA
-previews. The modules, in the order a chip goes through them: :mod:`~geossl.embed.sources` and
-:mod:`~geossl.embed.fmow_items` (the inputs), :mod:`~geossl.embed.plan` (options and output
-names), :mod:`~geossl.embed.chips` and :mod:`~geossl.embed.reading` (windowed reads),
-:mod:`~geossl.embed.runner` (the model), :mod:`~geossl.embed.sink` and
-:mod:`~geossl.embed.writers` (the files), :mod:`~geossl.embed.preview` (PCA and previews),
-:mod:`~geossl.embed.report` (what the run did) and :mod:`~geossl.embed.pipeline` (all of it).
+[`embed_rasters`][geossl.embed.pipeline.embed_rasters] (behind ``geossl embed``) cuts each input
+into chips, embeds them and writes a GeoParquet (one row per chip) or chip-grid GeoTIFFs (one pixel
+per chip), plus false-colour PCA previews. The modules, in the order a chip goes through them:
+[`sources`][geossl.embed.sources] and [`fmow_items`][geossl.embed.fmow_items] (the inputs),
+[`plan`][geossl.embed.plan] (options and output names), [`chips`][geossl.embed.chips] and
+[`reading`][geossl.embed.reading] (windowed reads), [`runner`][geossl.embed.runner] (the model),
+[`sink`][geossl.embed.sink] and [`writers`][geossl.embed.writers] (the files),
+[`preview`][geossl.embed.preview] (PCA and previews), [`report`][geossl.embed.report] (what the run
+did) and [`pipeline`][geossl.embed.pipeline] (all of it).
 """
 
 from .pipeline import embed_rasters

@@ -12,7 +12,8 @@ the last row and column of chips may extend past the raster's edge; the part out
 nodata (and counts towards the chip's nodata fraction).
 
 At chip resolution each chip is one cell of ``stride x stride`` pixels centred on the chip's centre
-(:meth:`ChipGrid.cell_transform`): with ``stride == chip_size`` the cells are the chips themselves.
+([`ChipGrid.cell_transform`][geossl.embed.chips.ChipGrid.cell_transform]): with ``stride ==
+chip_size`` the cells are the chips themselves.
 """
 
 from __future__ import annotations
@@ -96,10 +97,10 @@ class ChipGrid:
         Pixel ``(i, j)`` of the result covers the ``stride x stride`` cell centred on the centre
         of chip ``(i, j)``:
 
-        .. math::
-
-            T_{cell} = T \cdot \mathrm{translate}(o, o) \cdot \mathrm{scale}(s), \quad
-            o = (c - s) / 2
+        $$
+        T_{cell} = T \cdot \mathrm{translate}(o, o) \cdot \mathrm{scale}(s), \quad
+        o = (c - s) / 2
+        $$
 
         with ``c`` the chip size and ``s`` the stride, so pixel centres are chip centres and the
         cells tile the plane without gaps.
@@ -161,9 +162,9 @@ def normalize_chips(
 ) -> FloatArray:
     r"""Scale, clip and normalise raw chips the way the pretraining pipeline does.
 
-    .. math::
-
-        x = \frac{\mathrm{clip}(v \cdot \mathrm{scale}, 0, 1) - \mu_b}{\sigma_b}
+    $$
+    x = \frac{\mathrm{clip}(v \cdot \mathrm{scale}, 0, 1) - \mu_b}{\sigma_b}
+    $$
 
     per band ``b``; invalid (nodata or NaN) pixels are set to 0, i.e. the band mean.
 
@@ -309,10 +310,11 @@ def chip_footprints(
 
     Each window's boundary is sampled with ``densify`` points per edge (corners included) in pixel
     coordinates, mapped to the raster's CRS with ``transform`` and reprojected to EPSG:4326 with
-    :func:`rasterio.warp.transform` (GDAL/PROJ, longitude first). Longitudes are unwrapped around
+    `rasterio.warp.transform` (GDAL/PROJ, longitude first). Longitudes are unwrapped around
     each ring's first vertex, so a chip across the antimeridian becomes a two-part MultiPolygon
-    (:func:`split_antimeridian`). Neighbouring chips sample their shared edge at the same points, so
-    the footprints of a grid tile the raster's footprint without gaps.
+    ([`split_antimeridian`][geossl.embed.chips.split_antimeridian]). Neighbouring chips sample their
+    shared edge at the same points, so the footprints of a grid tile the raster's footprint without
+    gaps.
 
     Args:
         transform: the raster's affine transform.

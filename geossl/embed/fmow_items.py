@@ -1,7 +1,7 @@
 """One fMoW image as an embedding input: its context crop, footprint and time.
 
-Each image of an :class:`~geossl.embed.sources.FMoWSource` is one embedding of its context crop,
-the view the pretraining pipeline sees, placed by the JSON's ``raw_location`` footprint and
+Each image of an [`FMoWSource`][geossl.embed.sources.FMoWSource] is one embedding of its context
+crop, the view the pretraining pipeline sees, placed by the JSON's ``raw_location`` footprint and
 ``timestamp``. An image that cannot be used is skipped and counted by reason.
 """
 
@@ -74,9 +74,9 @@ def read_fmow_item(
 ) -> FMoWItem | str:
     """Read an fMoW image's context crop and its JSON (footprint, time).
 
-    The crop is the standard target box plus context (:func:`~geossl.datasets.fmow_context_box`)
-    resized to ``size x size`` (:func:`~geossl.datasets.read_fmow_image`): the view the
-    pretraining pipeline sees.
+    The crop is the standard target box plus context
+    ([`fmow_context_box`][geossl.datasets.fmow_context_box]) resized to ``size x size``
+    ([`read_fmow_image`][geossl.datasets.read_fmow_image]): the view the pretraining pipeline sees.
 
     Args:
         image: the image file; its JSON is ``image.with_suffix(".json")``.

@@ -2,9 +2,9 @@
 
 Debian's GDAL 3.6 (what QGIS on Debian / Ubuntu uses), pyogrio's and fiona's bundled GDAL have no
 Parquet driver; every GDAL has GeoPackage (SQLite). The layer ``embeddings`` has one feature per
-chip with the columns of the GeoParquet (:mod:`geossl.embed.writers`), written through
-pyogrio / GDAL, except ``embedding``: GeoPackage has no list type and SQLite tables stop at 2,000
-columns (ResNet-50 embeddings have 2,048), so each embedding is a BLOB of ``D`` little-endian
+chip with the columns of the GeoParquet ([`geossl.embed.writers`][geossl.embed.writers]), written
+through pyogrio / GDAL, except ``embedding``: GeoPackage has no list type and SQLite tables stop at
+2,000 columns (ResNet-50 embeddings have 2,048), so each embedding is a BLOB of ``D`` little-endian
 float32 values (``numpy.frombuffer(blob, "<f4")``). The run description is the dataset metadata
 item ``geossl`` (``pyogrio.read_info(path)["dataset_metadata"]``, ``gdalinfo``'s metadata).
 """
@@ -44,8 +44,8 @@ class GeoPackageWriter(ChipRowWriter):
         path: the file to write (written as given; pass a temporary name for atomicity).
         dim: embedding size D.
         metadata: the run description, stored as JSON in the dataset metadata item
-            :data:`~geossl.embed.writers.GEOSSL_METADATA_KEY`.
-        row_group_rows: rows per append (see :class:`~geossl.embed.writers.ChipRowWriter`).
+            `GEOSSL_METADATA_KEY`.
+        row_group_rows: rows per append (see [`ChipRowWriter`][geossl.embed.writers.ChipRowWriter]).
 
     Example:
         >>> import tempfile, shapely, pyogrio

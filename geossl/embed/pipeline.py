@@ -1,24 +1,26 @@
 """Embed rasters and fMoW folders with a pretrained backbone: GeoParquet or chip-grid GeoTIFFs.
 
-:func:`embed_rasters` is the library entry point behind ``geossl embed``. It takes the model and its
-normalisation explicitly, so any timm-style backbone that maps ``[B, C, H, W]`` to pooled features
-``[B, D]`` works; the CLI loads both from a weights file with
-:func:`geossl.weights.load_backbone`. Everything else is one :class:`EmbedOptions`.
+[`embed_rasters`][geossl.embed.pipeline.embed_rasters] is the library entry point behind ``geossl
+embed``. It takes the model and its normalisation explicitly, so any timm-style backbone that maps
+``[B, C, H, W]`` to pooled features ``[B, D]`` works; the CLI loads both from a weights file with
+[`geossl.weights.load_backbone`][geossl.weights.load_backbone]. Everything else is one
+[`EmbedOptions`][geossl.embed.plan.EmbedOptions].
 
 The pipeline streams: reader threads (``workers``) do windowed reads of one row segment of chips
-at a time (:mod:`geossl.embed.reading`), drop the chips that are mostly nodata, normalise the rest
-and hand them over through a bounded queue; the main thread batches chips across blocks, runs the
-model under :func:`torch.inference_mode` (bf16 autocast on CUDA, fp32 on CPU,
-:mod:`geossl.embed.runner`) and passes the embeddings to a streaming writer
-(:mod:`geossl.embed.sink`, :mod:`geossl.embed.writers`). Memory is bounded by the queue, one batch
-and one writer buffer, whatever the raster size.
+at a time ([`geossl.embed.reading`][geossl.embed.reading]), drop the chips that are mostly nodata,
+normalise the rest and hand them over through a bounded queue; the main thread batches chips across
+blocks, runs the model under `torch.inference_mode` (bf16 autocast on CUDA, fp32 on CPU,
+[`geossl.embed.runner`][geossl.embed.runner]) and passes the embeddings to a streaming writer
+([`geossl.embed.sink`][geossl.embed.sink], [`geossl.embed.writers`][geossl.embed.writers]). Memory
+is bounded by the queue, one batch and one writer buffer, whatever the raster size.
 
 Every output file is written under a temporary name and renamed when the whole run succeeded
-(:func:`geossl.utils.io.atomic_output`): an interrupted run leaves no half-written file.
+([`geossl.utils.io.atomic_output`][geossl.utils.io.atomic_output]): an interrupted run leaves no
+half-written file.
 
 Example:
-    :func:`embed_rasters` on a 64 x 64 RGB GeoTIFF cut into 16 chips of 16 x 16 pixels, embedded
-    by a stand-in backbone (the mean of each band, so ``D = 3``):
+    [`embed_rasters`][geossl.embed.pipeline.embed_rasters] on a 64 x 64 RGB GeoTIFF cut into 16
+    chips of 16 x 16 pixels, embedded by a stand-in backbone (the mean of each band, so ``D = 3``):
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -108,24 +110,25 @@ def embed_rasters(
     Each chip is read at native resolution (``options.chip_size`` pixels, no resampling), scaled,
     normalised like the pretraining data,
 
-    .. math::
-
-        x_b = \frac{\mathrm{clip}(v_b \cdot \mathrm{scale}, 0, 1) - \mathrm{mean}_b}
-                    {\mathrm{std}_b},
+    $$
+    x_b = \frac{\mathrm{clip}(v_b \cdot \mathrm{scale}, 0, 1) - \mathrm{mean}_b}
+                {\mathrm{std}_b},
+    $$
 
     and passed through ``model``; the pooled output is the embedding. Nodata pixels (the raster's
     nodata value, alpha band or mask, NaN, and pixels past the raster's edge) are set to 0 after
     normalisation; a chip with more than ``options.max_nodata`` of them is skipped and counted.
 
-    Outputs (see :func:`~geossl.embed.plan.output_paths` for the names):
+    Outputs (see [`output_paths`][geossl.embed.plan.output_paths] for the names):
 
     * ``geoparquet``: one row per chip (fMoW: per image): footprint in EPSG:4326, source, its CRS,
-      window, centre, time, embedding (:mod:`geossl.embed.writers`); ``gpkg``: the same rows as
-      a GeoPackage layer (:mod:`geossl.embed.geopackage`);
+      window, centre, time, embedding ([`geossl.embed.writers`][geossl.embed.writers]); ``gpkg``:
+      the same rows as a GeoPackage layer ([`geossl.embed.geopackage`][geossl.embed.geopackage]);
     * ``geotiff``: per raster, a float32 GeoTIFF with one pixel per chip and one band per
       embedding dimension (or per principal component with ``options.pca``), in the raster's CRS.
 
-    Each also writes a false-colour preview per source (:mod:`geossl.embed.preview`).
+    Each also writes a false-colour preview per source
+    ([`geossl.embed.preview`][geossl.embed.preview]).
 
     Args:
         model: a backbone mapping ``[B, C, chip_size, chip_size]`` to ``[B, D]`` (e.g. a timm
@@ -140,14 +143,14 @@ def embed_rasters(
         model_info: provenance for the metadata (weights path and hash, backbone, method...).
 
     Returns:
-        The :class:`~geossl.embed.report.EmbedReport`.
+        The [`EmbedReport`][geossl.embed.report.EmbedReport].
 
     Raises:
         ValueError: for invalid arguments or inputs (the message names the file).
         FileNotFoundError: for a missing input or a folder without rasters.
         FileExistsError: if an output exists and ``options.overwrite`` is False.
 
-    The module docstring (:mod:`geossl.embed.pipeline`) has a worked example.
+    The module docstring ([`geossl.embed.pipeline`][geossl.embed.pipeline]) has a worked example.
     """
     start = time.perf_counter()
     options = EmbedOptions() if options is None else options

@@ -1,9 +1,9 @@
-"""What an embedding run is asked to do (:class:`EmbedOptions`) and the files it writes.
+"""What an embedding run is asked to do (`EmbedOptions`) and the files it writes.
 
-The options are one frozen value, checked when it is made, so :func:`~geossl.embed.embed_rasters`
-takes the inputs, the output, the model with its normalisation and this one object.
-:func:`output_paths` names every file of a run before anything is read, so existing outputs are
-refused upfront.
+The options are one frozen value, checked when it is made, so
+[`embed_rasters`][geossl.embed.embed_rasters] takes the inputs, the output, the model with its
+normalisation and this one object. [`output_paths`][geossl.embed.plan.output_paths] names every file
+of a run before anything is read, so existing outputs are refused upfront.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def output_paths(
 
     Args:
         output: the ``--output`` path.
-        fmt: one of :data:`FORMATS`.
+        fmt: one of `FORMATS`.
         sources: the run's sources (their unique ``name``).
         preview: whether previews are written.
 

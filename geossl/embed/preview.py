@@ -1,18 +1,19 @@
 """PCA of embeddings and the false-colour preview images.
 
-The PCA is fitted on every embedding of a run from streamed sums (:class:`PCAAccumulator`: the
-embeddings themselves are never held in memory), so one basis serves all the run's outputs and the
-colours of two previews can be compared. The preview maps the first three principal components to
-red, green and blue, each stretched linearly from its 2nd to its 98th percentile over the run
-(:func:`stretch_to_uint8`).
+The PCA is fitted on every embedding of a run from streamed sums
+([`PCAAccumulator`][geossl.embed.preview.PCAAccumulator]: the embeddings themselves are never held
+in memory), so one basis serves all the run's outputs and the colours of two previews can be
+compared. The preview maps the first three principal components to red, green and blue, each
+stretched linearly from its 2nd to its 98th percentile over the run
+([`stretch_to_uint8`][geossl.embed.preview.stretch_to_uint8]).
 
-* Rasters: one pixel per chip (the chip grid, :meth:`~geossl.embed.chips.ChipGrid.cell_transform`),
-  written as a georeferenced RGB GeoTIFF and as a PNG enlarged with nearest-neighbour sampling so
-  that its longer side is at least 512 pixels; skipped chips are transparent (PNG) or masked
-  (GeoTIFF).
+* Rasters: one pixel per chip (the chip grid,
+  [`cell_transform`][geossl.embed.chips.ChipGrid.cell_transform]), written as a georeferenced RGB
+  GeoTIFF and as a PNG enlarged with nearest-neighbour sampling so that its longer side is at least
+  512 pixels; skipped chips are transparent (PNG) or masked (GeoTIFF).
 * fMoW folders (one embedding per image, scattered over the globe): a map of the image locations in
-  plate carree (EPSG:4326) with a dot of the image's colour per image (:func:`scatter_canvas`),
-  also written as a GeoTIFF and a PNG.
+  plate carree (EPSG:4326) with a dot of the image's colour per image
+  ([`scatter_canvas`][geossl.embed.preview.scatter_canvas]), also written as a GeoTIFF and a PNG.
 """
 
 from __future__ import annotations
@@ -252,7 +253,8 @@ def write_preview(
     """Write a preview as an RGBA PNG (enlarged) and an RGB GeoTIFF with a mask.
 
     Both paths are written as given (callers pass temporary names, see
-    :func:`geossl.utils.io.atomic_output`); the formats are explicit, not guessed from the names.
+    [`geossl.utils.io.atomic_output`][geossl.utils.io.atomic_output]); the formats are explicit, not
+    guessed from the names.
 
     Args:
         rgb: ``uint8 [3, H, W]``.

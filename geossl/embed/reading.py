@@ -1,9 +1,10 @@
 """The prefetching block reader: windowed reads of chips on reader threads, in order.
 
-A *block* is one row segment of a raster's chips (at most :data:`_BLOCK_PIXELS` wide) or a few
+A *block* is one row segment of a raster's chips (at most `_BLOCK_PIXELS` wide) or a few
 fMoW images. Reader threads (``workers``) read blocks ahead of the model through a bounded queue
-(:func:`_prefetch`), drop the chips that are mostly nodata and normalise the rest
-(:func:`~geossl.embed.chips.normalize_chips`); blocks come out in source and row-major order.
+(`_prefetch`), drop the chips that are mostly nodata and normalise the rest
+([`normalize_chips`][geossl.embed.chips.normalize_chips]); blocks come out in source and row-major
+order.
 """
 
 from __future__ import annotations

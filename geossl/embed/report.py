@@ -1,4 +1,4 @@
-"""What an embedding run did: :class:`EmbedReport`, counts and rates for people and scripts."""
+"""What an embedding run did: `EmbedReport`, counts and rates for people and scripts."""
 
 from __future__ import annotations
 

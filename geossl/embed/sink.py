@@ -51,7 +51,7 @@ class _Sink:
     """Route embedded blocks to the row writer or to one GeoTIFF writer per raster.
 
     Blocks arrive in source order; a GeoTIFF is completed (NaN where no chip was embedded) when the
-    first block of a later source arrives, or at :meth:`close`.
+    first block of a later source arrives, or at `close`.
     """
 
     def __init__(

@@ -1,15 +1,17 @@
 """The inputs of ``geossl embed``: rasters (GeoTIFF, COG, VRT) and fMoW folders.
 
-:func:`find_sources` expands files and folders into a list of sources and checks each one before
-anything is embedded, so a bad input fails the run at once with a one-line error naming the file:
+[`find_sources`][geossl.embed.sources.find_sources] expands files and folders into a list of sources
+and checks each one before anything is embedded, so a bad input fails the run at once with a
+one-line error naming the file:
 
-* :class:`RasterSource`: one raster, cut into a grid of chips
-  (:class:`~geossl.embed.chips.ChipGrid`);
-* :class:`FMoWSource`: an fMoW root (``train/``, ``val/``, ... in the layout of
-  :mod:`geossl.datasets.fmow`) or one of its split folders; each image is one embedding of its
-  context crop, placed by the JSON's ``raw_location`` footprint and ``timestamp``.
+* [`RasterSource`][geossl.embed.sources.RasterSource]: one raster, cut into a grid of chips
+  ([`ChipGrid`][geossl.embed.chips.ChipGrid]);
+* [`FMoWSource`][geossl.embed.sources.FMoWSource]: an fMoW root (``train/``, ``val/``, ... in the
+  layout of [`geossl.datasets.fmow`][geossl.datasets.fmow]) or one of its split folders; each image
+  is one embedding of its context crop, placed by the JSON's ``raw_location`` footprint and
+  ``timestamp``.
 
-The fMoW images themselves are read by :func:`~geossl.embed.fmow_items.read_fmow_item`.
+The fMoW images themselves are read by [`read_fmow_item`][geossl.embed.fmow_items.read_fmow_item].
 
 A folder that is not fMoW is searched recursively for ``*.tif``, ``*.tiff`` and ``*.vrt`` files
 (hidden files and folders skipped).
@@ -132,7 +134,7 @@ def crs_label(crs: Any) -> str:
     """``"EPSG:XXXX"`` for a CRS with an EPSG code, else its WKT.
 
     Args:
-        crs: a :class:`rasterio.crs.CRS`.
+        crs: a `rasterio.crs.CRS`.
 
     Returns:
         The label.

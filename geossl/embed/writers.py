@@ -152,16 +152,18 @@ def geoparquet_metadata(
 class ChipRowWriter:
     """Buffer embedding rows (one per chip) and hand them on a table at a time.
 
-    The one buffering rule of the row formats (:class:`GeoParquetWriter`,
-    :class:`~geossl.embed.geopackage.GeoPackageWriter`): rows are gathered column by column and
-    written as an Arrow table of :func:`embedding_schema` every ``row_group_rows`` rows, so
-    memory is bounded whatever the number of chips. Subclasses write the table
-    (:meth:`_write_table`) and finish the file (:meth:`close`).
+    The one buffering rule of the row formats
+    ([`GeoParquetWriter`][geossl.embed.writers.GeoParquetWriter],
+    [`GeoPackageWriter`][geossl.embed.geopackage.GeoPackageWriter]): rows are gathered column by
+    column and written as an Arrow table of
+    [`embedding_schema`][geossl.embed.writers.embedding_schema] every ``row_group_rows`` rows, so
+    memory is bounded whatever the number of chips. Subclasses write the table (`_write_table`) and
+    finish the file ([`close`][geossl.embed.writers.ChipRowWriter.close]).
 
     Args:
         path: the file to write (written as given; pass a temporary name for atomicity).
         dim: embedding size D.
-        metadata: the run description, stored as JSON under :data:`GEOSSL_METADATA_KEY`.
+        metadata: the run description, stored as JSON under `GEOSSL_METADATA_KEY`.
         row_group_rows: rows per table; default: as many as fit in 64 MB of embeddings
             (between 256 and 8192).
     """
@@ -253,7 +255,7 @@ class ChipRowWriter:
             self._flush()
 
     def _table(self) -> pa.Table:
-        """The buffered rows as a table of :func:`embedding_schema` (empty when none are)."""
+        """The buffered rows as a table of `embedding_schema` (empty when none are)."""
         flat = (
             np.concatenate(self._embeddings).reshape(-1)
             if self._embeddings
@@ -293,7 +295,7 @@ class GeoParquetWriter(ChipRowWriter):
     Args:
         path: the file to write (written as given; pass a temporary name for atomicity).
         dim: embedding size D.
-        metadata: the run description, stored as JSON under :data:`GEOSSL_METADATA_KEY`.
+        metadata: the run description, stored as JSON under `GEOSSL_METADATA_KEY`.
         row_group_rows: rows per row group; default: as many as fit in 64 MB of embeddings
             (between 256 and 8192).
     """
@@ -360,7 +362,7 @@ class GridTiffWriter:
         count: bands (embedding dimensions or PCA components).
         crs: the output CRS (the source raster's).
         transform: the chip-resolution transform
-            (:meth:`~geossl.embed.chips.ChipGrid.cell_transform`).
+            ([`cell_transform`][geossl.embed.chips.ChipGrid.cell_transform]).
         descriptions: one name per band.
         tags: metadata tags (strings).
         compress: GDAL compression (``"deflate"`` with the floating-point predictor by default;
@@ -468,7 +470,7 @@ def read_grid_rows(
     """Iterate over a chip-grid GeoTIFF a row of tiles at a time.
 
     Args:
-        path: a file written by :class:`GridTiffWriter`.
+        path: a file written by [`GridTiffWriter`][geossl.embed.writers.GridTiffWriter].
 
     Yields:
         ``(row0, values)`` with ``values`` of shape ``[count, rows, n_cols]``.

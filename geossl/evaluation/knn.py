@@ -1,15 +1,15 @@
 r"""Weighted kNN probe on frozen features (Wu et al., CVPR 2018; the usual SSL monitor).
 
-Each query votes with its :math:`k` most cosine-similar bank features, weighted by
-:math:`\exp(s / \tau)`:
+Each query votes with its $k$ most cosine-similar bank features, weighted by
+$\exp(s / \tau)$:
 
-.. math::
+$$
+\hat y(q) = \arg\max_c \sum_{i \in \mathrm{top}_k(q)} e^{\cos(q, b_i) / \tau}\,[y_i = c]
+$$
 
-    \hat y(q) = \arg\max_c \sum_{i \in \mathrm{top}_k(q)} e^{\cos(q, b_i) / \tau}\,[y_i = c]
-
-with :math:`k = 20` and :math:`\tau = 0.1` by default (lightly's and InstDisc's :math:`k = 200`
+with $k = 20$ and $\tau = 0.1$ by default (lightly's and InstDisc's $k = 200$
 assumes banks of tens of thousands; 20 suits the small banks of smoke-scale ablations). The vote is
-lightly's :func:`~lightly.utils.benchmarking.knn_predict`; this module adds normalisation, ``k``
+lightly's `knn_predict`; this module adds normalisation, ``k``
 clamped to the bank size, chunking, and the feature extraction that matches the pretraining input.
 """
 
@@ -42,7 +42,7 @@ def embed_images(
 
     Args:
         backbone: a module mapping ``[B, C, S, S]`` to pooled ``[B, F]`` features (a timm model
-            with ``num_classes=0``, or :class:`~geossl.trainers.GeoSSLTask`).
+            with ``num_classes=0``, or [`GeoSSLTask`][geossl.trainers.GeoSSLTask]).
         images: ``[N, C, H, W]`` uint8, or float in ``[0, 1]``.
         mean: per-band mean of the ``[0, 1]`` input.
         std: per-band standard deviation.
@@ -96,7 +96,7 @@ def knn_predict_labels(
         bank_labels: ``int64 [M]`` labels in ``[0, num_classes)``.
         num_classes: number of classes.
         k: neighbours per query (clamped to ``M``).
-        temperature: similarity temperature :math:`\tau` (0.1).
+        temperature: similarity temperature $\tau$ (0.1).
         chunk_size: queries per similarity matrix (bounds memory to ``chunk_size x M``).
 
     Returns:
@@ -145,7 +145,7 @@ def knn_accuracy(
     k: int = 20,
     temperature: float = 0.1,
 ) -> float:
-    """Top-1 accuracy of :func:`knn_predict_labels` (classes: every label of bank and query).
+    """Top-1 accuracy of `knn_predict_labels` (classes: every label of bank and query).
 
     Args:
         query: ``[N, F]`` features.
@@ -159,7 +159,8 @@ def knn_accuracy(
         The fraction of queries whose predicted label is right.
 
     Raises:
-        ValueError: if there is no query, or as :func:`knn_predict_labels`.
+        ValueError: if there is no query, or as
+            [`knn_predict_labels`][geossl.evaluation.knn.knn_predict_labels].
     """
     if len(query) == 0 or query_labels.shape != (len(query),):
         raise ValueError(f"need [N] labels for N > 0 queries, got {tuple(query_labels.shape)}")

@@ -1,16 +1,16 @@
 r"""The linear probe: multinomial logistic regression on frozen features.
 
-torchgeo-bench's protocol (its ``linear`` method): for each :math:`C` of a log grid, minimise
+torchgeo-bench's protocol (its ``linear`` method): for each $C$ of a log grid, minimise
 
-.. math::
+$$
+L(W, b) = \frac{1}{n} \sum_{i=1}^{n} \mathrm{CE}(W x_i + b,\, y_i)
+          + \frac{1}{2 C n} \lVert W \rVert_2^2
+$$
 
-    L(W, b) = \frac{1}{n} \sum_{i=1}^{n} \mathrm{CE}(W x_i + b,\, y_i)
-              + \frac{1}{2 C n} \lVert W \rVert_2^2
-
-(scikit-learn's scaling of the L2 penalty, so that :math:`C` means what it means there) with
-L-BFGS and a strong-Wolfe line search on the training features; keep the :math:`C` with the best
+(scikit-learn's scaling of the L2 penalty, so that $C$ means what it means there) with
+L-BFGS and a strong-Wolfe line search on the training features; keep the $C$ with the best
 validation accuracy; refit on train + validation with it; report the test accuracy. The grid is
-torchgeo-bench's, :math:`10^{-6} \ldots 10^{4}` in 40 log steps. Features are z-scored with the
+torchgeo-bench's, $10^{-6} \ldots 10^{4}$ in 40 log steps. Features are z-scored with the
 training statistics first, which conditions L-BFGS and makes one grid fit every backbone.
 
 Why not scikit-learn: it is not a geossl dependency, and torchgeo-bench itself solves this
@@ -52,8 +52,8 @@ class LinearProbeResult:
     """What [linear_probe][geossl.evaluation.linear.linear_probe] found.
 
     Attributes:
-        best_c: the :math:`C` with the best validation accuracy (the smallest on ties).
-        val_accuracy: validation accuracy by :math:`C`, in grid order.
+        best_c: the $C$ with the best validation accuracy (the smallest on ties).
+        val_accuracy: validation accuracy by $C$, in grid order.
         test_predictions: ``int64 [N_test]`` predicted classes of the final classifier.
     """
 
@@ -71,7 +71,7 @@ def fit_logistic_regression(
     max_iter: int = 1000,
     init: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Minimise the module doc's objective for one :math:`C` with L-BFGS.
+    """Minimise the module doc's objective for one $C$ with L-BFGS.
 
     Args:
         x: ``[N, F]`` features (z-scored by the caller).
@@ -145,7 +145,7 @@ def linear_probe(
     c_grid: Sequence[float] = DEFAULT_C_GRID,
     max_iter: int = 1000,
 ) -> LinearProbeResult:
-    """Choose :math:`C` on validation, refit on train + validation, predict test.
+    """Choose $C$ on validation, refit on train + validation, predict test.
 
     Args:
         train_x: ``[N, F]`` training features.
@@ -154,14 +154,14 @@ def linear_probe(
         val_y: ``int64 [M]`` validation classes.
         test_x: ``[T, F]`` test features.
         num_classes: number of classes.
-        c_grid: the :math:`C` values to try.
+        c_grid: the $C$ values to try.
         max_iter: L-BFGS iterations per fit.
 
     Returns:
-        The chosen :math:`C`, the validation accuracies and the test predictions.
+        The chosen $C$, the validation accuracies and the test predictions.
 
     Raises:
-        ValueError: for an empty grid or split, or a non-positive :math:`C`.
+        ValueError: for an empty grid or split, or a non-positive $C$.
     """
     grid = sorted(float(c) for c in c_grid)
     if not grid or grid[0] <= 0:

@@ -7,10 +7,10 @@ The protocol follows torchgeo-bench where it applies, so that the numbers read l
   features, no augmentation);
 * splits: a torchgeo dataset's own train / val / test; a scene folder (``labels.csv``) gets a
   fixed, seeded stratified split, 60 / 20 / 20 per class;
-* ``knn``: weighted kNN, :math:`k = 20`, cosine similarity, votes weighted by
-  :math:`e^{s / 0.1}` ([geossl.evaluation.knn][]), bank = train + val, queries = test;
+* ``knn``: weighted kNN, $k = 20$, cosine similarity, votes weighted by
+  $e^{s / 0.1}$ ([geossl.evaluation.knn][]), bank = train + val, queries = test;
 * ``knn5``: torchgeo-bench's KNN-5 (five nearest by cosine similarity, majority vote);
-* ``linear``: torchgeo-bench's logistic regression, :math:`C` chosen on val, refit on
+* ``linear``: torchgeo-bench's logistic regression, $C$ chosen on val, refit on
   train + val ([geossl.evaluation.linear][]);
 * accuracy with a 95 % bootstrap interval over the test images (200 resamples, seeded), and
   per-class precision / recall / F1.
@@ -85,7 +85,7 @@ def probe_features(
         image_size: the side the images were resized to.
         k: neighbours of the weighted kNN.
         seed: the bootstrap seed.
-        c_grid: the linear probe's :math:`C` values.
+        c_grid: the linear probe's $C$ values.
         split_rule: how the splits were made (for the record).
 
     Returns:
@@ -166,7 +166,7 @@ def run_probe(
         device: where the backbone runs.
         k: neighbours of the weighted kNN.
         seed: split, bootstrap and ``random`` initialisation seed.
-        c_grid: the linear probe's :math:`C` values.
+        c_grid: the linear probe's $C$ values.
         progress: show a progress bar over the images.
         init_seed: seed of the ``random`` initialisation when it should differ from ``seed``
             (several random backbones probed on one split).

@@ -32,7 +32,7 @@ class ProbeResult:
         accuracy: method (``knn``, ``knn5``, ``linear``) -> test top-1.
         interval: method -> the 95 % bootstrap interval of ``accuracy``.
         per_class: method -> per-class report (``classification_report``).
-        best_c: the linear probe's :math:`C`.
+        best_c: the linear probe's $C$.
         k: neighbours of the ``knn`` method.
         features_2d: ``[N_test, 2]`` PCA projection of the test features (for the plot).
         test_labels: ``int64 [N_test]``.

@@ -13,26 +13,26 @@ class CO2Loss(nn.Module):
     r"""Consistency loss between the query's and the positive key's similarities to the negatives.
 
     CO2 (Wei et al., "CO2: Consistent Contrast for Unsupervised Visual Representation Learning",
-    ICLR 2021, https://arxiv.org/abs/2010.02217) asks the query :math:`q` and its positive key
-    :math:`p` to agree on how similar they are to each negative :math:`n_1 \dots n_K` of the queue
-    (all L2-normalised), with temperature :math:`\tau_{con}`:
+    ICLR 2021, https://arxiv.org/abs/2010.02217) asks the query $q$ and its positive key
+    $p$ to agree on how similar they are to each negative $n_1 \dots n_K$ of the queue
+    (all L2-normalised), with temperature $\tau_{con}$:
 
-    .. math::
+    $$
+    Q_i = \frac{\exp(q \cdot n_i / \tau_{con})}{\sum_{j=1}^{K} \exp(q \cdot n_j / \tau_{con})},
+    \qquad
+    P_i = \frac{\exp(p \cdot n_i / \tau_{con})}{\sum_{j=1}^{K} \exp(p \cdot n_j / \tau_{con})}
+    $$
 
-        Q_i = \frac{\exp(q \cdot n_i / \tau_{con})}{\sum_{j=1}^{K} \exp(q \cdot n_j / \tau_{con})},
-        \qquad
-        P_i = \frac{\exp(p \cdot n_i / \tau_{con})}{\sum_{j=1}^{K} \exp(p \cdot n_j / \tau_{con})}
+    $$
+    \mathcal{L}_{con} = \frac{1}{B} \sum_{b=1}^{B} \left[
+        \tfrac12 \mathrm{KL}(P_b \,\|\, Q_b) + \tfrac12 \mathrm{KL}(Q_b \,\|\, P_b) \right]
+        = \frac{1}{2B} \sum_{b=1}^{B} \sum_{i=1}^{K} (P_{b,i} - Q_{b,i})
+          (\log P_{b,i} - \log Q_{b,i})
+    $$
 
-    .. math::
-
-        \mathcal{L}_{con} = \frac{1}{B} \sum_{b=1}^{B} \left[
-            \tfrac12 \mathrm{KL}(P_b \,\|\, Q_b) + \tfrac12 \mathrm{KL}(Q_b \,\|\, P_b) \right]
-            = \frac{1}{2B} \sum_{b=1}^{B} \sum_{i=1}^{K} (P_{b,i} - Q_{b,i})
-              (\log P_{b,i} - \log Q_{b,i})
-
-    The softmax runs over the negatives only (the positive is not one of the :math:`K` classes).
-    The paper's total loss is :math:`\mathcal{L} = \mathcal{L}_{moco} + \alpha \mathcal{L}_{con}`;
-    :math:`\alpha` is the weight of the ``co2`` term in ``GeoSSLTask(losses=...)``, not a parameter
+    The softmax runs over the negatives only (the positive is not one of the $K$ classes).
+    The paper's total loss is $\mathcal{L} = \mathcal{L}_{moco} + \alpha \mathcal{L}_{con}$;
+    $\alpha$ is the weight of the ``co2`` term in ``GeoSSLTask(losses=...)``, not a parameter
     of this module.
 
     Gradient: the positive key comes from the key (momentum) encoder and the negatives from the
@@ -41,14 +41,14 @@ class CO2Loss(nn.Module):
     it from the graph and trains nothing; this loss stays in the graph.)
 
     Numerics: the inputs are L2-normalised along dim 1 **inside** this loss (raw projections are
-    accepted, as in :class:`~geossl.losses.MoCoLoss`); the similarities, ``log_softmax`` and the KL
-    terms are computed in float32 with autocast disabled, so bf16 / fp16 inputs give an accurate
+    accepted, as in [`MoCoLoss`][geossl.losses.MoCoLoss]); the similarities, ``log_softmax`` and the
+    KL terms are computed in float32 with autocast disabled, so bf16 / fp16 inputs give an accurate
     float32 loss (``1 / tau_con = 25`` amplifies bf16 rounding of the dot products). ``log_softmax``
     keeps it stable for any temperature; identical ``q`` and ``p`` give exactly 0.
 
     Args:
-        temperature: :math:`\tau_{con}` > 0. Default 0.04, the CO2 paper's value on MoCo
-            (Wei et al., 2021, with :math:`\alpha = 10`); both are configurable, the
+        temperature: $\tau_{con}$ > 0. Default 0.04, the CO2 paper's value on MoCo
+            (Wei et al., 2021, with $\alpha = 10$); both are configurable, the
             temperature here or through ``GeoSSLTask(loss_options={"co2": {"temperature": ...}})``.
 
     Raises:

@@ -12,13 +12,13 @@ class GeoLocationLoss(nn.Module):
     r"""Cross-entropy between geo-cluster logits and each image's cluster id.
 
     Geography-aware SSL (Ayush et al., ICCV 2021, https://arxiv.org/abs/2011.09980) clusters the
-    (lat, lon) of the training images into :math:`K_{geo} = 100` clusters and trains a head on the
-    query's projection to predict the cluster :math:`c_b` of each image:
+    (lat, lon) of the training images into $K_{geo} = 100$ clusters and trains a head on the
+    query's projection to predict the cluster $c_b$ of each image:
 
-    .. math::
-
-        \mathcal{L}_{geo} = -\frac{1}{|V|} \sum_{b \in V} \log \operatorname{softmax}(z_b)_{c_b},
-        \qquad V = \{ b : c_b \neq \text{ignore\_index} \}
+    $$
+    \mathcal{L}_{geo} = -\frac{1}{|V|} \sum_{b \in V} \log \operatorname{softmax}(z_b)_{c_b},
+    \qquad V = \{ b : c_b \neq \text{ignore\_index} \}
+    $$
 
     Samples whose cluster is unknown carry ``ignore_index`` (-1 in geossl batches) and do not count.
     When no sample of the batch has a known cluster the loss is ``0`` (still connected to the graph,

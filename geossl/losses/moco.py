@@ -13,14 +13,14 @@ __all__ = ["MoCoLoss"]
 class MoCoLoss(nn.Module):
     r"""InfoNCE loss with one positive key per query and a shared bank of negatives.
 
-    For a query :math:`q`, its positive key :math:`k_+` and the negatives :math:`n_1 \dots n_K`
-    (all L2-normalised), with temperature :math:`\tau`:
+    For a query $q$, its positive key $k_+$ and the negatives $n_1 \dots n_K$
+    (all L2-normalised), with temperature $\tau$:
 
-    .. math::
-
-        \mathcal{L} = -\frac{1}{B} \sum_{b=1}^{B} \log
-            \frac{\exp(q_b \cdot k_{+,b} / \tau)}
-                 {\exp(q_b \cdot k_{+,b} / \tau) + \sum_{j=1}^{K} \exp(q_b \cdot n_j / \tau)}
+    $$
+    \mathcal{L} = -\frac{1}{B} \sum_{b=1}^{B} \log
+        \frac{\exp(q_b \cdot k_{+,b} / \tau)}
+             {\exp(q_b \cdot k_{+,b} / \tau) + \sum_{j=1}^{K} \exp(q_b \cdot n_j / \tau)}
+    $$
 
     implemented as cross-entropy over the logits ``[q.k+, q.n_1, ..., q.n_K] / tau`` with the
     positive at index 0 (MoCo, He et al., CVPR 2020, https://arxiv.org/abs/1911.05722, Alg. 1).
@@ -33,7 +33,7 @@ class MoCoLoss(nn.Module):
     bf16 / fp16 mixed precision (``1 / tau = 50`` amplifies bf16 rounding of the dot products).
 
     Args:
-        temperature: :math:`\tau` > 0. Default 0.02, the Geography-aware SSL value (Ayush et al.,
+        temperature: $\tau$ > 0. Default 0.02, the Geography-aware SSL value (Ayush et al.,
             ICCV 2021, https://arxiv.org/abs/2011.09980); MoCo-v2 uses 0.2.
 
     Raises:

@@ -1,8 +1,8 @@
 r"""SCRL's symmetric BYOL loss on matched box pairs.
 
 Roh et al., "Spatially Consistent Representation Learning", CVPR 2021,
-https://arxiv.org/abs/2103.06122 (Sec. 3, Eq. 2): for every box :math:`b` seen in view 1 as
-:math:`b_1` and in view 2 as :math:`b_2`, the online prediction of one view regresses the target
+https://arxiv.org/abs/2103.06122 (Sec. 3, Eq. 2): for every box $b$ seen in view 1 as
+$b_1$ and in view 2 as $b_2$, the online prediction of one view regresses the target
 projection of the other view, as in BYOL, but on RoI features rather than whole images.
 """
 
@@ -15,20 +15,20 @@ __all__ = ["SCRLLoss"]
 class SCRLLoss(nn.Module):
     r"""Symmetric negative-cosine (BYOL) loss averaged over matched boxes.
 
-    With :math:`p_k` the online predictions and :math:`z_k` the target projections of the boxes
-    in view :math:`k`:
+    With $p_k$ the online predictions and $z_k$ the target projections of the boxes
+    in view $k$:
 
-    .. math::
+    $$
+    \mathcal{L} = \frac{1}{N} \sum_{i=1}^{N}
+    \Big[\big(2 - 2 \cos(p_1^i, z_2^i)\big) + \big(2 - 2 \cos(p_2^i, z_1^i)\big)\Big]
+    $$
 
-        \mathcal{L} = \frac{1}{N} \sum_{i=1}^{N}
-        \Big[\big(2 - 2 \cos(p_1^i, z_2^i)\big) + \big(2 - 2 \cos(p_2^i, z_1^i)\big)\Big]
-
-    (:math:`2 - 2\cos` is the squared distance of the L2-normalised vectors), so
-    :math:`\mathcal{L} \in [0, 8]`: 0 when predictions match their targets, 8 when opposite.
+    ($2 - 2\cos$ is the squared distance of the L2-normalised vectors), so
+    $\mathcal{L} \in [0, 8]$: 0 when predictions match their targets, 8 when opposite.
     The targets are detached (the target branch is an EMA network and gets no gradient).
     Computed in float32.
 
-    With no boxes (:math:`N = 0`, every image of the batch skipped) the loss is a zero that is
+    With no boxes ($N = 0$, every image of the batch skipped) the loss is a zero that is
     still attached to the predictions' graph, so a backward pass reaches every online parameter
     with a zero gradient and DDP ranks stay in step.
     """

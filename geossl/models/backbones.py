@@ -50,7 +50,8 @@ def create_backbone(name: str, in_chans: int = 3, pretrained: bool = False) -> n
 
     Returns:
         The timm model with ``num_classes=0``: ``model(x)`` maps ``[B, in_chans, H, W]`` to
-        ``[B, model.num_features]`` (e.g. 2048 for ResNet-50). See :func:`get_num_features`.
+        ``[B, model.num_features]`` (e.g. 2048 for ResNet-50). See
+        [`get_num_features`][geossl.models.backbones.get_num_features].
 
     Raises:
         ValueError: if the name is unknown (with close matches) or ``in_chans < 1``.
@@ -68,7 +69,7 @@ def get_num_features(model: nn.Module) -> int:
     """Size of the pooled features of a timm backbone.
 
     Args:
-        model: a model from :func:`create_backbone`.
+        model: a model from [`create_backbone`][geossl.models.backbones.create_backbone].
 
     Returns:
         ``model.num_features`` (timm's attribute).
@@ -86,7 +87,7 @@ def forward_feature_map(model: nn.Module, x: Tensor) -> Tensor:
     """Un-pooled features of a timm backbone (timm's ``forward_features``).
 
     Args:
-        model: a model from :func:`create_backbone`.
+        model: a model from [`create_backbone`][geossl.models.backbones.create_backbone].
         x: ``[B, C, H, W]`` images.
 
     Returns:
@@ -98,15 +99,15 @@ def forward_feature_map(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def pool_feature_map(model: nn.Module, feature_map: Tensor) -> Tensor:
-    """Pool a feature map from :func:`forward_feature_map` as ``model(x)`` would.
+    """Pool a feature map from `forward_feature_map` as ``model(x)`` would.
 
     ``pool_feature_map(m, forward_feature_map(m, x))`` equals ``m(x)`` for a model built with
     ``num_classes=0``, so a step that needs both the map and the pooled vector runs the network
     once.
 
     Args:
-        model: a model from :func:`create_backbone`.
-        feature_map: output of :func:`forward_feature_map`.
+        model: a model from [`create_backbone`][geossl.models.backbones.create_backbone].
+        feature_map: output of [`forward_feature_map`][geossl.models.backbones.forward_feature_map].
 
     Returns:
         ``[B, num_features]`` pooled features.

@@ -15,21 +15,21 @@ class GeoLocationHead(nn.Module):
 
     Geography-aware SSL (Ayush et al., ICCV 2021, https://arxiv.org/abs/2011.09980, Sec. 4.2)
     feeds the query's 128-d MoCo-v2 projection *before* L2 normalisation through
-    :math:`z = W\,\mathrm{ReLU}(q_{raw}) + b` and trains it with cross-entropy on the image's
-    geo-cluster id (:class:`geossl.losses.GeoLocationLoss`).
+    $z = W\,\mathrm{ReLU}(q_{raw}) + b$ and trains it with cross-entropy on the image's
+    geo-cluster id ([`geossl.losses.GeoLocationLoss`][geossl.losses.GeoLocationLoss]).
 
     With ``normalize_input`` (the default) the projection is first rescaled to norm
-    :math:`\sqrt{D}`: :math:`z = W\,\mathrm{ReLU}(\sqrt{D}\,q_{raw} / \lVert q_{raw}\rVert) + b`.
-    The contrastive terms only see :math:`q_{raw} / \lVert q_{raw}\rVert`, so nothing holds the
-    norm of :math:`q_{raw}` (their large, norm-orthogonal gradients at temperature 0.02 inflate it:
+    $\sqrt{D}$: $z = W\,\mathrm{ReLU}(\sqrt{D}\,q_{raw} / \lVert q_{raw}\rVert) + b$.
+    The contrastive terms only see $q_{raw} / \lVert q_{raw}\rVert$, so nothing holds the
+    norm of $q_{raw}$ (their large, norm-orthogonal gradients at temperature 0.02 inflate it:
     1.1 at initialisation, 79 six steps later with ResNet-18 at batch 8), and the raw head's logits
     grow with it: the geo cross-entropy then reads 25 to 300 where chance is
-    :math:`\ln K`. Rescaled, the logits' scale is the head's own (measured in docs/ablation.md).
+    $\ln K$. Rescaled, the logits' scale is the head's own (measured in docs/ablation.md).
 
     Args:
         input_dim: size of the projection (128, MoCo-v2's output dimension).
-        num_clusters: number of geo clusters :math:`K_{geo}` (100 in the paper).
-        normalize_input: rescale the projection to norm :math:`\sqrt{D}` (False: the paper's head).
+        num_clusters: number of geo clusters $K_{geo}$ (100 in the paper).
+        normalize_input: rescale the projection to norm $\sqrt{D}$ (False: the paper's head).
 
     Raises:
         ValueError: if ``input_dim`` or ``num_clusters`` is < 1.

@@ -14,13 +14,14 @@ class KeyQueue(nn.Module):
     """A first-in first-out ring buffer of L2-normalised keys (MoCo's dictionary).
 
     MoCo (He et al., CVPR 2020, https://arxiv.org/abs/1911.05722) contrasts each query with the
-    :math:`K` most recent keys of the momentum encoder. The queue is training state: both ``queue``
+    $K$ most recent keys of the momentum encoder. The queue is training state: both ``queue``
     and ``ptr`` are *persistent* buffers, so they are saved in ``state_dict()`` / Lightning
     checkpoints and restored on resume (lightly's ``MemoryBankModule`` registers its bank
     with ``persistent=False``).
 
-    Under DDP, :meth:`enqueue` first all-gathers the keys of every rank (concatenated in rank
-    order, as MoCo's ``concat_all_gather``), so every rank holds the same queue.
+    Under DDP, [`enqueue`][geossl.models.queue.KeyQueue.enqueue] first all-gathers the keys of every
+    rank (concatenated in rank order, as MoCo's ``concat_all_gather``), so every rank holds the same
+    queue.
 
     Attributes:
         queue: ``[size, dim]`` float32 keys, initialised with L2-normalised Gaussian noise
@@ -29,7 +30,7 @@ class KeyQueue(nn.Module):
 
     Args:
         dim: key dimension (128 for MoCo-v2).
-        size: number of keys :math:`K` (65,536 in MoCo and Geography-aware SSL).
+        size: number of keys $K$ (65,536 in MoCo and Geography-aware SSL).
 
     Raises:
         ValueError: if ``dim`` or ``size`` is < 1.

@@ -3,9 +3,10 @@ r"""SCRL heads and RoI pooling of backbone feature maps.
 SCRL (Roh et al., "Spatially Consistent Representation Learning", CVPR 2021,
 https://arxiv.org/abs/2103.06122) pools one feature per box from the C5 map with RoIAlign, then
 runs BYOL's heads on it: a projector (online and EMA target) and a predictor (online only). The
-heads are BYOL's MLP, :math:`\mathrm{Linear} \to \mathrm{BN} \to \mathrm{ReLU} \to
-\mathrm{Linear}`, so geossl wraps lightly's ``BYOLProjectionHead`` / ``BYOLPredictionHead``
-(the first Linear has no bias: the BatchNorm after it makes it redundant).
+heads are BYOL's MLP,
+$\mathrm{Linear} \to \mathrm{BN} \to \mathrm{ReLU} \to \mathrm{Linear}$, so geossl wraps lightly's
+``BYOLProjectionHead`` / ``BYOLPredictionHead`` (the first Linear has no bias: the BatchNorm after
+it makes it redundant).
 """
 
 from typing import cast
@@ -39,20 +40,20 @@ def _check_dims(input_dim: int, hidden_dim: int, output_dim: int) -> None:
 
 
 class SCRLProjectionHead(nn.Module):
-    r"""SCRL's projector :math:`g`: Linear -> BN -> ReLU -> Linear on RoI features.
+    r"""SCRL's projector $g$: Linear -> BN -> ReLU -> Linear on RoI features.
 
-    .. math::
-
-        z = W_2\,\mathrm{ReLU}\big(\mathrm{BN}(W_1 h)\big) + b_2
+    $$
+    z = W_2\,\mathrm{ReLU}\big(\mathrm{BN}(W_1 h)\big) + b_2
+    $$
 
     Defaults are SCRL's (``config/scrl_200ep.yaml``: ``proj_head`` 2048 -> 4096 -> 256, the
     sizes of BYOL's projector). The online copy is trained, the target copy is its EMA.
     BatchNorm needs at least two boxes in training mode.
 
     Args:
-        input_dim: RoI feature size :math:`F` (2048 for ResNet-50's C5).
+        input_dim: RoI feature size $F$ (2048 for ResNet-50's C5).
         hidden_dim: hidden size (4096).
-        output_dim: projection size :math:`D` (256).
+        output_dim: projection size $D$ (256).
 
     Raises:
         ValueError: if a size is < 1.
@@ -79,16 +80,16 @@ class SCRLProjectionHead(nn.Module):
 
 
 class SCRLPredictionHead(nn.Module):
-    r"""SCRL's predictor :math:`q`: Linear -> BN -> ReLU -> Linear on projections (online only).
+    r"""SCRL's predictor $q$: Linear -> BN -> ReLU -> Linear on projections (online only).
 
-    .. math::
-
-        p = W_2\,\mathrm{ReLU}\big(\mathrm{BN}(W_1 z)\big) + b_2
+    $$
+    p = W_2\,\mathrm{ReLU}\big(\mathrm{BN}(W_1 z)\big) + b_2
+    $$
 
     Defaults are SCRL's / BYOL's predictor (256 -> 4096 -> 256).
 
     Args:
-        input_dim: projection size :math:`D` (256).
+        input_dim: projection size $D$ (256).
         hidden_dim: hidden size (4096).
         output_dim: prediction size, equal to the target projection size (256).
 
@@ -119,10 +120,10 @@ def roi_features(feature_map: Tensor, boxes: Tensor, view_size: int) -> Tensor:
 
     SCRL's setting (``config/scrl_200ep.yaml``): ``output_size=1``, ``spatial_scale`` = map side /
     view side (1/32 for ResNet C5 at 224 px), ``sampling_ratio=-1`` (adaptive: about one sample
-    per map cell) and ``aligned=False``: a box coordinate :math:`u` in view pixels reads the map at
-    :math:`u \cdot h / S`, the pixel-centre convention of :class:`~geossl.transforms.ViewParams`.
+    per map cell) and ``aligned=False``: a box coordinate $u$ in view pixels reads the map at
+    $u \cdot h / S$, the pixel-centre convention of [`ViewParams`][geossl.transforms.ViewParams].
     Use views whose side is a multiple of the backbone's stride (224 = 7 x 32), where
-    :math:`h / S` is exactly ``1 / stride``.
+    $h / S$ is exactly ``1 / stride``.
 
     Computed in float32 (as torchvision's autocast rule for ``roi_align`` does); gradients flow
     to ``feature_map``.
@@ -130,8 +131,8 @@ def roi_features(feature_map: Tensor, boxes: Tensor, view_size: int) -> Tensor:
     Args:
         feature_map: ``[B, F, h, w]`` backbone map (C5) of views of side ``view_size``.
         boxes: ``[N, 5]`` ``(batch index, x1, y1, x2, y2)`` in view pixels
-            (:class:`~geossl.transforms.ScrlBoxes`).
-        view_size: side :math:`S` of the views in pixels.
+            ([`ScrlBoxes`][geossl.transforms.ScrlBoxes]).
+        view_size: side $S$ of the views in pixels.
 
     Returns:
         ``[N, F]`` float32 RoI features.

@@ -1,8 +1,9 @@
 """Temporal positive pairs: two acquisitions of one location.
 
 Ayush et al. (ICCV 2021) use two images of the same place taken at different times as query and
-key. :class:`TemporalPairSampler` draws those pairs as ``(i, j)`` row indexes of the fMoW index
-(rows sorted by location, then timestamp), for :class:`geossl.datasets.fmow.FMoWTemporalPairs`.
+key. [`TemporalPairSampler`][geossl.samplers.temporal.TemporalPairSampler] draws those pairs as
+``(i, j)`` row indexes of the fMoW index (rows sorted by location, then timestamp), for
+[`geossl.datasets.fmow.FMoWTemporalPairs`][geossl.datasets.fmow.FMoWTemporalPairs].
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class TemporalPairSampler(Sampler[tuple[int, int]]):
     Each epoch is drawn at once with vectorised torch operations (run starts and lengths are
     precomputed here). Randomness: with ``generator=None`` epoch ``e`` uses
     ``torch.Generator().manual_seed(seed + e)``, so re-creating the sampler reproduces the sequence.
-    The epoch advances by one after each ``__iter__`` and :meth:`set_epoch` sets it (Lightning calls
+    The epoch advances by one after each ``__iter__`` and
+    [`set_epoch`][geossl.samplers.temporal.TemporalPairSampler.set_epoch] sets it (Lightning calls
     it before each epoch, which keeps resumed runs reproducible; under Lightning's
     ``DistributedSamplerWrapper``, which never calls it, the automatic advance makes epochs differ).
     With an explicit ``generator``, every random call draws from it and ``seed``/``set_epoch`` do
@@ -77,7 +79,7 @@ class TemporalPairSampler(Sampler[tuple[int, int]]):
         generator: optional generator to draw from instead.
         drop_last: with ``num_replicas > 1``: drop the tail that does not divide evenly among the
             replicas (else pad by repeating the first pairs), as
-            :class:`torch.utils.data.DistributedSampler` does. No effect with one replica.
+            `torch.utils.data.DistributedSampler` does. No effect with one replica.
         num_replicas: shard the pairs over this many processes (default 1: no sharding; leave it at
             1 under Lightning, whose ``DistributedSamplerWrapper`` shards for you).
         rank: this process's shard in ``0..num_replicas-1``.

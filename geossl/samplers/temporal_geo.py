@@ -1,17 +1,20 @@
 """Temporal positive pairs from a raster time series: one patch at two acquisition dates.
 
-:class:`TemporalGeoPairSampler` is the raster counterpart of
-:class:`~geossl.samplers.TemporalPairSampler`: it draws a patch location uniformly over the area
-the files cover (not per file, so a place covered by ten overlapping files is not drawn ten times
-as often), then two different dates that both cover the patch, and yields the two GeoSlice
-queries for :class:`~geossl.datasets.rasters.RasterTemporalPairs`.
-:class:`TemporalGeoGridSampler` is its deterministic variant for evaluation.
+[`TemporalGeoPairSampler`][geossl.samplers.temporal_geo.TemporalGeoPairSampler] is the raster
+counterpart of [`TemporalPairSampler`][geossl.samplers.TemporalPairSampler]: it draws a patch
+location uniformly over the area the files cover (not per file, so a place covered by ten
+overlapping files is not drawn ten times as often), then two different dates that both cover the
+patch, and yields the two GeoSlice queries for
+[`RasterTemporalPairs`][geossl.datasets.rasters.RasterTemporalPairs].
+[`TemporalGeoGridSampler`][geossl.samplers.temporal_geo.TemporalGeoGridSampler] is its deterministic
+variant for evaluation.
 
 The rule for a patch at a date (shared by both samplers, documented on
-:class:`TemporalGeoPairSampler`): the date's files cover the patch's footprint, and at most
-``max_nodata_fraction`` of the patch is nodata at that date, measured on a
-:class:`~geossl.datasets.rasters.ValidityGrid` with ``cells_per_patch`` cells along each side of a
-patch (64 points per patch by default) computed once from decimated reads of the files' masks.
+[`TemporalGeoPairSampler`][geossl.samplers.temporal_geo.TemporalGeoPairSampler]): the date's files
+cover the patch's footprint, and at most ``max_nodata_fraction`` of the patch is nodata at that
+date, measured on a [`ValidityGrid`][geossl.datasets.rasters.ValidityGrid] with ``cells_per_patch``
+cells along each side of a patch (64 points per patch by default) computed once from decimated reads
+of the files' masks.
 """
 
 from __future__ import annotations
@@ -179,9 +182,9 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
        pixel window;
     2. the dates valid for that patch: the date's files **fully cover** the patch's footprint, and
        at most ``max_nodata_fraction`` of the patch is nodata there, estimated on the
-       :class:`~geossl.datasets.rasters.ValidityGrid` (``cells_per_patch`` x ``cells_per_patch``
-       points per patch; a point is nodata where no file of the date covers it or the file's
-       mask of the first selected band is 0);
+       [`ValidityGrid`][geossl.datasets.rasters.ValidityGrid] (``cells_per_patch`` x
+       ``cells_per_patch`` points per patch; a point is nodata where no file of the date covers it
+       or the file's mask of the first selected band is 0);
     3. the patch is rejected (and another drawn) unless two dates are valid; otherwise two
        different valid dates are picked uniformly, in random order (view 0, view 1).
 
@@ -195,11 +198,12 @@ class TemporalGeoPairSampler(Sampler[PairQuery]):
     with a single valid date gives the pair ``(d, d)``: both views are the same image, so the
     temporal-positive term reduces to MoCo-v2's two augmentations of one image for that pair
     (patches with two or more valid dates still get two different dates). The share of such pairs
-    among the trial draws is :attr:`single_date_rate`.
+    among the trial draws is `single_date_rate`.
 
-    Randomness and sharding follow :class:`~geossl.samplers.TemporalPairSampler`: epoch ``e`` uses
-    ``torch.Generator().manual_seed(seed + e)`` unless a ``generator`` is given (then every draw
-    comes from it), the epoch advances after each ``__iter__`` and :meth:`set_epoch` sets it; with
+    Randomness and sharding follow [`TemporalPairSampler`][geossl.samplers.TemporalPairSampler]:
+    epoch ``e`` uses ``torch.Generator().manual_seed(seed + e)`` unless a ``generator`` is given
+    (then every draw comes from it), the epoch advances after each ``__iter__`` and
+    [`set_epoch`][geossl.samplers.temporal_geo.TemporalGeoPairSampler.set_epoch] sets it; with
     ``num_replicas > 1`` every replica draws the same ``length`` pairs and keeps its shard (under
     Lightning leave ``num_replicas=1``: its ``DistributedSamplerWrapper`` shards the pairs).
 
@@ -380,9 +384,9 @@ class TemporalGeoGridSampler(Sampler[PairQuery]):
 
     Patches tile the dataset's bounds on its pixel grid, row by row from the top-left, every
     ``stride`` pixels (default ``patch_size``: non-overlapping). For each patch, the dates that
-    pass the rule of :class:`TemporalGeoPairSampler` (coverage and ``max_nodata_fraction``),
-    sorted ``d_1 < ... < d_n``, give the pairs ``(d_1, d_2), ..., (d_{n-1}, d_n)``: every valid
-    date of every patch appears, with its neighbours in time.
+    pass the rule of [`TemporalGeoPairSampler`][geossl.samplers.temporal_geo.TemporalGeoPairSampler]
+    (coverage and ``max_nodata_fraction``), sorted ``d_1 < ... < d_n``, give the pairs ``(d_1, d_2),
+    ..., (d_{n-1}, d_n)``: every valid date of every patch appears, with its neighbours in time.
 
     Args:
         dataset: the time series.

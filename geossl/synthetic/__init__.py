@@ -3,7 +3,8 @@
 Each generator writes a dataset's real file names, folder tree, JSON / CSV / GeoJSON fields, CRS,
 transforms and dtypes, with procedural pixels, so that readers, indexes, data modules and the CLI
 are tested without the real data. The same seed and arguments give byte-identical files. Every
-GeoTIFF goes through the one writer :func:`geossl.synthetic.common.write_geotiff`.
+GeoTIFF goes through the one writer
+[`geossl.synthetic.common.write_geotiff`][geossl.synthetic.common.write_geotiff].
 """
 
 from geossl.synthetic.fmow import FMoWSampleSummary, generate_fmow_sample

@@ -1,9 +1,11 @@
 """What the seeded sample generators share: the GeoTIFF writer, the output folder, the plan checks.
 
-:func:`write_geotiff` is the one GeoTIFF writer of :mod:`geossl.synthetic` (atomic: nothing is left
-under the final name when a write fails); :func:`prepare_sample_folder` creates a generator's output
-folder or clears the entries it owns; :func:`check_plan_arguments`, :func:`_check_range` and
-:func:`_split_counts` validate and split the location plan of the fMoW-style generators.
+[`write_geotiff`][geossl.synthetic.common.write_geotiff] is the one GeoTIFF writer of
+`geossl.synthetic` (atomic: nothing is left under the final name when a write fails);
+[`prepare_sample_folder`][geossl.synthetic.common.prepare_sample_folder] creates a generator's
+output folder or clears the entries it owns;
+[`check_plan_arguments`][geossl.synthetic.common.check_plan_arguments], `_check_range` and
+`_split_counts` validate and split the location plan of the fMoW-style generators.
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ def write_geotiff(
     """Write a north-up GeoTIFF of ``bands`` (``[C, H, W]``) atomically.
 
     The file is written under a temporary name next to ``path`` and renamed when complete (see
-    :func:`geossl.utils.io.atomic_output`): a failed write leaves nothing under ``path``.
+    [`geossl.utils.io.atomic_output`][geossl.utils.io.atomic_output]): a failed write leaves nothing
+    under ``path``.
 
     Args:
         path: the final file name.
         bands: the pixels, bands first; the file gets their dtype.
         epsg: the EPSG code of the CRS.
-        transform: the affine pixel-to-CRS transform (an :class:`affine.Affine`).
+        transform: the affine pixel-to-CRS transform (an `affine.Affine`).
         tags: dataset tags written after the pixels (e.g. ``TIFFTAG_DATETIME``).
         band_names: band descriptions, from band 1 (may be shorter than the band count).
         **creation: further ``rasterio.open`` profile keys (``nodata``, ``tiled``,

@@ -24,9 +24,9 @@ location share the scene and differ by season and sun illumination, sensor gain,
 misregistration, clouds matching ``cloud_cover`` and, at some locations, construction (the structure
 appears after a change date). The file index ``t`` is not in time order.
 
-The scenes are drawn by :mod:`geossl.synthetic.fmow_scene`; the file layout is planned and
-written by :mod:`geossl.synthetic.fmow_layout`; the JSON fields and GeoTIFF grids come from
-:mod:`geossl.synthetic.fmow_metadata`.
+The scenes are drawn by `geossl.synthetic.fmow_scene`; the file layout is planned and
+written by `geossl.synthetic.fmow_layout`; the JSON fields and GeoTIFF grids come from
+`geossl.synthetic.fmow_metadata`.
 
 Same seed, same arguments => byte-identical JSON files and identical pixels.
 """
@@ -89,17 +89,17 @@ _DAYS_2002_2017 = (datetime(2018, 1, 1, tzinfo=UTC) - datetime(2002, 1, 1, tzinf
 
 @dataclass(frozen=True)
 class FMoWSampleSummary:
-    """What :func:`generate_fmow_sample` wrote.
+    """What [`generate_fmow_sample`][geossl.synthetic.fmow.generate_fmow_sample] wrote.
 
     Attributes:
         root: the sample's root folder.
         num_locations: number of locations (folders of one place) over all splits.
         num_images: number of acquisitions (one per file index ``t``; each has 2 image files and 2
             JSONs).
-        images_per_split: acquisitions per split (every split of :data:`FMOW_SPLITS`, 0 when
+        images_per_split: acquisitions per split (every split of `FMOW_SPLITS`, 0 when
             unused).
         locations_per_split: locations per split.
-        categories: the categories that have at least one location, in :data:`FMOW_CATEGORIES`
+        categories: the categories that have at least one location, in `FMOW_CATEGORIES`
             order.
         full: ``True`` for the fMoW-full layout (GeoTIFF), ``False`` for fMoW-rgb (JPEG).
         num_files: number of files written (the entries of ``manifest.json.bz2``).
@@ -337,18 +337,18 @@ def generate_fmow_sample(
             pan-sharpened image in pixels (>= 16), each drawn per image; the multispectral image is
             4x coarser.
         split_fractions: share of locations per split among ``train``, ``val``, ``test``, ``seq``;
-            normalised. Default :data:`DEFAULT_SPLIT_FRACTIONS`.
+            normalised. Default `DEFAULT_SPLIT_FRACTIONS`.
         full: ``False``: fMoW-rgb (``_rgb.jpg``/``_rgb.json`` + ``_msrgb.jpg``/``_msrgb.json``);
             ``True``: fMoW-full (``_rgb.tif`` 3-band uint8 + ``_ms.tif`` 8-band uint16 11-bit, UTM
             GeoTIFFs, + ``.json``).
-        categories: the categories to cycle through (each one of :data:`FMOW_CATEGORIES`); default
+        categories: the categories to cycle through (each one of `FMOW_CATEGORIES`); default
             all 62.
         overwrite: when ``output`` is a non-empty folder, replace the sample's own entries (split
             folders, ``*_gt`` folders, mapping JSONs, manifest) instead of raising; other files
             there are left alone.
 
     Returns:
-        A :class:`FMoWSampleSummary` of what was written.
+        A [`FMoWSampleSummary`][geossl.synthetic.fmow.FMoWSampleSummary] of what was written.
 
     Raises:
         ValueError: when an argument is out of range or names an unknown split or category.

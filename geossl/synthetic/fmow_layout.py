@@ -1,8 +1,8 @@
 """The file layout of an fMoW sample: which location goes where, and the files that record it.
 
-:func:`_plan_locations` gives every location its split, category, ``{loc}`` number (and 7-digit id
-in the anonymous ``test`` / ``seq`` splits), region and seed; :class:`_LocationFolders` names its
-folders; :class:`_SampleFiles` writes the files under the sample's root, the ground-truth copies
+`_plan_locations` gives every location its split, category, ``{loc}`` number (and 7-digit id
+in the anonymous ``test`` / ``seq`` splits), region and seed; `_LocationFolders` names its
+folders; `_SampleFiles` writes the files under the sample's root, the ground-truth copies
 of the anonymous splits, the ``{split}_gt_mapping.json`` files and the manifest.
 """
 

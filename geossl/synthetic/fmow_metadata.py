@@ -1,9 +1,10 @@
 """The per-image metadata of an fMoW sample: the fields of the real JSONs and the GeoTIFF grid.
 
-:func:`_product_meta` writes the JSON of one image product (GSD, sun angles from
-:func:`_solar_angles`, UTM zone, footprint WKT, calibration factors, boxes);
-:func:`_geotiff_transform` gives the north-up UTM grid of an fMoW-full GeoTIFF. Used by
-:mod:`geossl.synthetic.fmow` and (footprints, timestamps) :mod:`geossl.synthetic.fmow_sentinel`.
+`_product_meta` writes the JSON of one image product (GSD, sun angles from
+`_solar_angles`, UTM zone, footprint WKT, calibration factors, boxes);
+`_geotiff_transform` gives the north-up UTM grid of an fMoW-full GeoTIFF. Used by
+[`geossl.synthetic.fmow`][geossl.synthetic.fmow] and (footprints, timestamps)
+[`geossl.synthetic.fmow_sentinel`][geossl.synthetic.fmow_sentinel].
 """
 
 from __future__ import annotations

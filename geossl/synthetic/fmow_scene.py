@@ -2,10 +2,11 @@
 
 A scene is a land-cover background texture (the palette of one of 11 regions of the globe) plus a
 category-specific structure (building grids, tank circles, field stripes, water bodies, runways,
-ovals, ...) drawn by the ``_gen_*`` painters inside the target box. :func:`_render` draws one
+ovals, ...) drawn by the ``_gen_*`` painters inside the target box. `_render` draws one
 acquisition of a scene (season, sun, gain, misregistration, clouds, construction);
-:func:`_downsample` and :func:`_ms_bands` make the coarser multispectral product. Used by
-:mod:`geossl.synthetic.fmow` and :mod:`geossl.synthetic.fmow_sentinel`.
+`_downsample` and `_ms_bands` make the coarser multispectral product. Used by
+[`geossl.synthetic.fmow`][geossl.synthetic.fmow] and
+[`geossl.synthetic.fmow_sentinel`][geossl.synthetic.fmow_sentinel].
 """
 
 from __future__ import annotations

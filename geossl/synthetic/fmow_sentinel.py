@@ -1,8 +1,8 @@
 """Seeded generator of a small fMoW-Sentinel sample in the real on-disk layout.
 
-The layout of fMoW-Sentinel (:mod:`geossl.datasets.fmow.sentinel`): ``train.csv``, ``val.csv`` and
-``test_gt.csv`` with the columns ``category,location_id,image_id,timestamp,polygon`` and one
-13-band uint16 GeoTIFF per row at
+The layout of fMoW-Sentinel ([`geossl.datasets.fmow.sentinel`][geossl.datasets.fmow.sentinel]):
+``train.csv``, ``val.csv`` and ``test_gt.csv`` with the columns
+``category,location_id,image_id,timestamp,polygon`` and one 13-band uint16 GeoTIFF per row at
 ``{split}/{category}/{category}_{location_id}/{category}_{location_id}_{image_id}.tif``.
 
 Each location gets the time series the real dataset was built with: its fMoW acquisition dates from
@@ -12,7 +12,7 @@ EPSG:4326 grid at about 10 m (the location's footprint), so the acquisitions of 
 pixel-aligned. As in the real data, a few downloads "failed": their file holds a single null band
 and their row is left out of the CSV.
 
-The pixels are the procedural scenes of :mod:`geossl.synthetic.fmow_scene` (land cover plus a
+The pixels are the procedural scenes of `geossl.synthetic.fmow_scene` (land cover plus a
 category-specific structure) rendered at 10 m, with seasons, and turned into the 13 Sentinel-2
 bands by a simple spectral model (vegetation bright in the red edge and NIR, dark in SWIR; the
 cirrus band B10 near zero), as reflectance times 10,000.
@@ -70,7 +70,7 @@ _CSV_HEADER = "category,location_id,image_id,timestamp,polygon\n"
 
 @dataclass(frozen=True)
 class FMoWSentinelSampleSummary:
-    """What :func:`generate_fmow_sentinel_sample` wrote.
+    """What `generate_fmow_sentinel_sample` wrote.
 
     Attributes:
         root: the sample's root folder.
@@ -281,7 +281,7 @@ def generate_fmow_sentinel_sample(
         overwrite: replace the sample's own entries of a non-empty ``output``.
 
     Returns:
-        A :class:`FMoWSentinelSampleSummary`.
+        A [`FMoWSentinelSampleSummary`][geossl.synthetic.fmow_sentinel.FMoWSentinelSampleSummary].
 
     Raises:
         ValueError: when an argument is out of range or names an unknown split or category.

@@ -1,10 +1,11 @@
 """Seeded generator of a small co-registered GeoTIFF time series, for tests and examples.
 
-The sample looks like a NAIP stack (the layout :class:`~geossl.datasets.rasters.TimeSeriesRasters`
-reads): one folder of north-up GeoTIFFs in UTM zone 14N (EPSG:32614), 4 bands (red, green, blue,
-near-infrared), uint8, nodata 0, named like NAIP quarter quads with the acquisition date at the
-end, ``m_4709963_{quadrant}_14_1_{YYYYMMDD}.tif`` (or ``{YYYY}.tif`` with ``name_style="year"``,
-like the Landsat composites of a time-lapse).
+The sample looks like a NAIP stack (the layout
+[`TimeSeriesRasters`][geossl.datasets.rasters.TimeSeriesRasters] reads): one folder of north-up
+GeoTIFFs in UTM zone 14N (EPSG:32614), 4 bands (red, green, blue, near-infrared), uint8, nodata 0,
+named like NAIP quarter quads with the acquisition date at the end,
+``m_4709963_{quadrant}_14_1_{YYYYMMDD}.tif`` (or ``{YYYY}.tif`` with ``name_style="year"``, like the
+Landsat composites of a time-lapse).
 
 Every date covers the same footprint on the same pixel grid (co-registered). With ``tiles=2`` each
 date is two quarter quads side by side (``nw`` and ``ne``) that overlap by ``tile_overlap``
@@ -42,7 +43,7 @@ _QUADRANTS = ("nw", "ne")
 
 @dataclass(frozen=True)
 class RasterSampleSummary:
-    """What :func:`generate_raster_timeseries_sample` wrote.
+    """What `generate_raster_timeseries_sample` wrote.
 
     Attributes:
         root: the folder holding the GeoTIFFs.
@@ -208,7 +209,7 @@ def _check_arguments(
     name_style: str,
     res: float,
 ) -> None:
-    """Validate the arguments of :func:`generate_raster_timeseries_sample`."""
+    """Validate the arguments of `generate_raster_timeseries_sample`."""
     height, width = size
     check_at_least("num_dates", num_dates, 1)
     if height < 16 or width < 16:
@@ -299,7 +300,7 @@ def generate_raster_timeseries_sample(
         overwrite: replace the ``.tif`` files of an existing non-empty folder instead of raising.
 
     Returns:
-        A :class:`RasterSampleSummary`.
+        A [`RasterSampleSummary`][geossl.synthetic.rasters.RasterSampleSummary].
 
     Raises:
         ValueError: for an argument out of range.

@@ -1,7 +1,7 @@
 """Seeded generator of a small SpaceNet-1 / SpaceNet-2 building sample in the real on-disk layout.
 
-The files are laid out exactly as torchgeo 0.8.1's :class:`torchgeo.datasets.SpaceNet1` and
-:class:`~torchgeo.datasets.SpaceNet2` find them after extracting the public tarballs
+The files are laid out exactly as torchgeo 0.8.1's `torchgeo.datasets.SpaceNet1` and
+`SpaceNet2` find them after extracting the public tarballs
 (``s3://spacenet-dataset/spacenet/SN{1,2}_buildings/tarballs/``) into ``{root}/{dataset_id}/train``:
 
 * SpaceNet-1 (Rio de Janeiro, WorldView-2)::
@@ -39,7 +39,7 @@ white, metal), a gable shading and a cast shadow outside the footprint. A buildi
 on exactly the pixels that ``rasterio.features.rasterize(..., all_touched=False)`` gives for its
 polygon on the product grid (pixel centres inside the polygon), the rule torchgeo uses to make
 ``mask``: torchgeo's mask of the pan-sharpened product equals the drawn roofs pixel for pixel
-(:attr:`SpaceNetTileInfo.building_pixels` counts them).
+(`SpaceNetTileInfo.building_pixels` counts them).
 
 Not written: the ``test`` split (it has no labels), the tarballs (torchgeo only needs them when the
 extracted files are missing) and SpaceNet-2's ``summaryData`` CSVs (torchgeo does not read them).
@@ -134,7 +134,7 @@ class SpaceNetTileInfo:
 
 @dataclass(frozen=True)
 class SpaceNetSampleSummary:
-    """What :func:`generate_spacenet_sample` wrote.
+    """What [`generate_spacenet_sample`][geossl.synthetic.spacenet.generate_spacenet_sample] wrote.
 
     Attributes:
         root: the root folder to give torchgeo (``SpaceNet1(root)``).
@@ -269,7 +269,7 @@ def _prepare_output(root: Path, layout: _Layout, overwrite: bool) -> None:
 def _check_arguments(
     collection: str, tiles: int, aoi: int | None, products: Sequence[str] | None
 ) -> tuple[int, tuple[str, ...]]:
-    """Validate the arguments of :func:`generate_spacenet_sample`; return the AOI and products."""
+    """Validate the arguments of `generate_spacenet_sample`; return the AOI and products."""
     if collection not in SPACENET_COLLECTIONS:
         raise ValueError(
             f"collection must be one of {list(SPACENET_COLLECTIONS)}, got {collection!r}"
@@ -381,7 +381,7 @@ def generate_spacenet_sample(
             always written.
 
     Returns:
-        A :class:`SpaceNetSampleSummary`.
+        A [`SpaceNetSampleSummary`][geossl.synthetic.spacenet.SpaceNetSampleSummary].
 
     Raises:
         ValueError: on an unknown collection, AOI or product, or ``tiles < 1``.

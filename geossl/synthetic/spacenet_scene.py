@@ -1,10 +1,10 @@
 """The drawing of the SpaceNet samples: roads, buildings, roofs and shadows, and the products.
 
-:func:`_place_buildings` lays out non-overlapping footprints clear of the roads in pixel space;
-:func:`_render` draws background, roads, shadows and roofs (roofs on exactly the pixels that
+`_place_buildings` lays out non-overlapping footprints clear of the roads in pixel space;
+`_render` draws background, roads, shadows and roofs (roofs on exactly the pixels that
 ``rasterio.features.rasterize(..., all_touched=False)`` gives for each polygon);
-:func:`_products` turns the canvas into the image products (uint8 RGB, 11-bit multispectral,
-panchromatic). Used by :mod:`geossl.synthetic.spacenet`.
+`_products` turns the canvas into the image products (uint8 RGB, 11-bit multispectral,
+panchromatic). Used by [`geossl.synthetic.spacenet`][geossl.synthetic.spacenet].
 """
 
 from __future__ import annotations

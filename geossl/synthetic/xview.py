@@ -67,7 +67,7 @@ _CAT_IDS = ("1040010028371A00", "104001002C0CF500", "1030010066D7A700", "1030010
 
 @dataclass(frozen=True)
 class XViewSampleSummary:
-    """What :func:`generate_xview_sample` wrote.
+    """What [`generate_xview_sample`][geossl.synthetic.xview.generate_xview_sample] wrote.
 
     Attributes:
         root: the sample's root folder.
@@ -392,7 +392,7 @@ def _write_geojson(out: Path, sample: _Sample, image_size: int) -> Path:
 def _check_arguments(
     images: int, image_size: int, objects_per_image: int | None, type_ids: Sequence[int] | None
 ) -> tuple[int, ...]:
-    """Validate the arguments of :func:`generate_xview_sample`; return the classes to draw."""
+    """Validate the arguments of `generate_xview_sample`; return the classes to draw."""
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, got {images!r}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 64:
@@ -435,10 +435,10 @@ def generate_xview_sample(
             (``xView_train.geojson``, ``train_images/``, ``.geossl-cache/``) instead of raising.
         objects_per_image: valid objects per image; default about one per 96 x 96 pixels (>= 4).
         type_ids: classes to draw (xView type ids of the 60 classes); default
-            :data:`DEFAULT_SAMPLE_TYPE_IDS`.
+            `DEFAULT_SAMPLE_TYPE_IDS`.
 
     Returns:
-        A :class:`XViewSampleSummary` of what was written.
+        A [`XViewSampleSummary`][geossl.synthetic.xview.XViewSampleSummary] of what was written.
 
     Raises:
         ValueError: when an argument is out of range or a type id is not one of the 60 classes.

@@ -234,20 +234,20 @@ class TrainingHealthMonitor(Callback):
     sync per check, none in between):
 
     * **collapse**: ``train/embedding_std`` (the mean per-dimension std of the batch's unit
-      query embeddings: about :math:`1/\sqrt{D}` when spread out, 0 when every image maps to one
+      query embeddings: about $1/\sqrt{D}$ when spread out, 0 when every image maps to one
       point) below ``collapse_fraction / sqrt(D)`` at every check for ``patience_steps`` steps;
     * **a term out of range**: ``train/loss_<name>`` above the term's ``loss_ceiling`` (a term
-      that has one: the geo head's cross-entropy starts at :math:`\ln K` and has no reason to
-      exceed :math:`2 \ln K`).
+      that has one: the geo head's cross-entropy starts at $\ln K$ and has no reason to
+      exceed $2 \ln K$).
 
     Each kind warns once per run, naming the step and the value. A healthy ResNet-18 MoCo-v2 run
     at temperature 0.02 on SIRI-WHU logged 0.0045 at step 24 and 0.017 at step 584 for
-    :math:`D = 128`; the default threshold, :math:`0.05/\sqrt{128} = 0.0044` for 200 steps,
-    stays quiet on it. :class:`~geossl.trainers.GeoSSLTask` adds this callback itself
+    $D = 128$; the default threshold, $0.05/\sqrt{128} = 0.0044$ for 200 steps,
+    stays quiet on it. [`GeoSSLTask`][geossl.trainers.GeoSSLTask] adds this callback itself
     (``configure_callbacks``).
 
     Args:
-        collapse_fraction: the collapse threshold as a share of :math:`1/\sqrt{D}`.
+        collapse_fraction: the collapse threshold as a share of $1/\sqrt{D}$.
         patience_steps: steps the std must stay below it.
         check_every_n_steps: steps between two checks.
 

@@ -50,13 +50,13 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
 
     Logged: ``{train,val,test}_loss``, ``{val,test}_top1``, ``{val,test}_top5`` (micro
     accuracy) and ``{val,test}_macro_f1`` (torchmetrics, macro over the classes present); after
-    ``trainer.test``, :attr:`test_report` holds the per-class report and :attr:`test_confusion`
+    ``trainer.test``, `test_report` holds the per-class report and `test_confusion`
     the ``[K, K]`` confusion matrix.
 
     Args:
         backbone: timm architecture (``resnet50`` as in the paper).
         weights: ``random``, ``imagenet``, a torchgeo weights name or a weights file
-            (:mod:`geossl.weights.resolve`).
+            ([`geossl.weights.resolve`][geossl.weights.resolve]).
         in_channels: input bands.
         num_classes: classes (62 for fMoW).
         mode: ``"linear"`` or ``"finetune"``.
@@ -208,14 +208,15 @@ class FMoWClassificationTask(DownstreamWeights, LightningModule):
         return self.backbone(image)  # type: ignore[no-any-return]
 
     def forward(self, image: Tensor, views: Tensor | None = None) -> Tensor:
-        """Logits ``[B, num_classes]`` of normalised ``image`` (see :meth:`features`)."""
+        """Logits ``[B, num_classes]`` of normalised ``image`` (see `features`)."""
         return self.classifier(self.features(image, views))  # type: ignore[no-any-return]
 
     def _augment(self, image: Tensor) -> Tensor:
         """Random resized crop and flips on ``[N, C, H, W]`` in ``[0, 1]`` (same output size).
 
         torchvision's ``RandomResizedCrop`` rule and both flips (p = 0.5 each), in one batched
-        ``grid_sample`` with every draw on the device (:mod:`geossl.transforms.functional`).
+        ``grid_sample`` with every draw on the device
+        ([`geossl.transforms.functional`][geossl.transforms.functional]).
         """
         n, _, height, width = image.shape
         crops = VF.sample_resized_crops(

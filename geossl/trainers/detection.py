@@ -5,15 +5,17 @@ FPN backbone**, the full network, with Adam at learning rate 1e-5 and batch 4 on
 chips, and reports **AP50** on 146 held-out images (random init 10.75, ImageNet 14.44, MoCo-v2
 15.45, MoCo-v2+TP 17.65, MoCo-v2+Geo+TP 17.74).
 
-:class:`XViewDetectionTask` is torchgeo's :class:`~torchgeo.trainers.ObjectDetectionTask` with
-these changes, each for a reason:
+[`XViewDetectionTask`][geossl.trainers.detection.XViewDetectionTask] is torchgeo's
+`ObjectDetectionTask` with these changes, each for a reason:
 
 - **Weights.** torchgeo only knows ImageNet (``weights=True``). Here the detector is built with
   random weights and the trunk (``model.backbone.body``, timm / torchvision ResNet keys) is filled
   strictly from ``--weights`` (``random``, ``imagenet``, a torchgeo name, a geossl export or
-  checkpoint) by :meth:`~geossl.trainers.downstream.DownstreamWeights.load_pretrained_trunk`.
-- **Normalisation** happens once, in :meth:`normalize` (the weights' mean / std on ``[0, 1]``
-  input); the detector's own ``GeneralizedRCNNTransform`` is torchgeo's
+  checkpoint) by
+  [`load_pretrained_trunk`][geossl.trainers.downstream.DownstreamWeights.load_pretrained_trunk].
+- **Normalisation** happens once, in
+  [`normalize`][geossl.trainers.downstream.DownstreamWeights.normalize] (the weights' mean / std on
+  ``[0, 1]`` input); the detector's own ``GeneralizedRCNNTransform`` is torchgeo's
   ``GeneralizedRCNNTransformNoOp`` (mean 0, std 1, no resize), so 416 chips stay 416 and are not
   normalised twice.
 - **Batch norm.** torchgeo always uses ``FrozenBatchNorm2d`` (affine with fixed statistics) for
@@ -27,7 +29,7 @@ these changes, each for a reason:
   metric to maximise, so it would cut the rate while AP improves).
 - **Metrics.** torchgeo computes mAP per batch (``metric(preds, target)``) and logs the batch
   mean, which is not the dataset's AP. Here predictions accumulate over the epoch and
-  torchmetrics' :class:`~torchmetrics.detection.MeanAveragePrecision` (COCO protocol,
+  torchmetrics' `MeanAveragePrecision` (COCO protocol,
   pycocotools backend, boxes xyxy) is computed once: ``val_map_50``, ``val_map`` (and the other
   COCO numbers), ``test_map_50``, ``test_map``. ``val_map_50`` is the monitored metric.
 - **Labels** are ``0..59``; Faster R-CNN reserves 0 for the background, so its labels are shifted
@@ -176,7 +178,7 @@ def _check_detector_arguments(
     trainable_layers: int,
     detections_per_img: int,
 ) -> None:
-    """Refuse an unknown model or backbone, or a count out of range (see :func:`build_detector`)."""
+    """Refuse an unknown model or backbone, or a count out of range (see `build_detector`)."""
     if model not in DETECTION_MODELS:
         raise ValueError(f"unknown detection model {model!r}; valid: {list(DETECTION_MODELS)}")
     if backbone not in BACKBONE_LAT_DIM_MAP:
@@ -227,7 +229,7 @@ def _faster_rcnn(fpn: BackboneWithFPN, num_classes: int, detections_per_img: int
 
 
 def map_scalars(values: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The scalar entries of a :class:`MeanAveragePrecision` result (no class lists)."""
+    """The scalar entries of a `MeanAveragePrecision` result (no class lists)."""
     return {
         name: value.float()
         for name, value in values.items()
@@ -251,14 +253,15 @@ class XViewDetectionTask(DownstreamWeights, ObjectDetectionTask):
 
     Batches: ``image`` float ``[B, C, H, W]`` in ``[0, 1]``, ``bbox_xyxy`` a list of ``[N_i, 4]``
     pixel boxes, ``label`` a list of ``[N_i]`` classes ``0..num_classes-1``
-    (:class:`geossl.datamodules.xview.XViewDataModule`).
+    ([`geossl.datamodules.xview.XViewDataModule`][geossl.datamodules.xview.XViewDataModule]).
 
     Args:
         model: ``"retinanet"`` (the paper's) or ``"faster-rcnn"``.
         backbone: ResNet architecture (paper: ``resnet50``).
         weights: ``random``, ``imagenet``, a torchgeo weights name, a geossl weights file or
-            checkpoint (:func:`geossl.weights.resolve_init_weights`), or ``checkpoint`` when
-            reloading a trained model.
+            checkpoint
+            ([`geossl.weights.resolve_init_weights`][geossl.weights.resolve_init_weights]), or
+            ``checkpoint`` when reloading a trained model.
         in_channels: input bands (3 for xView).
         num_classes: object classes (60 for xView), without background.
         trainable_layers: trunk stages that train, 0-5 (paper: the full network, 5).

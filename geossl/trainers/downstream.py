@@ -1,19 +1,20 @@
 """What every downstream task shares: pretrained-trunk loading, input normalisation, provenance.
 
 The fMoW classifier, the xView detector and the SpaceNet segmenter are torchgeo-style
-LightningModules that inherit :class:`DownstreamWeights` next to their torchgeo base. The
-conventions, so that ``geossl finetune / evaluate / compare`` drive them alike:
+LightningModules that inherit [`DownstreamWeights`][geossl.trainers.downstream.DownstreamWeights]
+next to their torchgeo base. The conventions, so that ``geossl finetune / evaluate / compare`` drive
+them alike:
 
-- ``weights`` (``random``, ``imagenet``, a torchgeo name or a file; :mod:`geossl.weights`) is
+- ``weights`` (``random``, ``imagenet``, a torchgeo name or a file; `geossl.weights`) is
   resolved once in ``configure_models`` and loaded strictly into the trunk with
-  :meth:`DownstreamWeights.load_pretrained_trunk`; ``adapt_in_chans`` allows a band-count change.
+  `DownstreamWeights.load_pretrained_trunk`; ``adapt_in_chans`` allows a band-count change.
 - Batches hold ``image`` as float in ``[0, 1]`` (the data module scales raw values); the task
   normalises on the device with ``mean`` / ``std`` (the weights' own when not given).
 - ``checkpoint["geossl_task"]`` names the task and ``checkpoint["geossl_init_weights"]`` the
   weights it started from (name, kind, sha256), so a saved model says where it came from.
 - Reloading a trained model must not resolve the weights again (the file may be gone and the
   state dict replaces them anyway): ``Task.load_from_checkpoint(path, weights="checkpoint")``
-  (:data:`FROM_CHECKPOINT`) builds the model with placeholders that the checkpoint fills, the
+  (`FROM_CHECKPOINT`) builds the model with placeholders that the checkpoint fills, the
   normalisation buffers included (they are persistent).
 """
 
@@ -35,8 +36,10 @@ FROM_CHECKPOINT = "checkpoint"
 class DownstreamWeights:
     """Mixin for downstream LightningModules: strict trunk loading and input normalisation.
 
-    Subclasses set :attr:`task_name` and call :meth:`load_pretrained_trunk` from
-    ``configure_models`` and :meth:`normalize` on each batch's image.
+    Subclasses set `task_name` and call
+    [`load_pretrained_trunk`][geossl.trainers.downstream.DownstreamWeights.load_pretrained_trunk]
+    from ``configure_models`` and
+    [`normalize`][geossl.trainers.downstream.DownstreamWeights.normalize] on each batch's image.
     """
 
     #: Registry name (``"fmow-cls"``, ``"xview-det"``, ``"spacenet-seg"``).
@@ -73,7 +76,7 @@ class DownstreamWeights:
             ignore_prefixes: weight keys the trunk lacks on purpose.
 
         Returns:
-            The resolved weights (None for :data:`FROM_CHECKPOINT`).
+            The resolved weights (None for `FROM_CHECKPOINT`).
 
         Raises:
             ValueError: on a band mismatch without ``adapt_in_chans``, a key or shape mismatch, or

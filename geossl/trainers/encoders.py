@@ -1,8 +1,11 @@
-"""The encoders of :class:`~geossl.trainers.GeoSSLTask`: backbone + projection head on a view.
+"""The encoders of [`GeoSSLTask`][geossl.trainers.GeoSSLTask]: backbone + projection head on a view.
 
-One free function of tensors and modules (:func:`run_encoder`) does the work, so that
-``torch.compile`` traces it once for every task (:func:`compiled_encoder`); :func:`encode_view`
-and :func:`encode_keys` wrap it for the query encoder and for the key encoder under shuffle-BN.
+One free function of tensors and modules ([`run_encoder`][geossl.trainers.encoders.run_encoder])
+does the work, so that ``torch.compile`` traces it once for every task
+([`compiled_encoder`][geossl.trainers.encoders.compiled_encoder]);
+[`encode_view`][geossl.trainers.encoders.encode_view] and
+[`encode_keys`][geossl.trainers.encoders.encode_keys] wrap it for the query encoder and for the key
+encoder under shuffle-BN.
 """
 
 import functools
@@ -52,8 +55,9 @@ def run_encoder(
     """One encoder on a view: ``(features [B, F], projection [B, D], embedding [B, D], map)``.
 
     A free function of tensors and modules (no ``self``), so that ``torch.compile`` can trace it
-    once for every task (see :func:`compiled_encoder`); the embedding is float32 and unit-norm,
-    the map is ``[B, F, h, w]`` when ``feature_map`` is true, else ``None``.
+    once for every task (see [`compiled_encoder`][geossl.trainers.encoders.compiled_encoder]); the
+    embedding is float32 and unit-norm, the map is ``[B, F, h, w]`` when ``feature_map`` is true,
+    else ``None``.
 
     Example:
         >>> import torch
@@ -85,7 +89,7 @@ EncoderFn = Callable[
 
 @functools.cache
 def compiled_encoder() -> EncoderFn:
-    """:func:`run_encoder` through ``torch.compile``, created once (``model.compile``).
+    """`run_encoder` through ``torch.compile``, created once (``model.compile``).
 
     Dynamo specialises on the modules (query / key encoder), the flags, the grad mode and the
     autocast state, so one compiled function serves every task in the process.
@@ -110,7 +114,7 @@ def encode_view(
         x: ``[B, C, S, S]`` view.
         feature_map: also return the un-pooled map.
         channels_last: feed the backbone a channels-last input.
-        compile: go through :func:`compiled_encoder`.
+        compile: go through [`compiled_encoder`][geossl.trainers.encoders.compiled_encoder].
 
     Returns:
         The encoder's outputs.
@@ -140,7 +144,7 @@ def encode_keys(
         shuffle_bn: shuffle the batch (across ranks under DDP) so BN cannot leak the positive.
         feature_map: also return the un-pooled map.
         channels_last: feed the backbone a channels-last input.
-        compile: go through :func:`compiled_encoder`.
+        compile: go through [`compiled_encoder`][geossl.trainers.encoders.compiled_encoder].
 
     Returns:
         The key encoder's outputs, in the batch's original order.
@@ -166,7 +170,7 @@ def draw_views(
     in_chans: int,
     with_params: bool,
 ) -> tuple[dict[str, Tensor], dict[str, ViewParams]]:
-    """The augmented views of ``sources`` (see :data:`VIEW_SOURCES`) of a batch's image pairs.
+    """The augmented views of ``sources`` (see `VIEW_SOURCES`) of a batch's image pairs.
 
     Args:
         augment: the batched augmentation.

@@ -27,7 +27,8 @@ class NonFiniteGuard:
     nothing from the device; SCRL reads one value (how many box pairs the batch has).
 
     Args:
-        term_names: the active terms, in the order of the results given to :meth:`record`.
+        term_names: the active terms, in the order of the results given to
+            [`record`][geossl.trainers.guards.NonFiniteGuard.record].
         every: check every this many steps (1: every step; 0: never).
 
     Example:
@@ -133,9 +134,10 @@ def check_fit_ready(
 
     Raises:
         ValueError: naming ``model.mean`` / ``model.std`` when the data's statistics were
-            asked for and not given (:meth:`GeoSSLTask.set_normalization`; ``geossl pretrain``
-            gives them), or ``data.shared_canvas`` when the datamodule says its pairs are drawn
-            on separate canvases (a datamodule that does not say is trusted).
+            asked for and not given
+            (`GeoSSLTask.set_normalization`; ``geossl pretrain`` gives them), or
+            ``data.shared_canvas`` when the datamodule says its pairs are drawn on separate canvases
+            (a datamodule that does not say is trusted).
     """
     if normalization_pending:
         raise ValueError(

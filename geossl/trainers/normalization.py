@@ -1,4 +1,4 @@
-"""Where :class:`~geossl.trainers.GeoSSLTask`'s normalisation comes from, and its checks.
+"""Where [`GeoSSLTask`][geossl.trainers.GeoSSLTask]'s normalisation comes from, and its checks.
 
 ``model.normalization`` picks the source of ``mean`` / ``std`` when they are not given:
 ImageNet's (3 bands) or the data's (any band count, estimated by the data module's
@@ -61,7 +61,7 @@ def normalization_source(hp: Mapping[str, Any]) -> str:
 def data_band_statistics(
     datamodule: object, samples: int, in_chans: int
 ) -> tuple[str, list[float], list[float]]:
-    """The data module's per-band statistics, for :meth:`GeoSSLTask.set_normalization`.
+    """The data module's per-band statistics, for `GeoSSLTask.set_normalization`.
 
     Called by ``geossl pretrain`` before fit, on every process: the data modules cache the
     estimate on disk (written atomically) and draw it from a seeded sample, so every rank gets
@@ -171,8 +171,10 @@ def build_augmentation(hp: Mapping[str, Any]) -> tuple[GeoSSLAugmentation, str]:
             ``normalization``, ``in_chans``, ``compile``).
 
     Returns:
-        The augmentation and :func:`normalization_source`; for ``"data"`` its statistics are
-        placeholders until :meth:`GeoSSLAugmentation.set_normalization` gives the data's.
+        The augmentation and
+        [`normalization_source`][geossl.trainers.normalization.normalization_source]; for ``"data"``
+        its statistics are placeholders until
+        `GeoSSLAugmentation.set_normalization` gives the data's.
 
     Example:
         >>> hp = {"crop_size": 32, "min_scale": 0.2, "mean": None, "std": None,

@@ -3,24 +3,26 @@
 One LightningModule trains every recipe of Geography-aware SSL (Ayush et al., ICCV 2021,
 https://arxiv.org/abs/2011.09980): ``losses={"moco": 1}`` is MoCo-v2, ``{"tp": 1}`` uses temporal
 positives, ``{"moco": 1, "geo": 1}`` adds the geo-location pretext, ``{"tp": 1, "geo": 1}`` (the
-default) is the paper's full method. Each key of ``losses`` names a registered :class:`LossTerm`.
+default) is the paper's full method. Each key of ``losses`` names a registered
+[`LossTerm`][geossl.trainers.terms.base.LossTerm].
 
-How a step works (:meth:`GeoSSLTask.training_step`):
+How a step works ([`GeoSSLTask.training_step`][geossl.trainers.pretrain.GeoSSLTask.training_step]):
 
 1. EMA-update the key encoder (and every term's own EMA parts) with ``momentum``.
 2. Draw the augmented views the active terms ask for: ``"query"`` (view 0), ``"same"`` (another
    augmentation of view 0) and ``"temporal"`` (view 1, the other acquisition), see
-   :data:`VIEW_SOURCES`.
-3. Encode them once into :class:`StepOutputs`: query-encoder outputs (``q_raw``, ``q``), key-encoder
-   outputs under shuffle-BN (``keys``), a snapshot of the queue (``negatives``), backbone feature
-   maps and crop/flip parameters when a term needs them.
-4. Every term reads what it needs and returns a :class:`TermOutput`; the total is the weighted sum.
-5. Stop with :class:`NonFiniteLossError` if a term's loss (or the total) is NaN / Inf, before any
+   `VIEW_SOURCES`.
+3. Encode them once into [`StepOutputs`][geossl.trainers.terms.base.StepOutputs]: query-encoder
+   outputs (``q_raw``, ``q``), key-encoder outputs under shuffle-BN (``keys``), a snapshot of the
+   queue (``negatives``), backbone feature maps and crop/flip parameters when a term needs them.
+4. Every term reads what it needs and returns a
+[`TermOutput`][geossl.trainers.terms.base.TermOutput]; the total is the weighted sum.
+5. Stop with `NonFiniteLossError` if a term's loss (or the total) is NaN / Inf, before any
    gradient reaches the weights (checked every ``nan_check_every_n_steps`` steps).
 6. Enqueue the keys of the first queue-based term, log, return the total.
 
-Adding a term is a registered :class:`LossTerm` (:mod:`geossl.trainers.terms`); the task does
-not change.
+Adding a term is a registered [`LossTerm`][geossl.trainers.terms.base.LossTerm]
+(`geossl.trainers.terms`); the task does not change.
 """
 
 import copy
@@ -68,8 +70,9 @@ class GeoSSLTask(LightningModule):
     Query encoder: timm backbone + ``MoCoProjectionHead(num_features, proj_hidden_dim, proj_dim)``
     (MoCo-v2's 2-layer MLP, 2048 -> 2048 -> 128 for ResNet-50). Key encoder: a deep copy, never
     trained, EMA-updated with ``momentum`` at every step before the keys are computed, run with
-    shuffle-BN. Negatives: a :class:`KeyQueue` of ``queue_size`` keys (a persistent buffer, all-
-    gathered across ranks under DDP). Views: :class:`GeoSSLAugmentation` on the device.
+    shuffle-BN. Negatives: a [`KeyQueue`][geossl.models.queue.KeyQueue] of ``queue_size`` keys (a
+    persistent buffer, all- gathered across ranks under DDP). Views: `GeoSSLAugmentation` on the
+    device.
 
     Defaults are the GeoSSL paper's (Ayush et al., ICCV 2021): ResNet-50, T = 0.02, m = 0.999,
     K = 65,536, SGD lr 0.03 (total batch 256) momentum 0.9 wd 1e-4, cosine schedule, 224 px,
@@ -78,7 +81,7 @@ class GeoSSLTask(LightningModule):
     Args:
         backbone: timm model name.
         in_chans: number of input bands.
-        losses: loss term name -> weight (see :func:`list_loss_terms`); ``None`` means
+        losses: loss term name -> weight (see `list_loss_terms`); ``None`` means
             ``{"tp": 1.0, "geo": 1.0}``. Terms with weight 0 are not built nor computed.
             E.g. ``{"tp": 1, "co2": 10}`` is TP with CO2 at its (unverified) alpha = 10.
         loss_options: loss term name -> {option: value} (each term's ``default_options``), e.g.
@@ -101,9 +104,11 @@ class GeoSSLTask(LightningModule):
         normalization: where ``mean`` / ``std`` come from when they are ``None``: ``"auto"``
             (default) ImageNet's for 3 bands (RGB, what RGB weights expect), the data's for any
             other band count; ``"imagenet"`` ImageNet's (3 bands only); ``"data"`` the data's for
-            any band count (:mod:`geossl.trainers.normalization`). ``geossl pretrain`` gives
-            the data's to :meth:`set_normalization` before fit; without the CLI, call it yourself
-            (see the example). A resumed run uses its checkpoint's statistics.
+            any band count ([`geossl.trainers.normalization`][geossl.trainers.normalization]).
+            ``geossl pretrain`` gives the data's to
+            [`set_normalization`][geossl.trainers.pretrain.GeoSSLTask.set_normalization] before fit;
+            without the CLI, call it yourself (see the example). A resumed run uses its checkpoint's
+            statistics.
         normalization_samples: patches / images the data statistics are estimated from (256).
         lr: SGD learning rate (0.03 for a total batch of 256).
         sgd_momentum: SGD momentum (0.9).
@@ -116,20 +121,22 @@ class GeoSSLTask(LightningModule):
             (``benchmarks/step_throughput.py`` measures what it gains).
         nan_check_every_n_steps: check that every term's loss is finite every this many training
             steps (1: every step; 0: never), one device-to-host sync per check; no checkpoint is
-            saved after a non-finite loss (:class:`~geossl.trainers.guards.NonFiniteGuard`).
+            saved after a non-finite loss
+            ([`NonFiniteGuard`][geossl.trainers.guards.NonFiniteGuard]).
         init_weights: start the query (and key) backbone from any weight file
-            :func:`~geossl.weights.read_weights` reads; keys must match the backbone exactly
-            (a classifier is dropped). A local path, so kept out of the hyper-parameters (like
-            torchgeo's ``weights``); checkpoints record its name and hash as
+            [`read_weights`][geossl.weights.read_weights] reads; keys must match the backbone
+            exactly (a classifier is dropped). A local path, so kept out of the hyper-parameters
+            (like torchgeo's ``weights``); checkpoints record its name and hash as
             ``geossl_init_weights``.
         input_block: what the input is (``dataset``, ``band_names``, ``bands``, ``scale``), from
             the data module's ``input_block`` (``geossl pretrain`` links it in). Checkpoints
             record it, completed with the ``mean``, ``std`` and ``image_size`` the run trained
-            with, so that reading them (:func:`~geossl.weights.read_weights`) needs nothing else.
-            ``None``: generic band names and an 8-bit scale.
+            with, so that reading them ([`read_weights`][geossl.weights.read_weights]) needs nothing
+            else. ``None``: generic band names and an 8-bit scale.
         adapt_in_chans: let 3-band ``init_weights`` start a backbone with another ``in_chans``
-            through timm's first-convolution rule (:func:`~geossl.weights.adapt_first_conv`);
-            the data's normalisation is then used. Without it, a band-count mismatch is an error.
+            through timm's first-convolution rule
+            ([`adapt_first_conv`][geossl.weights.adapt_first_conv]); the data's normalisation is
+            then used. Without it, a band-count mismatch is an error.
 
     Raises:
         ValueError: for any invalid hyper-parameter; the message names it as ``model.<name>``.
@@ -373,9 +380,11 @@ class GeoSSLTask(LightningModule):
 
         Raises:
             ValueError: naming ``model.mean`` / ``model.std`` when the data's statistics were
-                asked for and not given (:meth:`set_normalization`; ``geossl pretrain`` gives
-                them), or ``data.shared_canvas`` when the datamodule says its pairs are drawn on
-                separate canvases (a datamodule that does not say is trusted).
+                asked for and not given
+                ([`set_normalization`][geossl.trainers.pretrain.GeoSSLTask.set_normalization];
+                ``geossl pretrain`` gives them), or ``data.shared_canvas`` when the datamodule says
+                its pairs are drawn on separate canvases (a datamodule that does not say is
+                trusted).
         """
         check_fit_ready(
             self.terms,
@@ -385,7 +394,7 @@ class GeoSSLTask(LightningModule):
         )
 
     def configure_callbacks(self) -> list[Callback]:
-        """The task's own callback: :class:`~geossl.trainers.callbacks.TrainingHealthMonitor`.
+        """The task's own callback: `TrainingHealthMonitor`.
 
         Returns:
             The monitor, which warns once on a collapse or a loss out of its range.
@@ -449,7 +458,7 @@ class GeoSSLTask(LightningModule):
         checkpoint.setdefault("hyper_parameters", {}).update(self.describe_input_and_recipe())
 
     def describe_input_and_recipe(self) -> dict[str, Any]:
-        """What a checkpoint records so that it describes itself (:func:`checkpoint_description`).
+        """What a checkpoint records so that it describes itself (`checkpoint_description`).
 
         Returns:
             The resolved ``losses``, ``loss_options`` and the completed ``input_block``.

@@ -1,4 +1,4 @@
-"""The checks of :class:`~geossl.trainers.GeoSSLTask`'s hyper-parameters, before anything is built.
+"""The checks of `GeoSSLTask`'s hyper-parameters, before anything is built.
 
 Every message names the offending key as ``model.<name>`` (the LightningCLI key).
 """

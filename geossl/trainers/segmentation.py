@@ -53,24 +53,24 @@ def segmentation_metrics(ignore_index: int | None = IGNORE_INDEX) -> MetricColle
     Pixels whose target equals ``ignore_index`` (padding) are left out. With TP, FP, FN counted
     for class c over the epoch:
 
-    - ``miou``: :math:`\frac{1}{2} \sum_{c \in \{0, 1\}} \frac{TP_c}{TP_c + FP_c + FN_c}`,
+    - ``miou``: $\frac{1}{2} \sum_{c \in \{0, 1\}} \frac{TP_c}{TP_c + FP_c + FN_c}$,
       the mean IoU over background and building, the GeoSSL paper's SpaceNet metric
       (torchmetrics ``MulticlassJaccardIndex(average="macro")``; a class absent from both target
       and prediction is left out of the mean). torchgeo's own ``JaccardIndex`` uses
-      ``average="micro"`` (:math:`\sum_c TP_c / \sum_c (TP_c + FP_c + FN_c)`, dominated by the
+      ``average="micro"`` ($\sum_c TP_c / \sum_c (TP_c + FP_c + FN_c)$, dominated by the
       background): not the paper's number.
-    - ``building_iou``: :math:`TP_1 / (TP_1 + FP_1 + FN_1)` (``BinaryJaccardIndex``; 0 when there
+    - ``building_iou``: $TP_1 / (TP_1 + FP_1 + FN_1)$ (``BinaryJaccardIndex``; 0 when there
       is no building in target and prediction).
-    - ``building_f1``: the pixel F1 of the building class, :math:`2 TP_1 / (2 TP_1 + FP_1 +
-      FN_1)` (``BinaryF1Score``). Not the SpaceNet challenge's F1, which matches polygons at
-      IoU >= 0.5.
+    - ``building_f1``: the pixel F1 of the building class,
+      $2 TP_1 / (2 TP_1 + FP_1 + FN_1)$ (``BinaryF1Score``). Not the SpaceNet challenge's F1, which
+      matches polygons at IoU >= 0.5.
     - ``pixel_accuracy``: correct pixels / pixels (``MulticlassAccuracy(average="micro")``).
 
     Args:
         ignore_index: target value to leave out (None: none).
 
     Returns:
-        A :class:`~torchmetrics.MetricCollection` called as ``metrics(pred_labels, target)``.
+        A `MetricCollection` called as ``metrics(pred_labels, target)``.
     """
     # validate_args=False: the inputs are argmax labels and masks of 0 / 1 / ignore_index by
     # construction, and the validation runs torch.unique on every batch (a device sync on GPU)
@@ -92,34 +92,38 @@ class SpaceNetSegmentationTask(DownstreamWeights, SemanticSegmentationTask):
 
     The model is an smp ``Unet`` / ``DeepLabV3Plus`` / ``PSPNet`` built without weights; its
     encoder (smp's ResNet, timm's keys) then receives ``weights`` through
-    :meth:`~geossl.trainers.downstream.DownstreamWeights.load_pretrained_trunk`, strictly (every
-    encoder tensor from the weights, or an error). torchgeo's own ``weights`` handling reads only
-    a weights enum or a Lightning checkpoint (``extract_backbone``: a bare ``.pth`` or a geossl
-    export raises ``KeyError``), cannot adapt the band count and ignores the weights'
-    normalisation, hence this class. With ``pspnet`` (smp's defaults: encoder_depth 3,
+    [`load_pretrained_trunk`][geossl.trainers.downstream.DownstreamWeights.load_pretrained_trunk],
+    strictly (every encoder tensor from the weights, or an error). torchgeo's own ``weights``
+    handling reads only a weights enum or a Lightning checkpoint (``extract_backbone``: a bare
+    ``.pth`` or a geossl export raises ``KeyError``), cannot adapt the band count and ignores the
+    weights' normalisation, hence this class. With ``pspnet`` (smp's defaults: encoder_depth 3,
     upsampling 8) stages ``layer3`` / ``layer4`` are loaded but unused, and frozen so that DDP sees
     no unused trainable parameters.
 
     Input: ``image`` float ``[B, C, H, W]`` in ``[0, 1]`` (H, W multiples of 32 for unet /
-    deeplabv3+, of 8 for pspnet); :meth:`forward` normalises it with ``mean`` / ``std`` (the
-    weights' own when not given; per-band statistics of the data, e.g.
-    :func:`~geossl.datasets.spacenet.stats.band_statistics`, for a pan band with RGB weights).
+    deeplabv3+, of 8 for pspnet);
+    [`forward`][geossl.trainers.segmentation.SpaceNetSegmentationTask.forward] normalises it with
+    ``mean`` / ``std`` (the weights' own when not given; per-band statistics of the data, e.g.
+    [`band_statistics`][geossl.datasets.spacenet.stats.band_statistics], for a pan band with RGB
+    weights).
     Output: logits ``[B, 2, H, W]``. ``mask`` is int64 ``[B, H, W]`` with 0 / 1 and
     ``ignore_index`` on padding.
 
     Logged: ``train_loss``, ``{train,val,test}_{miou,building_iou,building_f1,pixel_accuracy}``
-    (:func:`segmentation_metrics`), ``val_loss``, ``test_loss``. Optimiser: AdamW with
-    ``ReduceLROnPlateau`` on ``val_miou`` (:attr:`monitor`, maximised).
+    ([`segmentation_metrics`][geossl.trainers.segmentation.segmentation_metrics]), ``val_loss``,
+    ``test_loss``. Optimiser: AdamW with ``ReduceLROnPlateau`` on ``val_miou`` (`monitor`,
+    maximised).
 
     Args:
         model: ``"unet"`` (default), ``"deeplabv3+"`` or ``"pspnet"``.
         backbone: timm / smp ResNet name (``resnet50`` as in the paper; ``resnet18`` for tests).
         weights: ``random``, ``imagenet``, a torchgeo weights name, a weights file
-            (:mod:`geossl.weights.resolve`), or ``"checkpoint"`` when reloading a trained model.
+            ([`geossl.weights.resolve`][geossl.weights.resolve]), or ``"checkpoint"`` when reloading
+            a trained model.
         in_channels: bands of the images.
         adapt_in_chans: allow weights with another band count (first convolution adapted by
-            :func:`~geossl.weights.adapt_first_conv`: the kernels summed for 1 band, repeated
-            and scaled by 3 / N for N bands); ``mean`` / ``std`` must then be given.
+            [`adapt_first_conv`][geossl.weights.adapt_first_conv]: the kernels summed for 1 band,
+            repeated and scaled by 3 / N for N bands); ``mean`` / ``std`` must then be given.
         mean: per-band mean of the ``[0, 1]`` input (default: the weights').
         std: per-band standard deviation of the ``[0, 1]`` input (default: the weights').
         loss: ``"ce"`` (cross-entropy) or ``"focal"`` (smp's FocalLoss); both skip
@@ -248,7 +252,7 @@ class SpaceNetSegmentationTask(DownstreamWeights, SemanticSegmentationTask):
         )
 
     def configure_metrics(self) -> None:
-        """:func:`segmentation_metrics` for train, val and test."""
+        """`segmentation_metrics` for train, val and test."""
         metrics = segmentation_metrics(self.hparams["ignore_index"])
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")

@@ -1,4 +1,4 @@
-"""What :class:`~geossl.trainers.GeoSSLTask` logs at every training step, without a host sync."""
+"""What `GeoSSLTask` logs at every training step, without a host sync."""
 
 import torch
 from lightning import LightningModule

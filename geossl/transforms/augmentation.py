@@ -48,8 +48,9 @@ class ViewParams:
         source_size: ``(H, W)`` of the source images.
         view_size: ``(h, w)`` of the views.
         axis_aligned: the views are axis-aligned by construction (crop, scale and flip only, as
-            :class:`GeoSSLAugmentation` draws them), so consumers that need it (SCRL's boxes)
-            need not read ``transform`` on the host to check it.
+            [`GeoSSLAugmentation`][geossl.transforms.augmentation.GeoSSLAugmentation] draws them),
+            so consumers that need it (SCRL's boxes) need not read ``transform`` on the host to
+            check it.
     """
 
     transform: Tensor
@@ -83,9 +84,10 @@ class GeoSSLAugmentation(nn.Module):
 
     1. ``RandomResizedCrop(size, scale=(min_scale, 1))``, ratio (3/4, 4/3), bilinear;
     2. ``RandomHorizontalFlip(p=flip_p)``;
-    3. ``ColorJitter(0.4, 0.4, 0.4, 0.1)`` with ``p=0.8`` (:class:`RandomColorJitter`), then
+    3. ``ColorJitter(0.4, 0.4, 0.4, 0.1)`` with ``p=0.8``
+       ([`RandomColorJitter`][geossl.transforms.photometric.RandomColorJitter]), then
        ``RandomGrayscale(p=0.2)`` (RGB only; for ``in_chans != 3`` both are replaced by
-       :class:`RandomBandJitter`);
+       [`RandomBandJitter`][geossl.transforms.photometric.RandomBandJitter]);
     4. Gaussian blur with ``p=0.5``, sigma in (0.1, 2.0), odd kernel of about 10 % of ``size``
        (23 for 224, SimCLR's choice; at least 3), reflect padding;
     5. ``Normalize(mean, std)``.
@@ -93,17 +95,19 @@ class GeoSSLAugmentation(nn.Module):
     The flip is applied with the crop (the papers flip last): it commutes with the per-pixel
     colour operations and with the isotropic Gaussian blur under reflect padding, so the output
     distribution is the same, and all geometry is one affine map per sample
-    (:class:`ViewParams`), which SCRL needs to map boxes between views.
+    ([`ViewParams`][geossl.transforms.augmentation.ViewParams]), which SCRL needs to map boxes
+    between views.
 
     Crops are resampled in one batched ``grid_sample`` per call, exactly the returned matrix
     (corner pixel centres of the crop go to the corner pixel centres of the view,
     ``align_corners=True``). No anti-aliasing: the data workers resize to about ``size`` first, so
     crops are mostly up-sampled.
 
-    Every step is a fixed handful of batched tensor operations (:mod:`geossl.transforms.functional`,
-    about 250 per view against kornia's 781, docs/benchmarks.md) and nothing drawn is read back on
-    the host, so on a GPU the CPU never waits for queued work. Draws use torch's global generator
-    of the input's device (``torch.manual_seed`` makes a call reproducible).
+    Every step is a fixed handful of batched tensor operations
+    ([`geossl.transforms.functional`][geossl.transforms.functional], about 250 per view against
+    kornia's 781, docs/benchmarks.md) and nothing drawn is read back on the host, so on a GPU the
+    CPU never waits for queued work. Draws use torch's global generator of the input's device
+    (``torch.manual_seed`` makes a call reproducible).
 
     Args:
         size: output side in pixels (224 in the paper).
@@ -121,7 +125,8 @@ class GeoSSLAugmentation(nn.Module):
         saturation: colour-jitter saturation strength (0.4, RGB only).
         hue: colour-jitter hue strength (0.1, RGB only).
         compile: fuse the colour-jitter adjustments with ``torch.compile``
-            (:class:`RandomColorJitter`); the geometry and blur are already a few kernels.
+            ([`RandomColorJitter`][geossl.transforms.photometric.RandomColorJitter]); the geometry
+            and blur are already a few kernels.
 
     Raises:
         ValueError: if a parameter is out of range or ``mean`` / ``std`` do not have ``C`` entries.
@@ -195,7 +200,7 @@ class GeoSSLAugmentation(nn.Module):
 
         Raises:
             ValueError: if a statistic is missing for ``C != 3``, has the wrong length, or is
-                not valid for :meth:`~geossl.utils.normalization.Normalization.of`.
+                not valid for [`of`][geossl.utils.normalization.Normalization.of].
         """
         if mean is None:
             if in_chans != 3:
@@ -239,11 +244,13 @@ class GeoSSLAugmentation(nn.Module):
 
         Args:
             x: ``[B, C, H, W]`` images, uint8 (divided by 255) or floating point in ``[0, 1]``.
-            return_params: also return where each view came from (:class:`ViewParams`).
+            return_params: also return where each view came from
+                ([`ViewParams`][geossl.transforms.augmentation.ViewParams]).
 
         Returns:
             ``[B, C, size, size]`` normalised views (float32 for uint8 input, else the input's
-            floating dtype), and the :class:`ViewParams` when ``return_params`` is true.
+            floating dtype), and the [`ViewParams`][geossl.transforms.augmentation.ViewParams] when
+            ``return_params`` is true.
 
         Raises:
             ValueError: if ``x`` is not ``[B, in_chans, H, W]``.
@@ -282,7 +289,8 @@ class GeoSSLAugmentation(nn.Module):
         """Crop, resize and flip other data of the same sources exactly like the views.
 
         For instance masks or label rasters (``mode="nearest"``) aligned with the images that
-        :meth:`forward` augmented: no colour, blur or normalisation.
+        [`forward`][geossl.transforms.augmentation.GeoSSLAugmentation.forward] augmented: no colour,
+        blur or normalisation.
 
         Args:
             x: ``[B, K, H, W]`` floating-point data on the sources' grid (``params.source_size``).

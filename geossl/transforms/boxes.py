@@ -2,14 +2,14 @@ r"""Spatially matched box pairs for SCRL, sampled on the device for a whole batc
 
 SCRL (Roh et al., "Spatially Consistent Representation Learning", CVPR 2021,
 https://arxiv.org/abs/2103.06122) compares RoI features of the *same* region of an image seen in
-two augmented views. :func:`sample_scrl_boxes` finds such regions from the views' geometry
-(:class:`~geossl.transforms.ViewParams`): the crop windows of the two views in source pixels,
-their intersection, random boxes inside it, and each box mapped into both views (scale, offset and
-horizontal flip, through the views' 3x3 matrices).
+two augmented views. [`sample_scrl_boxes`][geossl.transforms.boxes.sample_scrl_boxes] finds such
+regions from the views' geometry ([`ViewParams`][geossl.transforms.ViewParams]): the crop windows of
+the two views in source pixels, their intersection, random boxes inside it, and each box mapped into
+both views (scale, offset and horizontal flip, through the views' 3x3 matrices).
 
-Coordinates follow :class:`~geossl.transforms.ViewParams`: pixel centres, ``x`` the column. These
-are exactly the coordinates of ``torchvision.ops.roi_align(..., aligned=False)`` (a box coordinate
-``u`` reads the pixel whose centre is ``u``), the setting SCRL uses.
+Coordinates follow [`ViewParams`][geossl.transforms.ViewParams]: pixel centres, ``x`` the column.
+These are exactly the coordinates of ``torchvision.ops.roi_align(..., aligned=False)`` (a box
+coordinate ``u`` reads the pixel whose centre is ``u``), the setting SCRL uses.
 """
 
 import math
@@ -74,7 +74,7 @@ def box_iou_batched(boxes: Tensor) -> Tensor:
 
 
 def _check_pair(params1: ViewParams, params2: ViewParams) -> None:
-    """Check that two :class:`ViewParams` describe two views of the same source batch.
+    """Check that two `ViewParams` describe two views of the same source batch.
 
     Args:
         params1: geometry of view 1.
@@ -117,23 +117,23 @@ def sample_scrl_boxes(
     r"""Sample SCRL's spatially matched box pairs for a batch of two-view pairs.
 
     ``params1`` and ``params2`` describe two augmentations of the *same* source images (e.g. the
-    ``"query"`` and ``"same"`` views of :class:`~geossl.trainers.GeoSSLTask`). For each image
+    ``"query"`` and ``"same"`` views of [`GeoSSLTask`][geossl.trainers.GeoSSLTask]). For each image
     ``b``, following SCRL's box generator (``grid_based_box_gen: True``, kakaobrain/scrl
     ``models/box_generator.py``):
 
-    1. Intersection :math:`I_b` of the two crop windows in source pixels. With :math:`s_k` the
-       view-per-source scale of view :math:`k` along an axis (from the 3x3 matrix), sizes are
-       measured at the *coarser* view's scale :math:`s = \min(s_1, s_2)`: the side
-       :math:`S = s\,|I_b|`. The image is skipped (no boxes) when :math:`S \le` ``min_size`` on
+    1. Intersection $I_b$ of the two crop windows in source pixels. With $s_k$ the
+       view-per-source scale of view $k$ along an axis (from the 3x3 matrix), sizes are
+       measured at the *coarser* view's scale $s = \min(s_1, s_2)$: the side
+       $S = s\,|I_b|$. The image is skipped (no boxes) when $S \le$ ``min_size`` on
        either axis.
     2. ``max_tries`` candidates, each drawn on a random grid (per axis): a number of cells
-       :math:`n \sim U\{1, \dots, \lfloor S / m \rfloor\}` (:math:`m` = ``min_size``), a cell
-       :math:`i \sim U\{0, \dots, n - 1\}` of side :math:`c = S / n \ge m`, a box side
-       :math:`w \sim U[m, c]` and its position uniformly inside the cell; converted to source
-       pixels by dividing by :math:`s`. Every box lies inside :math:`I_b` and its sides are
-       :math:`\ge m` pixels in both views.
+       $n \sim U\{1, \dots, \lfloor S / m \rfloor\}$ ($m$ = ``min_size``), a cell
+       $i \sim U\{0, \dots, n - 1\}$ of side $c = S / n \ge m$, a box side
+       $w \sim U[m, c]$ and its position uniformly inside the cell; converted to source
+       pixels by dividing by $s$. Every box lies inside $I_b$ and its sides are
+       $\ge m$ pixels in both views.
     3. Greedy selection in draw order: a candidate is kept when fewer than ``num_boxes`` are kept
-       and its IoU with every kept box is :math:`<` ``iou_threshold`` (IoU is the same in source
+       and its IoU with every kept box is $<$ ``iou_threshold`` (IoU is the same in source
        and in both views: per-axis scales, offsets and flips preserve it).
     4. The kept boxes are mapped into both views through their matrices (flips swap ``x1`` and
        ``x2``), so ``roi_align`` at ``boxes1[k]`` in view 1 and at ``boxes2[k]`` in view 2 reads
@@ -159,7 +159,7 @@ def sample_scrl_boxes(
         generator: random generator on the parameters' device; torch's global one if ``None``.
 
     Returns:
-        The matched boxes (:class:`ScrlBoxes`).
+        The matched boxes ([`ScrlBoxes`][geossl.transforms.boxes.ScrlBoxes]).
 
     Raises:
         ValueError: if an argument is out of range or the two geometries do not fit together.
@@ -187,7 +187,7 @@ def sample_scrl_boxes(
 def _check_box_arguments(
     num_boxes: int, min_size: float, max_tries: int, iou_threshold: float
 ) -> None:
-    """Refuse out-of-range arguments of :func:`sample_scrl_boxes`."""
+    """Refuse out-of-range arguments of `sample_scrl_boxes`."""
     check_at_least("num_boxes", num_boxes, 1)
     # Not check_positive: it would let an infinite min_size through.
     if not (math.isfinite(min_size) and min_size > 0):

@@ -1,10 +1,11 @@
 r"""Batched view-augmentation kernels: a few tensor operations per step, nothing read on the host.
 
-The building blocks of :class:`~geossl.transforms.GeoSSLAugmentation`. Each works on a whole
-batch with per-sample parameters given as tensors, so a view of ``B`` images costs a fixed number
-of kernel launches whatever ``B`` is, and no value is read back on the host (a read would make
-the CPU wait for all queued GPU work). They follow torchvision's definitions (the MoCo-v2 recipe
-is written with torchvision's transforms), which the tests check them against sample by sample.
+The building blocks of [`GeoSSLAugmentation`][geossl.transforms.GeoSSLAugmentation]. Each works on a
+whole batch with per-sample parameters given as tensors, so a view of ``B`` images costs a fixed
+number of kernel launches whatever ``B`` is, and no value is read back on the host (a read would
+make the CPU wait for all queued GPU work). They follow torchvision's definitions (the MoCo-v2
+recipe is written with torchvision's transforms), which the tests check them against sample by
+sample.
 
 Why not kornia's augmentation classes: one kornia view (crop, flip, colour jitter, grayscale,
 blur) dispatches about 780 tensor operations whatever the batch size (its containers, parameter
@@ -98,7 +99,8 @@ def crop_flip_matrix(crops: Tensor, flipped: Tensor, size: int) -> Tensor:
     where flipped.
 
     Args:
-        crops: ``[B, 4]`` ``(x0, y0, w, h)`` from :func:`sample_resized_crops`.
+        crops: ``[B, 4]`` ``(x0, y0, w, h)`` from
+            [`sample_resized_crops`][geossl.transforms.functional.sample_resized_crops].
         flipped: ``[B]`` bool.
         size: side of the square views.
 
@@ -125,7 +127,7 @@ def warp_views(
     mode: str = "bilinear",
     vflipped: Tensor | None = None,
 ) -> Tensor:
-    """Resample the crop-resize-flip views of :func:`crop_flip_matrix` in one ``grid_sample``.
+    """Resample the crop-resize-flip views of `crop_flip_matrix` in one ``grid_sample``.
 
     Args:
         x: ``[B, C, H, W]`` floating-point sources.
@@ -133,8 +135,9 @@ def warp_views(
         flipped: ``[B]`` bool, horizontal flips.
         size: side of square views, or ``(height, width)``.
         mode: ``"bilinear"`` (images) or ``"nearest"`` (labels, masks).
-        vflipped: ``[B]`` bool, vertical flips (none when ``None``; :func:`crop_flip_matrix`
-            describes views without them).
+        vflipped: ``[B]`` bool, vertical flips (none when ``None``;
+            [`crop_flip_matrix`][geossl.transforms.functional.crop_flip_matrix] describes views
+            without them).
 
     Returns:
         ``[B, C, height, width]`` views.
@@ -186,8 +189,8 @@ def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     r"""Rotate the HSV hue by ``factor`` turns (``[B, 1, 1, 1]`` in ``[-0.5, 0.5]``, torchvision).
 
     torchvision's ``_rgb2hsv`` for the hue and saturation; back to RGB with the closed form of
-    the HSV cone, :math:`c_n = v - v s \,\mathrm{clamp}(\min(k_n, 4 - k_n), 0, 1)` with
-    :math:`k_n = (n + 6h) \bmod 6` for :math:`n = 5, 3, 1` (R, G, B): the values of
+    the HSV cone, $c_n = v - v s \,\mathrm{clamp}(\min(k_n, 4 - k_n), 0, 1)$ with
+    $k_n = (n + 6h) \bmod 6$ for $n = 5, 3, 1$ (R, G, B): the values of
     torchvision's six-sector table in a few whole-batch operations instead of a table of 18.
     """
     r, g, b = x.unbind(dim=1)  # [B, H, W] each

@@ -1,7 +1,8 @@
 """Batched photometric augmentations: band jitter, colour jitter, grayscale and blur.
 
 Each draws its parameters on the input's device for the whole batch and applies them with the
-batched kernels of :mod:`geossl.transforms.functional`: nothing is read back on the host.
+batched kernels of [`geossl.transforms.functional`][geossl.transforms.functional]: nothing is read
+back on the host.
 """
 
 import functools
@@ -34,22 +35,22 @@ class RandomBandJitter(nn.Module):
 
     Colour jitter and grayscale assume RGB (saturation and hue are defined on the RGB cube), so for
     ``C != 3`` bands geossl jitters every band independently instead. With probability ``p`` per
-    sample, for each band ``c`` with spatial mean :math:`\mu_c`:
+    sample, for each band ``c`` with spatial mean $\mu_c$:
 
-    .. math::
+    $$
+    x_c \leftarrow \operatorname{clip}_{[0, 1]}\big(\beta_c x_c\big), \qquad
+    x_c \leftarrow \operatorname{clip}_{[0, 1]}\big(\gamma_c (x_c - \mu_c) + \mu_c\big)
+    $$
 
-        x_c \leftarrow \operatorname{clip}_{[0, 1]}\big(\beta_c x_c\big), \qquad
-        x_c \leftarrow \operatorname{clip}_{[0, 1]}\big(\gamma_c (x_c - \mu_c) + \mu_c\big)
-
-    with :math:`\beta_c \sim U[\max(0, 1 - b), 1 + b]`, :math:`\gamma_c \sim U[\max(0, 1 - s),
-    1 + s]`: torchvision's multiplicative brightness and contrast (the mean is per band rather than
-    the grayscale mean). Not from the GeoSSL paper (RGB only): a documented geossl choice.
-    Draws from torch's global generator on the input's device (reproducible with
-    ``torch.manual_seed``).
+    with $\beta_c \sim U[\max(0, 1 - b), 1 + b]$,
+    $\gamma_c \sim U[\max(0, 1 - s), 1 + s]$: torchvision's multiplicative brightness and contrast
+    (the mean is per band rather than the grayscale mean). Not from the GeoSSL paper (RGB only): a
+    documented geossl choice. Draws from torch's global generator on the input's device
+    (reproducible with ``torch.manual_seed``).
 
     Args:
-        brightness: :math:`b` >= 0 (default 0.4, the RGB recipe's brightness).
-        contrast: :math:`s` >= 0 (default 0.4, the RGB recipe's contrast).
+        brightness: $b$ >= 0 (default 0.4, the RGB recipe's brightness).
+        contrast: $s$ >= 0 (default 0.4, the RGB recipe's contrast).
         p: probability per sample (default 0.8, the RGB recipe's colour-jitter probability).
 
     Raises:
@@ -110,7 +111,7 @@ COLOR_STEPS: tuple[ColorStep, ...] = (
 
 @functools.cache
 def compiled_color_steps() -> tuple[ColorStep, ...]:
-    """:data:`COLOR_STEPS` through ``torch.compile``, created once per process.
+    """`COLOR_STEPS` through ``torch.compile``, created once per process.
 
     Each adjustment is a chain of per-pixel operations (about 30 for the hue) that inductor fuses
     into one or two kernels: eager, every operation is a pass over the whole batch of views.
@@ -121,12 +122,13 @@ def compiled_color_steps() -> tuple[ColorStep, ...]:
 class RandomColorJitter(nn.Module):
     r"""torchvision's ``ColorJitter`` with probability ``p``, batched (RGB in ``[0, 1]``).
 
-    Per sample, factors :math:`\beta, \gamma, \sigma \sim U[\max(0, 1 - s), 1 + s]` for the
-    brightness, contrast and saturation strengths and a hue shift :math:`\eta \sim U[-h, h]`
-    turns; the four adjustments (:mod:`geossl.transforms.functional`, torchvision's definitions)
-    run in a random order drawn once per batch (torchvision draws it per image, kornia per
-    batch), and each sample keeps its input with probability ``1 - p``. The factors are drawn on
-    the input's device; the order on the host (a permutation of four, read without a device sync).
+    Per sample, factors $\beta, \gamma, \sigma \sim U[\max(0, 1 - s), 1 + s]$ for the
+    brightness, contrast and saturation strengths and a hue shift $\eta \sim U[-h, h]$
+    turns; the four adjustments ([`geossl.transforms.functional`][geossl.transforms.functional],
+    torchvision's definitions) run in a random order drawn once per batch (torchvision draws it per
+    image, kornia per batch), and each sample keeps its input with probability ``1 - p``. The
+    factors are drawn on the input's device; the order on the host (a permutation of four, read
+    without a device sync).
 
     Args:
         brightness: strength ``s`` >= 0 (0.4).
@@ -134,7 +136,8 @@ class RandomColorJitter(nn.Module):
         saturation: strength >= 0 (0.4).
         hue: strength ``h`` in ``[0, 0.5]`` (0.1).
         p: probability per sample (0.8).
-        compile: run the adjustments through ``torch.compile`` (:func:`compiled_color_steps`).
+        compile: run the adjustments through ``torch.compile``
+            ([`compiled_color_steps`][geossl.transforms.photometric.compiled_color_steps]).
 
     Raises:
         ValueError: if a parameter is out of range.

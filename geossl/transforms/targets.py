@@ -4,7 +4,7 @@ Detection and segmentation targets must follow the pixels: a flip, 90-degree rot
 applied to the image is applied to the boxes (``bbox_xyxy``) and the mask with the same
 parameters. albumentations does this for one sample at a time on the CPU, in the data loader
 workers: downstream fine-tuning batches are small (tens of 416 px chips) and the detector's step
-dominates, so the batched on-device augmentation of pretraining (:mod:`geossl.transforms`) is not
+dominates, so the batched on-device augmentation of pretraining (`geossl.transforms`) is not
 needed here.
 """
 

@@ -1,7 +1,7 @@
 """Band names and scales that datasets, data modules and weights all speak of.
 
-They live here, below both :mod:`geossl.datasets` and :mod:`geossl.weights`, so that the fMoW
-product table (:data:`geossl.datasets.fmow.constants.FMOW_PRODUCTS`) can name its RGB bands and
+They live here, below both `geossl.datasets` and `geossl.weights`, so that the fMoW
+product table (`geossl.datasets.fmow.constants.FMOW_PRODUCTS`) can name its RGB bands and
 the weights readers can describe RGB weights without either importing the other.
 """
 

@@ -1,8 +1,8 @@
 """Distributed helpers that are safe to call in a single process.
 
-Every function here checks :func:`world_size` first and is a no-op (or the identity) when
-``torch.distributed`` is not initialised, so losses, the key queue and the trainer call them
-unconditionally and the same code runs on one CPU, one GPU or under DDP.
+Every function here checks [`world_size`][geossl.utils.distributed.world_size] first and is a no-op
+(or the identity) when ``torch.distributed`` is not initialised, so losses, the key queue and the
+trainer call them unconditionally and the same code runs on one CPU, one GPU or under DDP.
 
 The batch-shuffle helpers wrap lightly's ``batch_shuffle`` / ``batch_unshuffle`` (the MoCo
 reference implementation, He et al., CVPR 2020, https://arxiv.org/abs/1911.05722) and choose the
@@ -78,7 +78,8 @@ def batch_shuffle(batch: Tensor) -> tuple[Tensor, Tensor]:
         batch: ``[B, ...]`` tensor on this rank.
 
     Returns:
-        ``(shuffled [B, ...], index)``; pass ``index`` to :func:`batch_unshuffle`.
+        ``(shuffled [B, ...], index)``; pass ``index`` to
+        [`batch_unshuffle`][geossl.utils.distributed.batch_unshuffle].
     """
     shuffled, index = _lightly_batch_shuffle(batch, distributed=world_size() > 1)
     return shuffled, index
@@ -86,11 +87,11 @@ def batch_shuffle(batch: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def batch_unshuffle(batch: Tensor, index: Tensor) -> Tensor:
-    """Undo :func:`batch_shuffle` on an output of the shuffled batch.
+    """Undo `batch_shuffle` on an output of the shuffled batch.
 
     Args:
         batch: ``[B, ...]`` computed from the shuffled batch (any trailing shape).
-        index: the index returned by :func:`batch_shuffle`.
+        index: the index returned by [`batch_shuffle`][geossl.utils.distributed.batch_shuffle].
 
     Returns:
         ``[B, ...]`` in this rank's original sample order.

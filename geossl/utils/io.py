@@ -11,7 +11,7 @@ from pathlib import Path
 def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
 
-    The temporary file lives in the same folder (so :func:`os.replace` is an atomic rename on
+    The temporary file lives in the same folder (so `os.replace` is an atomic rename on
     the same file system) under a hidden, process- and call-unique name. If the block raises,
     or the process is interrupted, the temporary file is removed and ``path`` keeps whatever it
     held before.
@@ -35,7 +35,7 @@ def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) ->
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`).
+    """Write ``data`` to ``path`` atomically (see [`atomic_output`][geossl.utils.io.atomic_output]).
 
     Args:
         path: the final file name.

@@ -2,8 +2,8 @@
 
 Data modules produce it, the pretraining task, downstream tasks, the augmentation, the embedding
 pipeline and the weights metadata take it: each checks its statistics through
-:meth:`Normalization.of`, so a wrong length, a NaN or a zero std is the same one-line error
-everywhere, naming where the values came from.
+[`Normalization.of`][geossl.utils.normalization.Normalization.of], so a wrong length, a NaN or a
+zero std is the same one-line error everywhere, naming where the values came from.
 
 Example:
     >>> from geossl.utils.normalization import Normalization
@@ -32,7 +32,8 @@ __all__ = ["Normalization"]
 class Normalization:
     """Per-band ``mean`` and ``std``: ``x' = (x - mean) / std``, one value per band.
 
-    Build it with :meth:`of`, which validates; the fields are plain tuples of floats.
+    Build it with [`of`][geossl.utils.normalization.Normalization.of], which validates; the fields
+    are plain tuples of floats.
     """
 
     mean: tuple[float, ...]

@@ -1,10 +1,14 @@
 """geossl.weights: reading, loading, resolving and exporting pretrained backbone weights.
 
-One home for weights: :func:`read_weights` reads any supported file into a timm state dict and a
-:class:`WeightsMeta`; :func:`load_state_dict_strict` is the one strict loader;
-:func:`resolve_init_weights` is the one resolver of ``random`` / ``imagenet`` / torchgeo names /
-files; :class:`GeoSSLWeights` and :func:`resnet18` / :func:`resnet50` mirror torchgeo's API;
-:func:`export_weights` writes a checkpoint's backbone for torchgeo and timm.
+One home for weights: [`read_weights`][geossl.weights.readers.read_weights] reads any supported file
+into a timm state dict and a [`WeightsMeta`][geossl.weights.meta.WeightsMeta];
+[`load_state_dict_strict`][geossl.weights.loading.load_state_dict_strict] is the one strict loader;
+[`resolve_init_weights`][geossl.weights.resolve.resolve_init_weights] is the one resolver of
+``random`` / ``imagenet`` / torchgeo names / files;
+[`GeoSSLWeights`][geossl.weights.hub.GeoSSLWeights] and [`resnet18`][geossl.weights.hub.resnet18] /
+[`resnet50`][geossl.weights.hub.resnet50] mirror torchgeo's API;
+[`export_weights`][geossl.weights.export.export_weights] writes a checkpoint's backbone for torchgeo
+and timm.
 
 Example:
     >>> from geossl.weights import resolve_init_weights

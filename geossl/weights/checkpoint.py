@@ -1,11 +1,11 @@
-"""The :class:`~geossl.weights.WeightsMeta` of a geossl pretraining checkpoint.
+"""The [`WeightsMeta`][geossl.weights.WeightsMeta] of a geossl pretraining checkpoint.
 
-A :class:`~geossl.trainers.GeoSSLTask` checkpoint describes itself: its hyper-parameters hold the
-resolved ``losses`` and ``loss_options`` and an ``input_block`` (band names, bands, the
+A [`GeoSSLTask`][geossl.trainers.GeoSSLTask] checkpoint describes itself: its hyper-parameters hold
+the resolved ``losses`` and ``loss_options`` and an ``input_block`` (band names, bands, the
 raw-to-``[0, 1]`` scale, mean, std, image size) that the data module supplies, ``geossl
 pretrain`` links into the task and the task completes when it saves. Reading it needs no
 trainer and no dataset import. Checkpoints written before the ``input_block`` existed are read
-from their data module's hyper-parameters (:func:`_legacy_input`), as they were then.
+from their data module's hyper-parameters (`_legacy_input`), as they were then.
 """
 
 from collections.abc import Mapping

@@ -1,9 +1,10 @@
 """Export pretrained backbones in torchgeo's and timm's formats, and load them back.
 
-:func:`export_weights` turns a geossl pretraining checkpoint (Lightning ``.ckpt`` of
-:class:`~geossl.trainers.GeoSSLTask`, with optimiser, queue, heads and EMA key encoder) into four
-files named ``{backbone}_{method}-{hash8}`` like torchvision's / torchgeo's weight files (``hash8``:
-the first 8 hex digits of the ``.pth``'s SHA-256, e.g. ``resnet50_tp_geo-1a2b3c4d``):
+[`export_weights`][geossl.weights.export.export_weights] turns a geossl pretraining checkpoint
+(Lightning ``.ckpt`` of [`GeoSSLTask`][geossl.trainers.GeoSSLTask], with optimiser, queue, heads and
+EMA key encoder) into four files named ``{backbone}_{method}-{hash8}`` like torchvision's /
+torchgeo's weight files (``hash8``: the first 8 hex digits of the ``.pth``'s SHA-256, e.g.
+``resnet50_tp_geo-1a2b3c4d``):
 
 * ``.pth``: the query backbone as a plain timm state dict (``conv1.weight``, ``bn1.*``,
   ``layer1.0.conv1.weight``, ... no ``fc``), the format of torchgeo's
@@ -20,8 +21,8 @@ the first 8 hex digits of the ``.pth``'s SHA-256, e.g. ``resnet50_tp_geo-1a2b3c4
 * ``.json``: the metadata (architecture, bands, input normalisation, image size, recipe, loss
   weights and options, dataset, training progress, versions, SHA-256), ``docs/export.md``.
 
-:func:`load_backbone` loads any of these (or the pretraining checkpoint, a torchgeo / timm file)
-into a timm model for inference, e.g. ``geossl embed``.
+[`load_backbone`][geossl.weights.export.load_backbone] loads any of these (or the pretraining
+checkpoint, a torchgeo / timm file) into a timm model for inference, e.g. ``geossl embed``.
 """
 
 import hashlib
@@ -66,14 +67,15 @@ _DATASET_KEYS = (
 
 @dataclass(frozen=True)
 class ExportedWeights:
-    """The files written by :func:`export_weights`.
+    """The files written by [`export_weights`][geossl.weights.export.export_weights].
 
     Attributes:
         weights: the ``.pth`` timm state dict.
         safetensors: the same state dict as ``.safetensors`` (timm's ``pretrained_cfg_overlay``).
         checkpoint: the ``.ckpt`` for torchgeo's trainers (``weights=PATH``).
         metadata: the ``.json`` metadata.
-        meta: the weights' metadata as :func:`load_backbone` reads it back from the ``.pth``.
+        meta: the weights' metadata as [`load_backbone`][geossl.weights.export.load_backbone] reads
+            it back from the ``.pth``.
     """
 
     weights: Path
@@ -241,7 +243,7 @@ def export_weights(
     deterministic, so exporting the same weights twice gives the same names and hash.
 
     Args:
-        checkpoint: a Lightning checkpoint of :class:`~geossl.trainers.GeoSSLTask` (read with
+        checkpoint: a Lightning checkpoint of [`GeoSSLTask`][geossl.trainers.GeoSSLTask] (read with
             ``torch.load(weights_only=True)``).
         output_dir: folder to write to (created if needed).
         overwrite: replace existing files of the same names.
@@ -321,14 +323,14 @@ def load_backbone(
     Args:
         path: a geossl pretraining ``.ckpt``, an exported ``.pth`` (with its ``.json``) or
             ``.ckpt``, a torchgeo-style Lightning checkpoint, a bare state dict or a timm
-            checkpoint (see :func:`~geossl.weights.read_weights`).
+            checkpoint (see [`read_weights`][geossl.weights.read_weights]).
         device: where to put the model.
         backbone: timm architecture of a bare state dict without metadata (required there; a
             file that names its own must agree).
 
     Returns:
         The timm model (``num_classes=0``, eval mode, every tensor from the file: strict keys)
-        and its :class:`~geossl.weights.WeightsMeta`.
+        and its [`WeightsMeta`][geossl.weights.WeightsMeta].
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.

@@ -28,11 +28,12 @@ __all__ = ["GeoSSLWeights", "LocalWeights", "LocalWeightsEnum", "resnet18", "res
 class LocalWeights(Weights):  # type: ignore[misc]
     """torchvision / torchgeo ``Weights`` of a local file: ``url`` is the file's path.
 
-    ``get_state_dict`` reads the file with :func:`read_weights` (never the network, never a copy
-    into the torch hub cache), so the object works wherever torchgeo's weights do, e.g.
-    ``torchgeo.models.resnet50(weights=GeoSSLWeights.from_file(path))``. ``meta`` has torchgeo's
-    keys (``model``, ``in_chans``, ``ssl_method``, ``dataset``, ``bands``) plus ``mean``, ``std``,
-    ``scale``, ``image_size``, ``sha256`` and ``geossl_meta`` (the :class:`WeightsMeta`).
+    ``get_state_dict`` reads the file with [`read_weights`][geossl.weights.readers.read_weights]
+    (never the network, never a copy into the torch hub cache), so the object works wherever
+    torchgeo's weights do, e.g. ``torchgeo.models.resnet50(weights=GeoSSLWeights.from_file(path))``.
+    ``meta`` has torchgeo's keys (``model``, ``in_chans``, ``ssl_method``, ``dataset``, ``bands``)
+    plus ``mean``, ``std``, ``scale``, ``image_size``, ``sha256`` and ``geossl_meta`` (the
+    `WeightsMeta`).
     """
 
     def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
@@ -50,15 +51,16 @@ class LocalWeights(Weights):  # type: ignore[misc]
 
 
 class LocalWeightsEnum(WeightsEnum):  # type: ignore[misc]
-    """A ``WeightsEnum`` of one member, ``FILE``: a local file (:meth:`GeoSSLWeights.from_file`).
+    """A ``WeightsEnum`` of one member, ``FILE``: a local file (`GeoSSLWeights.from_file`).
 
     torchgeo's tasks (``ClassificationTask``, ``SemanticSegmentationTask``, ...) accept
     ``weights=`` as ``True``, a path of *their own* checkpoints, a registered weights name or a
     ``WeightsEnum`` member, which they load with ``member.get_state_dict(progress=True)``; a bare
-    ``Weights`` is none of those. Each :meth:`GeoSSLWeights.from_file` call makes a subclass with
-    one member whose value is the file's :class:`LocalWeights`, and whose ``get_state_dict``
-    reads the file (never the network), so the member goes wherever torchgeo's
-    ``ResNet50_Weights.FMOW_RGB_GASSL`` goes.
+    ``Weights`` is none of those. Each
+    [`GeoSSLWeights.from_file`][geossl.weights.hub.GeoSSLWeights.from_file] call makes a subclass
+    with one member whose value is the file's [`LocalWeights`][geossl.weights.hub.LocalWeights], and
+    whose ``get_state_dict`` reads the file (never the network), so the member goes wherever
+    torchgeo's ``ResNet50_Weights.FMOW_RGB_GASSL`` goes.
     """
 
     def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
@@ -94,7 +96,7 @@ class GeoSSLWeights(WeightsEnum):  # type: ignore[misc]
     ``ResNet50_Weights.FMOW_RGB_GASSL`` (Ayush et al.'s ResNet-50, MoCo-v2 + TP + Geo on fMoW-rgb;
     same url and transforms, downloaded on first use), with geossl's input keys added to its
     meta. Local files (an export, a checkpoint) become weights of the same kind with
-    :meth:`from_file`.
+    [`from_file`][geossl.weights.hub.GeoSSLWeights.from_file].
 
     Example::
 
@@ -119,20 +121,21 @@ class GeoSSLWeights(WeightsEnum):  # type: ignore[misc]
         tasks and model builders take, like ``ResNet50_Weights.FMOW_RGB_GASSL``:
         ``ClassificationTask(model="resnet50", weights=GeoSSLWeights.from_file(path))``,
         ``torchgeo.models.resnet50(weights=...)``; its ``url``, ``transforms`` and ``meta`` are
-        those of its :class:`LocalWeights` value.
+        those of its [`LocalWeights`][geossl.weights.hub.LocalWeights] value.
 
         Args:
-            path: any file :func:`read_weights` reads (an export's ``.pth`` with its ``.json`` is
-                the usual one).
+            path: any file [`read_weights`][geossl.weights.readers.read_weights] reads (an export's
+                ``.pth`` with its ``.json`` is the usual one).
             backbone: timm name for a bare state dict without metadata.
 
         Returns:
             The member; its value is ``LocalWeights(url=<absolute path>,
-            transforms=<build_transforms(meta)>, meta=<meta.torchgeo_meta()>)``.
+                transforms=<build_transforms(meta)>, meta=<meta.torchgeo_meta()>)``.
 
         Raises:
             FileNotFoundError: if the file does not exist.
-            ValueError: as :func:`read_weights`, or if the input normalisation is unknown.
+            ValueError: as [`read_weights`][geossl.weights.readers.read_weights], or if the input
+                normalisation is unknown.
         """
         _, meta = read_weights(path, backbone=backbone)
         local = LocalWeights(
@@ -197,10 +200,11 @@ def resnet18(weights: Any = None, *args: Any, **kwargs: Any) -> nn.Module:
 
     Args:
         weights: ``None`` (random init), a ``WeightsEnum`` member (geossl's or torchgeo's), a
-            ``Weights`` (e.g. :meth:`GeoSSLWeights.from_file`) or a path read by
-            :func:`read_weights`.
-        *args: passed to :func:`timm.create_model`.
-        **kwargs: passed to :func:`timm.create_model` (``num_classes=0`` for a backbone that
+            ``Weights`` (e.g.
+            [`GeoSSLWeights.from_file`][geossl.weights.hub.GeoSSLWeights.from_file]) or a path read
+            by [`read_weights`][geossl.weights.readers.read_weights].
+        *args: passed to `timm.create_model`.
+        **kwargs: passed to `timm.create_model` (``num_classes=0`` for a backbone that
             returns pooled features; ``in_chans`` defaults to the weights').
 
     Returns:
@@ -229,9 +233,10 @@ def resnet50(weights: Any = None, *args: Any, **kwargs: Any) -> nn.Module:
     Args:
         weights: ``None`` (random init), a ``WeightsEnum`` member (e.g.
             ``GeoSSLWeights.FMOW_RGB_GASSL``, downloaded on first use), a ``Weights`` (e.g.
-            :meth:`GeoSSLWeights.from_file`) or a path read by :func:`read_weights`.
-        *args: passed to :func:`timm.create_model`.
-        **kwargs: passed to :func:`timm.create_model` (``num_classes=0`` for a backbone that
+            [`GeoSSLWeights.from_file`][geossl.weights.hub.GeoSSLWeights.from_file]) or a path read
+            by [`read_weights`][geossl.weights.readers.read_weights].
+        *args: passed to `timm.create_model`.
+        **kwargs: passed to `timm.create_model` (``num_classes=0`` for a backbone that
             returns pooled features; ``in_chans`` defaults to the weights').
 
     Returns:

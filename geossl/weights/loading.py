@@ -1,10 +1,12 @@
 """The one strict loader, and the hashing that identifies weights.
 
-Loading is strict (:func:`load_state_dict_strict`, :func:`check_state_dict`): every tensor of the
-model must come from the file and every tensor of the file must land in the model; the only keys
-ever dropped are a classifier's (``fc.*`` for ResNets, timm's ``pretrained_cfg["classifier"]``),
-which pretrained backbones do not use, and prefixes the caller names. :func:`state_dict_bytes`
-serialises a state dict exactly as an export's ``.pth``, so its SHA-256 identifies the weights.
+Loading is strict ([`load_state_dict_strict`][geossl.weights.loading.load_state_dict_strict],
+[`check_state_dict`][geossl.weights.loading.check_state_dict]): every tensor of the model must come
+from the file and every tensor of the file must land in the model; the only keys ever dropped are a
+classifier's (``fc.*`` for ResNets, timm's ``pretrained_cfg["classifier"]``), which pretrained
+backbones do not use, and prefixes the caller names.
+[`state_dict_bytes`][geossl.weights.loading.state_dict_bytes] serialises a state dict exactly as an
+export's ``.pth``, so its SHA-256 identifies the weights.
 """
 
 import hashlib
@@ -30,10 +32,10 @@ _OPTIONAL_BUFFERS = ("num_batches_tracked",)
 
 
 def state_dict_bytes(state_dict: Mapping[str, Tensor]) -> bytes:
-    """Serialise a state dict exactly as :func:`geossl.weights.export_weights` writes its ``.pth``.
+    """Serialise a state dict exactly as `geossl.weights.export_weights` writes its ``.pth``.
 
     ``torch.save`` into memory, so the archive's inner folder is always ``archive/`` whatever the
-    file is called; with contiguous, compact tensors (see :func:`_canonical`) the bytes depend only
+    file is called; with contiguous, compact tensors (see `_canonical`) the bytes depend only
     on the keys, their order and the tensors, so their SHA-256 identifies the weights.
 
     Args:
@@ -191,10 +193,11 @@ def load_state_dict_strict(
 
     The one strict loader of geossl: pretraining ``init_weights``, the downstream trunks (a timm
     or torchvision ResNet, the ``body`` of a torchvision detection backbone, an smp encoder: all
-    use timm's keys), :func:`~geossl.weights.resnet50` and the probe. Unlike
+    use timm's keys), [`resnet50`][geossl.weights.resnet50] and the probe. Unlike
     ``model.load_state_dict(strict=False)`` (torchgeo's loaders) nothing is dropped or left at its
     random initialisation silently; unlike ``strict=True`` the error is one line that names the
-    file and says what differs, with the input-band count first (:func:`check_state_dict`).
+    file and says what differs, with the input-band count first
+    ([`check_state_dict`][geossl.weights.loading.check_state_dict]).
 
     Args:
         model: the model to fill.
@@ -206,7 +209,7 @@ def load_state_dict_strict(
         ignore_prefixes: key prefixes of ``state_dict`` the model lacks on purpose.
 
     Raises:
-        ValueError: as :func:`check_state_dict`.
+        ValueError: as [`check_state_dict`][geossl.weights.loading.check_state_dict].
 
     Example:
         >>> import timm
@@ -237,7 +240,7 @@ def check_backbone_weights(
     cheap even for large backbones.
 
     Raises:
-        ValueError: as :func:`check_state_dict`.
+        ValueError: as [`check_state_dict`][geossl.weights.loading.check_state_dict].
     """
     with torch.device("meta"):
         model = timm.create_model(backbone, num_classes=0, in_chans=in_chans)

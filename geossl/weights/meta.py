@@ -1,8 +1,8 @@
-"""What a backbone weight file holds and expects as input: :class:`WeightsMeta`.
+"""What a backbone weight file holds and expects as input: `WeightsMeta`.
 
 The input the weights were trained on is ``x = (raw * scale - mean) / std`` per band, on images
-resized to ``image_size``; :func:`build_transforms` builds that as torchgeo builds its weights'
-``transforms``.
+resized to ``image_size``; [`build_transforms`][geossl.weights.meta.build_transforms] builds that as
+torchgeo builds its weights' ``transforms``.
 """
 
 from collections.abc import Mapping
@@ -35,14 +35,15 @@ class WeightsMeta:
     """What a backbone weight file holds and what input it expects.
 
     The input the weights were trained on is ``x = (raw * scale - mean) / std`` per band, on images
-    resized to ``image_size`` (:func:`build_transforms` builds this).
+    resized to ``image_size`` ([`build_transforms`][geossl.weights.meta.build_transforms] builds
+    this).
 
     Attributes:
         backbone: timm model name (``"resnet50"``).
         in_chans: input bands (from the first convolution's weight).
         bands: band names in input order (``("band_1", ...)`` when unknown).
         mean: per-band mean of the ``[0, 1]`` input (empty when unknown, see
-            :attr:`has_normalization`).
+            [`has_normalization`][geossl.weights.meta.WeightsMeta.has_normalization]).
         std: per-band standard deviation of the ``[0, 1]`` input (empty when unknown).
         scale: factor from raw pixel values to ``[0, 1]`` (1/255 for 8-bit JPEG / PNG, 1/2047 for
             fMoW-full's 11-bit GeoTIFFs).
@@ -51,8 +52,9 @@ class WeightsMeta:
         method: pretraining recipe: the active loss terms joined by ``_`` (``"tp_geo"`` is
             GeoSSL's full method, ``"moco"`` MoCo-v2); ``"unknown"`` for a bare file.
         sha256: first 8 hex digits of the SHA-256 of the weight file: of the file itself for a
-            ``.pth`` / ``.safetensors``, of the ``.pth`` that :func:`geossl.weights.export_weights`
-            writes for a checkpoint (so the same weights get the same id from either file).
+            ``.pth`` / ``.safetensors``, of the ``.pth`` that
+            [`geossl.weights.export_weights`][geossl.weights.export_weights] writes for a checkpoint
+            (so the same weights get the same id from either file).
         source: the file read.
         source_format: ``"geossl-checkpoint"``, ``"geossl-weights"`` (an export's ``.pth`` or
             ``.ckpt``), ``"lightning-checkpoint"`` (torchgeo layout), ``"timm-checkpoint"`` or
@@ -60,7 +62,7 @@ class WeightsMeta:
         has_metadata: True when bands and normalisation come from the file's metadata (a geossl
             checkpoint or export, or a hand-written ``.json``); False when they are the RGB /
             ImageNet defaults assumed for a bare 3-band file.
-        sha256_full: the whole SHA-256 hex digest behind :attr:`sha256`.
+        sha256_full: the whole SHA-256 hex digest behind `sha256`.
         losses: loss term -> weight of the pretraining (empty when unknown).
         dataset: pretraining dataset (``"fmow"``), None when unknown.
         epoch: training epoch of the checkpoint, None when unknown.
@@ -90,7 +92,7 @@ class WeightsMeta:
 
     @property
     def has_normalization(self) -> bool:
-        """Whether :attr:`mean` and :attr:`std` are known (one value per band)."""
+        """Whether `mean` and `std` are known (one value per band)."""
         return len(self.mean) == self.in_chans and len(self.std) == self.in_chans
 
     def require_normalization(self) -> None:
@@ -108,7 +110,7 @@ class WeightsMeta:
             )
 
     def torchgeo_meta(self) -> dict[str, Any]:
-        """The meta dict of a torchgeo-style :class:`Weights` (torchgeo's keys, then geossl's).
+        """The meta dict of a torchgeo-style `Weights` (torchgeo's keys, then geossl's).
 
         Returns:
             ``dataset``, ``in_chans``, ``model``, ``ssl_method``, ``bands`` as in torchgeo's
@@ -144,7 +146,8 @@ def build_transforms(meta: WeightsMeta) -> nn.Module:
         An ``nn.Sequential`` of torchvision ``transforms.v2``.
 
     Raises:
-        ValueError: if the normalisation is unknown (see :meth:`WeightsMeta.require_normalization`).
+        ValueError: if the normalisation is unknown (see
+            `WeightsMeta.require_normalization`).
     """
     meta.require_normalization()
     size = meta.image_size

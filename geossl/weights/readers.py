@@ -1,14 +1,16 @@
-"""Reading every supported backbone weight file: :func:`read_weights`.
+"""Reading every supported backbone weight file: `read_weights`.
 
-A backbone weight file is read by :func:`read_weights` into a plain timm state dict
-(``conv1.weight``, ``bn1.*``, ``layer1.0.conv1.weight``, ... no classifier) and a
-:class:`WeightsMeta` describing what the weights expect as input. Supported files:
+A backbone weight file is read by [`read_weights`][geossl.weights.readers.read_weights] into a plain
+timm state dict (``conv1.weight``, ``bn1.*``, ``layer1.0.conv1.weight``, ... no classifier) and a
+[`WeightsMeta`][geossl.weights.meta.WeightsMeta] describing what the weights expect as input.
+Supported files:
 
-* a geossl pretraining checkpoint (``.ckpt`` of :class:`~geossl.trainers.GeoSSLTask`): the query
-  backbone (``backbone.*``; the EMA key encoder is not exported), described by the checkpoint's
-  model and data hyper-parameters;
+* a geossl pretraining checkpoint (``.ckpt`` of [`GeoSSLTask`][geossl.trainers.GeoSSLTask]): the
+  query backbone (``backbone.*``; the EMA key encoder is not exported), described by the
+  checkpoint's model and data hyper-parameters;
 * a geossl export (``{backbone}_{method}-{hash8}.pth`` + ``.json``, see
-  :func:`geossl.weights.export_weights` and ``docs/export.md``) or its Lightning-style ``.ckpt``;
+  [`geossl.weights.export_weights`][geossl.weights.export_weights] and ``docs/export.md``) or its
+  Lightning-style ``.ckpt``;
 * a torchgeo-style Lightning checkpoint (``hyper_parameters["model"]`` + ``model.<key>``, e.g. a
   fine-tuned ``ClassificationTask``, or ``hyper_parameters["backbone"]`` +
   ``model.backbone.model.<key>``: the layouts torchgeo's ``extract_backbone`` reads), or a
@@ -295,7 +297,7 @@ def read_weights(
 
     Returns:
         ``(state_dict, meta)``: a plain timm state dict without classifier (contiguous CPU
-        tensors) and its :class:`WeightsMeta`.
+        tensors) and its [`WeightsMeta`][geossl.weights.meta.WeightsMeta].
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.

@@ -1,7 +1,8 @@
 """Backbone weights for downstream models: ``--weights random|imagenet|TORCHGEO_NAME|FILE``.
 
 Every downstream task (fMoW classification, xView detection, SpaceNet segmentation) starts its
-backbone from an :class:`InitWeights`, resolved once from what the user typed:
+backbone from an [`InitWeights`][geossl.weights.resolve.InitWeights], resolved once from what the
+user typed:
 
 ==========================================  ================================================
 ``random``                                  random initialisation (the papers' lower bound)
@@ -11,18 +12,20 @@ backbone from an :class:`InitWeights`, resolved once from what the user typed:
 torchgeo ``*_Weights.*`` name)              hash-checked by torchgeo)
 a path                                      a geossl pretraining checkpoint, a geossl export, a
                                             torchgeo-style checkpoint, a timm file or a bare state
-                                            dict (:func:`geossl.weights.read_weights`)
+                                            dict
+                                            (`geossl.weights.read_weights`)
 ==========================================  ================================================
 
 The state dict is always timm's ResNet layout without classifier (``conv1.weight``,
 ``bn1.*``, ``layer1.0.conv1.weight``, ...), the layout of torchvision's ResNet trunk, of the
 detection backbone's ``body`` and of segmentation_models_pytorch's ResNet encoders, so one loader
-(:func:`~geossl.weights.load_state_dict_strict`) fills all three, strictly: a tensor that the
-weights do not provide is an error, never a silent random initialisation.
+([`load_state_dict_strict`][geossl.weights.load_state_dict_strict]) fills all three, strictly: a
+tensor that the weights do not provide is an error, never a silent random initialisation.
 
 Band count: weights trained on 3 bands do not fit a 1-band (SpaceNet pan) or 13-band (Sentinel-2)
-model. :meth:`InitWeights.for_in_chans` adapts the first convolution only when asked
-(``adapt=True``), with timm's documented rule (:func:`adapt_first_conv`).
+model. [`InitWeights.for_in_chans`][geossl.weights.resolve.InitWeights.for_in_chans] adapts the
+first convolution only when asked (``adapt=True``), with timm's documented rule
+([`adapt_first_conv`][geossl.weights.resolve.adapt_first_conv]).
 """
 
 import os
@@ -72,9 +75,10 @@ class InitWeights:
         state_dict: timm-key tensors without classifier; None for ``random``.
         mean: per-band mean of the ``[0, 1]`` input the weights were trained on; empty when
             unknown (then the task's ``mean`` / ``std`` must be given).
-        std: per-band standard deviation, like :attr:`mean`.
+        std: per-band standard deviation, like `mean`.
         sha256: short hash that identifies the weights (None for ``random`` / ``imagenet``).
-        adapted_from: band count of the weights before :meth:`for_in_chans` changed it, or None.
+        adapted_from: band count of the weights before
+            [`for_in_chans`][geossl.weights.resolve.InitWeights.for_in_chans] changed it, or None.
     """
 
     spec: str
@@ -104,7 +108,8 @@ class InitWeights:
         Args:
             in_chans: the model's band count.
             adapt: allow a different band count, adapting the first convolution with
-                :func:`adapt_first_conv` (the normalisation is then unknown: give it to the task).
+                [`adapt_first_conv`][geossl.weights.resolve.adapt_first_conv] (the normalisation is
+                then unknown: give it to the task).
 
         Returns:
             ``self`` when the counts agree (or for ``random``), else adapted weights.
@@ -143,10 +148,10 @@ def adapt_first_conv(
     The rule is timm's (``timm.models.adapt_input_conv``), the one ``timm.create_model(...,
     pretrained=True, in_chans=N)`` applies to ImageNet weights:
 
-    - 1 band from 3: the sum of the three kernels, :math:`W' = W_R + W_G + W_B`, so a grey
+    - 1 band from 3: the sum of the three kernels, $W' = W_R + W_G + W_B$, so a grey
       image (R = G = B = x) gives exactly the activations the RGB weights give;
     - N bands from 3: the RGB kernels repeated cyclically (R, G, B, R, G, B, ...) and scaled by
-      :math:`3 / N`, so the activation keeps its magnitude when the bands are alike.
+      $3 / N$, so the activation keeps its magnitude when the bands are alike.
 
     Args:
         state_dict: timm-key weights.
@@ -213,7 +218,8 @@ def resolve_init_weights(
         in_chans: band count of a ``random`` backbone.
 
     Returns:
-        The weights (:meth:`InitWeights.for_in_chans` fits them to the data's band count).
+        The weights ([`InitWeights.for_in_chans`][geossl.weights.resolve.InitWeights.for_in_chans]
+        fits them to the data's band count).
 
     Raises:
         FileNotFoundError: if ``spec`` looks like a path and the file does not exist.
@@ -260,7 +266,7 @@ def resolve_init_weights(
 
 @dataclass(frozen=True)
 class LoadedInitWeights:
-    """What :func:`load_init_weights` loaded into a pretraining backbone.
+    """What `load_init_weights` loaded into a pretraining backbone.
 
     Attributes:
         info: what the checkpoints record as ``geossl_init_weights``: file name, sha256,
@@ -283,7 +289,8 @@ def load_init_weights(
         path: the weight file.
         backbone_name: the timm name of ``backbone``.
         in_chans: its band count.
-        adapt_in_chans: adapt 3-band weights to ``in_chans`` (:func:`adapt_first_conv`).
+        adapt_in_chans: adapt 3-band weights to ``in_chans``
+            ([`adapt_first_conv`][geossl.weights.resolve.adapt_first_conv]).
 
     Returns:
         The record of what was loaded.

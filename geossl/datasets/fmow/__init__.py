@@ -3,17 +3,22 @@
 fMoW (Christie et al., "Functional Map of the World", CVPR 2018) has 1,047,691 satellite images of
 62 functional categories, several acquisitions per location. The package holds one module per job:
 
-* :mod:`~geossl.datasets.fmow.constants`: categories, splits, bands and the one product table;
-* :mod:`~geossl.datasets.fmow.metadata`: the per-image JSON (:func:`parse_fmow_json`);
-* :mod:`~geossl.datasets.fmow.io`: the context crop and the fixed-size image read;
-* :mod:`~geossl.datasets.fmow.dataset`: :class:`FMoW`, :class:`FMoWLocations`;
-* :mod:`~geossl.datasets.fmow.pairs`: :class:`FMoWTemporalPairs`;
-* :mod:`~geossl.datasets.fmow.index`, :mod:`~geossl.datasets.fmow.scan`,
-  :mod:`~geossl.datasets.fmow.scan_sentinel`, :mod:`~geossl.datasets.fmow.report`: the cached
-  Parquet index and its build;
-* :mod:`~geossl.datasets.fmow.sentinel`: fMoW-Sentinel's metadata CSVs;
-* :mod:`~geossl.datasets.fmow.manifest`, :mod:`~geossl.datasets.fmow.download`: the downloader;
-* :mod:`~geossl.datasets.fmow.encoded`: undecoded JPEGs decoded on the device.
+* [`constants`][geossl.datasets.fmow.constants]: categories, splits, bands and the one product
+table;
+* [`metadata`][geossl.datasets.fmow.metadata]: the per-image JSON
+([`parse_fmow_json`][geossl.datasets.fmow.metadata.parse_fmow_json]);
+* [`io`][geossl.datasets.fmow.io]: the context crop and the fixed-size image read;
+* [`dataset`][geossl.datasets.fmow.dataset]: [`FMoW`][geossl.datasets.fmow.dataset.FMoW],
+[`FMoWLocations`][geossl.datasets.fmow.dataset.FMoWLocations];
+* [`pairs`][geossl.datasets.fmow.pairs]:
+[`FMoWTemporalPairs`][geossl.datasets.fmow.pairs.FMoWTemporalPairs];
+* [`index`][geossl.datasets.fmow.index], [`scan`][geossl.datasets.fmow.scan],
+  [`scan_sentinel`][geossl.datasets.fmow.scan_sentinel], [`report`][geossl.datasets.fmow.report]:
+  the cached Parquet index and its build;
+* [`sentinel`][geossl.datasets.fmow.sentinel]: fMoW-Sentinel's metadata CSVs;
+* [`manifest`][geossl.datasets.fmow.manifest], [`download`][geossl.datasets.fmow.download]: the
+downloader;
+* [`encoded`][geossl.datasets.fmow.encoded]: undecoded JPEGs decoded on the device.
 """
 
 from geossl.datasets.errors import InvalidSampleError

@@ -1,15 +1,17 @@
 """Constants of the Functional Map of the World (fMoW) dataset.
 
 fMoW (Christie et al., "Functional Map of the World", CVPR 2018) labels satellite images with 62
-functional categories. The order of :data:`FMOW_CATEGORIES` is the official index order (label ``i``
+functional categories. The order of `FMOW_CATEGORIES` is the official index order (label ``i``
 is ``FMOW_CATEGORIES[i]``); the ``false_detection`` class of the full release is not a label.
 
-:data:`FMOW_PRODUCTS` is the one table of the image products (``rgb``, ``msrgb``, ``ms``,
+`FMOW_PRODUCTS` is the one table of the image products (``rgb``, ``msrgb``, ``ms``,
 ``sentinel``): extensions, band count and names, scales and whether they are JPEGs. The older
-names (:data:`PRODUCTS`, :data:`PRODUCT_BANDS`, :data:`JPEG_PRODUCTS`, :data:`MS_NUM_BANDS`,
-:func:`product_scale`) derive from it, and so do what a model sees of a product
-(:func:`product_band_names`, :func:`product_input_scale`), which both the fMoW data module and
-the reader of old checkpoints (:mod:`geossl.weights.checkpoint`) use.
+names (`PRODUCTS`, `PRODUCT_BANDS`, `JPEG_PRODUCTS`, `MS_NUM_BANDS`,
+[`product_scale`][geossl.datasets.fmow.constants.product_scale]) derive from it, and so do what a
+model sees of a product ([`product_band_names`][geossl.datasets.fmow.constants.product_band_names],
+[`product_input_scale`][geossl.datasets.fmow.constants.product_input_scale]), which both the fMoW
+data module and the reader of old checkpoints
+([`geossl.weights.checkpoint`][geossl.weights.checkpoint]) use.
 
 Examples:
     >>> FMOW_PRODUCTS["ms"].num_bands, PRODUCTS["rgb"]
@@ -166,12 +168,12 @@ class FMoWProduct:
         extensions: image extensions, in order of preference.
         num_bands: bands of its images.
         scale: raw-to-[0, 1] factor passed to the reader; ``None``: the reader's default by dtype
-            (1/255 for uint8, :data:`MS_SCALE` otherwise).
+            (1/255 for uint8, `MS_SCALE` otherwise).
         jpeg: stored as JPEG (fMoW-rgb), so ``decode_on_device`` can decode it with nvJPEG.
         band_names: names of its bands, in band order.
         input_scale: raw-to-[0, 1] factor of the model's input (the ``scale`` of a checkpoint's
-            input block): 1/255 for the JPEGs, :data:`MS_SCALE` for the 11-bit ``ms`` GeoTIFFs,
-            :data:`FMOW_SENTINEL_SCALE` for Sentinel reflectance.
+            input block): 1/255 for the JPEGs, `MS_SCALE` for the 11-bit ``ms`` GeoTIFFs,
+            `FMOW_SENTINEL_SCALE` for Sentinel reflectance.
     """
 
     name: Product
@@ -237,11 +239,11 @@ def product_band_names(product: str, bands: Sequence[int] | None = None) -> tupl
     """Names of the bands a model sees of a product, in input order.
 
     Args:
-        product: the product's name (a key of :data:`FMOW_PRODUCTS`).
+        product: the product's name (a key of `FMOW_PRODUCTS`).
         bands: the 1-based bands picked from its images (None or empty: all of them).
 
     Returns:
-        The names, or None for a product that is not in :data:`FMOW_PRODUCTS`.
+        The names, or None for a product that is not in `FMOW_PRODUCTS`.
     """
     entry = FMOW_PRODUCTS.get(product)
     if entry is None:
@@ -262,7 +264,7 @@ def product_in_chans(product: str, bands: Sequence[int] | None = None) -> int:
 
 
 def product_input_scale(product: str) -> float | None:
-    """Raw-to-[0, 1] factor of a product's model input (None: not in :data:`FMOW_PRODUCTS`)."""
+    """Raw-to-[0, 1] factor of a product's model input (None: not in `FMOW_PRODUCTS`)."""
     entry = FMOW_PRODUCTS.get(product)
     return None if entry is None else entry.input_scale
 

@@ -3,12 +3,13 @@
 fMoW (Christie et al., "Functional Map of the World", CVPR 2018) has 1,047,691 satellite images of
 62 functional categories, several acquisitions per location.
 
-* :class:`FMoW`: one image per index row (``dataset[i]``);
-* :class:`FMoWLocations`: one location per item;
-* :class:`~geossl.datasets.fmow.pairs.FMoWTemporalPairs` (in :mod:`geossl.datasets.fmow.pairs`):
-  two acquisitions of one location.
+* [`FMoW`][geossl.datasets.fmow.dataset.FMoW]: one image per index row (``dataset[i]``);
+* [`FMoWLocations`][geossl.datasets.fmow.dataset.FMoWLocations]: one location per item;
+* [`FMoWTemporalPairs`][geossl.datasets.fmow.pairs.FMoWTemporalPairs] (in
+  [`geossl.datasets.fmow.pairs`][geossl.datasets.fmow.pairs]): two acquisitions of one location.
 
-They read rows of the index built by :func:`geossl.datasets.fmow.index.build_fmow_index` (see
+They read rows of the index built by
+[`geossl.datasets.fmow.index.build_fmow_index`][geossl.datasets.fmow.index.build_fmow_index] (see
 docs/design.md for its columns and for the sample dicts).
 """
 
@@ -271,22 +272,24 @@ class FMoW(_FMoWBase, NonGeoDataset):
     ``dataset[i]`` (``i`` is a position in ``split_rows``) returns
 
     * ``image``: ``uint8 [C, image_size, image_size]`` for JPEG products; ``float32`` in ``[0, 1]``
-      for the GeoTIFF products of fMoW-full (see :func:`read_fmow_image`);
+      for the GeoTIFF products of fMoW-full (see
+      [`read_fmow_image`][geossl.datasets.fmow.io.read_fmow_image]);
     * ``label``, ``geo_label``, ``location`` (the row's ``location_id``), ``time`` (unix seconds),
       ``index``: ``int64`` scalars; ``lat``, ``lon``: ``float32`` scalars.
 
     An image that cannot be read is replaced by the first image of the next location
     (deterministic), with a warning naming the file; more than ``max_load_failures`` failures in one
-    process raise :class:`~geossl.datasets.errors.BadDatasetError`. The returned metadata is the
-    replacement's.
+    process raise [`BadDatasetError`][geossl.datasets.errors.BadDatasetError]. The returned metadata
+    is the replacement's.
 
     Args:
         root: the fMoW root folder (``path`` in the index is relative to it).
-        split_rows: rows of the index (:attr:`FMoWIndex.table`, filtered), sorted by location.
+        split_rows: rows of the index (`FMoWIndex.table`, filtered), sorted by location.
         image_size: output side in pixels.
         bands: 1-based band indexes (rasterio convention), ``None`` for all bands.
         transforms: optional callable applied to the sample dict.
-        scale: GeoTIFF value scale (see :func:`read_fmow_image`).
+        scale: GeoTIFF value scale (see
+            [`read_fmow_image`][geossl.datasets.fmow.io.read_fmow_image]).
         max_load_failures: unreadable images tolerated per process before giving up.
 
     Examples:
@@ -344,8 +347,8 @@ class FMoWLocations(_FMoWBase, NonGeoDataset):
     For temporal classification (the acquisitions' features are averaged before the classifier).
     ``dataset[k]`` (``k`` is the ``k``-th location of ``split_rows``) returns
 
-    * ``image``: ``[max_views, C, image_size, image_size]`` (dtype as in :class:`FMoW`); slots past
-      the location's image count are zero;
+    * ``image``: ``[max_views, C, image_size, image_size]`` (dtype as in
+      [`FMoW`][geossl.datasets.fmow.dataset.FMoW]); slots past the location's image count are zero;
     * ``views``: ``bool [max_views]``, which slots hold an image;
     * ``label``, ``geo_label``, ``location``: ``int64`` scalars; ``lat``, ``lon``: ``float32``;
     * ``time``, ``index``: ``int64 [max_views]`` (0 / -1 in empty slots).
@@ -353,8 +356,8 @@ class FMoWLocations(_FMoWBase, NonGeoDataset):
     A location with more than ``max_views`` images shows its first ``max_views`` by acquisition
     time, or, with ``random_views=True`` (training), a random subset of that size drawn from
     ``torch``'s generator (seeded per DataLoader worker by torch). An unreadable image leaves its
-    slot empty (warned and counted as in :class:`FMoW`); a location whose images all fail is
-    replaced by the next location.
+    slot empty (warned and counted as in [`FMoW`][geossl.datasets.fmow.dataset.FMoW]); a location
+    whose images all fail is replaced by the next location.
 
     Args:
         root: the fMoW root folder.
@@ -363,7 +366,8 @@ class FMoWLocations(_FMoWBase, NonGeoDataset):
         bands: 1-based band indexes, ``None`` for all bands.
         max_views: acquisitions per sample (at least 1).
         random_views: draw a random subset of a location's images instead of the first ones.
-        scale: GeoTIFF value scale (see :func:`read_fmow_image`).
+        scale: GeoTIFF value scale (see
+            [`read_fmow_image`][geossl.datasets.fmow.io.read_fmow_image]).
         max_load_failures: unreadable images tolerated per process before giving up.
 
     Raises:

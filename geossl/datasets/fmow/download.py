@@ -5,14 +5,15 @@ The bucket holds two releases, each with a ``manifest.json.bz2`` listing its fil
 * ``{base_url}/fmow-rgb/`` (JPEG, about 200 GB): ``_rgb.jpg`` / ``_msrgb.jpg`` and their ``.json``;
 * ``{base_url}/fmow-full/`` (GeoTIFF, about 3.5 TB): ``_rgb.tif`` / ``_ms.tif`` and their ``.json``.
 
-:func:`download_fmow` fetches the manifest (kept at ``{root}/manifest.json.bz2`` and reused),
-selects the files of the requested splits, products and first locations, and downloads each one to
-``{root}/{path}`` through ``{path}.part``: an existing ``.part`` is resumed with an HTTP ``Range``
-request (a server that ignores ``Range`` and answers ``200`` restarts the file), the final size is
-checked against the manifest size or ``Content-Length`` before ``os.replace`` gives the file its
-name, so a file under its final name is always complete. Files already present with the expected
-size are skipped. Failures are retried with exponential backoff and reported, not raised, unless
-every file fails. Only the standard library's ``urllib`` is used.
+[`download_fmow`][geossl.datasets.fmow.download.download_fmow] fetches the manifest (kept at
+``{root}/manifest.json.bz2`` and reused), selects the files of the requested splits, products and
+first locations, and downloads each one to ``{root}/{path}`` through ``{path}.part``: an existing
+``.part`` is resumed with an HTTP ``Range`` request (a server that ignores ``Range`` and answers
+``200`` restarts the file), the final size is checked against the manifest size or
+``Content-Length`` before ``os.replace`` gives the file its name, so a file under its final name is
+always complete. Files already present with the expected size are skipped. Failures are retried with
+exponential backoff and reported, not raised, unless every file fails. Only the standard library's
+``urllib`` is used.
 
 The bucket can also be copied with the AWS CLI::
 
@@ -90,7 +91,7 @@ class FMoWDownloadError(OSError):
 
 @dataclass(frozen=True)
 class DownloadReport:
-    """What :func:`download_fmow` did.
+    """What [`download_fmow`][geossl.datasets.fmow.download.download_fmow] did.
 
     Attributes:
         downloaded: files downloaded (completely, size-checked) in this run.
@@ -261,7 +262,7 @@ def _check_download_arguments(
     retries: int,
     base_url: str,
 ) -> tuple[Sequence[str], tuple[str, ...]]:
-    """Check :func:`download_fmow`'s arguments; return the splits and the products (defaulted).
+    """Check `download_fmow`'s arguments; return the splits and the products (defaulted).
 
     Raises:
         ValueError: on a bad argument.
@@ -328,7 +329,7 @@ class _Downloader:
             self.stats["downloaded"] += 1
 
     def run(self, batch: Sequence[ManifestEntry], bar: tqdm[Any]) -> None:
-        """Fetch ``batch`` on :attr:`workers` threads; failures go to :attr:`failed`."""
+        """Fetch ``batch`` on `workers` threads; failures go to `failed`."""
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fmow-dl") as pool:
             futures = {pool.submit(self.fetch, e): e for e in batch}
             for fut in as_completed(futures):
@@ -398,7 +399,8 @@ def download_fmow(
         progress: show a progress bar over files.
 
     Returns:
-        A :class:`DownloadReport`; files that failed are listed in ``failed``.
+        A [`DownloadReport`][geossl.datasets.fmow.download.DownloadReport]; files that failed are
+        listed in ``failed``.
 
     Raises:
         ValueError: on a bad argument.

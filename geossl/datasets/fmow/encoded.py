@@ -1,13 +1,14 @@
 """Undecoded JPEGs that travel from the DataLoader workers to the device, and their decoder.
 
 With ``FMoWDataModule(decode_on_device=True)`` the workers only read each file's bytes; the batch
-is decoded where the model runs (nvJPEG through :func:`torchvision.io.decode_jpeg` on a GPU), then
+is decoded where the model runs (nvJPEG through `torchvision.io.decode_jpeg` on a GPU), then
 each image's context crop is resized to ``image_size`` there. A real fMoW-rgb JPEG is often
 thousands of pixels wide, and decoding it costs far more than reading it: on the CPU the workers
 would need dozens of cores to keep one GPU busy.
 
-The bytes are carried by :class:`EncodedImages`, an object that Lightning's device transfer and
-the DataLoader's memory pinning leave alone (a list of ``bytes`` would be walked as a sequence).
+The bytes are carried by [`EncodedImages`][geossl.datasets.fmow.encoded.EncodedImages], an object
+that Lightning's device transfer and the DataLoader's memory pinning leave alone (a list of
+``bytes`` would be walked as a sequence).
 """
 
 from __future__ import annotations
@@ -70,10 +71,11 @@ class EncodedImages:
 
 
 def collate_encoded(samples: Sequence[dict[str, object]]) -> dict[str, object]:
-    """:func:`~torch.utils.data.default_collate`, with the samples' ``encoded`` joined in order.
+    """`default_collate`, with the samples' ``encoded`` joined in order.
 
-    Each sample's ``encoded`` (:class:`EncodedImages`) is concatenated sample-major: for pairs,
-    image ``2 b + v`` of the batch is view ``v`` of sample ``b``.
+    Each sample's ``encoded`` ([`EncodedImages`][geossl.datasets.fmow.encoded.EncodedImages]) is
+    concatenated sample-major: for pairs, image ``2 b + v`` of the batch is view ``v`` of sample
+    ``b``.
     """
     joined = EncodedImages()
     rest = []
@@ -119,7 +121,7 @@ def decode_encoded(
 ) -> tuple[Tensor, list[int]]:
     """Decode ``encoded`` on ``device``, crop each image to its window and resize it.
 
-    The resize is bilinear with antialiasing (:func:`torch.nn.functional.interpolate`,
+    The resize is bilinear with antialiasing (`torch.nn.functional.interpolate`,
     ``antialias=True``), as PIL's ``resize`` in the workers; the workers' PIL path may first
     decode at 1/2 to 1/8 scale in the DCT domain, so the two agree to a few grey levels, not
     exactly.

@@ -1,15 +1,16 @@
 """The fMoW index: one row per image, built by a streaming scan and cached as Parquet.
 
-:func:`build_fmow_index` walks the fMoW tree with :func:`os.scandir` (no glob of a million paths),
-parses every image's JSON with the stdlib :mod:`json`, checks the image cheaply (present, not empty,
-a JPEG ends with the ``FF D9`` marker), computes the context crop and writes the rows, sorted by
-``(location_id, timestamp, t)``, to ``{cache_dir}/fmow-index-{product}-{key}.parquet`` with
-:class:`pyarrow.parquet.ParquetWriter`. The columns are those of docs/design.md.
+[`build_fmow_index`][geossl.datasets.fmow.index.build_fmow_index] walks the fMoW tree with
+`os.scandir` (no glob of a million paths), parses every image's JSON with the stdlib `json`, checks
+the image cheaply (present, not empty, a JPEG ends with the ``FF D9`` marker), computes the context
+crop and writes the rows, sorted by ``(location_id, timestamp, t)``, to
+``{cache_dir}/fmow-index-{product}-{key}.parquet`` with `pyarrow.parquet.ParquetWriter`. The columns
+are those of docs/design.md.
 
 Bad samples (missing or malformed JSON, missing, empty or truncated image, degenerate box, no
 timestamp or location) are skipped, counted by reason with a few example paths, and summarised at
-the end of the build (:class:`~geossl.datasets.fmow.report.FMoWIndexReport`); too many of them raise
-:class:`~geossl.datasets.errors.BadDatasetError`.
+the end of the build ([`FMoWIndexReport`][geossl.datasets.fmow.report.FMoWIndexReport]); too many of
+them raise [`BadDatasetError`][geossl.datasets.errors.BadDatasetError].
 
 The cache key hashes the build parameters and a cheap fingerprint of the data: the relative path
 and ``mtime_ns`` of every folder down to the location folders, plus the ``{split}_gt_mapping.json``
@@ -24,12 +25,12 @@ the ``.json`` beside each image for train/val; for test/seq the folders listed i
 "output": "{split}/{id}"}``, the category comes from ``input``).
 
 fMoW-Sentinel (``product="sentinel"``, splits ``train``/``val``/``test``): the samples are the
-rows of ``train.csv`` / ``val.csv`` / ``test_gt.csv`` (:func:`~geossl.datasets.fmow.sentinel.
-read_fmow_sentinel_csv`), images at ``{split}/{category}/{category}_{loc}/{category}_{loc}_{id}
-.tif``. Every image's header is read (size, 13 bands, location), whatever ``verify_images``
-says; the whole image is the crop and the target box, ``t`` is the ``image_id``. The
-fingerprint covers the CSVs and the split and category folders, so the CSVs are only read on a
-cache miss.
+rows of ``train.csv`` / ``val.csv`` / ``test_gt.csv``
+([`read_fmow_sentinel_csv`][geossl.datasets.fmow.sentinel.read_fmow_sentinel_csv]), images at
+``{split}/{category}/{category}_{loc}/{category}_{loc}_{id} .tif``. Every image's header is read
+(size, 13 bands, location), whatever ``verify_images`` says; the whole image is the crop and the
+target box, ``t`` is the ``image_id``. The fingerprint covers the CSVs and the split and category
+folders, so the CSVs are only read on a cache miss.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ _UNITS_PER_TASK = 32
 
 @dataclass
 class FMoWIndex:
-    """The result of :func:`build_fmow_index`.
+    """The result of [`build_fmow_index`][geossl.datasets.fmow.index.build_fmow_index].
 
     Attributes:
         table: one row per valid image, columns of docs/design.md, sorted by
@@ -246,9 +247,10 @@ def build_fmow_index(
 
     The layouts read (fMoW and fMoW-Sentinel) are those of the module's description.
 
-    Geo clusters: spherical k-means (:func:`~geossl.datasets.geo_clusters.spherical_kmeans`) over
-    the train split's locations (one 3-D unit vector per location); every location of every split
-    gets the nearest centroid. Without a train split the requested splits are clustered.
+    Geo clusters: spherical k-means
+    ([`spherical_kmeans`][geossl.datasets.geo_clusters.spherical_kmeans]) over the train split's
+    locations (one 3-D unit vector per location); every location of every split gets the nearest
+    centroid. Without a train split the requested splits are clustered.
 
     Args:
         root: the fMoW root folder.
@@ -315,7 +317,7 @@ def _check_build_arguments(
     max_bad_fraction: float,
     workers: int | None,
 ) -> tuple[list[str], int]:
-    """Check :func:`build_fmow_index`'s arguments; return the splits (deduplicated) and workers.
+    """Check `build_fmow_index`'s arguments; return the splits (deduplicated) and workers.
 
     Raises:
         ValueError: for unknown splits or product, fMoW-Sentinel splits it lacks, fewer than one
@@ -413,7 +415,7 @@ def _scan_all_units(
     report: FMoWIndexReport,
     progress: bool,
 ) -> tuple[list[_Unit], list[pa.RecordBatch]]:
-    """Scan the locations in tasks of :data:`_UNITS_PER_TASK` on ``workers``.
+    """Scan the locations in tasks of `_UNITS_PER_TASK` on ``workers``.
 
     fMoW-Sentinel's locations are read from its CSVs here (on a cache miss only). Each task's
     report is merged into ``report``.

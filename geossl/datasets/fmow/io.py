@@ -1,7 +1,8 @@
 """Reading fMoW images: the standard context crop around the target and the fixed-size read.
 
-:func:`fmow_context_box` computes the crop around the target box that the fMoW baseline uses;
-:func:`read_fmow_image` reads that crop (JPEG or GeoTIFF) resized to a fixed square size.
+[`fmow_context_box`][geossl.datasets.fmow.io.fmow_context_box] computes the crop around the target
+box that the fMoW baseline uses; [`read_fmow_image`][geossl.datasets.fmow.io.read_fmow_image] reads
+that crop (JPEG or GeoTIFF) resized to a fixed square size.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def read_fmow_image(
     """Read a crop of an fMoW image resized to ``size x size``.
 
     * JPEG (fMoW-rgb ``_rgb.jpg`` / ``_msrgb.jpg``): decoded with PIL, using
-      :meth:`~PIL.Image.Image.draft` so that a crop much larger than ``size`` is decoded at 1/2, 1/4
+      `draft` so that a crop much larger than ``size`` is decoded at 1/2, 1/4
       or 1/8 scale, then cropped and resized with antialiasing (bilinear).
       Returns ``uint8 [C, size, size]``.
     * GeoTIFF (fMoW-full ``_rgb.tif`` / ``_ms.tif``): a windowed rasterio read of the crop with
@@ -170,10 +171,10 @@ def read_fmow_image(
         bands: 1-based band indexes as in rasterio (``[5, 3, 2]`` is red/green/blue of an 8-band
             WorldView ``_ms.tif``); ``None`` keeps all bands.
         scale: TIFF only: factor applied to the raw values; ``None`` means 1/255 for 8-bit rasters
-            and 1/2047 (:data:`MS_SCALE`, the 11-bit range of WorldView) otherwise.
+            and 1/2047 (`MS_SCALE`, the 11-bit range of WorldView) otherwise.
         boundless: ``crop`` may extend past the image (negative or too large coordinates); the
             outside is zero and window coordinates still map linearly onto the output (the
-            shared canvas of :class:`FMoWTemporalPairs`).
+            shared canvas of `FMoWTemporalPairs`).
 
     Returns:
         The image tensor, channels first.

@@ -1,8 +1,10 @@
 """The manifest of an fMoW release and the selection of the files to download.
 
 Each release of the public SpaceNet bucket has a ``manifest.json.bz2`` listing its files:
-:func:`parse_manifest` reads it into :class:`ManifestEntry` rows; :func:`select_files` picks those
-of the requested splits, products and first locations.
+[`parse_manifest`][geossl.datasets.fmow.manifest.parse_manifest] reads it into
+[`ManifestEntry`][geossl.datasets.fmow.manifest.ManifestEntry] rows;
+[`select_files`][geossl.datasets.fmow.manifest.select_files] picks those of the requested splits,
+products and first locations.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def select_files(
 
     Args:
         entries: the manifest.
-        splits: splits among :data:`FMOW_SPLITS`.
+        splits: splits among `FMOW_SPLITS`.
         products: products to keep (``rgb``, ``msrgb``, ``ms``); their ``.json`` come along.
         max_locations: per split, keep only the first N locations; ``None`` keeps all.
         mappings: parsed ``{split}_gt_mapping.json`` lists, by split.

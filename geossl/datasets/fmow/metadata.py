@@ -1,8 +1,9 @@
-"""The per-image JSON of fMoW: :class:`FMoWImageMeta` and :func:`parse_fmow_json`.
+"""The per-image JSON of fMoW: `FMoWImageMeta` and `parse_fmow_json`.
 
 Each fMoW image ``{stem}_{product}.{jpg|tif}`` has a JSON file ``{stem}_{product}.json`` beside it
 with the acquisition time, the footprint (WKT), the ground sample distance and the target bounding
-box. :func:`parse_fmow_json` turns one into an :class:`FMoWImageMeta`.
+box. [`parse_fmow_json`][geossl.datasets.fmow.metadata.parse_fmow_json] turns one into an
+[`FMoWImageMeta`][geossl.datasets.fmow.metadata.FMoWImageMeta].
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def _utm_centre(value: Any) -> tuple[float, float] | None:
 
 
 def fmow_meta_from_dict(data: Any, path: str | os.PathLike[str] = "<json>") -> FMoWImageMeta:
-    """Validate a decoded fMoW JSON object and extract :class:`FMoWImageMeta`.
+    """Validate a decoded fMoW JSON object and extract `FMoWImageMeta`.
 
     Only what the index cannot do without is required: the timestamp, a location (``raw_location``,
     else ``utm``), the image size and the first bounding box. ``gsd``, ``cloud_cover``,
@@ -241,7 +242,7 @@ def fmow_meta_from_dict(data: Any, path: str | os.PathLike[str] = "<json>") -> F
 
 
 def parse_fmow_json(path: str | os.PathLike[str]) -> FMoWImageMeta:
-    """Read and parse one fMoW image JSON (stdlib :mod:`json`).
+    """Read and parse one fMoW image JSON (stdlib `json`).
 
     The location is the area centroid of the ``raw_location`` WKT polygon (lon/lat; a footprint
     across the antimeridian is unwrapped first). When ``raw_location`` is missing or malformed, the
@@ -256,7 +257,7 @@ def parse_fmow_json(path: str | os.PathLike[str]) -> FMoWImageMeta:
 
     Raises:
         InvalidSampleError: ``"missing json"``, ``"unreadable json"``, ``"malformed json"`` or a
-            reason of :func:`fmow_meta_from_dict`.
+            reason of [`fmow_meta_from_dict`][geossl.datasets.fmow.metadata.fmow_meta_from_dict].
     """
     try:
         with open(path, "rb", buffering=0) as fh:  # unbuffered: one read of the whole file

@@ -1,7 +1,9 @@
-"""fMoW temporal positives: :class:`FMoWTemporalPairs`, two acquisitions of one location.
+"""fMoW temporal positives: `FMoWTemporalPairs`, two acquisitions of one location.
 
-Pairs of index rows come from :class:`geossl.samplers.TemporalPairSampler`; the rows are those of
-the index built by :func:`geossl.datasets.fmow.index.build_fmow_index`.
+Pairs of index rows come from
+[`geossl.samplers.TemporalPairSampler`][geossl.samplers.TemporalPairSampler]; the rows are those of
+the index built by
+[`geossl.datasets.fmow.index.build_fmow_index`][geossl.datasets.fmow.index.build_fmow_index].
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ __all__ = ["FMoWTemporalPairs"]
 class FMoWTemporalPairs(_FMoWBase):
     """fMoW temporal positives: two acquisitions of one location (Ayush et al., ICCV 2021).
 
-    ``dataset[(i, j)]`` (pairs from :class:`geossl.samplers.TemporalPairSampler`) returns the keys
-    of :class:`FMoW`
-    with ``image``: ``[2, C, H, W]`` (view 0 = row ``i``, the anchor; view 1 = row ``j``), ``time``
-    and ``index``: ``int64 [2]``; ``label``, ``geo_label``, ``lat``, ``lon`` and ``location`` are
-    the anchor's.
+    ``dataset[(i, j)]`` (pairs from
+    [`geossl.samplers.TemporalPairSampler`][geossl.samplers.TemporalPairSampler]) returns the keys
+    of `FMoW` with ``image``: ``[2, C, H, W]`` (view 0 = row ``i``, the anchor; view 1 = row ``j``),
+    ``time`` and ``index``: ``int64 [2]``; ``label``, ``geo_label``, ``lat``, ``lon`` and
+    ``location`` are the anchor's.
 
     Each view is, by default, its own image's context crop (the GeoSSL pipeline). With
     ``shared_canvas=True`` both views are drawn on one canvas: view 0 is the anchor's context crop
@@ -44,7 +46,7 @@ class FMoWTemporalPairs(_FMoWBase):
 
     Unreadable images: if ``j`` fails, view 1 repeats the anchor; if ``i`` fails, ``j`` becomes the
     anchor; if both fail, the first image of the next location is used for both views. Each failure
-    warns and counts towards ``max_load_failures`` as in :class:`FMoW`.
+    warns and counts towards ``max_load_failures`` as in `FMoW`.
 
     Not a torchgeo ``NonGeoDataset`` (unlike :class:`FMoW`): it is indexed by a pair of rows, not
     by one integer, so a consumer of that base (``dataset[0]``) would fail; it has the same
@@ -58,15 +60,16 @@ class FMoWTemporalPairs(_FMoWBase):
         image_size: output side in pixels.
         bands: 1-based band indexes, ``None`` for all bands.
         transforms: optional callable applied to the sample dict.
-        scale: GeoTIFF value scale (see :func:`read_fmow_image`).
+        scale: GeoTIFF value scale (see `read_fmow_image`).
         max_load_failures: unreadable images tolerated per process before giving up.
         shared_canvas: draw view 1 on the anchor's canvas (see above).
         encoded: JPEG products only: return the two files undecoded, ``encoded``
-            (:class:`~geossl.datasets.fmow.encoded.EncodedImages` with each row's context crop)
-            in place of ``image``, for :func:`~geossl.datasets.fmow.encoded.decode_encoded` on the
-            device; batch them with :func:`~geossl.datasets.fmow.encoded.collate_encoded`. A file
-            that cannot be read or is not a JPEG is replaced as above; one that fails to decode is
-            the decoder's to handle.
+            ([`EncodedImages`][geossl.datasets.fmow.encoded.EncodedImages] with each row's context
+            crop) in place of ``image``, for
+            [`decode_encoded`][geossl.datasets.fmow.encoded.decode_encoded] on the device; batch
+            them with [`collate_encoded`][geossl.datasets.fmow.encoded.collate_encoded]. A file that
+            cannot be read or is not a JPEG is replaced as above; one that fails to decode is the
+            decoder's to handle.
 
     Examples:
         >>> import tempfile

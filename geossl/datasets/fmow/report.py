@@ -1,8 +1,9 @@
-"""What an fMoW index build found: :class:`FMoWIndexReport` and its summary.
+"""What an fMoW index build found: `FMoWIndexReport` and its summary.
 
 Bad samples (missing or malformed JSON, missing, empty or truncated image, degenerate box, no
 timestamp or location) are skipped, counted by reason with a few example paths, and summarised at
-the end of the build; too many of them raise :class:`~geossl.datasets.errors.BadDatasetError`.
+the end of the build; too many of them raise
+[`BadDatasetError`][geossl.datasets.errors.BadDatasetError].
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class FMoWIndexReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FMoWIndexReport:
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of [`to_dict`][geossl.datasets.fmow.report.FMoWIndexReport.to_dict]."""
         return cls(**data)
 
     def worst_reason(self) -> str:

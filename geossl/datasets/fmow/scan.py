@@ -1,10 +1,10 @@
-"""The streaming scan of an fMoW tree behind :func:`~geossl.datasets.fmow.index.build_fmow_index`.
+"""The streaming scan of an fMoW tree behind `build_fmow_index`.
 
-The tree is walked with :func:`os.scandir` (no glob of a million paths) down to the location folders
-(the scan *units*); worker processes parse every image's JSON with the stdlib :mod:`json`, check the
+The tree is walked with `os.scandir` (no glob of a million paths) down to the location folders
+(the scan *units*); worker processes parse every image's JSON with the stdlib `json`, check the
 image cheaply (present, not empty, a JPEG ends with the ``FF D9`` marker), compute the context crop
-and return Arrow record batches. :func:`fmow_fingerprint` hashes the folder mtimes for the cache
-key.
+and return Arrow record batches. [`fmow_fingerprint`][geossl.datasets.fmow.scan.fmow_fingerprint]
+hashes the folder mtimes for the cache key.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""The scan of fMoW-Sentinel behind :func:`~geossl.datasets.fmow.index.build_fmow_index`.
+"""The scan of fMoW-Sentinel behind `build_fmow_index`.
 
-fMoW-Sentinel lists its samples in CSVs (:func:`~geossl.datasets.fmow.sentinel.
-read_fmow_sentinel_csv`): its cache fingerprint covers the CSVs and the split and category folders
-(no CSV is parsed), its locations come from the CSVs on a cache miss, and the scan workers read
-each image's GeoTIFF header (:func:`~geossl.datasets.fmow.sentinel.read_sentinel_header`) into the
-rows of :mod:`~geossl.datasets.fmow.scan`'s batches.
+fMoW-Sentinel lists its samples in CSVs
+([`read_fmow_sentinel_csv`][geossl.datasets.fmow.sentinel.read_fmow_sentinel_csv]): its cache
+fingerprint covers the CSVs and the split and category folders (no CSV is parsed), its locations
+come from the CSVs on a cache miss, and the scan workers read each image's GeoTIFF header
+([`read_sentinel_header`][geossl.datasets.fmow.sentinel.read_sentinel_header]) into the rows of
+[`scan`][geossl.datasets.fmow.scan]'s batches.
 """
 
 from __future__ import annotations

@@ -2,17 +2,19 @@
 
 fMoW-Sentinel (Cong et al., "SatMAE", NeurIPS 2022) pairs every fMoW location with a time series of
 Sentinel-2 cloud composites: 13-band uint16 GeoTIFFs (reflectance times 10,000, bands
-:data:`~geossl.datasets.fmow.constants.FMOW_SENTINEL_BANDS`) at
+`FMOW_SENTINEL_BANDS`) at
 ``{split}/{category}/{category}_{location_id}/{category}_{location_id}_{image_id}.tif``, listed in
 ``train.csv``, ``val.csv`` and ``test_gt.csv`` with the columns ``category``, ``location_id``,
 ``image_id``, ``timestamp`` (``YYYY-MM-DDThh:mm:ssZ``, the centre of the composite's interval) and
 ``polygon`` (the footprint). ``image_id < 100`` comes from an fMoW image's date, ``>= 100`` fills
 one of the nine 6-month intervals from 2015-07-01 to 2019-12-31 that had no fMoW image.
 
-The CSV is the list of samples (no folder walk): :func:`read_fmow_sentinel_csv` validates its rows,
-:func:`read_sentinel_header` opens each GeoTIFF's header for its size, band count and the lon/lat
-of its centre (the raster's georeferencing is the location; the CSV polygon is the fallback for a
-raster without CRS). :func:`geossl.datasets.fmow.index.build_fmow_index` with
+The CSV is the list of samples (no folder walk):
+[`read_fmow_sentinel_csv`][geossl.datasets.fmow.sentinel.read_fmow_sentinel_csv] validates its rows,
+[`read_sentinel_header`][geossl.datasets.fmow.sentinel.read_sentinel_header] opens each GeoTIFF's
+header for its size, band count and the lon/lat of its centre (the raster's georeferencing is the
+location; the CSV polygon is the fallback for a raster without CRS).
+[`geossl.datasets.fmow.index.build_fmow_index`][geossl.datasets.fmow.index.build_fmow_index] with
 ``product="sentinel"`` runs both and caches the result like any fMoW index, so the fMoW datasets,
 the temporal pair sampler and the geo clusters work on fMoW-Sentinel unchanged.
 """
@@ -166,7 +168,7 @@ def read_fmow_sentinel_csv(
 
 @dataclass(frozen=True, slots=True)
 class SentinelHeader:
-    """What :func:`read_sentinel_header` reads from a GeoTIFF's header.
+    """What `read_sentinel_header` reads from a GeoTIFF's header.
 
     Attributes:
         width: pixels.

@@ -1,12 +1,13 @@
-r"""Your own co-located GeoTIFF time series: :class:`TimeSeriesRasters`, a per-date index.
+r"""Your own co-located GeoTIFF time series: `TimeSeriesRasters`, a per-date index.
 
 Geography-aware pretraining (Ayush et al., ICCV 2021) needs *temporal positives*, two acquisitions
 of the same place, and *geo labels*, a cluster of where the image is: for a stack of rasters over
 the same places (Sentinel-2, Landsat, NAIP, ...) they come from the files themselves.
-:class:`TimeSeriesRasters` indexes GeoTIFFs by footprint and **acquisition date**, warps them to one
-CRS and reads one date at a time; :class:`~geossl.datasets.rasters.pairs.RasterTemporalPairs` turns
-a pair of its queries into geossl's pair sample. The torchgeo 0.8.1 ``RasterDataset`` defects that
-its methods work around are listed in :mod:`geossl.datasets.rasters`.
+[`TimeSeriesRasters`][geossl.datasets.rasters.dataset.TimeSeriesRasters] indexes GeoTIFFs by
+footprint and **acquisition date**, warps them to one CRS and reads one date at a time;
+[`RasterTemporalPairs`][geossl.datasets.rasters.pairs.RasterTemporalPairs] turns a pair of its
+queries into geossl's pair sample. The torchgeo 0.8.1 ``RasterDataset`` defects that its methods
+work around are listed in [`geossl.datasets.rasters`][geossl.datasets.rasters].
 """
 
 from __future__ import annotations
@@ -55,30 +56,31 @@ class TimeSeriesRasters(RasterDataset):
     """GeoTIFFs of the same places at several dates, indexed by footprint and acquisition date.
 
     Files are found under ``paths`` (folders are searched recursively) by extension
-    (:attr:`extensions`). Each file's acquisition date is read from its name with
+    (`extensions`). Each file's acquisition date is read from its name with
     ``filename_regex`` (named group ``date`` parsed with ``date_format``, or ``year``), else from
-    its GeoTIFF tags (:data:`DATE_TAGS`); the date is an interval (a whole day, or a whole year
+    its GeoTIFF tags (`DATE_TAGS`); the date is an interval (a whole day, or a whole year
     for a bare year). Files of one date form one acquisition (a mosaic when there are several); the
-    dates, sorted, are :attr:`dates`.
+    dates, sorted, are `dates`.
 
     Every file must have a CRS and the same dtype; all files are warped to ``crs`` (default: the
     first file's, in sorted path order) and read at ``res`` (default: the first file's resolution
     in that CRS). A sample is torchgeo's ``{"image": [C, H, W], "crs", "bounds"}``; the image is
     uint8 when the files are 8-bit (no cast), else float32 with the files' values (torchgeo's
-    convention; :class:`RasterTemporalPairs` scales it to ``[0, 1]``).
+    convention; `RasterTemporalPairs` scales it to ``[0, 1]``).
 
     **One file per band** (``band_names``; torchgeo's ``separate_files``): ``filename_regex`` then
-    also has a group ``band`` (default :data:`DEFAULT_BAND_FILENAME_REGEX`: the last ``_`` token
+    also has a group ``band`` (default `DEFAULT_BAND_FILENAME_REGEX`: the last ``_`` token
     before the extension). The files whose names differ only in the ``band`` group form one
     *product* (e.g. a BigEarthNet patch folder, ``S2A_MSIL2A_20170613T101031_87_48_B01.tif`` ...
     ``_B12.tif``, ``_B8A.tif``), read as one raster with the bands in ``band_names`` order; files of
     other bands are ignored, and a product missing one of ``band_names`` is an error naming it. Each
     file holds one band; bands may have different resolutions: every band is read on the dataset's
     pixel grid at ``res`` (default: the finest band's resolution, e.g. 10 m for Sentinel-2),
-    resampled with :attr:`resampling` (bilinear for non-8-bit data, GDAL's windowed read, so a 20 m
+    resampled with `resampling` (bilinear for non-8-bit data, GDAL's windowed read, so a 20 m
     pixel stays where it is on the ground: its 2 x 2 block of 10 m pixels averages back to it). The
-    product is indexed by its finest band's file (:attr:`reference_band`), whose grid is the
-    dataset's (:attr:`origin`) and whose mask is the one :meth:`validity` reads.
+    product is indexed by its finest band's file (`reference_band`), whose grid is the
+    dataset's ([`origin`][geossl.datasets.rasters.dataset.TimeSeriesRasters.origin]) and whose mask
+    is the one [`validity`][geossl.datasets.rasters.dataset.TimeSeriesRasters.validity] reads.
 
     Args:
         paths: folders to search or files to load.
@@ -86,7 +88,7 @@ class TimeSeriesRasters(RasterDataset):
             every file must have the same band count). Not with ``band_names``.
         filename_regex: regular expression (``re.VERBOSE``, searched anywhere in the file's base
             name) with a named group ``date`` (or ``year``), and ``band`` with ``band_names``;
-            default :data:`DEFAULT_FILENAME_REGEX` (:data:`DEFAULT_BAND_FILENAME_REGEX` with
+            default `DEFAULT_FILENAME_REGEX` (`DEFAULT_BAND_FILENAME_REGEX` with
             ``band_names``).
         date_format: ``strptime`` format of the ``date`` group (default ``%Y%m%d``).
         crs: CRS to warp to (anything ``pyproj`` understands: ``"EPSG:32614"``, a WKT, an EPSG
@@ -94,7 +96,9 @@ class TimeSeriesRasters(RasterDataset):
         res: resolution in units of ``crs``, default the first file's (with ``band_names``: the
             finest band's).
         nodata: value that marks missing pixels in files that declare none (e.g. ``0`` for black
-            scene borders); used by :meth:`validity`. Files with a nodata value or a mask use it.
+            scene borders); used by
+            [`validity`][geossl.datasets.rasters.dataset.TimeSeriesRasters.validity]. Files with a
+            nodata value or a mask use it.
         transforms: a function applied to each sample.
         cache: keep the files open (per process) between queries.
         band_names: one file per band: the values of the ``band`` group to read, in this order
@@ -198,7 +202,7 @@ class TimeSeriesRasters(RasterDataset):
         self._index_dates()
 
     def _index_dates(self) -> None:
-        """Set :attr:`dates`, :attr:`times` and :attr:`file_dates` from :attr:`index`."""
+        """Set `dates`, `times` and `file_dates` from `index`."""
         #: :attr:`dates`: the sorted distinct acquisition intervals (closed on both sides);
         #: :attr:`times`: each one's start in unix seconds, int64 ``[D]``; :attr:`file_dates`: the
         #: date id (into :attr:`dates`) of each row of :attr:`index`, int64 ``[N]``.
@@ -240,7 +244,7 @@ class TimeSeriesRasters(RasterDataset):
         """Open a file, warped to the dataset's CRS only when its CRS differs or it is not north-up.
 
         Files in the dataset's CRS are read directly: ``rasterio.merge`` reads them at the query's
-        grid and resolution (resampling with :attr:`resampling` where the grids differ).
+        grid and resolution (resampling with `resampling` where the grids differ).
 
         Args:
             filepath: the file.
@@ -253,7 +257,7 @@ class TimeSeriesRasters(RasterDataset):
         return open_on_crs(filepath, self._rio_crs, self.resampling)
 
     def _open(self, filepath: str) -> Any:
-        """:meth:`_load_warp_file`, cached per instance and per process when ``cache`` is set."""
+        """`_load_warp_file`, cached per instance and per process when ``cache`` is set."""
         if not self.cache:
             return self._load_warp_file(filepath)
         if self._handles_pid != os.getpid():  # a forked worker: never use the parent's handles
@@ -270,7 +274,7 @@ class TimeSeriesRasters(RasterDataset):
         query: GeoSlice,
         band_indexes: Sequence[int] | None = None,
     ) -> Tensor:
-        """Mosaic the files at the query's bounds and resolution (torchgeo's, with :meth:`_open`).
+        """Mosaic the files at the query's bounds and resolution (torchgeo's, with `_open`).
 
         Args:
             filepaths: the files, the first one wins where they overlap.
@@ -287,8 +291,9 @@ class TimeSeriesRasters(RasterDataset):
     def _file_table(self) -> tuple[list[str], npt.NDArray[np.float64], CRS]:
         """File paths ``[N]``, footprint bounds ``[N, 4]`` and the CRS: a cached view of the index.
 
-        Reading them from the GeoDataFrame costs more than a small read; :attr:`crs`'s setter
-        (torchgeo re-projects the index in place) drops the cache.
+        Reading them from the GeoDataFrame costs more than a small read;
+        [`crs`][geossl.datasets.rasters.dataset.TimeSeriesRasters.crs]'s setter (torchgeo
+        re-projects the index in place) drops the cache.
         """
         if self._table is None:
             paths = [str(p) for p in self.index["filepath"]]
@@ -321,7 +326,7 @@ class TimeSeriesRasters(RasterDataset):
 
     @property
     def file_bounds(self) -> npt.NDArray[np.float64]:
-        """Each file's footprint ``(xmin, ymin, xmax, ymax)`` (rows of :attr:`index`) ``[N, 4]``."""
+        """Each file's footprint ``(xmin, ymin, xmax, ymax)`` (rows of `index`) ``[N, 4]``."""
         return self._file_table()[1]
 
     @property
@@ -359,7 +364,7 @@ class TimeSeriesRasters(RasterDataset):
         return state
 
     def __getitem__(self, query: GeoSlice) -> dict[str, Any]:
-        """Read a spatiotemporal slice; an exact date of :attr:`dates` reads that date only.
+        """Read a spatiotemporal slice; an exact date of `dates` reads that date only.
 
         Args:
             query: ``(slice(xmin, xmax, xres), slice(ymin, ymax, yres), slice(tmin, tmax))``;
@@ -405,11 +410,11 @@ class TimeSeriesRasters(RasterDataset):
     # ---------------------------------------------------------------------------------------------
 
     def date_of(self, t: slice) -> int | None:
-        """Index into :attr:`dates` of a time slice equal to one date, else ``None``."""
+        """Index into `dates` of a time slice equal to one date, else ``None``."""
         return self._date_ids.get((t.start, t.stop))
 
     def date_slice(self, date: int) -> slice:
-        """Time slice that selects the files of date ``date`` (an index into :attr:`dates`)."""
+        """Time slice that selects the files of date ``date`` (an index into `dates`)."""
         interval = self.dates[date]
         return slice(interval.left, interval.right)
 
@@ -438,7 +443,7 @@ class TimeSeriesRasters(RasterDataset):
         )
 
     def pixel_of(self, x: float, y: float) -> tuple[int, int]:
-        """``(row, col)`` of the pixel-grid corner nearest to ``(x, y)`` (from :attr:`origin`)."""
+        """``(row, col)`` of the pixel-grid corner nearest to ``(x, y)`` (from `origin`)."""
         xres, yres = self.res
         ox, oy = self.origin
         return round((oy - y) / yres), round((x - ox) / xres)
@@ -482,7 +487,8 @@ class TimeSeriesRasters(RasterDataset):
             max_cells: cap on ``H * W``.
 
         Returns:
-            The :class:`ValidityGrid` (``valid`` is bool ``[D, H, W]``).
+            The [`ValidityGrid`][geossl.datasets.rasters.validity.ValidityGrid] (``valid`` is bool
+            ``[D, H, W]``).
         """
         band = self.band_indexes[0] if self.band_indexes else 1
         files = list(zip(self._file_table()[0], self.file_dates.tolist(), strict=True))

@@ -1,9 +1,12 @@
 """The per-date index of a raster time series: the files' dates and the files of one date.
 
 torchgeo's ``RasterDataset`` indexes files in a GeoDataFrame whose index is each file's date
-interval; :func:`dated_index` puts the files' own dates there (torchgeo's match-all regex gives
-none) and :func:`index_dates` numbers the distinct dates. A query of one date then selects its
-files from a cached bounds table (:func:`files_of_date`), without the GeoDataFrame's cost.
+interval; [`dated_index`][geossl.datasets.rasters.date_index.dated_index] puts the files' own dates
+there (torchgeo's match-all regex gives none) and
+[`index_dates`][geossl.datasets.rasters.date_index.index_dates] numbers the distinct dates. A query
+of one date then selects its files from a cached bounds table
+([`files_of_date`][geossl.datasets.rasters.date_index.files_of_date]), without the GeoDataFrame's
+cost.
 
 Examples:
     >>> import numpy as np
@@ -69,7 +72,7 @@ def index_dates(
     """The distinct dates of a dated index, their times and each row's date id.
 
     Args:
-        index: the index of :func:`dated_index`.
+        index: the index of [`dated_index`][geossl.datasets.rasters.date_index.dated_index].
 
     Returns:
         The sorted distinct date intervals ``[D]``, each one's start in unix seconds (int64

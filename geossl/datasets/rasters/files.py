@@ -1,10 +1,13 @@
 """The files of a raster time series: their acquisition dates, their checks, their band products.
 
-Each GeoTIFF of a :class:`~geossl.datasets.rasters.dataset.TimeSeriesRasters` is dated from its
-name (:data:`DEFAULT_FILENAME_REGEX`, :func:`date_from_name`), else from its GeoTIFF tags
-(:data:`DATE_TAGS`, :func:`date_from_tags`), and checked once (:func:`scan_raster_file`); all of
-them must be of one kind (:func:`check_same_kind`). With one file per band,
-:func:`group_band_files` groups the files of one product and :func:`scan_band_products` scans them.
+Each GeoTIFF of a [`TimeSeriesRasters`][geossl.datasets.rasters.dataset.TimeSeriesRasters] is dated
+from its name (`DEFAULT_FILENAME_REGEX`,
+[`date_from_name`][geossl.datasets.rasters.files.date_from_name]), else from its GeoTIFF tags
+(`DATE_TAGS`, [`date_from_tags`][geossl.datasets.rasters.files.date_from_tags]), and checked once
+([`scan_raster_file`][geossl.datasets.rasters.files.scan_raster_file]); all of them must be of one
+kind ([`check_same_kind`][geossl.datasets.rasters.files.check_same_kind]). With one file per band,
+[`group_band_files`][geossl.datasets.rasters.files.group_band_files] groups the files of one product
+and [`scan_band_products`][geossl.datasets.rasters.files.scan_band_products] scans them.
 
 Examples:
     >>> import re
@@ -203,7 +206,7 @@ def date_from_name(
 
 
 def date_from_tags(src: Any) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-    """The day of the first of :data:`DATE_TAGS` found in an open raster's tags, else ``None``."""
+    """The day of the first of `DATE_TAGS` found in an open raster's tags, else ``None``."""
     tags: dict[str, str] = {}
     for namespace in (None, "IMAGERY"):
         try:
@@ -370,7 +373,7 @@ def check_same_kind(infos: Sequence[RasterFileInfo], *, same_count: bool) -> Non
 
 @dataclass(frozen=True)
 class BandProducts:
-    """What the scan of one-band files found (:func:`scan_band_products`)."""
+    """What the scan of one-band files found (`scan_band_products`)."""
 
     #: Every band file's info, product by product, in ``band_names`` order.
     infos: list[RasterFileInfo]
@@ -395,7 +398,7 @@ def scan_band_products(
     crs: Any,
     res: float | tuple[float, float] | None,
 ) -> BandProducts:
-    """Scan one-band files as products (:func:`group_band_files`), each indexed by its finest band.
+    """Scan one-band files as products (`group_band_files`), each indexed by its finest band.
 
     Args:
         found: the files found.
@@ -407,11 +410,13 @@ def scan_band_products(
         res: the resolution, ``None`` for the finest band's.
 
     Returns:
-        The :class:`BandProducts`.
+        The [`BandProducts`][geossl.datasets.rasters.files.BandProducts].
 
     Raises:
-        BadDatasetError: naming the file, as :func:`group_band_files` and
-            :func:`scan_raster_file` do, or when a band file holds more than one band.
+        BadDatasetError: naming the file, as
+            [`group_band_files`][geossl.datasets.rasters.files.group_band_files] and
+            [`scan_raster_file`][geossl.datasets.rasters.files.scan_raster_file] do, or when a band
+            file holds more than one band.
     """
     products = group_band_files(found, names, date_regex, searched)
     by_file = {

@@ -1,8 +1,10 @@
 """Two dates of one patch of a raster time series as geossl's pair sample.
 
-:class:`RasterTemporalPairs` turns a pair of queries of one footprint at two dates (drawn by
-:class:`~geossl.samplers.TemporalGeoPairSampler`) into geossl's pair sample (docs/design.md):
-``image [2, C, H, W]``, ``time [2]``, ``lat``/``lon`` of the patch centre and its ``geo_label``.
+[`RasterTemporalPairs`][geossl.datasets.rasters.pairs.RasterTemporalPairs] turns a pair of queries
+of one footprint at two dates (drawn by
+[`TemporalGeoPairSampler`][geossl.samplers.TemporalGeoPairSampler]) into geossl's pair sample
+(docs/design.md): ``image [2, C, H, W]``, ``time [2]``, ``lat``/``lon`` of the patch centre and its
+``geo_label``.
 """
 
 from __future__ import annotations
@@ -29,19 +31,22 @@ PairQuery: TypeAlias = tuple[PatchQuery, PatchQuery]
 
 
 class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
-    """Two dates of one patch of a :class:`TimeSeriesRasters` as geossl's pair sample.
+    """Two dates of one patch of a `TimeSeriesRasters` as geossl's pair sample.
 
     Indexed by a pair of GeoSlice queries of the same footprint at two dates (from
-    :class:`~geossl.samplers.TemporalGeoPairSampler`), it returns the keys of docs/design.md:
+    [`TemporalGeoPairSampler`][geossl.samplers.TemporalGeoPairSampler]), it returns the keys of
+    docs/design.md:
 
     * ``image``: ``[2, C, H, W]``, uint8 for 8-bit files (the task divides by 255), else float32
       ``clamp(value * scale, 0, 1)``; view 0 is the first query's date, view 1 the second's;
     * ``time``: int64 ``[2]``, unix seconds of each date's start (midnight UTC; Jan 1 for a year);
     * ``index``: int64 ``[2]``, the two dates' ids in ``rasters.dates``;
-    * ``location``: int64, the patch position's id (:meth:`TimeSeriesRasters.location_of`);
+    * ``location``: int64, the patch position's id
+    (`TimeSeriesRasters.location_of`);
     * ``lat``, ``lon``: float32, the patch centre in degrees (EPSG:4326);
     * ``geo_label``: int64, the geo cluster of the centre (nearest of ``centroids`` by cosine
-      similarity, :func:`~geossl.datasets.geo_clusters.assign_clusters`), -1 without centroids;
+      similarity, [`assign_clusters`][geossl.datasets.geo_clusters.assign_clusters]), -1 without
+      centroids;
     * ``label``: int64 -1 (no class);
     * ``bounds``: float64 ``[4]``, ``(xmin, ymin, xmax, ymax)`` in ``rasters.crs``. The CRS itself
       is not in the sample (the default collate cannot stack CRS objects): it is ``rasters.crs``.
@@ -54,7 +59,7 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
     Args:
         rasters: the time series.
         centroids: geo-cluster centroids, unit vectors ``[K, 3]`` (e.g. from
-            :func:`~geossl.datasets.geo_clusters.spherical_kmeans` of patch centres).
+            [`spherical_kmeans`][geossl.datasets.geo_clusters.spherical_kmeans] of patch centres).
         scale: factor from the files' values to ``[0, 1]`` for non-8-bit files (e.g. ``1e-4`` for
             Sentinel-2 L2A reflectance); default ``1 / (2**bits - 1)`` for integer files and 1 for
             float files. Ignored for uint8.
@@ -100,7 +105,7 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
         Non-8-bit values become ``clamp(value * scale, 0, 1)`` as float32.
 
         Args:
-            image: ``[..., C, H, W]`` read from :attr:`rasters`.
+            image: ``[..., C, H, W]`` read from `rasters`.
 
         Returns:
             The image on the ``[0, 1]`` scale (uint8 stays uint8).

@@ -1,9 +1,11 @@
 """Reading a window of the files of a raster time series, faster than torchgeo's merge.
 
-:func:`open_on_crs` opens a file, warped (``WarpedVRT``) only when its CRS differs from the
-dataset's or it is not north-up; :func:`read_window` reads one file at a query's bounds and
+[`open_on_crs`][geossl.datasets.rasters.reading.open_on_crs] opens a file, warped (``WarpedVRT``)
+only when its CRS differs from the dataset's or it is not north-up;
+[`read_window`][geossl.datasets.rasters.reading.read_window] reads one file at a query's bounds and
 resolution with a direct windowed read (an integer window on the file's grid), identical to what
-:func:`merge_files` (``rasterio.merge``, for queries over several files) gives.
+[`merge_files`][geossl.datasets.rasters.reading.merge_files] (``rasterio.merge``, for queries over
+several files) gives.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def merge_files(
 
 
 def window_read_info(handle: Any, band_indexes: Sequence[int] | None) -> WindowReadInfo:
-    """What :func:`read_window` needs of an open file, computed once per file."""
+    """What `read_window` needs of an open file, computed once per file."""
     t = handle.transform
     indexes = list(band_indexes) if band_indexes else list(range(1, handle.count + 1))
     masked = handle.nodata is None and any(
@@ -103,7 +105,7 @@ def read_window(
 
     Args:
         handle: the open file.
-        info: its :func:`window_read_info`.
+        info: its [`window_read_info`][geossl.datasets.rasters.reading.window_read_info].
         x: ``slice(xmin, xmax, xres)``.
         y: ``slice(ymin, ymax, yres)``.
         resampling: the resampling of a fractional or rescaled window.

@@ -1,7 +1,9 @@
-"""Where each date of a raster time series has data: :class:`ValidityGrid` and its sampling.
+"""Where each date of a raster time series has data: `ValidityGrid` and its sampling.
 
-:func:`sample_validity` reads each file once, decimated to about one pixel per cell
-(:func:`decimated_mask`), and marks the cell centres whose nearest decimated pixel has data.
+[`sample_validity`][geossl.datasets.rasters.validity.sample_validity] reads each file once,
+decimated to about one pixel per cell
+([`decimated_mask`][geossl.datasets.rasters.validity.decimated_mask]), and marks the cell centres
+whose nearest decimated pixel has data.
 """
 
 from __future__ import annotations
@@ -94,12 +96,14 @@ def sample_validity(
         num_dates: the number of dates ``D``.
         open_file: opens a file on the dataset's CRS (closed here after the read).
         band: the 1-based band whose mask is read.
-        nodata: the dataset's ``nodata`` (see :func:`decimated_mask`).
+        nodata: the dataset's ``nodata`` (see
+            [`decimated_mask`][geossl.datasets.rasters.validity.decimated_mask]).
         cell: ``(cell_x, cell_y)`` in CRS units.
         max_cells: cap on ``H * W``; with more cells the cells grow (same aspect).
 
     Returns:
-        The :class:`ValidityGrid` (``valid`` is bool ``[D, H, W]``).
+        The [`ValidityGrid`][geossl.datasets.rasters.validity.ValidityGrid] (``valid`` is bool
+        ``[D, H, W]``).
     """
     left, bottom, right, top = extent
     cell_x, cell_y = float(cell[0]), float(cell[1])

@@ -1,7 +1,9 @@
 """torchgeo's SpaceNet chips as geossl samples: scaled, fitted to a fixed size, masks fixed.
 
-:class:`SpaceNetChips` adapts torchgeo's samples; :func:`fit_to_size` and :func:`padded_size` are
-the size helpers that make batches stack.
+[`SpaceNetChips`][geossl.datasets.spacenet.chips.SpaceNetChips] adapts torchgeo's samples;
+[`fit_to_size`][geossl.datasets.spacenet.chips.fit_to_size] and
+[`padded_size`][geossl.datasets.spacenet.chips.padded_size] are the size helpers that make batches
+stack.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
 
 
 class _TorchGeoSpaceNet(Protocol):
-    """What :class:`SpaceNetChips` uses of a torchgeo ``SpaceNet`` dataset."""
+    """What `SpaceNetChips` uses of a torchgeo ``SpaceNet`` dataset."""
 
     images: list[str]
     masks: list[str]
@@ -82,7 +84,8 @@ class SpaceNetChips(NonGeoDataset):
     A torchgeo sample is ``image`` float32 of raw digital numbers and ``mask`` int64; this
     adapter returns ``image`` float32 ``[C, H, W]`` in ``[0, 1]`` (``clip(dn * scale, 0, 1)``,
     ``scale`` from the first image's dtype by default) and ``mask`` int64 ``[H, W]``, then
-    optionally fits both to a fixed size (:func:`fit_to_size`) so that batches stack: SpaceNet-1
+    optionally fits both to a fixed size
+    ([`fit_to_size`][geossl.datasets.spacenet.chips.fit_to_size]) so that batches stack: SpaceNet-1
     ``3band`` chips are 406 x 439, which a 5-stage encoder cannot take unpadded.
 
     torchgeo defect fixed here: ``SpaceNet._load_image`` resamples an image to the collection's
@@ -90,12 +93,13 @@ class SpaceNetChips(NonGeoDataset):
     file's own transform, with which ``_load_mask`` rasterises the polygons on the resampled
     shape: for a chip of another size the mask is shifted / cropped against the image. When the
     file's size differs from the sample's, the mask is rasterised again on the resampled grid
-    (transform scaled by file size / sample size); :attr:`resampled_masks` counts those (per
+    (transform scaled by file size / sample size); `resampled_masks` counts those (per
     process).
 
     Args:
         base: a torchgeo SpaceNet dataset of the ``train`` split (the only one with labels).
-        scale: raw value -> ``[0, 1]`` factor; None for :func:`default_scale` of the files' dtype.
+        scale: raw value -> ``[0, 1]`` factor; None for
+            [`default_scale`][geossl.datasets.spacenet.constants.default_scale] of the files' dtype.
         size: ``(height, width)`` to crop / pad every sample to; None keeps the size.
         pad_multiple: pad (bottom / right) to multiples of this when ``size`` is None; None
             keeps the size.

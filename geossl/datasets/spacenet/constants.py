@@ -1,6 +1,7 @@
 """SpaceNet constants and the fixed scaling of raw digital numbers to ``[0, 1]``.
 
-Scaling (:func:`default_scale`): ``image = clip(dn * scale, 0, 1)`` with ``scale`` ``1/255`` for
+Scaling ([`default_scale`][geossl.datasets.spacenet.constants.default_scale]): ``image = clip(dn *
+    scale, 0, 1)`` with ``scale`` ``1/255`` for
 uint8 (SpaceNet-1 ``3band``), ``1/2047`` for uint16 (WorldView-2/3 deliver 11-bit digital numbers:
 every SpaceNet-1..4 uint16 product; the rare brighter pixels, e.g. 0.1 % of the SpaceNet-4 Atlanta
 pan tile above 2047 with a maximum of 6615, saturate at 1) and 1 for floats. A fixed scale, not a

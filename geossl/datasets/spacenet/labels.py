@@ -40,7 +40,7 @@ class BuildingLabels:
 
     Attributes:
         path: the file.
-        polygons: Polygon / MultiPolygon geometries (2-D) in :attr:`crs`.
+        polygons: Polygon / MultiPolygon geometries (2-D) in `crs`.
         crs: the file's CRS (its ``crs`` member, else RFC 7946's WGS 84 longitude / latitude).
         skipped: features without a polygonal geometry (null, points, lines), not rasterised.
         empty_file: the file has no bytes (SpaceNet-4 writes such files for tiles without
@@ -77,7 +77,7 @@ def read_building_labels(path: str | os.PathLike[str]) -> BuildingLabels:
         path: the GeoJSON file.
 
     Returns:
-        The :class:`BuildingLabels`.
+        The [`BuildingLabels`][geossl.datasets.spacenet.labels.BuildingLabels].
 
     Raises:
         FileNotFoundError: if the file does not exist.
@@ -150,7 +150,8 @@ def rasterize_buildings(
     ``rasterio.features.rasterize(all_touched=False)``, torchgeo's and solaris' rule.
 
     Args:
-        labels: the polygons (:func:`read_building_labels`).
+        labels: the polygons
+            ([`read_building_labels`][geossl.datasets.spacenet.labels.read_building_labels]).
         transform: the image's affine transform.
         crs: the image's CRS.
         shape: ``(height, width)`` of the image.

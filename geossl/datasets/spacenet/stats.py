@@ -29,21 +29,25 @@ def band_statistics(
 
     A band set that pretrained weights know nothing about (SpaceNet-4's single pan band with RGB
     weights and ``adapt_in_chans``) needs the normalisation of its own data: over the valid
-    pixels :math:`x_{c,i}` of every image, :math:`\mu_c = \frac{1}{N_c} \sum_i x_{c,i}` and
-    :math:`\sigma_c = \sqrt{\frac{1}{N_c} \sum_i (x_{c,i} - \mu_c)^2}` (population std, pooled
-    over images in float64 by :class:`~geossl.datasets.band_stats.BandMoments`; the nodata rule is
-    :func:`~geossl.datasets.band_stats.valid_pixels`). Compute it on the training images only.
+    pixels $x_{c,i}$ of every image, $\mu_c = \frac{1}{N_c} \sum_i x_{c,i}$ and
+    $\sigma_c = \sqrt{\frac{1}{N_c} \sum_i (x_{c,i} - \mu_c)^2}$ (population std, pooled
+    over images in float64 by [`BandMoments`][geossl.datasets.band_stats.BandMoments]; the nodata
+    rule is [`valid_pixels`][geossl.datasets.band_stats.valid_pixels]). Compute it on the training
+    images only.
 
     Args:
-        source: a list of GeoTIFF paths (scaled with ``scale`` or :func:`default_scale`; pixels
-            whose bands all equal the file's ``nodata`` value are left out), a
-            :class:`SpaceNetTiles` (its files, bands and scale, as paths), or any dataset of
-            samples with ``image`` ``[C, H, W]`` in ``[0, 1]`` (every pixel counts).
+        source: a list of GeoTIFF paths (scaled with ``scale`` or
+            [`default_scale`][geossl.datasets.spacenet.constants.default_scale]; pixels whose bands
+            all equal the file's ``nodata`` value are left out), a
+            [`SpaceNetTiles`][geossl.datasets.spacenet.tiles.SpaceNetTiles] (its files, bands and
+            scale, as paths), or any dataset of samples with ``image`` ``[C, H, W]`` in ``[0, 1]``
+            (every pixel counts).
         bands: 1-based bands to read from paths (None for all).
         scale: raw value -> ``[0, 1]`` factor for paths (None for the dtype's default).
 
     Returns:
-        The :class:`~geossl.datasets.band_stats.BandStatistics` (``num_samples``: images read).
+        The [`BandStatistics`][geossl.datasets.band_stats.BandStatistics] (``num_samples``: images
+        read).
 
     Raises:
         ValueError: if there is no valid pixel, or the images disagree on the band count.

@@ -1,7 +1,8 @@
 """SpaceNet tiles: any folder of image GeoTIFFs with one GeoJSON of building polygons per tile.
 
-:class:`SpaceNetTiles` reads the SpaceNet-4 layout, a solaris sample, a user's own tiles, or an
-explicit list of ``(image, label)`` pairs, which torchgeo's tarball readers do not.
+[`SpaceNetTiles`][geossl.datasets.spacenet.tiles.SpaceNetTiles] reads the SpaceNet-4 layout, a
+solaris sample, a user's own tiles, or an explicit list of ``(image, label)`` pairs, which
+torchgeo's tarball readers do not.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class SpaceNetTiles(NonGeoDataset):
 
     Matching rule (when ``pairs`` is not given): every file matching ``image_glob`` under
     ``root`` is an image; its tile id is the part of its name stem matched by
-    ``tile_id_pattern`` (default :data:`TILE_ID_PATTERN`: a trailing ``img{N}``, SpaceNet-1..3, or
+    ``tile_id_pattern`` (default `TILE_ID_PATTERN`: a trailing ``img{N}``, SpaceNet-1..3, or
     ``{easting}_{northing}``, SpaceNet-4); its label is the one ``*.geojson`` under
     ``label_root`` (default ``root``, searched recursively) whose stem ends with the same tile id.
     Several images may share a label (SpaceNet-4 has 27 nadir angles per tile); a tile id
@@ -78,14 +79,15 @@ class SpaceNetTiles(NonGeoDataset):
     Sample keys:
 
     - ``image``: float32 ``[C, H, W]`` in ``[0, 1]``: ``clip(dn * scale, 0, 1)``
-      (:func:`default_scale`);
-    - ``mask``: int64 ``[H, W]``, 1 building / 0 background (:func:`rasterize_buildings`);
+      ([`default_scale`][geossl.datasets.spacenet.constants.default_scale]);
+    - ``mask``: int64 ``[H, W]``, 1 building / 0 background
+    ([`rasterize_buildings`][geossl.datasets.spacenet.labels.rasterize_buildings]);
     - ``crs``: the image CRS as a string; ``bounds``: float64 ``[4]`` ``(left, bottom, right,
       top)`` of the image in that CRS; ``tile_id``: the tile id (``""`` for explicit pairs).
 
     Bad cases: an empty (0-byte) label file reads as no buildings and is counted in
-    :attr:`empty_label_files` (SpaceNet-4 has such files); features without a polygon are counted
-    in :attr:`skipped_geometries`. Everything else fails at construction with a one-line error
+    `empty_label_files` (SpaceNet-4 has such files); features without a polygon are counted
+    in `skipped_geometries`. Everything else fails at construction with a one-line error
     naming the file.
 
     Args:
@@ -96,7 +98,9 @@ class SpaceNetTiles(NonGeoDataset):
         tile_id_pattern: regular expression of the tile id at the end of a file name stem (group 1,
             or the whole match).
         bands: 1-based band indexes to read (rasterio convention); None for all.
-        scale: raw value -> ``[0, 1]`` factor; None for :func:`default_scale` of the images' dtype.
+        scale: raw value -> ``[0, 1]`` factor; None for
+            [`default_scale`][geossl.datasets.spacenet.constants.default_scale] of the images'
+            dtype.
         transforms: applied to each sample dict.
 
     Raises:

@@ -13,22 +13,26 @@ Each feature's ``properties`` has ``bounds_imcoords`` (``"xmin,ymin,xmax,ymax"``
 image), ``type_id`` (11 to 94) and ``image_id`` (``"NNNN.tif"``), plus bookkeeping fields that are
 not used here.
 
-**Classes.** The 60 type ids that occur as classes (:data:`XVIEW_CLASSES`, the table of xView's
+**Classes.** The 60 type ids that occur as classes (`XVIEW_CLASSES`, the table of xView's
 ``xview_class_labels.txt``) are mapped in ascending order to the contiguous labels ``0..59``; any
 other id (the real labels also hold ids 75 and 82) is dropped and counted.
 
-**Bad labels** are skipped and counted in an :class:`XViewReport`, never fatal: a feature whose
-image is not on disk (the real ``1395.tif``), a malformed feature, an unknown type id, a box that is
-NaN or has no area, a box entirely outside its image. A box partly outside is clipped to the image
-(and counted).
+**Bad labels** are skipped and counted in an
+[`XViewReport`][geossl.datasets.xview.labels.XViewReport], never fatal: a feature whose image is not
+on disk (the real ``1395.tif``), a malformed feature, an unknown type id, a box that is NaN or has
+no area, a box entirely outside its image. A box partly outside is clipped to the image (and
+counted).
 
 **Protocol of the GeoSSL paper** (Ayush et al., ICCV 2021, section 5.2.1): the images are split
-700 / 146 into train / test (:func:`split_xview_images`: a seeded, hash-ranked split with
-``test_fraction = 0.1726`` gives exactly 146 of 846), each training image gives 100 random
-416 x 416 crops with less than 25 % overlap (IoU) between any two (:func:`random_chip_windows`), and
-RetinaNet-ResNet-50 is scored by AP50. Evaluation reads a deterministic grid
-(:func:`grid_chip_windows`). A chip keeps the boxes whose visible fraction inside it is at least
-``min_visibility``, clipped to the chip (:func:`chip_boxes`).
+700 / 146 into train / test
+([`split_xview_images`][geossl.datasets.xview.labels.split_xview_images]: a seeded, hash-ranked
+split with ``test_fraction = 0.1726`` gives exactly 146 of 846), each training image gives 100
+random 416 x 416 crops with less than 25 % overlap (IoU) between any two
+([`random_chip_windows`][geossl.datasets.xview.chips.random_chip_windows]), and RetinaNet-ResNet-50
+is scored by AP50. Evaluation reads a deterministic grid
+([`grid_chip_windows`][geossl.datasets.xview.chips.grid_chip_windows]). A chip keeps the boxes whose
+visible fraction inside it is at least ``min_visibility``, clipped to the chip
+([`chip_boxes`][geossl.datasets.xview.chips.chip_boxes]).
 
 **Cache.** Parsing the real geojson (hundreds of thousands of features) takes a while, so two
 ``.npz`` files are written atomically under ``root/.geossl-cache/`` (or ``cache_dir``):
@@ -44,10 +48,10 @@ RetinaNet-ResNet-50 is scored by AP50. Evaluation reads a deterministic grid
 Old cache files are not deleted; remove the folder to reclaim the space. A cache folder that cannot
 be written (a read-only dataset) only costs the re-parse: a warning says so.
 
-The package holds one module per job: :mod:`~geossl.datasets.xview.constants` (the class table,
-file names), :mod:`~geossl.datasets.xview.labels` (the GeoJSON parse, its cache, the split),
-:mod:`~geossl.datasets.xview.chips` (the chip windows and boxes, the chip index) and
-:mod:`~geossl.datasets.xview.dataset` (:class:`XView`).
+The package holds one module per job: [`constants`][geossl.datasets.xview.constants] (the class
+table, file names), [`labels`][geossl.datasets.xview.labels] (the GeoJSON parse, its cache, the
+split), [`chips`][geossl.datasets.xview.chips] (the chip windows and boxes, the chip index) and
+[`dataset`][geossl.datasets.xview.dataset] ([`XView`][geossl.datasets.xview.dataset.XView]).
 """
 
 from geossl.datasets.xview.chips import (

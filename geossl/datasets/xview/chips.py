@@ -1,8 +1,11 @@
 """The xView chipping protocol: chip windows, the boxes inside them and the cached chip index.
 
-:func:`random_chip_windows` (training) and :func:`grid_chip_windows` (evaluation) place the chip
-windows of one image; :func:`chip_boxes` keeps the boxes inside a window; :func:`load_xview_chips`
-builds (:func:`build_xview_chips`) and caches the :class:`XViewChips` of a split.
+[`random_chip_windows`][geossl.datasets.xview.chips.random_chip_windows] (training) and
+[`grid_chip_windows`][geossl.datasets.xview.chips.grid_chip_windows] (evaluation) place the chip
+windows of one image; [`chip_boxes`][geossl.datasets.xview.chips.chip_boxes] keeps the boxes inside
+a window; [`load_xview_chips`][geossl.datasets.xview.chips.load_xview_chips] builds
+([`build_xview_chips`][geossl.datasets.xview.chips.build_xview_chips]) and caches the
+[`XViewChips`][geossl.datasets.xview.chips.XViewChips] of a split.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def random_chip_windows(
     drawn uniformly (integer corners, the whole chip inside the image) and a chip is accepted when
     its overlap with every chip accepted before is below ``max_overlap``. The overlap is the IoU,
     the usual meaning between two boxes (the paper does not define it); for equal chips,
-    :math:`\mathrm{IoU} = I / (2A - I) < 0.25` means an intersection below 40 % of a chip.
+    $\mathrm{IoU} = I / (2A - I) < 0.25$ means an intersection below 40 % of a chip.
     Draws stop after ``max_tries`` candidates (default ``100 * count``), so an image too small for
     ``count`` such chips gives fewer: about 94 on a 3,000 px square, 38 on a 2,000 px square with
     the paper's settings (the chip index counts the shortfall). An image smaller than the chip
@@ -162,9 +165,9 @@ def chip_boxes(
 ) -> tuple[FloatArray, npt.NDArray[np.intp]]:
     r"""Boxes of an image that a chip keeps, clipped and in chip pixels.
 
-    With a box :math:`b` and the chip window :math:`w`, the visible fraction is
-    :math:`|b \cap w| / |b|`; the box is kept when the intersection has a positive area and the
-    fraction is at least ``min_visibility``, and becomes :math:`b \cap w` shifted by the chip's
+    With a box $b$ and the chip window $w$, the visible fraction is
+    $|b \cap w| / |b|$; the box is kept when the intersection has a positive area and the
+    fraction is at least ``min_visibility``, and becomes $b \cap w$ shifted by the chip's
     top-left corner.
 
     Args:
@@ -197,7 +200,8 @@ class XViewChipParams:
         crops_per_image: random chips per image (paper: 100).
         max_overlap: pairwise IoU of random chips must be below this (paper: 0.25).
         min_visibility: smallest visible fraction of a box kept in a chip (not given in the
-            paper; 0.3 matches :class:`geossl.transforms.targets.TargetAugmentation`).
+            paper; 0.3 matches
+            `geossl.transforms.targets.TargetAugmentation`).
         stride: grid step in pixels; None = ``chip_size`` (no overlap but at the edges).
         seed: seed of the random chips (per image: ``(seed, crc of the image id)``).
     """
@@ -244,7 +248,7 @@ class XViewChips:
 
     Attributes:
         params: how the chips were cut.
-        image_ids: the images (as in :class:`XViewLabels`).
+        image_ids: the images (as in [`XViewLabels`][geossl.datasets.xview.labels.XViewLabels]).
         chip_image: ``[C]`` int64 image index of each chip.
         windows: ``[C, 4]`` int64 ``(col_off, row_off, width, height)`` in image pixels (width /
             height are the chip size; the part past a small image's edge is zero-padded).
@@ -281,7 +285,7 @@ def _image_rng(seed: int, image_id: str) -> np.random.Generator:
 
 
 def build_xview_chips(labels: XViewLabels, params: XViewChipParams) -> XViewChips:
-    """Cut every image of ``labels`` into chips (see :class:`XViewChipParams`).
+    """Cut every image of ``labels`` into chips (see `XViewChipParams`).
 
     Args:
         labels: the cleaned boxes.
@@ -355,8 +359,9 @@ def load_xview_chips(
         ``(labels, chips)``.
 
     Raises:
-        DatasetNotFoundError: see :func:`load_xview_labels`.
-        BadDatasetError: see :func:`load_xview_labels`.
+        DatasetNotFoundError: see
+            [`load_xview_labels`][geossl.datasets.xview.labels.load_xview_labels].
+        BadDatasetError: see [`load_xview_labels`][geossl.datasets.xview.labels.load_xview_labels].
     """
     labels = load_xview_labels(root, cache_dir=cache_dir, rebuild=rebuild)
     key = _hash({"version": _CACHE_VERSION, "labels": labels.key, **params.key_fields()})

@@ -1,6 +1,6 @@
 """Constants of xView1: file layout, the 60 classes and their contiguous labels, array types.
 
-The 60 type ids that occur as classes (:data:`XVIEW_CLASSES`, the table of xView's
+The 60 type ids that occur as classes (`XVIEW_CLASSES`, the table of xView's
 ``xview_class_labels.txt``) are mapped in ascending order to the contiguous labels ``0..59``.
 """
 

@@ -1,8 +1,11 @@
 """xView1 labels: the GeoJSON parser, the cached label arrays and the seeded image split.
 
-:func:`load_xview_labels` parses ``xView_train.geojson`` once (:func:`parse_xview_features`),
-caches the boxes as npz under ``root/.geossl-cache`` and reports bad labels in an
-:class:`XViewReport`; :func:`split_xview_images` splits the image ids into train and test.
+[`load_xview_labels`][geossl.datasets.xview.labels.load_xview_labels] parses ``xView_train.geojson``
+once ([`parse_xview_features`][geossl.datasets.xview.labels.parse_xview_features]), caches the boxes
+as npz under ``root/.geossl-cache`` and reports bad labels in an
+[`XViewReport`][geossl.datasets.xview.labels.XViewReport];
+[`split_xview_images`][geossl.datasets.xview.labels.split_xview_images] splits the image ids into
+train and test.
 """
 
 from __future__ import annotations
@@ -189,7 +192,7 @@ def parse_xview_features(
     Checks per feature, in this order (each failure counts once): ``malformed`` (no properties,
     no ``image_id``, no integer ``type_id`` or no 4-number ``bounds_imcoords``), image not in
     ``image_sizes`` (``features_without_image``), ``unknown_type`` (not one of
-    :data:`XVIEW_CLASSES`), ``degenerate`` (NaN / infinite, or ``x_max <= x_min`` or
+    `XVIEW_CLASSES`), ``degenerate`` (NaN / infinite, or ``x_max <= x_min`` or
     ``y_max <= y_min``), ``outside_image`` (no positive-area overlap with
     ``[0, width] x [0, height]``); a box partly outside is clipped to the image (``clipped``).
 
@@ -327,7 +330,7 @@ def _image_size(path: Path) -> tuple[int, int] | None:
 
 
 def _labels_from_cache(cached: dict[str, npt.NDArray[Any]], key: str) -> XViewLabels:
-    """The labels of the arrays of a cache file written by :func:`load_xview_labels`."""
+    """The labels of the arrays of a cache file written by `load_xview_labels`."""
     meta = json.loads(str(cached["meta"]))
     report = XViewReport(
         **{

@@ -1,10 +1,11 @@
-"""Loss terms of :class:`~geossl.trainers.GeoSSLTask`, the step's shared outputs, the registry.
+"""Loss terms of `GeoSSLTask`, the step's shared outputs, the registry.
 
-A term is a small :class:`LossTerm` (an ``nn.Module``) registered under the name used in
-``GeoSSLTask(losses={name: weight})``. It declares what it needs from the step (which views the
-query and key encoders must encode, the queue, feature maps, view geometry) and the options it
-accepts; the task computes the union once into :class:`StepOutputs` and every term reads from it.
-Adding a method (CO2, SCRL) is a new registered term; the task does not change.
+A term is a small [`LossTerm`][geossl.trainers.terms.base.LossTerm] (an ``nn.Module``) registered
+under the name used in ``GeoSSLTask(losses={name: weight})``. It declares what it needs from the
+step (which views the query and key encoders must encode, the queue, feature maps, view geometry)
+and the options it accepts; the task computes the union once into
+[`StepOutputs`][geossl.trainers.terms.base.StepOutputs] and every term reads from it. Adding a
+method (CO2, SCRL) is a new registered term; the task does not change.
 
 Where things are: ``base`` (the interface and the step outputs), ``registry``, one module per
 term family (``infonce``: ``moco`` and ``tp``; ``geo``; ``co2``; ``scrl``). Importing this

@@ -107,7 +107,7 @@ class LossTermContext:
         crop_size: side of the augmented views.
         hparams: every hyper-parameter of the task.
         options: this term's options (``GeoSSLTask(loss_options={name: {...}})``) merged over its
-            :attr:`LossTerm.default_options`; :func:`create_loss_term` fills it for each term, so a
+            `LossTerm.default_options`; `create_loss_term` fills it for each term, so a
             term reads ``ctx.options["temperature"]`` without knowing the task.
     """
 
@@ -141,10 +141,13 @@ class LossTerm(nn.Module):
       active term does, the task builds no projection head.
     - ``default_options``: the options the term accepts in ``GeoSSLTask(loss_options={name:
       {option: value}})`` with their defaults; it reads them from ``ctx.options`` in
-      :meth:`check_context` / :meth:`from_context`. Unknown options are refused.
+      [`check_context`][geossl.trainers.terms.base.LossTerm.check_context] /
+      [`from_context`][geossl.trainers.terms.base.LossTerm.from_context]. Unknown options are
+      refused.
 
     A term may own parameters (trained with the query branch; freeze EMA copies with
-    ``deactivate_requires_grad``) and implement :meth:`momentum_update` for them.
+    ``deactivate_requires_grad``) and implement
+    [`momentum_update`][geossl.trainers.terms.base.LossTerm.momentum_update] for them.
 
     An instance sets ``needs_shared_canvas`` when it relates pixels of view 0 to pixels of view 1
     (temporal SCRL): the task then refuses a datamodule whose pairs are not on one canvas.

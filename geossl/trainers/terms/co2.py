@@ -16,27 +16,27 @@ from geossl.trainers.terms.registry import register_loss_term
 
 @register_loss_term("co2")
 class ConsistentContrastTerm(LossTerm):
-    r"""CO2 consistent contrast (Wei et al., ICLR 2021): :class:`CO2Loss` on the positive key.
+    r"""CO2 consistent contrast (Wei et al., ICLR 2021): `CO2Loss` on the positive key.
 
     Reads ``q``, the positive key ``keys[primary_key_source]`` of the queue-based term (the key
     of ``tp`` or ``moco``, whichever comes first in ``losses``) and the queue ``negatives``:
 
-    .. math::
-
-        \mathcal{L}_{con} = \tfrac12 \mathrm{KL}(P \,\|\, Q) + \tfrac12 \mathrm{KL}(Q \,\|\, P),
-        \quad Q_i = \mathrm{softmax}_i(q \cdot n_i / \tau_{con}),
-        \quad P_i = \mathrm{softmax}_i(p \cdot n_i / \tau_{con})
+    $$
+    \mathcal{L}_{con} = \tfrac12 \mathrm{KL}(P \,\|\, Q) + \tfrac12 \mathrm{KL}(Q \,\|\, P),
+    \quad Q_i = \mathrm{softmax}_i(q \cdot n_i / \tau_{con}),
+    \quad P_i = \mathrm{softmax}_i(p \cdot n_i / \tau_{con})
+    $$
 
     It is a regulariser: it needs ``moco`` or ``tp`` to be active (``needs_queue_key``), e.g.
-    ``losses={"tp": 1, "co2": 10}``, whose ``co2`` weight is the paper's :math:`\alpha`.
+    ``losses={"tp": 1, "co2": 10}``, whose ``co2`` weight is the paper's $\alpha$.
 
-    The CO2 paper's values on MoCo are :math:`\alpha = 10` (the weight, set in ``losses``) and
-    :math:`\tau_{con} = 0.04` (option ``temperature``, the default, set with
+    The CO2 paper's values on MoCo are $\alpha = 10$ (the weight, set in ``losses``) and
+    $\tau_{con} = 0.04$ (option ``temperature``, the default, set with
     ``loss_options={"co2": {"temperature": 0.04}}``); the shipped presets train ``co2: 0.3``, the
     weight the NAIP leave-one-out measured to pay (docs/ablation.md).
 
     Args:
-        temperature: :math:`\tau_{con}` > 0 (0.04, unverified).
+        temperature: $\tau_{con}$ > 0 (0.04, unverified).
     """
 
     uses_queue = True

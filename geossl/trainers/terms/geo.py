@@ -20,14 +20,14 @@ from geossl.trainers.terms.registry import register_loss_term
 
 @register_loss_term("geo")
 class GeoLocationTerm(LossTerm):
-    r"""Geo-location pretext: :class:`GeoLocationHead` on ``q_raw``, cross-entropy on ``geo_label``.
+    r"""Geo-location pretext: `GeoLocationHead` on ``q_raw``, cross-entropy on ``geo_label``.
 
     Reads ``batch["geo_label"]`` (int64 ``[B]``, -1 for an unknown cluster) and logs ``geo_acc``
     (accuracy over the samples with a known cluster).
 
     Option ``normalize_input`` (default true): the head reads the projection rescaled to norm
-    :math:`\sqrt{D}` (see :class:`GeoLocationHead`); false is the paper's head on the raw
-    projection, whose cross-entropy can run far above :math:`\ln K`.
+    $\sqrt{D}$ (see [`GeoLocationHead`][geossl.models.heads.GeoLocationHead]); false is the paper's
+    head on the raw projection, whose cross-entropy can run far above $\ln K$.
 
     Args:
         input_dim: projection size (128).

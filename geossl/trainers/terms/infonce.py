@@ -8,7 +8,7 @@ from geossl.trainers.terms.registry import register_loss_term
 
 
 class InfoNCETerm(LossTerm):
-    """InfoNCE of the query against one key source and the queue (:class:`MoCoLoss`).
+    """InfoNCE of the query against one key source and the queue (`MoCoLoss`).
 
     Args:
         temperature: InfoNCE temperature (0.02, Geography-aware SSL).

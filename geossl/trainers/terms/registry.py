@@ -12,7 +12,7 @@ _LOSS_TERMS: dict[str, type[LossTerm]] = {}
 
 
 def register_loss_term(name: str) -> Callable[[_T], _T]:
-    """Class decorator that registers a :class:`LossTerm` under ``name`` (the ``losses`` key).
+    """Class decorator that registers a `LossTerm` under ``name`` (the ``losses`` key).
 
     Args:
         name: the key used in ``GeoSSLTask(losses={name: weight})`` and in ``train/loss_<name>``.
@@ -79,11 +79,12 @@ def get_loss_term(name: str) -> type[LossTerm]:
 def resolve_loss_options(
     name: str, options: Mapping[str, LossOptionValue] | None = None
 ) -> dict[str, LossOptionValue]:
-    """Validate a term's options and merge them over its :attr:`LossTerm.default_options`.
+    """Validate a term's options and merge them over its `LossTerm.default_options`.
 
     Only the generic checks happen here (the option exists, its value has the default's type: a
     bool for a bool option, a finite number otherwise); the term's
-    :meth:`LossTerm.check_context` checks the ranges (e.g. a temperature > 0).
+    [`LossTerm.check_context`][geossl.trainers.terms.base.LossTerm.check_context] checks the ranges
+    (e.g. a temperature > 0).
 
     Args:
         name: registered term name.
@@ -188,7 +189,9 @@ def create_loss_term(
     Args:
         name: registered name.
         ctx: the task's context (its ``options`` are replaced by this term's resolved options).
-        options: the term's options (see :func:`resolve_loss_options`); defaults when ``None``.
+        options: the term's options (see
+            [`resolve_loss_options`][geossl.trainers.terms.registry.resolve_loss_options]); defaults
+            when ``None``.
 
     Returns:
         The term module.

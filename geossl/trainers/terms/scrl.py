@@ -1,17 +1,17 @@
 r"""The ``"scrl"`` loss term: spatially consistent representation learning on box pairs.
 
 SCRL (Roh et al., "Spatially Consistent Representation Learning", CVPR 2021,
-https://arxiv.org/abs/2103.06122) as a :class:`~geossl.trainers.LossTerm` of
-:class:`~geossl.trainers.GeoSSLTask`. Per step:
+https://arxiv.org/abs/2103.06122) as a [`LossTerm`][geossl.trainers.LossTerm] of
+[`GeoSSLTask`][geossl.trainers.GeoSSLTask]. Per step:
 
 1. The task draws two augmentations of view 0 (sources ``"query"`` and ``"same"``) with their
    geometry, and encodes both with the query encoder (gradient) and the key encoder (EMA, no
    gradient, shuffle-BN), keeping the C5 feature maps.
-2. :func:`~geossl.transforms.sample_scrl_boxes` samples up to ``num_boxes`` matched box pairs per
-   image inside the two crops' intersection.
+2. [`sample_scrl_boxes`][geossl.transforms.sample_scrl_boxes] samples up to ``num_boxes`` matched
+   box pairs per image inside the two crops' intersection.
 3. Online branch: RoIAlign on the query encoder's maps, the term's projector then predictor.
    Target branch: RoIAlign on the key encoder's maps, the EMA copy of the projector, no gradient.
-4. :class:`~geossl.losses.SCRLLoss`, the symmetric BYOL loss averaged over the box pairs.
+4. [`SCRLLoss`][geossl.losses.SCRLLoss], the symmetric BYOL loss averaged over the box pairs.
 
 The term owns its projector, predictor and the projector's EMA copy, updated with the task's
 ``momentum`` (SCRL, Roh et al. CVPR 2021, uses 0.97 -> 1 on a cosine schedule with LARS; geossl
@@ -69,13 +69,13 @@ def _term_options(ctx: LossTermContext) -> dict[str, LossOptionValue]:
     """The ``"scrl"`` options of the task, validated, with defaults filled in.
 
     Read from ``ctx.options`` (``GeoSSLTask(loss_options={"scrl": {...}})``, merged over
-    :data:`SCRL_OPTIONS` by the task); a context without options gives the defaults.
+    `SCRL_OPTIONS` by the task); a context without options gives the defaults.
 
     Args:
         ctx: the task's context.
 
     Returns:
-        Every key of :data:`SCRL_OPTIONS` with its value.
+        Every key of `SCRL_OPTIONS` with its value.
 
     Raises:
         ValueError: naming ``model.loss_options.scrl.<option>`` for an unknown option or a value
@@ -118,22 +118,22 @@ def _term_options(ctx: LossTermContext) -> dict[str, LossOptionValue]:
 class SCRLTerm(LossTerm):
     r"""SCRL: BYOL on RoI features of matched boxes in two views of the same image.
 
-    .. math::
+    $$
+    \mathcal{L}_{scrl} = \frac{1}{N} \sum_{i=1}^{N}
+    \Big[\big(2 - 2 \cos(q(g(r^i_1)), \bar g(\bar r^i_2))\big)
+    + \big(2 - 2 \cos(q(g(r^i_2)), \bar g(\bar r^i_1))\big)\Big]
+    $$
 
-        \mathcal{L}_{scrl} = \frac{1}{N} \sum_{i=1}^{N}
-        \Big[\big(2 - 2 \cos(q(g(r^i_1)), \bar g(\bar r^i_2))\big)
-        + \big(2 - 2 \cos(q(g(r^i_2)), \bar g(\bar r^i_1))\big)\Big]
-
-    with :math:`r^i_k` the RoIAlign feature of box :math:`i` on the query encoder's C5 map of view
-    :math:`k`, :math:`\bar r^i_k` the same on the key (EMA) encoder's map, :math:`g` the projector,
-    :math:`\bar g` its EMA, :math:`q` the predictor, :math:`N` the box pairs of the batch.
+    with $r^i_k$ the RoIAlign feature of box $i$ on the query encoder's C5 map of view
+    $k$, $\bar r^i_k$ the same on the key (EMA) encoder's map, $g$ the projector,
+    $\bar g$ its EMA, $q$ the predictor, $N$ the box pairs of the batch.
 
     Logs ``scrl_boxes``, the mean number of box pairs per image. When the batch has fewer than 2
     box pairs (BatchNorm needs 2) the loss is a zero attached to the projector, the predictor and
     the feature maps, so every rank's backward touches the same parameters under DDP.
 
     Args:
-        input_dim: backbone feature size :math:`F` (2048 for ResNet-50).
+        input_dim: backbone feature size $F$ (2048 for ResNet-50).
         view_size: side of the augmented views in pixels (224).
         hidden_dim: projector and predictor hidden size (4096, SCRL).
         output_dim: projection size (256, SCRL).
