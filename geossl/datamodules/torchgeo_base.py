@@ -1,6 +1,6 @@
 """torchgeo's ``NonGeoDataModule`` as the base of geossl's fine-tuning data modules.
 
-torchgeo's command (``torchgeo fit --config ...``, :func:`torchgeo.main.main`) accepts only
+torchgeo's command (``torchgeo fit --config ...``, `torchgeo.main.main`) accepts only
 subclasses of its ``BaseDataModule`` and ``BaseTask``. geossl's data modules keep their own
 splits, samplers and loaders (they override ``setup`` and the ``*_dataloader`` methods), so what
 the base brings is that contract, ``plot`` (the validation dataset's) and ``prepare_data``; what

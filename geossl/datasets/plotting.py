@@ -1,10 +1,12 @@
 """What the datasets' torchgeo-style ``plot(sample, show_titles, suptitle)`` methods share.
 
 torchgeo's datasets draw a sample with ``dataset.plot(sample)`` and return a matplotlib
-``Figure``; geossl's datasets do the same through these helpers: :func:`rgb_image` turns an
-image tensor into an RGB array in ``[0, 1]``, :func:`image_figure` lays out one axis per image,
-:func:`mask_figure` overlays a segmentation mask, :func:`format_time` writes an acquisition
-time. Figures are built with ``matplotlib.figure.Figure`` (no pyplot state, no backend needed).
+``Figure``; geossl's datasets do the same through these helpers:
+[`rgb_image`][geossl.datasets.plotting.rgb_image] turns an image tensor into an RGB array in
+``[0, 1]``, [`image_figure`][geossl.datasets.plotting.image_figure] lays out one axis per image,
+[`mask_figure`][geossl.datasets.plotting.mask_figure] overlays a segmentation mask,
+[`format_time`][geossl.datasets.plotting.format_time] writes an acquisition time. Figures are built
+with ``matplotlib.figure.Figure`` (no pyplot state, no backend needed).
 
 Examples:
     >>> import torch
@@ -69,7 +71,8 @@ def image_figure(
     """One row of axes, one RGB image each, axis lines off (torchgeo's look).
 
     Args:
-        images: ``[H, W, 3]`` arrays in ``[0, 1]`` (:func:`rgb_image`).
+        images: ``[H, W, 3]`` arrays in ``[0, 1]``
+            ([`rgb_image`][geossl.datasets.plotting.rgb_image]).
         titles: one title per image, written when ``show_titles``.
         show_titles: write the titles.
         suptitle: an optional figure title.

@@ -111,8 +111,7 @@ def embed_rasters(
     normalised like the pretraining data,
 
     $$
-    x_b = \frac{\mathrm{clip}(v_b \cdot \mathrm{scale}, 0, 1) - \mathrm{mean}_b}
-                {\mathrm{std}_b},
+    x_b = \frac{\mathrm{clip}(v_b \cdot \mathrm{scale}, 0, 1) - \mathrm{mean}_b}{\mathrm{std}_b},
     $$
 
     and passed through ``model``; the pooled output is the embedding. Nodata pixels (the raster's

@@ -5,15 +5,15 @@ The per-class scores are torchmetrics' ``MulticlassPrecision``, ``MulticlassReca
 ``[K, K]`` with ``C[t, p]`` the number of samples of true class ``t`` predicted as ``p``. Per
 class:
 
-.. math::
-
-    \mathrm{precision}_k = \frac{C_{kk}}{\sum_t C_{tk}}, \quad
-    \mathrm{recall}_k = \frac{C_{kk}}{\sum_p C_{kp}}, \quad
-    F_{1,k} = \frac{2\, C_{kk}}{\sum_t C_{tk} + \sum_p C_{kp}}
+$$
+\mathrm{precision}_k = \frac{C_{kk}}{\sum_t C_{tk}}, \quad
+\mathrm{recall}_k = \frac{C_{kk}}{\sum_p C_{kp}}, \quad
+F_{1,k} = \frac{2\, C_{kk}}{\sum_t C_{tk} + \sum_p C_{kp}}
+$$
 
 (0 where the denominator is 0: torchmetrics' ``zero_division=0``). Top-1 accuracy is
-``MulticlassAccuracy(average="micro")``, :math:`\sum_k C_{kk} / \sum C`; macro F1 is
-``MulticlassF1Score(average="macro")``: the mean of :math:`F_{1,k}` over the classes that occur
+``MulticlassAccuracy(average="micro")``, $\sum_k C_{kk} / \sum C$; macro F1 is
+``MulticlassF1Score(average="macro")``: the mean of $F_{1,k}$ over the classes that occur
 in the targets or the predictions (a class absent from both would otherwise count as a zero and
 punish small evaluation sets for the classes they lack).
 """
@@ -65,15 +65,17 @@ def _shortest(value: float) -> float:
 
 
 def report_metrics(num_classes: int) -> MetricCollection:
-    """The torchmetrics behind :func:`classification_report`, to update batch by batch.
+    """The torchmetrics behind `classification_report`, to update batch by batch.
 
     The three per-class scores and macro F1 share one state (torchmetrics' compute groups).
 
     Args:
-        num_classes: :math:`K`.
+        num_classes: $K$.
 
     Returns:
-        A collection whose ``compute()`` is :func:`classification_report`'s ``scores``.
+        A collection whose ``compute()`` is
+        [`classification_report`][geossl.evaluation.classification.classification_report]'s
+        ``scores``.
 
     Example:
         >>> import torch
@@ -106,9 +108,9 @@ def classification_report(
         class_names: the ``K`` class names.
 
     Returns:
-        ``{"top1", "macro_f1", "num_samples", "classes": {name: {precision, recall, f1, support,
-        predicted}}}``; scores are fractions in ``[0, 1]`` (top-1 and macro F1 NaN without
-        samples).
+        A dict with ``top1``, ``macro_f1``, ``num_samples`` and ``classes``: per class name, its
+        ``precision``, ``recall``, ``f1``, ``support`` and ``predicted``; scores are fractions in
+        ``[0, 1]`` (top-1 and macro F1 NaN without samples).
 
     Raises:
         ValueError: if the confusion matrix is not square, has negative counts, or does not
@@ -147,7 +149,7 @@ def classification_report(
 def report_from_predictions(
     target: Tensor, predicted: Tensor, class_names: Sequence[str]
 ) -> dict[str, Any]:
-    """:func:`classification_report` of label (or score) vectors, in one go.
+    """`classification_report` of label (or score) vectors, in one go.
 
     Args:
         target: ``[N]`` true classes.
@@ -163,7 +165,7 @@ def report_from_predictions(
 
 
 def format_report(report: dict[str, Any], limit: int | None = None) -> str:
-    """A plain-text table of :func:`classification_report` (worst F1 first).
+    """A plain-text table of `classification_report` (worst F1 first).
 
     Args:
         report: the report.

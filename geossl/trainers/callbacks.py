@@ -77,7 +77,7 @@ class RunSummary(Callback):
     """Measure steady-state training throughput and print a one-screen summary when ``fit`` ends.
 
     The summary names the run folder, the checkpoints, the config and metric files, the loss curve
-    (:class:`~geossl.trainers.loss_curve.LossCurve`, when the trainer has one), the steps and
+    ([`LossCurve`][geossl.trainers.loss_curve.LossCurve], when the trainer has one), the steps and
     samples seen, the wall time, the steady-state throughput (samples/s over all ranks, data
     loading included, excluding the first ``warmup_steps`` steps whose time is dominated by
     start-up, worker spawning and allocator warm-up) and the last logged loss terms.

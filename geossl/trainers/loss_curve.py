@@ -1,8 +1,9 @@
 """The loss curve of a run: every logged loss term against the step, drawn when ``fit`` ends.
 
-:class:`LossCurve` records what the task logs (``train_loss``, ``train/loss_<term>``,
-``val_loss``, ...) at the logger's cadence, whatever the logger (CSV, TensorBoard or none), and
-writes ``loss_curve.png`` into the run folder (:func:`plot_loss_curves`). ``geossl pretrain`` and
+[`LossCurve`][geossl.trainers.loss_curve.LossCurve] records what the task logs (``train_loss``,
+``train/loss_<term>``, ``val_loss``, ...) at the logger's cadence, whatever the logger (CSV,
+TensorBoard or none), and writes ``loss_curve.png`` into the run folder
+([`plot_loss_curves`][geossl.trainers.loss_curve.plot_loss_curves]). ``geossl pretrain`` and
 ``geossl finetune`` add it to every run and name the file in their end-of-run summary.
 """
 
@@ -169,7 +170,7 @@ class LossCurve(Callback):
     def write(self, trainer: lightning.Trainer) -> Path | None:
         """Write the PNG into the run folder once; later calls return the same path.
 
-        :class:`~geossl.trainers.callbacks.RunSummary` calls it before it prints, whichever of
+        [`RunSummary`][geossl.trainers.callbacks.RunSummary] calls it before it prints, whichever of
         the two callbacks Lightning runs first.
 
         Args:
@@ -198,13 +199,13 @@ class LossCurve(Callback):
 
 
 def find_loss_curve(trainer: lightning.Trainer) -> LossCurve | None:
-    """The trainer's :class:`LossCurve` callback, None if it has none.
+    """The trainer's `LossCurve` callback, None if it has none.
 
     Args:
         trainer: a trainer.
 
     Returns:
-        The first :class:`LossCurve` among ``trainer.callbacks``.
+        The first [`LossCurve`][geossl.trainers.loss_curve.LossCurve] among ``trainer.callbacks``.
     """
     # ``Trainer.callbacks`` is set by Lightning's callback connector, unseen by the type checker.
     callbacks: list[Callback] = getattr(trainer, "callbacks", [])

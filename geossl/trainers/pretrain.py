@@ -4,25 +4,18 @@ One LightningModule trains every recipe of Geography-aware SSL (Ayush et al., IC
 https://arxiv.org/abs/2011.09980): ``losses={"moco": 1}`` is MoCo-v2, ``{"tp": 1}`` uses temporal
 positives, ``{"moco": 1, "geo": 1}`` adds the geo-location pretext, ``{"tp": 1, "geo": 1}`` (the
 default) is the paper's full method. Each key of ``losses`` names a registered
-[`LossTerm`][geossl.trainers.terms.base.LossTerm].
+[`LossTerm`][geossl.trainers.terms.base.LossTerm]; adding a term does not change the task.
 
 How a step works ([`GeoSSLTask.training_step`][geossl.trainers.pretrain.GeoSSLTask.training_step]):
 
 1. EMA-update the key encoder (and every term's own EMA parts) with ``momentum``.
-2. Draw the augmented views the active terms ask for: ``"query"`` (view 0), ``"same"`` (another
-   augmentation of view 0) and ``"temporal"`` (view 1, the other acquisition), see
-   `VIEW_SOURCES`.
-3. Encode them once into [`StepOutputs`][geossl.trainers.terms.base.StepOutputs]: query-encoder
-   outputs (``q_raw``, ``q``), key-encoder outputs under shuffle-BN (``keys``), a snapshot of the
-   queue (``negatives``), backbone feature maps and crop/flip parameters when a term needs them.
-4. Every term reads what it needs and returns a
-[`TermOutput`][geossl.trainers.terms.base.TermOutput]; the total is the weighted sum.
-5. Stop with `NonFiniteLossError` if a term's loss (or the total) is NaN / Inf, before any
-   gradient reaches the weights (checked every ``nan_check_every_n_steps`` steps).
-6. Enqueue the keys of the first queue-based term, log, return the total.
-
-Adding a term is a registered [`LossTerm`][geossl.trainers.terms.base.LossTerm]
-(`geossl.trainers.terms`); the task does not change.
+2. Draw the views the active terms ask for: ``"query"`` (view 0), ``"same"`` (another
+   augmentation of view 0), ``"temporal"`` (view 1, the other acquisition).
+3. Encode them once into [`StepOutputs`][geossl.trainers.terms.base.StepOutputs]: query and key
+   (shuffle-BN) encoder outputs, a snapshot of the queue, feature maps and view geometry.
+4. Every term returns a [`TermOutput`][geossl.trainers.terms.base.TermOutput]; the total is
+   the weighted sum, checked for NaN / Inf every ``nan_check_every_n_steps`` steps.
+5. Enqueue the keys of the first queue-based term, log, return the total.
 """
 
 import copy

@@ -28,28 +28,28 @@ def warmup_cosine_scheduler(
 ) -> SequentialLR:
     r"""Linear warm-up, then cosine annealing to 0, from torch's schedulers (per optimiser step).
 
-    The factor of the base learning rate at step :math:`s` (:math:`W` warm-up steps, :math:`T`
+    The factor of the base learning rate at step $s$ ($W$ warm-up steps, $T$
     steps in all):
 
-    .. math::
+    $$
+    f(s) = \begin{cases} (s + 1) / W & s < W \\
+    \tfrac12 \left(1 + \cos\left(\pi \min\left(1, \frac{s - W}{T - W}\right)\right)
+    \right) & s \ge W \end{cases}
+    $$
 
-        f(s) = \begin{cases} (s + 1) / W & s < W \\
-        \tfrac12 \left(1 + \cos\left(\pi \min\left(1, \frac{s - W}{T - W}\right)\right)
-        \right) & s \ge W \end{cases}
-
-    torch's ``SequentialLR`` chains ``LinearLR`` (from :math:`1/W` up to 1 over the first
-    :math:`W` steps: the first step already trains, as lightly's ``cosine_warmup_schedule``
-    does), ``CosineAnnealingLR`` (:math:`T - W` steps down to 0) and a ``LambdaLR`` at 0 after
-    step :math:`T`. lightly's ``CosineWarmupScheduler`` is not used: its cosine reaches 0 one
-    step early (it divides by :math:`T - W - 1`) and warns past :math:`T`. A checkpoint keeps
+    torch's ``SequentialLR`` chains ``LinearLR`` (from $1/W$ up to 1 over the first
+    $W$ steps: the first step already trains, as lightly's ``cosine_warmup_schedule``
+    does), ``CosineAnnealingLR`` ($T - W$ steps down to 0) and a ``LambdaLR`` at 0 after
+    step $T$. lightly's ``CosineWarmupScheduler`` is not used: its cosine reaches 0 one
+    step early (it divides by $T - W - 1$) and warns past $T$. A checkpoint keeps
     the scheduler's ``state_dict`` (each phase's and the step count), so a resumed run goes on
     where it stopped. MoCo-v2 / GeoSSL anneal with a cosine over the whole run (no warm-up);
     geossl steps it per optimiser step rather than per epoch.
 
     Args:
         optimizer: the optimiser whose learning rates it scales.
-        warmup_steps: :math:`W` (0: none).
-        total_steps: :math:`T`.
+        warmup_steps: $W$ (0: none).
+        total_steps: $T$.
 
     Returns:
         The scheduler, to step once per optimiser step.

@@ -48,7 +48,7 @@ class FMoWTemporalPairs(_FMoWBase):
     anchor; if both fail, the first image of the next location is used for both views. Each failure
     warns and counts towards ``max_load_failures`` as in `FMoW`.
 
-    Not a torchgeo ``NonGeoDataset`` (unlike :class:`FMoW`): it is indexed by a pair of rows, not
+    Not a torchgeo ``NonGeoDataset`` (unlike `FMoW`): it is indexed by a pair of rows, not
     by one integer, so a consumer of that base (``dataset[0]``) would fail; it has the same
     ``plot`` (docs/design.md, "torchgeo bases").
 

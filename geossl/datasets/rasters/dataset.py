@@ -3,11 +3,10 @@ r"""Your own co-located GeoTIFF time series: `TimeSeriesRasters`, a per-date ind
 Geography-aware pretraining (Ayush et al., ICCV 2021) needs *temporal positives*, two acquisitions
 of the same place, and *geo labels*, a cluster of where the image is: for a stack of rasters over
 the same places (Sentinel-2, Landsat, NAIP, ...) they come from the files themselves.
-[`TimeSeriesRasters`][geossl.datasets.rasters.dataset.TimeSeriesRasters] indexes GeoTIFFs by
-footprint and **acquisition date**, warps them to one CRS and reads one date at a time;
-[`RasterTemporalPairs`][geossl.datasets.rasters.pairs.RasterTemporalPairs] turns a pair of its
-queries into geossl's pair sample. The torchgeo 0.8.1 ``RasterDataset`` defects that its methods
-work around are listed in [`geossl.datasets.rasters`][geossl.datasets.rasters].
+`TimeSeriesRasters` indexes GeoTIFFs by footprint and **acquisition date**, warps them to one CRS
+and reads one date at a time; `RasterTemporalPairs` turns a pair of its queries into geossl's pair
+sample. The torchgeo 0.8.1 ``RasterDataset`` defects its methods work around are listed in
+[`geossl.datasets.rasters`][geossl.datasets.rasters].
 """
 
 from __future__ import annotations
@@ -78,9 +77,8 @@ class TimeSeriesRasters(RasterDataset):
     pixel grid at ``res`` (default: the finest band's resolution, e.g. 10 m for Sentinel-2),
     resampled with `resampling` (bilinear for non-8-bit data, GDAL's windowed read, so a 20 m
     pixel stays where it is on the ground: its 2 x 2 block of 10 m pixels averages back to it). The
-    product is indexed by its finest band's file (`reference_band`), whose grid is the
-    dataset's ([`origin`][geossl.datasets.rasters.dataset.TimeSeriesRasters.origin]) and whose mask
-    is the one [`validity`][geossl.datasets.rasters.dataset.TimeSeriesRasters.validity] reads.
+    product is indexed by its finest band's file (`reference_band`), whose grid is the dataset's
+    (`origin`) and whose mask is the one `validity` reads.
 
     Args:
         paths: folders to search or files to load.
@@ -96,9 +94,7 @@ class TimeSeriesRasters(RasterDataset):
         res: resolution in units of ``crs``, default the first file's (with ``band_names``: the
             finest band's).
         nodata: value that marks missing pixels in files that declare none (e.g. ``0`` for black
-            scene borders); used by
-            [`validity`][geossl.datasets.rasters.dataset.TimeSeriesRasters.validity]. Files with a
-            nodata value or a mask use it.
+            scene borders; `validity` reads it). Files with a nodata value or a mask use theirs.
         transforms: a function applied to each sample.
         cache: keep the files open (per process) between queries.
         band_names: one file per band: the values of the ``band`` group to read, in this order

@@ -54,7 +54,7 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
     Both views come from the same window of the same pixel grid, so on co-registered stacks the
     two patches are pixel-aligned (what the SCRL term assumes). Not a torchgeo ``GeoDataset``:
     it is indexed by a pair of queries, not by one (docs/design.md, "torchgeo bases"); it has
-    torchgeo's :meth:`plot`.
+    torchgeo's [`plot`][geossl.datasets.rasters.pairs.RasterTemporalPairs.plot].
 
     Args:
         rasters: the time series.

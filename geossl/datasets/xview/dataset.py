@@ -1,8 +1,9 @@
-"""The xView chip dataset: :class:`XView` reads one chip and its boxes per item.
+"""The xView chip dataset: `XView` reads one chip and its boxes per item.
 
-The chips come from the cached chip index of :func:`~geossl.datasets.xview.chips.load_xview_chips`
-over the train or test images of :func:`~geossl.datasets.xview.labels.split_xview_images`;
-:func:`read_xview_chip` reads one window of an image.
+The chips come from the cached chip index of
+[`load_xview_chips`][geossl.datasets.xview.chips.load_xview_chips] over the train or test images of
+[`split_xview_images`][geossl.datasets.xview.labels.split_xview_images];
+[`read_xview_chip`][geossl.datasets.xview.dataset.read_xview_chip] reads one window of an image.
 """
 
 from __future__ import annotations
@@ -69,31 +70,32 @@ def read_xview_chip(path: str | os.PathLike[str], window: Sequence[int]) -> Tens
 
 
 class XView(NonGeoDataset):
-    """xView chips of one split, with their boxes (the protocol: :mod:`geossl.datasets.xview`).
+    """xView chips of one split, with their boxes (the protocol: `geossl.datasets.xview`).
 
     A sample is a dict:
 
     - ``image``: float32 ``[3, chip_size, chip_size]`` in ``[0, 1]``;
     - ``bbox_xyxy``: float32 ``[N, 4]`` chip-pixel ``x_min, y_min, x_max, y_max``;
-    - ``label``: int64 ``[N]`` class ``0..59`` (:data:`XVIEW_CLASS_NAMES`);
+    - ``label``: int64 ``[N]`` class ``0..59`` (`XVIEW_CLASS_NAMES`);
     - ``image_id``: the source image (``"NNNN.tif"``);
     - ``window``: int64 ``[4]`` ``(col_off, row_off, width, height)`` of the chip in the image.
 
     Args:
         root: the dataset root (``xView_train.geojson`` and ``train_images/``).
-        split: ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (:func:`split_xview_images`).
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"all"``
+            ([`split_xview_images`][geossl.datasets.xview.labels.split_xview_images]).
         chips: the chipping parameters (default: the paper's random 416 px chips).
         test_fraction: share of the images for test (default gives the paper's 146 of 846).
         val_fraction: share of the non-test images for validation.
         split_seed: seed of the image split (independent of the chip seed).
         transforms: called on each sample (e.g. a
-            :class:`geossl.transforms.targets.TargetAugmentation`).
+            `geossl.transforms.targets.TargetAugmentation`).
         cache_dir: cache folder; default ``root/.geossl-cache``.
 
     Raises:
         ValueError: on an unknown split.
-        DatasetNotFoundError: see :func:`load_xview_labels`.
-        BadDatasetError: see :func:`load_xview_labels`.
+        DatasetNotFoundError: see `load_xview_labels`.
+        BadDatasetError: see `load_xview_labels`.
 
     Examples:
         >>> import tempfile

@@ -1,11 +1,8 @@
 """xView1 labels: the GeoJSON parser, the cached label arrays and the seeded image split.
 
-[`load_xview_labels`][geossl.datasets.xview.labels.load_xview_labels] parses ``xView_train.geojson``
-once ([`parse_xview_features`][geossl.datasets.xview.labels.parse_xview_features]), caches the boxes
-as npz under ``root/.geossl-cache`` and reports bad labels in an
-[`XViewReport`][geossl.datasets.xview.labels.XViewReport];
-[`split_xview_images`][geossl.datasets.xview.labels.split_xview_images] splits the image ids into
-train and test.
+`load_xview_labels` parses ``xView_train.geojson`` once (`parse_xview_features`), caches the
+boxes as npz under ``root/.geossl-cache`` and reports bad labels in an `XViewReport`;
+`split_xview_images` splits the image ids into train and test.
 """
 
 from __future__ import annotations
