@@ -33,6 +33,7 @@ import pyarrow as pa
 from affine import Affine
 
 from geossl.embed.plan import OutputPlan
+from geossl.embed.preview_figure import map_figure, raster_figure
 from geossl.embed.sources import RasterSource, Source
 from geossl.embed.writers import GEOSSL_METADATA_KEY, GridTiffWriter, read_grid_rows
 from geossl.utils.io import atomic_output
@@ -244,7 +245,7 @@ def write_preview(
     rgb: npt.NDArray[np.uint8],
     valid: npt.NDArray[np.bool_],
     *,
-    png: str | os.PathLike[str],
+    png: str | os.PathLike[str] | None,
     geotiff: str | os.PathLike[str],
     crs: Any,
     transform: Affine,
@@ -259,7 +260,7 @@ def write_preview(
     Args:
         rgb: ``uint8 [3, H, W]``.
         valid: ``[H, W]``; False pixels are transparent in the PNG and masked in the GeoTIFF.
-        png: the PNG path.
+        png: the PNG path (None: no PNG; the pipeline draws its figure instead).
         geotiff: the GeoTIFF path.
         crs: the preview's CRS.
         transform: the preview's transform.
@@ -274,7 +275,8 @@ def write_preview(
     factor = max(1, math.ceil(PNG_MIN_SIDE / max(height, width)))
     if factor > 1:
         rgba = rgba.repeat(factor, axis=0).repeat(factor, axis=1)
-    Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA").save(png, format="PNG")
+    if png is not None:
+        Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA").save(png, format="PNG")
     profile = {
         "driver": "GTiff",
         "width": width,
@@ -332,22 +334,26 @@ def _write_previews(
             }
         )
     }
+    variance = pca.explained_variance_ratio[:3].tolist()
     written: list[Path] = []
     for source, score, (png, tif) in zip(sources, scores, plan.previews, strict=True):
+        png.parent.mkdir(parents=True, exist_ok=True)
+        png_tmp = stack.enter_context(atomic_output(png))
+        tif_tmp = stack.enter_context(atomic_output(tif))
         if isinstance(source, RasterSource):
             valid = np.isfinite(score).all(axis=-1)
             rgb = stretch_to_uint8(score, low, high).transpose(2, 0, 1)
             crs: Any = source.crs
             transform = source.grid.cell_transform(source.transform)
+            raster_figure(source, rgb, valid, variance, png_tmp)
         else:
             lon, lat, vals = score
-            rgb, valid, transform = scatter_canvas(lon, lat, stretch_to_uint8(vals, low, high))
+            colours = stretch_to_uint8(vals, low, high)
+            rgb, valid, transform = scatter_canvas(lon, lat, colours)
             crs = "EPSG:4326"
-        png.parent.mkdir(parents=True, exist_ok=True)
-        png_tmp = stack.enter_context(atomic_output(png))
-        tif_tmp = stack.enter_context(atomic_output(tif))
+            map_figure(lon, lat, colours, variance, png_tmp, title=source.name)
         write_preview(
-            rgb, valid, png=png_tmp, geotiff=tif_tmp, crs=crs, transform=transform, tags=tags
+            rgb, valid, png=None, geotiff=tif_tmp, crs=crs, transform=transform, tags=tags
         )
         written += [png, tif]
     return written

@@ -33,6 +33,7 @@ from tests.embed.embed_helpers import (
     run_embed,
     write_raster,
 )
+from tests.plot_helpers import assert_readable_png
 
 
 def _extent_lonlat(path: Path) -> shapely.Geometry:
@@ -403,6 +404,8 @@ def test_preview_files(tmp_path: Path) -> None:
         assert (preview.height, preview.width) == (3, 5)
         meta = json.loads(preview.tags()["geossl"])
     assert meta["preview"]["components"] == [1, 2, 3]
+    # The PNG is a figure a person reads: the source beside its colours, a screenful, not blank.
+    assert_readable_png(folder / "a.png")
     assert run_embed([a], tmp_path / "quiet.parquet", preview=False).previews == []
     assert not (tmp_path / "quiet_preview").exists()
 
@@ -430,6 +433,7 @@ def test_fmow_folder_one_row_per_image(tmp_path: Path) -> None:
     assert row["datetime"] == datetime.fromisoformat(meta["timestamp"].replace("Z", "+00:00"))
     assert pd.isna(row["source_crs"])  # a JPEG has no CRS
     assert [p.name for p in report.previews] == ["fmow-fmow.png", "fmow-fmow.tif"]
+    assert_readable_png(report.previews[0])  # the map on lon / lat axes, points that show
     with rasterio.open(report.previews[1]) as preview:
         assert preview.crs.to_epsg() == 4326
     with pytest.raises(ValueError, match="fmow: fMoW folders give one embedding per image"):
