@@ -2,9 +2,10 @@
 
 The georeferenced preview (one pixel per chip, [`geossl.embed.preview`][geossl.embed.preview])
 is what GIS tools overlay; a PNG of it alone is a few dozen pixels wide and says nothing about
-what the colours are. These figures draw, for a raster, the source image (its first three model bands, stretched)
-beside the PCA false colour on the same extent and axes, and for fMoW, the images as points on
-longitude / latitude axes; both with a caption naming the components and the variance they keep.
+what the colours are. These figures draw, for a raster, the source image (its first three model
+bands, stretched) beside the PCA false colour on the same extent and axes, and for fMoW, the
+images as points on longitude / latitude axes; both with a caption naming the components and the
+variance they keep.
 """
 
 from __future__ import annotations
