@@ -182,7 +182,9 @@ def run_finetune(
     curve = find_loss_curve(trainer)
     checkpoint = trainer.checkpoint_callback
     best = str(getattr(checkpoint, "best_model_path", "") or "") if checkpoint else ""
-    tested = trainer.test(model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)
+    tested = trainer.test(
+        model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False, weights_only=True
+    )
     metrics = _scalar_metrics(tested[0] if tested else {})
     run_dir = Path(str(trainer.log_dir or "."))
     record = dict(getattr(model, "init_weights_info", None) or {})

@@ -210,5 +210,7 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
     )
     ckpt_path = cli.config.get("ckpt_path")
     give_data_normalization(cli.model, cli.datamodule)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    # weights_only=True: a checkpoint given to resume is never unpickled (explicit, so that
+    # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which only changes torch.load's default, cannot undo it).
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
     return cli

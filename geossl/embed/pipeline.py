@@ -158,7 +158,7 @@ def embed_rasters(
     sources = _checked_sources(inputs, options, len(mean), scale)
     out = Path(output)
     plan = output_paths(out, options.fmt, sources, preview=options.preview)
-    _check_outputs(out, options.fmt, plan, options.overwrite)
+    _check_outputs(out, options.fmt, plan, options.overwrite, sources)
 
     runner = _Model(model, torch.device(options.device))
     dim = _probe_dim(runner, len(mean), options.chip_size)

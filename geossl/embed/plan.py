@@ -174,10 +174,39 @@ def output_paths(
     return OutputPlan(outputs, previews)
 
 
-def _check_outputs(output: Path, fmt: str, plan: OutputPlan, overwrite: bool) -> None:
-    """Refuse an output of the wrong kind, or an existing one without ``overwrite``."""
+#: The file suffixes each one-file format writes (``--output`` must end with one of them).
+ROW_SUFFIXES = {"geoparquet": (".parquet", ".geoparquet"), "gpkg": (".gpkg",)}
+
+
+def _source_files(sources: Sequence[Source]) -> dict[Path, Path]:
+    """Every input file of the run, resolved, mapped to the path as found."""
+    files: dict[Path, Path] = {}
+    for source in sources:
+        paths = getattr(source, "images", None) or (getattr(source, "path", None),)
+        files.update({Path(p).resolve(): Path(p) for p in paths if p is not None})
+    return files
+
+
+def _check_outputs(
+    output: Path, fmt: str, plan: OutputPlan, overwrite: bool, sources: Sequence[Source] = ()
+) -> None:
+    """Refuse an output of the wrong kind, one that is an input, or an existing one.
+
+    An existing output is replaced only with ``overwrite``; an input never is, even then (a
+    folder given as both input and output would otherwise lose its rasters to the embeddings).
+    """
     if fmt in ROW_FORMATS and output.is_dir():
         raise FileExistsError(f"{output} is a folder; --format {fmt} writes one file")
+    suffixes = ROW_SUFFIXES.get(fmt)
+    if suffixes is not None and output.suffix.lower() not in suffixes:
+        raise ValueError(f"--output {output}: --format {fmt} writes a {' or '.join(suffixes)} file")
+    inputs = _source_files(sources)
+    for path in dict.fromkeys([*plan.outputs, *(p for pair in plan.previews for p in pair)]):
+        if path.resolve() in inputs:
+            raise ValueError(
+                f"--output {output}: it would overwrite the input {inputs[path.resolve()]}; "
+                "write the embeddings elsewhere"
+            )
     if fmt == "geotiff" and output.exists() and not output.is_dir():
         raise FileExistsError(f"{output} is a file; --format geotiff writes a folder of GeoTIFFs")
     if overwrite:

@@ -198,3 +198,26 @@ def test_data_class_path_is_the_last_one_given(tmp_path: Path) -> None:
     assert data_class_path(["--config", str(RASTERS_TINY), "--data", "Other"]) == "Other"
     assert data_class_path(["--data", "{class_path: A, init_args: {}}"]) == "A"
     assert data_class_path(["--data.class_path=B", "--config", str(tmp_path / "no.yaml")]) == "B"
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: what a malicious checkpoint would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return Path.touch, (self.marker,)
+
+
+def test_resume_never_unpickles_the_checkpoint(
+    fmow_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _Payload(marker)}, evil)
+    # The variable only changes torch.load's default: the explicit weights_only=True still holds.
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        run_pretrain(tiny_args(fmow_sample, tmp_path / "runs", "--ckpt_path", str(evil)))
+    assert not marker.exists()

@@ -471,3 +471,20 @@ def test_an_interrupted_run_leaves_no_file(tmp_path: Path, fmt: str) -> None:
         run_embed([raster], out, fmt=fmt, model=Interrupted(3), batch_size=2, overwrite=True)
     after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert after == before  # no temporary file left, the old outputs untouched
+
+
+def test_an_input_is_never_an_output(tmp_path: Path) -> None:
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    rasters = [position_raster(folder / f"{name}.tif") for name in ("a", "b")]
+    before = [r.read_bytes() for r in rasters]
+    # The input folder as the GeoTIFF output folder: a.tif, b.tif would become embeddings.
+    with pytest.raises(ValueError, match=r"would overwrite the input .*a\.tif"):
+        run_embed([folder], folder, fmt="geotiff", overwrite=True)
+    # The input raster as the GeoParquet output: refused by its suffix, overwrite or not.
+    with pytest.raises(ValueError, match=r"--format geoparquet writes a \.parquet or"):
+        run_embed([rasters[0]], rasters[0], overwrite=True)
+    with pytest.raises(ValueError, match=r"--format gpkg writes a \.gpkg file"):
+        run_embed([rasters[0]], tmp_path / "emb.parquet", fmt="gpkg")
+    assert [r.read_bytes() for r in rasters] == before
+    assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "b.tif"]
