@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> None:
     loaded = load_backbone(args.weights, device=device, backbone=args.backbone)
     meta = loaded.meta
     options = EmbedOptions(
-        chip_size=args.chip_size or meta.image_size,
+        chip_size=meta.image_size if args.chip_size is None else args.chip_size,
         stride=args.stride,
         bands=tuple(bands) if bands is not None else None,
         fmt=args.format,

@@ -132,6 +132,9 @@ def add_evaluate_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
         "--output", type=Path, default=None, help="folder for metrics.json (default: eval-SPLIT)"
     )
     evaluate.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default)")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace the metrics.json of an earlier run"
+    )
 
 
 def add_compare_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -225,6 +228,7 @@ def run_evaluate_command(args: argparse.Namespace) -> None:
         data=data,
         output=args.output,
         accelerator=args.accelerator,
+        overwrite=args.overwrite,
     )
     print(result.table(get_task_spec(result.task).metrics))
     print(f"metrics: {result.metrics_path}")

@@ -208,6 +208,7 @@ def run_evaluate(
     data: Mapping[str, Any] | None = None,
     output: str | os.PathLike[str] | None = None,
     accelerator: str = "auto",
+    overwrite: bool = False,
 ) -> EvaluationResult:
     """Test a fine-tuned model saved by ``geossl finetune`` on a split.
 
@@ -219,12 +220,15 @@ def run_evaluate(
         output: folder for ``metrics.json`` and the reports (default: next to the checkpoint,
             ``eval-{split}``).
         accelerator: Lightning accelerator.
+        overwrite: replace the ``metrics.json`` of an earlier evaluation in ``output``.
 
     Returns:
         The metrics (also written).
 
     Raises:
         FileNotFoundError: if the checkpoint does not exist.
+        FileExistsError: if ``output`` holds a ``metrics.json`` and ``overwrite`` is False
+            (checked before testing).
         ValueError: if the checkpoint names no task and none is given, or has no data module
             arguments.
     """
@@ -247,6 +251,10 @@ def run_evaluate(
     data_hp.update(data or {})
     if split is not None:
         data_hp["test_split"] = split
+    shown_split = data_hp.get("test_split", "test")
+    out_dir = Path(output) if output is not None else path.parent / f"eval-{shown_split}"
+    if (out_dir / "metrics.json").exists() and not overwrite:
+        raise FileExistsError(f"{out_dir / 'metrics.json'} exists; pass --overwrite to replace it")
     data_cls = _import_class(data_class)
     datamodule = data_cls(**_accepted_arguments(data_cls, data_hp, path))
     quiet_lightning()
@@ -264,8 +272,6 @@ def run_evaluate(
         _scalar_metrics(tested[0] if tested else {}),
         checkpoint=path,
     )
-    shown_split = data_hp.get("test_split", "test")
-    out_dir = Path(output) if output is not None else path.parent / f"eval-{shown_split}"
     _write_outputs(result, model, out_dir, spec)
     return result
 

@@ -161,7 +161,7 @@ def embed_rasters(
     _check_outputs(out, options.fmt, plan, options.overwrite, sources)
 
     runner = _Model(model, torch.device(options.device))
-    dim = _probe_dim(runner, len(mean), options.chip_size)
+    dim = _checked_dim(runner, len(mean), options)
     normalisation = _normalisation(mean, std, scale)
     metadata = _run_metadata(model, options, runner.device, dim, normalisation, model_info)
     report = EmbedReport(num_sources=len(sources), embedding_dim=dim)
@@ -360,7 +360,34 @@ def _embed_pass(stack: ExitStack, run: _Run, runner: _Model, spec: _ReadSpec) ->
         raise
     report.seconds = time.perf_counter() - embed_start
     bar.close()
+    _check_something_embedded(report, options, run.sources)
     return accumulator
+
+
+def _checked_dim(runner: _Model, num_bands: int, options: EmbedOptions) -> int:
+    """The embedding size D, checked against ``--pca`` (more components than D are not there)."""
+    dim = _probe_dim(runner, num_bands, options.chip_size)
+    if options.pca is not None and options.pca > dim:
+        raise ValueError(f"--pca {options.pca}: the embeddings have only {dim} dimensions")
+    return dim
+
+
+def _check_something_embedded(
+    report: EmbedReport, options: EmbedOptions, sources: Sequence[Source]
+) -> None:
+    """Refuse to write an empty output: every chip was nodata (or every fMoW image invalid)."""
+    if report.num_embedded > 0:
+        return
+    paths = [s.path if isinstance(s, RasterSource) else s.root for s in sources]
+    names = ", ".join(map(str, paths[:3])) + (", ..." if len(paths) > 3 else "")
+    invalid = sum(report.skipped_invalid.values())
+    why = (
+        f"{invalid:,} invalid fMoW images"
+        if invalid
+        else f"all {report.num_chips:,} chips have more than {options.max_nodata:.0%} nodata "
+        "(--max-nodata)"
+    )
+    raise ValueError(f"nothing to embed in {names}: {why}; no output written")
 
 
 def _write_pca_and_previews(stack: ExitStack, run: _Run, accumulator: PCAAccumulator) -> None:

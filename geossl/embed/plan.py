@@ -112,7 +112,8 @@ def _check_options(options: EmbedOptions) -> None:
         ("workers", options.workers, 0),
     ):
         if value < low:
-            raise ValueError(f"{name} must be at least {low}, got {value}")
+            flag = "--" + name.replace("_", "-")  # the CLI's spelling; the Python field in brackets
+            raise ValueError(f"{flag} ({name}) must be at least {low}, got {value}")
     check_fraction("max_nodata", options.max_nodata)
     if options.pca is not None and (options.fmt != "geotiff" or options.pca < 1):
         raise ValueError("--pca takes a positive number of components and needs --format geotiff")

@@ -106,3 +106,38 @@ def test_cli_formats_are_the_library_formats() -> None:
     from geossl.embed.plan import FORMATS
 
     assert _FORMATS == FORMATS
+
+
+@pytest.mark.parametrize(
+    ("extra", "nodata", "message"),
+    [
+        # 0 used to mean "the weights' chip size" (``args.chip_size or default``).
+        (["--chip-size", "0"], None, "--chip-size (chip_size) must be at least 1, got 0"),
+        # test_resnet embeds in 256 dimensions: 600 components used to be 600 bands.
+        (["--format", "geotiff", "--pca", "600"], None, "--pca 600: the embeddings have only"),
+        # Every pixel nodata: used to exit 0 with an empty GeoParquet.
+        (["--chip-size", "8"], 0.0, "nothing to embed in {path}: all 4 chips have more than"),
+    ],
+)
+def test_cli_refuses_silently_wrong_results(
+    tmp_path: Path,
+    weights: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    nodata: float | None,
+    message: str,
+) -> None:
+    path = write_raster(tmp_path / "input.tif", np.zeros((3, 16, 16), np.uint8), nodata=nodata)
+    out = tmp_path / ("grid" if "geotiff" in extra else "e.parquet")
+    with pytest.raises(SystemExit) as info:
+        main(
+            [
+                *("embed", "--weights", str(weights), "--backbone", "test_resnet", str(path)),
+                *("--output", str(out), "--workers", "0", *extra),
+            ]
+        )
+    assert info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert line.startswith("geossl: error: ")
+    assert message.format(path=path) in line
+    assert not out.exists() or not any(out.iterdir())  # nothing written under a final name

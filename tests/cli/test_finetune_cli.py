@@ -88,6 +88,18 @@ def test_evaluate_command_on_another_split(
     assert "test_top1" in out
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert set(saved["metrics"]) >= {"test_top1", "test_macro_f1"}
+    # A second evaluation into the same folder keeps the first one's metrics.json...
+    (tmp_path / "metrics.json").write_text("{}")
+    args = ["evaluate", str(finetuned.checkpoint), "--split", "val", "--output", str(tmp_path)]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"geossl: error: {tmp_path / 'metrics.json'} exists; pass --overwrite to replace it"
+    )
+    assert (tmp_path / "metrics.json").read_text() == "{}"
+    main([*args, "--overwrite"])  # ... unless asked to replace it
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]
 
 
 def test_compare_temporal_linear_probes(fmow_sample: Path, tmp_path: Path) -> None:

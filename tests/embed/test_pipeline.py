@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from torch import nn
 from geossl import __version__
 from geossl.embed import find_sources, output_paths
 from geossl.embed.chips import ChipGrid
+from geossl.embed.writers import GeoParquetWriter
 from geossl.synthetic.fmow import generate_fmow_sample
 from tests.embed.embed_helpers import (
     POS_SCALE,
@@ -289,13 +291,18 @@ def test_geoparquet_metadata_is_valid_geoparquet_1_1(tmp_path: Path) -> None:
     assert list(_geoparquet_validator().iter_errors(bad))
 
 
-def test_empty_geoparquet_metadata_is_valid(tmp_path: Path) -> None:
-    data = np.zeros((3, 16, 16), np.uint8)
-    raster = write_raster(tmp_path / "empty.tif", data, nodata=0)
+def test_all_nodata_input_writes_nothing(tmp_path: Path) -> None:
+    # An empty table would pass for a result; the run says why there is none instead.
+    raster = write_raster(tmp_path / "empty.tif", np.zeros((3, 16, 16), np.uint8), nodata=0)
     out = tmp_path / "empty.parquet"
-    with pytest.warns(UserWarning, match="no preview"):
-        report = run_embed([raster], out, scale=1 / 255)
-    assert report.num_embedded == 0
+    with pytest.raises(ValueError, match=f"nothing to embed in {re.escape(str(raster))}: all"):
+        run_embed([raster], out, scale=1 / 255)
+    assert sorted(tmp_path.iterdir()) == [raster]  # no output, no temporary left
+
+
+def test_empty_geoparquet_metadata_is_valid(tmp_path: Path) -> None:
+    out = tmp_path / "empty.parquet"
+    GeoParquetWriter(out, 3, {}).close()
     geo = json.loads(pq.read_metadata(out).metadata[b"geo"])
     assert [e.message for e in _geoparquet_validator().iter_errors(geo)] == []
     assert geo["columns"]["geometry"]["geometry_types"] == []

@@ -17,9 +17,9 @@ def test_options_defaults_and_stride() -> None:
     assert options.bands == (4, 3, 2)
     assert (options.chip_size, options.chip_stride, options.fmt) == (224, 224, "geoparquet")
     assert EmbedOptions(chip_size=16, stride=4).chip_stride == 4
-    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+    with pytest.raises(ValueError, match=r"--batch-size \(batch_size\) must be at least 1"):
         EmbedOptions(batch_size=0)
-    with pytest.raises(ValueError, match="workers must be at least 0"):
+    with pytest.raises(ValueError, match=r"--workers \(workers\) must be at least 0"):
         EmbedOptions(workers=-1)
 
 
@@ -62,8 +62,8 @@ def test_existing_outputs_need_overwrite(tmp_path: Path) -> None:
     ("kwargs", "match"),
     [
         ({"fmt": "zarr"}, "unknown format 'zarr'"),
-        ({"chip_size": 0}, "chip_size must be at least 1"),
-        ({"stride": 0}, "stride must be at least 1"),
+        ({"chip_size": 0}, r"--chip-size \(chip_size\) must be at least 1"),
+        ({"stride": 0}, r"--stride \(stride\) must be at least 1"),
         ({"max_nodata": 1.5}, r"max_nodata must be in \[0, 1\]"),
         ({"std": [1.0, 0.0, 1.0]}, "std and scale must be positive"),
         ({"mean": [0.0, 0.0]}, "one value per band"),
