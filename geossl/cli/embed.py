@@ -32,8 +32,15 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         "--output",
         required=True,
         type=Path,
-        help="the .parquet / .gpkg file (geoparquet, gpkg) or a folder (geotiff: one file per "
-        "raster)",
+        help="the .parquet / .gpkg file (geoparquet, gpkg), a folder without suffix (geoparquet: "
+        "a dataset of parts, resumable and shardable) or a folder (geotiff: one file per raster)",
+    )
+    embed.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="embed shard I (from 0) of N of the work units into a dataset folder; default: "
+        "SLURM_ARRAY_TASK_ID/COUNT or torchrun's RANK/WORLD_SIZE when set, else everything",
     )
     embed.add_argument(
         "--format",
@@ -106,10 +113,12 @@ def run(args: argparse.Namespace) -> None:
     """
     from geossl.cli.runtime import resolve_device
     from geossl.embed import EmbedOptions, embed_rasters
+    from geossl.embed.dataset import Shard
     from geossl.weights import load_backbone
 
     bands = parse_number_list(args.bands) if args.bands is not None else None
     scale = parse_scale(args.scale) if args.scale is not None else None
+    shard = Shard.parse(args.shard) if args.shard is not None else Shard.from_environment()
     device = resolve_device(args.device)
     loaded = load_backbone(args.weights, device=device, backbone=args.backbone)
     meta = loaded.meta
@@ -126,6 +135,7 @@ def run(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         preview=not args.no_preview,
         fmow_product=args.fmow_product,
+        shard=shard,
     )
     report = embed_rasters(
         loaded.model,

@@ -133,6 +133,8 @@ class ChipBlock:
         items: per-chip extras for the writers (footprints, paths, times), or None.
         embeddings: ``float32 [N, D]`` once the model has run.
         invalid: fMoW images skipped because their JSON or image was unusable, by reason.
+        unit: position of the block's work unit in a dataset run
+            ([`geossl.embed.dataset`][geossl.embed.dataset]); -1 otherwise.
     """
 
     source: int
@@ -145,6 +147,7 @@ class ChipBlock:
     items: dict[str, Any] | None = None
     embeddings: FloatArray | None = None
     invalid: dict[str, int] = field(default_factory=dict)
+    unit: int = -1
 
     @property
     def num_kept(self) -> int:

@@ -69,6 +69,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from geossl import __version__
+from geossl.embed.dataset import is_dataset_output
+from geossl.embed.dataset_run import check_dataset_output, embed_dataset
 from geossl.embed.plan import (
     ROW_FORMATS,
     EmbedOptions,
@@ -124,7 +126,9 @@ def embed_rasters(
       window, centre, time, embedding ([`geossl.embed.writers`][geossl.embed.writers]); ``gpkg``:
       the same rows as a GeoPackage layer ([`geossl.embed.geopackage`][geossl.embed.geopackage]);
     * ``geotiff``: per raster, a float32 GeoTIFF with one pixel per chip and one band per
-      embedding dimension (or per principal component with ``options.pca``), in the raster's CRS.
+      embedding dimension (or per principal component with ``options.pca``), in the raster's CRS;
+    * ``geoparquet`` into a folder (no suffix): a dataset of parts, one per work unit, sharded
+      (``options.shard``) and resumable ([`geossl.embed.dataset`][geossl.embed.dataset]).
 
     Each also writes a false-colour preview per source
     ([`geossl.embed.preview`][geossl.embed.preview]).
@@ -133,7 +137,7 @@ def embed_rasters(
         model: a backbone mapping ``[B, C, chip_size, chip_size]`` to ``[B, D]`` (e.g. a timm
             model with ``num_classes=0``); it is put in eval mode and moved to ``options.device``.
         inputs: raster files (GeoTIFF, COG, VRT), folders of them (recursive), fMoW folders.
-        output: the GeoParquet file, or the folder of GeoTIFFs.
+        output: the GeoParquet (or GeoPackage) file, the dataset folder or the GeoTIFFs' folder.
         mean: per-band mean of the normalisation, ``C`` values in ``[0, 1]`` units; ``C`` is the
             number of bands the model takes.
         std: per-band standard deviation, ``C`` values.
@@ -157,23 +161,30 @@ def embed_rasters(
     # Warning helpers are called from here, not deeper: their stacklevel=3 names our caller.
     sources = _checked_sources(inputs, options, len(mean), scale)
     out = Path(output)
-    plan = output_paths(out, options.fmt, sources, preview=options.preview)
-    _check_outputs(out, options.fmt, plan, options.overwrite, sources)
+    plan = _checked_plan(out, options, sources)
 
     runner = _Model(model, torch.device(options.device))
     dim = _checked_dim(runner, len(mean), options)
     normalisation = _normalisation(mean, std, scale)
     metadata = _run_metadata(model, options, runner.device, dim, normalisation, model_info)
     report = EmbedReport(num_sources=len(sources), embedding_dim=dim)
-    run = _Run(options, sources, plan, metadata, report)
     spec = _read_spec(options, mean, std, scale)
-    (out.parent if options.fmt in ROW_FORMATS else out).mkdir(parents=True, exist_ok=True)
+    if plan is None:  # a GeoParquet dataset folder: parts per work unit, resumable, sharded
+        embed_dataset(out, sources, options, metadata, report, runner, spec)
+        report.total_seconds = time.perf_counter() - start
+        return report
+    _embed_files(_Run(options, sources, plan, metadata, report), runner, spec, out)
+    _finish_report(report, plan, start)
+    return report
+
+
+def _embed_files(run: _Run, runner: _Model, spec: _ReadSpec, out: Path) -> None:
+    """Embed into one GeoParquet / GeoPackage or a GeoTIFF per raster, and the previews."""
+    (out.parent if run.options.fmt in ROW_FORMATS else out).mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         _open_outputs(stack, run)
         accumulator = _embed_pass(stack, run, runner, spec)
         _write_pca_and_previews(stack, run, accumulator)
-    _finish_report(report, plan, start)
-    return report
 
 
 def _normalisation(mean: Sequence[float], std: Sequence[float], scale: float) -> dict[str, Any]:
@@ -362,6 +373,21 @@ def _embed_pass(stack: ExitStack, run: _Run, runner: _Model, spec: _ReadSpec) ->
     bar.close()
     _check_something_embedded(report, options, run.sources)
     return accumulator
+
+
+def _checked_plan(out: Path, options: EmbedOptions, sources: Sequence[Source]) -> OutputPlan | None:
+    """The files of a one-file or GeoTIFF run, checked; None for a dataset folder (checked)."""
+    if is_dataset_output(out, options.fmt):
+        check_dataset_output(out, sources, options)
+        return None
+    if options.shard is not None and options.shard.count > 1:
+        raise ValueError(
+            f"--output {out}: --shard writes a GeoParquet dataset; give --output a folder "
+            "(no .parquet suffix) with --format geoparquet"
+        )
+    plan = output_paths(out, options.fmt, sources, preview=options.preview)
+    _check_outputs(out, options.fmt, plan, options.overwrite, sources)
+    return plan
 
 
 def _checked_dim(runner: _Model, num_bands: int, options: EmbedOptions) -> int:

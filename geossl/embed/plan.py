@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from geossl.embed.dataset import UNIT_CHIPS, Shard
 from geossl.embed.sources import Source
 from geossl.utils.checks import check_fraction
 
@@ -60,6 +61,10 @@ class EmbedOptions:
             benchmarks.
         fmow_product: fMoW image product (``rgb``, ``msrgb``, ``ms``); default from the bands.
         progress: show a progress bar.
+        shard: the share of the work units this process embeds (a GeoParquet dataset output;
+            [`geossl.embed.dataset`][geossl.embed.dataset]); None: all of them.
+        unit_chips: chips (fMoW: images) per work unit of a dataset output, one part each (a
+            raster unit is at least one chip row).
 
     Raises:
         ValueError: for an invalid value (the message names the option).
@@ -88,6 +93,8 @@ class EmbedOptions:
     max_chips: int | None = None
     fmow_product: str | None = None
     progress: bool = True
+    shard: Shard | None = None
+    unit_chips: int = UNIT_CHIPS
 
     def __post_init__(self) -> None:
         """Store ``bands`` as a tuple and check every value."""
@@ -110,6 +117,7 @@ def _check_options(options: EmbedOptions) -> None:
         ("stride", options.chip_stride, 1),
         ("batch_size", options.batch_size, 1),
         ("workers", options.workers, 0),
+        ("unit_chips", options.unit_chips, 1),
     ):
         if value < low:
             flag = "--" + name.replace("_", "-")  # the CLI's spelling; the Python field in brackets

@@ -375,7 +375,10 @@ def _row_batches(path: Path, row_format: str) -> Iterator[pa.RecordBatch]:
         return
     import pyarrow.parquet as pq
 
-    yield from pq.ParquetFile(path).iter_batches(batch_size=4096, columns=columns)
+    # A GeoParquet dataset folder: its parts (names starting with "." or "_" are not rows).
+    parts = sorted(p for p in path.glob("*.parquet")) if path.is_dir() else [path]
+    for part in parts:
+        yield from pq.ParquetFile(part).iter_batches(batch_size=4096, columns=columns)
 
 
 def _batch_embeddings(column: pa.Array, rows: int) -> npt.NDArray[np.float32]:
@@ -410,8 +413,9 @@ def _scores_from_rows(
         row_off = batch.column(2).to_numpy()
         lon = batch.column(3).to_numpy(zero_copy_only=False)
         lat = batch.column(4).to_numpy(zero_copy_only=False)
-        owners = np.array([index[name] for name in names])
-        for i in np.unique(owners):
+        # -1: a row of a dataset part from an earlier run's other inputs (no preview of it here).
+        owners = np.array([index.get(name, -1) for name in names])
+        for i in np.unique(owners[owners >= 0]):
             sel = owners == i
             source = sources[i]
             if isinstance(source, RasterSource):

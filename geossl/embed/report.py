@@ -27,6 +27,9 @@ class EmbedReport:
         seconds: wall-clock time of the embedding pass (reading, model, writing).
         total_seconds: wall-clock time of the whole run (checks, PCA, previews included).
         output_bytes: total size of ``outputs``.
+        units: dataset runs: the work units of this shard.
+        units_done_before: dataset runs: those of them an earlier run had finished (skipped).
+        dataset: the GeoParquet dataset folder of a dataset run (``outputs`` are its new parts).
 
     Example:
         >>> report = EmbedReport(num_sources=1, num_chips=4, num_embedded=3, seconds=0.5)
@@ -46,6 +49,9 @@ class EmbedReport:
     seconds: float = 0.0
     total_seconds: float = 0.0
     output_bytes: int = 0
+    units: int = 0
+    units_done_before: int = 0
+    dataset: Path | None = None
 
     def add_block(self, block: ChipBlock) -> None:
         """Count the chips of an embedded block."""
@@ -71,12 +77,19 @@ class EmbedReport:
         where = str(self.outputs[0]) if len(self.outputs) == 1 else f"{len(self.outputs)} files"
         if len(self.outputs) > 1:
             where += f" in {self.outputs[0].parent}"
+        if self.dataset is not None:
+            where = f"{len(self.outputs):,} new part(s) in the dataset {self.dataset}"
         lines = [
             f"embedded {self.num_embedded:,} of {self.num_chips:,} chips from "
             f"{self.num_sources:,} source(s) ({skipped}) in {self.seconds:.1f} s: "
             f"{self.chips_per_s:,.1f} chips/s",
             f"wrote {where} ({_human_bytes(self.output_bytes)}, D={self.embedding_dim})",
         ]
+        if self.units:
+            lines.append(
+                f"work units: {self.units:,} in this shard, {self.units_done_before:,} of them "
+                "finished before (skipped)"
+            )
         if self.previews:
             lines.append(f"previews: {self.previews[0].parent}")
         return "\n".join(lines)
