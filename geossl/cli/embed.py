@@ -65,6 +65,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         "--pca", type=int, default=None, metavar="N", help="geotiff: keep N principal components"
     )
     embed.add_argument(
+        "--cog", action="store_true", help="geotiff: cloud-optimised GeoTIFFs (with overviews)"
+    )
+    embed.add_argument(
         "--max-nodata",
         type=float,
         default=0.5,
@@ -136,6 +139,7 @@ def run(args: argparse.Namespace) -> None:
         preview=not args.no_preview,
         fmow_product=args.fmow_product,
         shard=shard,
+        cog=args.cog,
     )
     report = embed_rasters(
         loaded.model,

@@ -41,6 +41,9 @@ def default_precision() -> str:
 def resolve_device(name: str) -> str:
     """The ``--device`` value to use: ``auto`` is ``cuda`` when a GPU is there, else ``cpu``.
 
+    Under torchrun (``LOCAL_RANK`` set), ``auto`` is the process's own GPU, ``cuda:LOCAL_RANK``:
+    one process per GPU of the machine.
+
     Args:
         name: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
 
@@ -48,7 +51,10 @@ def resolve_device(name: str) -> str:
         A torch device string.
     """
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        local_rank = os.environ.get("LOCAL_RANK")
+        return f"cuda:{int(local_rank) % torch.cuda.device_count()}" if local_rank else "cuda"
     return name
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "DoneParts",
     "Shard",
     "WorkUnit",
+    "file_fingerprint",
     "finished_parts",
     "is_dataset_output",
     "part_name",
@@ -80,6 +81,8 @@ _FINGERPRINT_FIELDS = (
     "max_nodata",
     "embedding_dim",
     "unit_chips",  # other units are other row ranges: their parts would overlap
+    "pca",  # GeoTIFF runs: components instead of dimensions
+    "max_chips",  # GeoTIFF runs: a partial grid is not a finished one
 )
 
 
@@ -169,7 +172,8 @@ class WorkUnit:
     fingerprint: str
 
 
-def _file_fingerprint(paths: Iterable[Path]) -> str:
+def file_fingerprint(paths: Iterable[Path]) -> str:
+    """16 hex digits of the files' names, sizes and modification times (no file is read)."""
     digest = hashlib.sha256()
     for path in paths:
         stat = path.stat()
@@ -191,7 +195,7 @@ def work_units(sources: Sequence[Source], unit_chips: int = UNIT_CHIPS) -> list[
     for index, source in enumerate(sources):
         if isinstance(source, RasterSource):
             path = source.path.resolve()
-            fingerprint = _file_fingerprint([path])
+            fingerprint = file_fingerprint([path])
             rows = max(1, unit_chips // max(1, source.grid.n_cols))
             n_rows = source.grid.n_rows
             ranges = [(r, min(r + rows, n_rows)) for r in range(0, n_rows, rows)]
@@ -204,7 +208,7 @@ def work_units(sources: Sequence[Source], unit_chips: int = UNIT_CHIPS) -> list[
                 for a in range(0, len(source.images), unit_chips)
             ]
             keys = [f"{root}#images={a}-{b}" for a, b in ranges]
-            prints = [_file_fingerprint(source.images[a:b]) for a, b in ranges]
+            prints = [file_fingerprint(source.images[a:b]) for a, b in ranges]
         for (start, stop), key, fingerprint in zip(ranges, keys, prints, strict=True):
             units.append(WorkUnit(len(units), index, start, stop, key, fingerprint))
     return units

@@ -69,8 +69,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from geossl import __version__
+from geossl.embed.cog import convert_to_cog
 from geossl.embed.dataset import is_dataset_output
 from geossl.embed.dataset_run import check_dataset_output, embed_dataset
+from geossl.embed.grid_resume import unfinished_grids
 from geossl.embed.plan import (
     ROW_FORMATS,
     EmbedOptions,
@@ -130,8 +132,7 @@ def embed_rasters(
     * ``geoparquet`` into a folder (no suffix): a dataset of parts, one per work unit, sharded
       (``options.shard``) and resumable ([`geossl.embed.dataset`][geossl.embed.dataset]).
 
-    Each also writes a false-colour preview per source
-    ([`geossl.embed.preview`][geossl.embed.preview]).
+    Each also writes a false-colour preview per source ([`preview`][geossl.embed.preview]).
 
     Args:
         model: a backbone mapping ``[B, C, chip_size, chip_size]`` to ``[B, D]`` (e.g. a timm
@@ -151,12 +152,10 @@ def embed_rasters(
     Raises:
         ValueError: for invalid arguments or inputs (the message names the file).
         FileNotFoundError: for a missing input or a folder without rasters.
-        FileExistsError: if an output exists and ``options.overwrite`` is False.
-
-    The module docstring ([`geossl.embed.pipeline`][geossl.embed.pipeline]) has a worked example.
+        FileExistsError: if an output exists and ``options.overwrite`` is False (the module
+            docstring, [`geossl.embed.pipeline`][geossl.embed.pipeline], has a worked example).
     """
-    start = time.perf_counter()
-    options = EmbedOptions() if options is None else options
+    start, options = time.perf_counter(), EmbedOptions() if options is None else options
     _check_arguments(mean, std, scale)
     # Warning helpers are called from here, not deeper: their stacklevel=3 names our caller.
     sources = _checked_sources(inputs, options, len(mean), scale)
@@ -165,15 +164,18 @@ def embed_rasters(
 
     runner = _Model(model, torch.device(options.device))
     dim = _checked_dim(runner, len(mean), options)
-    normalisation = _normalisation(mean, std, scale)
-    metadata = _run_metadata(model, options, runner.device, dim, normalisation, model_info)
+    normalised = _normalisation(mean, std, scale)
+    metadata = _run_metadata(model, options, runner.device, dim, normalised, model_info)
     report = EmbedReport(num_sources=len(sources), embedding_dim=dim)
     spec = _read_spec(options, mean, std, scale)
     if plan is None:  # a GeoParquet dataset folder: parts per work unit, resumable, sharded
         embed_dataset(out, sources, options, metadata, report, runner, spec)
         report.total_seconds = time.perf_counter() - start
         return report
-    _embed_files(_Run(options, sources, plan, metadata, report), runner, spec, out)
+    if options.fmt == "geotiff":  # a GeoTIFF per raster: this shard's, unless already made
+        sources, plan = unfinished_grids(out, sources, options, metadata, report)
+    if sources:
+        _embed_files(_Run(options, sources, plan, metadata, report), runner, spec, out)
     _finish_report(report, plan, start)
     return report
 
@@ -185,6 +187,9 @@ def _embed_files(run: _Run, runner: _Model, spec: _ReadSpec, out: Path) -> None:
         _open_outputs(stack, run)
         accumulator = _embed_pass(stack, run, runner, spec)
         _write_pca_and_previews(stack, run, accumulator)
+        if run.options.cog:  # the temporary names, renamed when the stack closes
+            for path in run.plan.outputs:
+                convert_to_cog(run.temps[path])
 
 
 def _normalisation(mean: Sequence[float], std: Sequence[float], scale: float) -> dict[str, Any]:
@@ -380,13 +385,15 @@ def _checked_plan(out: Path, options: EmbedOptions, sources: Sequence[Source]) -
     if is_dataset_output(out, options.fmt):
         check_dataset_output(out, sources, options)
         return None
-    if options.shard is not None and options.shard.count > 1:
+    if options.shard is not None and options.shard.count > 1 and options.fmt != "geotiff":
         raise ValueError(
-            f"--output {out}: --shard writes a GeoParquet dataset; give --output a folder "
-            "(no .parquet suffix) with --format geoparquet"
+            f"--output {out}: --shard writes a GeoParquet dataset (or GeoTIFFs); give --output "
+            "a folder (no .parquet suffix) with --format geoparquet"
         )
     plan = output_paths(out, options.fmt, sources, preview=options.preview)
-    _check_outputs(out, options.fmt, plan, options.overwrite, sources)
+    # GeoTIFFs: an existing one is skipped or refused per raster, once the settings are known.
+    resumable = options.fmt == "geotiff" and options.pca is None
+    _check_outputs(out, options.fmt, plan, options.overwrite or resumable, sources)
     return plan
 
 

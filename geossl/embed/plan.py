@@ -65,6 +65,7 @@ class EmbedOptions:
             [`geossl.embed.dataset`][geossl.embed.dataset]); None: all of them.
         unit_chips: chips (fMoW: images) per work unit of a dataset output, one part each (a
             raster unit is at least one chip row).
+        cog: GeoTIFF only: write cloud-optimised GeoTIFFs (tiled, with overviews).
 
     Raises:
         ValueError: for an invalid value (the message names the option).
@@ -95,6 +96,7 @@ class EmbedOptions:
     progress: bool = True
     shard: Shard | None = None
     unit_chips: int = UNIT_CHIPS
+    cog: bool = False
 
     def __post_init__(self) -> None:
         """Store ``bands`` as a tuple and check every value."""
@@ -125,6 +127,8 @@ def _check_options(options: EmbedOptions) -> None:
     check_fraction("max_nodata", options.max_nodata)
     if options.pca is not None and (options.fmt != "geotiff" or options.pca < 1):
         raise ValueError("--pca takes a positive number of components and needs --format geotiff")
+    if options.cog and options.fmt != "geotiff":
+        raise ValueError("--cog writes cloud-optimised GeoTIFFs: it needs --format geotiff")
     if options.max_chips is not None and options.max_chips < 1:
         raise ValueError(f"max_chips must be at least 1, got {options.max_chips}")
 

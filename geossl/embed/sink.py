@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from geossl.embed.chips import ChipBlock
+from geossl.embed.dataset import file_fingerprint
 from geossl.embed.geopackage import GeoPackageWriter
 from geossl.embed.preview import PCA
 from geossl.embed.sources import RasterSource, Source
@@ -144,6 +145,8 @@ def _tiff_tags(
 ) -> dict[str, str]:
     """GeoTIFF tags: the run's metadata, the source and (with ``--pca``) the variance kept."""
     info: dict[str, Any] = {**metadata, "source": str(source.path), "bands": list(source.bands)}
+    # What a rerun compares to skip this raster (geossl.embed.grid_resume).
+    info["input_fingerprint"] = file_fingerprint([source.path.resolve()])
     if pca is not None:
         info["pca"] = {
             "components": len(pca.components),

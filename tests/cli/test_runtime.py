@@ -65,8 +65,14 @@ def test_resolve_device_auto_follows_cuda(monkeypatch: pytest.MonkeyPatch) -> No
 
     from geossl.cli.runtime import resolve_device
 
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda"
     assert resolve_device("cuda:1") == "cuda:1"
+    # torchrun: one process per GPU, each on its own.
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert resolve_device("auto") == "cuda:2"
+    assert resolve_device("cpu") == "cpu"

@@ -50,8 +50,11 @@ def test_existing_outputs_need_overwrite(tmp_path: Path) -> None:
     report = run_embed([raster], out, overwrite=True, max_chips=3)
     assert len(gpd.read_parquet(out)) == 3 == report.num_embedded
     run_embed([raster], tmp_path / "grid", fmt="geotiff")
-    with pytest.raises(FileExistsError, match=r"grid/pos.tif exists"):
-        run_embed([raster], tmp_path / "grid", fmt="geotiff")
+    # A GeoTIFF per raster: the same settings again skip it, other settings need --overwrite.
+    again = run_embed([raster], tmp_path / "grid", fmt="geotiff")
+    assert (again.units, again.units_done_before, again.outputs) == (1, 1, [])
+    with pytest.raises(FileExistsError, match=r"grid/pos.tif exists, made with other settings"):
+        run_embed([raster], tmp_path / "grid", fmt="geotiff", stride=4)
     with pytest.raises(FileExistsError, match="is a file"):
         run_embed([raster], out, fmt="geotiff", overwrite=True)
     # A folder without suffix is a GeoParquet dataset; one of GeoTIFFs is not adopted as one.
