@@ -118,6 +118,7 @@ class _Sink:
                 nodata_fraction=block.nodata_fraction,
                 embeddings=embeddings,
                 footprints=items["footprints"],
+                item_id=items.get("item_id"),  # STAC items only
             )
             return
         self._advance(block.source)
@@ -143,7 +144,12 @@ def _tiff_tags(
     metadata: Mapping[str, Any], source: RasterSource, pca: PCA | None = None
 ) -> dict[str, str]:
     """GeoTIFF tags: the run's metadata, the source and (with ``--pca``) the variance kept."""
-    info: dict[str, Any] = {**metadata, "source": str(source.path), "bands": list(source.bands)}
+    info: dict[str, Any] = {
+        **metadata,
+        "source": source.row_source,
+        "bands": list(source.bands),
+        **({"item_id": source.item_id} if source.item_id is not None else {}),
+    }
     if pca is not None:
         info["pca"] = {
             "components": len(pca.components),
