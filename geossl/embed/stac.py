@@ -64,6 +64,9 @@ _SEARCH_PARAMETERS = {
 #: Asset headers read at once (remote assets: one HTTP round trip each).
 _HEADER_THREADS = 8
 
+#: GDAL's virtual file systems of remote hrefs.
+_REMOTE_PREFIXES = ("/vsicurl/", "/vsis3/", "/vsigs/", "/vsiaz/")
+
 
 def _is_url(text: str) -> bool:
     return urlsplit(text).scheme.lower() in ("http", "https")
@@ -292,6 +295,10 @@ def _item_layers(
             )
         href = absolute_href(asset.href, base)
         path = gdal_path(href)
+        if path.startswith(_REMOTE_PREFIXES):
+            # Without it GDAL lists the asset's folder (an S3 LIST, HTTP index pages) and probes
+            # sidecar files (.msk, .aux.xml, .ovr) on every open; a setting of the user's wins.
+            os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
         try:
             layers.append(read_layer(name, path))
         except (RasterioError, ValueError) as err:

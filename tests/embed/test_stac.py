@@ -271,3 +271,28 @@ def test_a_search_url_goes_through_pystac_client(
         read_items("https://stac.example.com/v1/search?colections=x")
     with pytest.raises(ValueError, match="a STAC API search URL ends with /search"):
         read_items("https://stac.example.com/v1/collections/x/items")
+
+
+def test_the_real_pystac_client_takes_the_search_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not a test dependency: run where the `stac` extra is installed, offline (items() faked).
+    pystac_client = pytest.importorskip("pystac_client")
+    import pystac
+
+    collection = json.loads(_band_collection(tmp_path).read_text())
+    seen: list[dict[str, Any]] = []
+
+    def items(self: Any) -> list[pystac.Item]:
+        seen.append(self.get_parameters())
+        return [pystac.Item.from_dict(f) for f in collection["features"]]
+
+    monkeypatch.setattr(pystac_client.ItemSearch, "items", items)
+    query = "collections=sentinel-2-l2a&bbox=2.2,48.8,2.5,48.9&datetime=2024-06&limit=5"
+    filters = '&query={"eo:cloud_cover":{"lt":10}}&sortby=-properties.datetime&max_items=2'
+    found, _ = read_items(f"https://stac.example.com/v1/search?{query}{filters}")
+    assert [item.id for item in found] == list(ITEMS)
+    assert seen[0]["bbox"] == (2.2, 48.8, 2.5, 48.9)
+    assert seen[0]["collections"] == ("sentinel-2-l2a",)
+    assert seen[0]["query"] == {"eo:cloud_cover": {"lt": 10}}
+    assert seen[0]["datetime"] == "2024-06-01T00:00:00Z/2024-06-30T23:59:59Z"
