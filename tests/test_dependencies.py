@@ -37,6 +37,32 @@ def _declared() -> dict[str, str]:
     return names
 
 
+def _extras() -> dict[str, str]:
+    """Normalised distribution name -> extra, from the optional dependencies but ``test``."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {}
+    for extra, requirements in project["optional-dependencies"].items():
+        if extra == "test":
+            continue
+        for requirement in requirements:
+            match = re.match(r"[A-Za-z0-9_.-]+", requirement)
+            assert match is not None, requirement
+            names[_normalise(match.group(0))] = extra
+    return names
+
+
+def _module_level_imports() -> set[str]:
+    """Top-level third-party modules that some geossl file imports at module level."""
+    found: set[str] = set()
+    for path in sorted((REPO / "geossl").rglob("*.py")):
+        for node in ast.parse(path.read_text(), filename=str(path)).body:
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
 def _imported_modules() -> dict[str, str]:
     """Top-level third-party module -> the first geossl file that imports it."""
     own = {"geossl"}
@@ -59,11 +85,11 @@ def _imported_modules() -> dict[str, str]:
 
 def test_every_imported_package_is_declared() -> None:
     distributions = importlib.metadata.packages_distributions()
-    declared = _declared()
+    declared = _declared().keys() | _extras().keys()
     missing = {}
     for module, where in _imported_modules().items():
         names = {_normalise(d) for d in distributions.get(module, [module])}
-        if not names & declared.keys():
+        if not names & declared:
             missing[module] = where
     assert not missing, f"imported but not in [project] dependencies: {missing}"
 
@@ -75,6 +101,19 @@ def test_every_declared_package_is_imported_or_explained() -> None:
     assert not unused, f"declared but nothing in geossl/ imports them: {sorted(unused)}"
     for name in NEEDED_WITHOUT_IMPORT:
         assert name not in imported, f"{name} is imported now: drop it from NEEDED_WITHOUT_IMPORT"
+
+
+def test_optional_packages_are_imported_lazily() -> None:
+    # An extra (pystac-client for STAC API searches) is imported inside the function that needs
+    # it, never at module level: a bare install must import every geossl module.
+    extras = _extras()
+    eager = {
+        module
+        for module in _module_level_imports() - set(sys.stdlib_module_names)
+        if _normalise(module) in extras
+    }
+    assert not eager, f"optional packages imported at module level: {sorted(eager)}"
+    assert "pystac-client" in extras
 
 
 def test_torchgeo_is_the_tested_range() -> None:

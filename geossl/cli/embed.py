@@ -23,10 +23,23 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     embed.add_argument("--weights", required=True, type=Path, help="weights file (.pth/.ckpt)")
     embed.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         type=Path,
         metavar="INPUT",
         help="GeoTIFF/COG/VRT files, folders of them (recursive), fMoW folders",
+    )
+    embed.add_argument(
+        "--stac",
+        default=None,
+        metavar="ITEMS",
+        help="a STAC ItemCollection JSON file or URL, or a STAC API /search URL (needs "
+        "pystac-client): one raster per item, rows carry the item id and datetime",
+    )
+    embed.add_argument(
+        "--assets",
+        default=None,
+        help="--stac: the assets to read, their bands stacked in this order, e.g. red,green,blue "
+        "or visual",
     )
     embed.add_argument(
         "--output",
@@ -117,7 +130,14 @@ def run(args: argparse.Namespace) -> None:
     from geossl.cli.runtime import resolve_device
     from geossl.embed import EmbedOptions, embed_rasters
     from geossl.embed.dataset import Shard
+    from geossl.embed.stac import parse_assets, stac_rasters
     from geossl.weights import load_backbone
+
+    # One VRT per --stac item, in a temporary folder that lives as long as `stac`.
+    stac = stac_rasters(args.stac, parse_assets(args.assets) if args.assets is not None else None)
+    inputs = [*args.inputs, *stac.paths]
+    if not inputs:
+        raise ValueError("nothing to embed: give rasters or fMoW folders (INPUT ...) or --stac")
 
     bands = parse_number_list(args.bands) if args.bands is not None else None
     scale = parse_scale(args.scale) if args.scale is not None else None
@@ -143,7 +163,7 @@ def run(args: argparse.Namespace) -> None:
     )
     report = embed_rasters(
         loaded.model,
-        args.inputs,
+        inputs,
         args.output,
         mean=meta.mean,
         std=meta.std,
@@ -159,4 +179,5 @@ def run(args: argparse.Namespace) -> None:
             "image_size": meta.image_size,
         },
     )
+    stac.close()
     print(report.summary())

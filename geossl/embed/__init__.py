@@ -3,7 +3,8 @@
 [`embed_rasters`][geossl.embed.pipeline.embed_rasters] (behind ``geossl embed``) cuts each input
 into chips, embeds them and writes a GeoParquet (one row per chip) or chip-grid GeoTIFFs (one pixel
 per chip), plus false-colour PCA previews. The modules, in the order a chip goes through them:
-[`sources`][geossl.embed.sources] and [`fmow_items`][geossl.embed.fmow_items] (the inputs),
+[`sources`][geossl.embed.sources], [`fmow_items`][geossl.embed.fmow_items] and
+[`stac`][geossl.embed.stac] with [`stac_vrt`][geossl.embed.stac_vrt] (the inputs),
 [`plan`][geossl.embed.plan] (options and output names), [`chips`][geossl.embed.chips] and
 [`reading`][geossl.embed.reading] (windowed reads), [`runner`][geossl.embed.runner] (the model),
 [`sink`][geossl.embed.sink] and [`writers`][geossl.embed.writers] (the files),
@@ -16,6 +17,7 @@ from .plan import FORMATS, EmbedOptions, Format, OutputPlan, output_paths
 from .report import EmbedReport
 from .runner import describe_pooling
 from .sources import FMoWSource, RasterSource, Source, find_sources
+from .stac import stac_rasters
 
 __all__ = [
     "FORMATS",
@@ -30,4 +32,5 @@ __all__ = [
     "embed_rasters",
     "find_sources",
     "output_paths",
+    "stac_rasters",
 ]

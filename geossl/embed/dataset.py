@@ -61,6 +61,7 @@ __all__ = [
     "is_dataset_output",
     "part_name",
     "run_fingerprint",
+    "source_fingerprint",
     "work_units",
 ]
 
@@ -181,6 +182,24 @@ def file_fingerprint(paths: Iterable[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def source_fingerprint(source: RasterSource) -> str:
+    """A raster's input fingerprint: its file's, or a STAC item's VRT text (its asset hrefs).
+
+    A STAC item's VRT lives in a new temporary folder at every run, so its file says nothing;
+    the VRT's text (the hrefs, bands and grid) is the same for the same item and assets.
+    """
+    if source.item_id is not None:
+        return hashlib.sha256(source.path.read_bytes()).hexdigest()[:16]
+    return file_fingerprint([source.path.resolve()])
+
+
+def _source_key(source: RasterSource) -> str:
+    """A raster's stable identity: the resolved file, or a STAC item's id and hrefs."""
+    if source.item_id is not None:
+        return f"stac:{source.item_id}:{source.row_source}"
+    return str(source.path.resolve())
+
+
 def work_units(sources: Sequence[Source], unit_chips: int = UNIT_CHIPS) -> list[WorkUnit]:
     """The run's work units, in input order (see the module docstring).
 
@@ -194,8 +213,7 @@ def work_units(sources: Sequence[Source], unit_chips: int = UNIT_CHIPS) -> list[
     units: list[WorkUnit] = []
     for index, source in enumerate(sources):
         if isinstance(source, RasterSource):
-            path = source.path.resolve()
-            fingerprint = file_fingerprint([path])
+            path, fingerprint = _source_key(source), source_fingerprint(source)
             rows = max(1, unit_chips // max(1, source.grid.n_cols))
             n_rows = source.grid.n_rows
             ranges = [(r, min(r + rows, n_rows)) for r in range(0, n_rows, rows)]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geossl.embed.dataset import WHOLE, file_fingerprint, run_fingerprint
+from geossl.embed.dataset import WHOLE, run_fingerprint, source_fingerprint
 from geossl.embed.plan import EmbedOptions, OutputPlan, output_paths
 from geossl.embed.report import EmbedReport
 from geossl.embed.sources import RasterSource, Source
@@ -80,7 +80,7 @@ def unfinished_grids(
     for source, path in zip(owned, plan.outputs, strict=True):
         if path.exists() and options.pca is None and isinstance(source, RasterSource):
             saved = _saved_fingerprints(path)
-            if saved == (metadata["run_fingerprint"], file_fingerprint([source.path.resolve()])):
+            if saved == (metadata["run_fingerprint"], source_fingerprint(source)):
                 continue
             if not options.overwrite:
                 raise FileExistsError(

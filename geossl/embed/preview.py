@@ -399,7 +399,7 @@ def _scores_from_rows(
     fmow: dict[int, list[npt.NDArray[Any]]] = {}
     for i, source in enumerate(sources):
         if isinstance(source, RasterSource):
-            index[str(source.path)] = i
+            index[source.row_source] = i
             scores.append(np.full((source.grid.n_rows, source.grid.n_cols, 3), np.nan, np.float32))
         else:
             index.update({str(image): i for image in source.images})

@@ -125,9 +125,10 @@ def _read_raster_block(
     items: dict[str, Any] | None = None
     if spec.footprints:
         footprints, lon, lat = chip_footprints(source.transform, source.crs, windows)
-        path = str(source.path)
+        path = source.row_source
         items = {
             "source": [path] * n,
+            "item_id": [source.item_id] * n,
             "crs": [source.crs_label] * n,
             "times": [source.datetime] * n,
             "lon": lon,

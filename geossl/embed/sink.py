@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from geossl.embed.chips import ChipBlock
-from geossl.embed.dataset import file_fingerprint
+from geossl.embed.dataset import source_fingerprint
 from geossl.embed.geopackage import GeoPackageWriter
 from geossl.embed.preview import PCA
 from geossl.embed.sources import RasterSource, Source
@@ -119,6 +119,7 @@ class _Sink:
                 nodata_fraction=block.nodata_fraction,
                 embeddings=embeddings,
                 footprints=items["footprints"],
+                item_id=items.get("item_id"),  # STAC items only
             )
             return
         self._advance(block.source)
@@ -144,9 +145,14 @@ def _tiff_tags(
     metadata: Mapping[str, Any], source: RasterSource, pca: PCA | None = None
 ) -> dict[str, str]:
     """GeoTIFF tags: the run's metadata, the source and (with ``--pca``) the variance kept."""
-    info: dict[str, Any] = {**metadata, "source": str(source.path), "bands": list(source.bands)}
-    # What a rerun compares to skip this raster (geossl.embed.grid_resume).
-    info["input_fingerprint"] = file_fingerprint([source.path.resolve()])
+    info: dict[str, Any] = {
+        **metadata,
+        "source": source.row_source,
+        "bands": list(source.bands),
+        **({"item_id": source.item_id} if source.item_id is not None else {}),
+        # What a rerun compares to skip this raster (geossl.embed.grid_resume).
+        "input_fingerprint": source_fingerprint(source),
+    }
     if pca is not None:
         info["pca"] = {
             "components": len(pca.components),

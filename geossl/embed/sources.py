@@ -32,6 +32,7 @@ from affine import Affine
 
 from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_PRODUCTS, FMOW_SPLITS
 from geossl.embed.chips import ChipGrid
+from geossl.embed.stac_vrt import stac_tags
 
 __all__ = [
     "RASTER_SUFFIXES",
@@ -82,6 +83,9 @@ class RasterSource:
         all_valid: the raster has no nodata value, alpha band or mask (no mask read needed).
         datetime: acquisition time from the raster's metadata, when present.
         grid: the chip grid.
+        item_id: the STAC item the raster stands for ([`geossl.embed.stac`][geossl.embed.stac]).
+        href: a STAC item's asset hrefs (comma-separated, in band order): the rows' ``source``
+            in place of the path of the temporary VRT that stacks them.
     """
 
     path: Path
@@ -96,11 +100,18 @@ class RasterSource:
     all_valid: bool
     datetime: datetime | None
     grid: ChipGrid
+    item_id: str | None = None
+    href: str | None = None
 
     @property
     def num_items(self) -> int:
         """Chips of the grid."""
         return self.grid.num_chips
+
+    @property
+    def row_source(self) -> str:
+        """What the rows' ``source`` column says: the path, or a STAC item's ``href``."""
+        return self.href if self.href is not None else str(self.path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +341,7 @@ def _raster_source(
             all(dataset.mask_flag_enums[i] == [MaskFlags.all_valid] for i in range(count))
             and np.dtype(dtype).kind != "f"
         )
+        stac = stac_tags(dataset)  # the STAC item of a VRT that geossl.embed.stac wrote
         return RasterSource(
             path=path,
             name=name,
@@ -343,6 +355,8 @@ def _raster_source(
             all_valid=all_valid,
             datetime=raster_datetime(dataset),
             grid=ChipGrid(dataset.width, dataset.height, chip_size, stride),
+            item_id=stac.get("ITEM_ID"),
+            href=stac.get("SOURCE"),
         )
 
 

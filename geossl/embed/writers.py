@@ -10,7 +10,9 @@ and GDAL >= 3.8 builds with the Parquet driver):
 =================  ====================================  ==========================================
 column             type                                  meaning
 =================  ====================================  ==========================================
-``source``         string                                the input file (an fMoW image for fMoW)
+``source``         string                                the input file (an fMoW image for fMoW,
+                                                         a STAC item's asset hrefs)
+``item_id``        string, nullable                      the STAC item (null for other inputs)
 ``source_crs``     string, nullable                      the source's CRS: ``EPSG:XXXX`` or WKT
 ``col_off``        int32                                 pixel window of the chip in the source
 ``row_off``        int32
@@ -84,6 +86,7 @@ def embedding_schema(dim: int) -> pa.Schema:
     return pa.schema(
         [
             pa.field("source", pa.string(), nullable=False),
+            pa.field("item_id", pa.string()),
             pa.field("source_crs", pa.string()),
             pa.field("col_off", pa.int32(), nullable=False),
             pa.field("row_off", pa.int32(), nullable=False),
@@ -211,6 +214,7 @@ class ChipRowWriter:
         nodata_fraction: npt.NDArray[Any],
         embeddings: npt.NDArray[Any],
         footprints: Sequence[shapely.Geometry | None],
+        item_id: Sequence[str | None] | None = None,
     ) -> None:
         """Buffer rows; a full table is written out.
 
@@ -224,6 +228,7 @@ class ChipRowWriter:
             nodata_fraction: ``[N]`` nodata shares.
             embeddings: ``[N, D]`` embeddings.
             footprints: ``[N]`` lon/lat footprints.
+            item_id: ``[N]`` STAC item ids; None for rows of no STAC item (null).
         """
         n = len(source)
         if n == 0:
@@ -234,6 +239,7 @@ class ChipRowWriter:
             )
         cols = self._columns
         cols["source"] += list(source)
+        cols["item_id"] += list(item_id) if item_id is not None else [None] * n
         cols["source_crs"] += list(source_crs)
         for k, name in enumerate(("col_off", "row_off", "width", "height")):
             cols[name] += windows[:, k].tolist()

@@ -141,3 +141,49 @@ def test_cli_refuses_silently_wrong_results(
     assert line.startswith("geossl: error: ")
     assert message.format(path=path) in line
     assert not out.exists() or not any(out.iterdir())  # nothing written under a final name
+
+
+def _stac_items(tmp_path: Path) -> Path:
+    """An ItemCollection of one item with three single-band GeoTIFF assets (relative hrefs)."""
+    assets = {}
+    for k, name in enumerate(("red", "green", "blue")):
+        write_raster(tmp_path / f"{name}.tif", np.full((1, 32, 32), 40 * (k + 1), np.uint8))
+        assets[name] = {"href": f"{name}.tif", "type": "image/tiff; application=geotiff"}
+    item: dict[str, object] = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "LC09_017029_20240602",
+        "geometry": None,
+        "links": [],
+        "properties": {"datetime": "2024-06-02T15:40:00Z"},
+        "assets": assets,
+    }
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    return path
+
+
+def test_cli_embeds_stac_items(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = _stac_items(tmp_path)
+    out = tmp_path / "e.parquet"
+    args = ["embed", "--weights", str(weights), "--backbone", "test_resnet", "--stac", str(items)]
+    main([*args, "--assets", "red,green,blue", "--output", str(out), "--chip-size", "16"])
+    assert "embedded 4 of 4 chips from 1 source(s)" in capsys.readouterr().out
+    table = pq.read_table(out, columns=["item_id", "source", "datetime"]).to_pylist()
+    assert {row["item_id"] for row in table} == {"LC09_017029_20240602"}
+    assert {row["source"] for row in table} == {
+        ",".join(str(tmp_path / f"{name}.tif") for name in ("red", "green", "blue"))
+    }
+    assert {row["datetime"].isoformat() for row in table} == {"2024-06-02T15:40:00+00:00"}
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--assets", "red,nir", "--output", str(tmp_path / "f.parquet")])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"geossl: error: {items}: item 'LC09_017029_20240602' has no asset 'nir'; "
+        "its assets: red, green, blue"
+    )
+    with pytest.raises(SystemExit):
+        main(["embed", "--weights", str(weights), "--output", str(tmp_path / "g.parquet")])
+    assert "nothing to embed: give rasters or fMoW folders" in capsys.readouterr().err

@@ -92,6 +92,7 @@ def test_geoparquet_writer_checks_shapes(tmp_path: Path) -> None:
 def test_schema_columns() -> None:
     assert embedding_schema(8).names == [
         "source",
+        "item_id",
         "source_crs",
         "col_off",
         "row_off",
