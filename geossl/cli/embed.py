@@ -20,6 +20,48 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         help="embed rasters (chip by chip) or fMoW folders (per image) with pretrained weights: "
         "GeoParquet or GeoTIFF, plus a false-colour PCA preview",
     )
+    _add_input_and_output_arguments(embed)
+    embed.add_argument(
+        "--chip-size", type=int, default=None, help="chip side in pixels (default: the weights')"
+    )
+    embed.add_argument(
+        "--stride", type=int, default=None, help="step between chips (default: the chip size)"
+    )
+    embed.add_argument(
+        "--bands", default=None, help="1-based band indexes, e.g. 4,3,2 (default: all but alpha)"
+    )
+    embed.add_argument("--batch-size", type=int, default=64, help="chips per forward pass")
+    embed.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
+    embed.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    embed.add_argument(
+        "--pca", type=int, default=None, metavar="N", help="geotiff: keep N principal components"
+    )
+    embed.add_argument(
+        "--cog", action="store_true", help="geotiff: cloud-optimised GeoTIFFs (with overviews)"
+    )
+    embed.add_argument(
+        "--max-nodata",
+        type=float,
+        default=0.5,
+        help="skip chips with a larger share of nodata pixels (default 0.5)",
+    )
+    embed.add_argument(
+        "--scale",
+        default=None,
+        help="raw value to [0, 1] factor, e.g. 1/10000 (default: the weights', 1/255 for RGB)",
+    )
+    embed.add_argument("--workers", type=int, default=2, help="reader threads (default 2)")
+    embed.add_argument(
+        "--fmow-product", choices=["rgb", "msrgb", "ms"], default=None, help="fMoW images to embed"
+    )
+    embed.add_argument(
+        "--backbone", default=None, help="timm architecture of a bare state dict without metadata"
+    )
+    embed.add_argument("--no-preview", action="store_true", help="skip the PCA preview images")
+
+
+def _add_input_and_output_arguments(embed: argparse.ArgumentParser) -> None:
+    """The weights, the inputs (files, folders, STAC), the output and how it is split."""
     embed.add_argument("--weights", required=True, type=Path, help="weights file (.pth/.ckpt)")
     embed.add_argument(
         "inputs",
@@ -62,43 +104,6 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         help="one GeoParquet row per chip, one GeoPackage feature per chip (for GDAL/QGIS "
         "builds without the Parquet driver), or one GeoTIFF pixel per chip (default geoparquet)",
     )
-    embed.add_argument(
-        "--chip-size", type=int, default=None, help="chip side in pixels (default: the weights')"
-    )
-    embed.add_argument(
-        "--stride", type=int, default=None, help="step between chips (default: the chip size)"
-    )
-    embed.add_argument(
-        "--bands", default=None, help="1-based band indexes, e.g. 4,3,2 (default: all but alpha)"
-    )
-    embed.add_argument("--batch-size", type=int, default=64, help="chips per forward pass")
-    embed.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
-    embed.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    embed.add_argument(
-        "--pca", type=int, default=None, metavar="N", help="geotiff: keep N principal components"
-    )
-    embed.add_argument(
-        "--cog", action="store_true", help="geotiff: cloud-optimised GeoTIFFs (with overviews)"
-    )
-    embed.add_argument(
-        "--max-nodata",
-        type=float,
-        default=0.5,
-        help="skip chips with a larger share of nodata pixels (default 0.5)",
-    )
-    embed.add_argument(
-        "--scale",
-        default=None,
-        help="raw value to [0, 1] factor, e.g. 1/10000 (default: the weights', 1/255 for RGB)",
-    )
-    embed.add_argument("--workers", type=int, default=2, help="reader threads (default 2)")
-    embed.add_argument(
-        "--fmow-product", choices=["rgb", "msrgb", "ms"], default=None, help="fMoW images to embed"
-    )
-    embed.add_argument(
-        "--backbone", default=None, help="timm architecture of a bare state dict without metadata"
-    )
-    embed.add_argument("--no-preview", action="store_true", help="skip the PCA preview images")
 
 
 def parse_number_list(text: str) -> list[int]:
