@@ -89,14 +89,14 @@ def state_dict_mismatch(message: str) -> str:
         elif line.startswith("Unexpected key(s)"):
             unexpected += _QUOTED.findall(line)
         elif match := _SIZE.match(line):
-            key, saved, wanted = match.groups()
-            shapes.append(f"{key} ({saved}) vs ({wanted})")
+            key, saved, wanted = (part.replace(", ", "x") for part in match.groups())
+            shapes.append(f"{key} {saved} vs {wanted}")
     parts = [
         f"{len(keys)} {kind} ({_preview(keys)})"
         for kind, keys in (
             ("missing", missing),
             ("unexpected", unexpected),
-            ("with another shape, file vs model:", shapes),
+            ("of another shape, file vs model", shapes),
         )
         if keys
     ]

@@ -151,6 +151,27 @@ def _data_root_missing(inputs: CaseInputs) -> str:
     return inputs.run_error([*inputs.pretrain_args(), "--data.root", str(inputs.tmp / "nowhere")])
 
 
+@case("task-missing")
+def _task_missing(inputs: CaseInputs) -> str:
+    return inputs.run_error(["finetune", "--weights", "random"])
+
+
+@case("unknown-backbone")
+def _unknown_backbone(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--model.backbone", "resnet5000"))
+
+
+@case("too-many-geo-clusters")
+def _too_many_geo_clusters(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--data.num_geo_clusters", "500"))
+
+
+@case("fmow-sentinel-split")
+def _fmow_sentinel_split(inputs: CaseInputs) -> str:
+    args = ["datasets", "index", "fmow", "--root", str(inputs.tmp), "--product", "sentinel"]
+    return inputs.run_error([*args, "--splits", "seq"])
+
+
 @case("config-value")
 def _config_value(inputs: CaseInputs) -> str:
     return inputs.run_error(inputs.pretrain_args("--model.queue_size", "-5"))
@@ -240,6 +261,65 @@ def _bad_raster(inputs: CaseInputs) -> str:
     text = inputs.tmp / "notes.tif"
     text.write_text("not a raster")
     return inputs.run_error(_embed_args(inputs, text, inputs.tmp / "e.parquet"))
+
+
+@case("raster-bands-mismatch")
+def _raster_bands_mismatch(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "four.tif", np.zeros((4, 8, 8), np.uint16))
+    return inputs.run_error(_embed_args(inputs, raster, inputs.tmp / "e.parquet"))
+
+
+@case("raster-no-crs")
+def _raster_no_crs(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "nocrs.tif", np.zeros((3, 8, 8), np.uint8), crs=None)
+    return inputs.run_error(_embed_args(inputs, raster, inputs.tmp / "e.parquet"))
+
+
+@case("bands-option")
+def _bands_option(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 8, 8), np.uint8))
+    return inputs.run_error(
+        [*_embed_args(inputs, raster, inputs.tmp / "e.parquet"), "--bands", "3,x"]
+    )
+
+
+@case("weights-need-backbone")
+def _weights_need_backbone(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 8, 8), np.uint8))
+    args = [
+        "--weights",
+        str(_weights(inputs)),
+        str(raster),
+        "--output",
+        str(inputs.tmp / "e.parquet"),
+    ]
+    return inputs.run_error(["embed", *args])
+
+
+@case("weights-sha-mismatch")
+def _weights_sha_mismatch(inputs: CaseInputs) -> str:
+    exported = inputs.tmp / "export"
+    main(["export", "weights", str(inputs.pretrained()), "--output", str(exported)])
+    (pth,) = exported.glob("*.pth")
+    state = torch.load(pth, weights_only=True)
+    state["conv1.weight"] = state["conv1.weight"] + 1  # another file under the export's name
+    torch.save(state, pth)
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 8, 8), np.uint8))
+    args = ["--weights", str(pth), str(raster), "--output", str(inputs.tmp / "e.parquet")]
+    return inputs.run_error(["embed", *args])
+
+
+@case("weights-need-metadata")
+def _weights_need_metadata(inputs: CaseInputs) -> str:
+    import timm
+
+    weights = inputs.tmp / "resnet18_13band.pth"
+    torch.save(timm.create_model("resnet18", in_chans=13, num_classes=0).state_dict(), weights)
+    args = ["--weights", str(weights), "--backbone", "resnet18", "--workers", "1"]
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 8, 8), np.uint8))
+    return inputs.run_error(
+        ["embed", *args, str(raster), "--output", str(inputs.tmp / "e.parquet")]
+    )
 
 
 @case("weights-missing")
