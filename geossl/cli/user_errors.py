@@ -137,7 +137,11 @@ def argument_error_line(message: str) -> str:
     i = 0
     while i < len(lines):
         if key := _PARSER_KEY.match(lines[i]):
-            keys.append(key.group(1))
+            if not keys or keys[-1] != key.group(1):  # jsonargparse repeats some keys
+                keys.append(key.group(1))
+            if lines[i][key.end() :].strip():  # the reason on the key's line
+                lines[i] = lines[i][key.end() :].strip()
+                break
         elif lines[i].startswith(_UNION_ERROR):
             rest = lines[i:]
             nested = next((j for j, x in enumerate(rest) if x.startswith(_CLASS_PATH_PROBLEM)), -1)

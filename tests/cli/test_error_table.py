@@ -187,6 +187,16 @@ def _option_unknown(inputs: CaseInputs) -> str:
     return inputs.run_error(inputs.pretrain_args("--data.batchsize", "4"))
 
 
+@case("config-missing")
+def _config_missing(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--config", str(inputs.tmp / "missing.yaml")))
+
+
+@case("option-not-accepted")
+def _option_not_accepted(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--foo", "1"))
+
+
 @case("config-yaml")
 def _config_yaml(inputs: CaseInputs) -> str:
     config = inputs.tmp / "run.yaml"
@@ -340,6 +350,11 @@ def _weights_not_pretraining(inputs: CaseInputs) -> str:
     state = {f"model.{k}": v for k, v in torch.load(weights, weights_only=True).items()}
     torch.save({"state_dict": state, "hyper_parameters": {"model": "test_resnet"}}, path)
     return inputs.run_error(["export", "weights", str(path), "--output", str(inputs.tmp / "out")])
+
+
+@case("resume-missing")
+def _resume_missing(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--ckpt_path", str(inputs.tmp / "missing.ckpt")))
 
 
 @case("checkpoint-unsafe")

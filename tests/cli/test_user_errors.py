@@ -199,3 +199,5 @@ def test_argument_error_lines() -> None:
     assert argument_error_line("Unrecognized arguments: --x 1").startswith(
         "Unrecognized arguments: --x 1 (--help"
     )
+    repeated = 'Parser key "config":\n  Parser key "config": File does not exist: \'x.yaml\''
+    assert argument_error_line(repeated) == "--config: File does not exist: 'x.yaml'"
