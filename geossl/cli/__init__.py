@@ -20,18 +20,9 @@ from dataclasses import dataclass
 
 from geossl import __version__
 from geossl.cli import datasets, demo, embed, export, finetune, pretrain, probe
-from geossl.errors import NonFiniteLossError
+from geossl.cli.user_errors import one_line_message, user_error_line
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main", "one_line_message"]
-
-#: Errors that are the user's to fix (bad data, bad config value): printed as one line, no
-#: traceback. Set GEOSSL_DEBUG=1 to get the traceback.
-_USER_ERRORS: tuple[type[Exception], ...] = (
-    FileNotFoundError,
-    FileExistsError,
-    ValueError,
-    NonFiniteLossError,
-)
 
 
 @dataclass(frozen=True)
@@ -84,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Geography-aware self-supervised learning for satellite and aerial imagery.",
     )
     parser.add_argument("--version", action="version", version=f"geossl {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an error instead of its one line (also GEOSSL_DEBUG=1)",
+    )
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}"
     )
@@ -105,52 +101,28 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
-#: How jsonargparse reports a class of a subclass-mode section (``model:``/``data:`` with a
-#: ``class_path``) whose constructor raised: the constructor's message is one of the listed errors.
-_UNION_ERROR = "Does not validate against any of the Union subtypes"
-
-
-def one_line_message(error: BaseException) -> str:
-    """The one line a user sees for ``error``: its first line, or the constructor's own message.
-
-    Args:
-        error: The exception.
-
-    Returns:
-        The line to print after ``geossl: error:``.
-
-    Examples:
-        >>> one_line_message(ValueError("data.root: no such folder" + chr(10) + "more detail"))
-        'data.root: no such folder'
-    """
-    lines = [line.strip() for line in str(error).strip().splitlines()]
-    if not lines or not lines[0]:
-        return type(error).__name__
-    if lines[0].startswith(_UNION_ERROR):
-        # "Errors:" then "- <constructor message>" per subtype; the NoneType one says nothing.
-        reasons = [
-            line[2:]
-            for line in lines
-            if line.startswith("- ") and not line.startswith("- Expected a <class 'NoneType'>")
-        ]
-        if reasons:
-            return reasons[0]
-    return lines[0]
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the ``geossl`` command line.
+
+    An error that is the user's to fix prints one line, ``geossl: error: ...``, and exits with 2
+    ([`user_error_line`][geossl.cli.user_errors.user_error_line]); ``--debug`` before the
+    subcommand (or ``GEOSSL_DEBUG=1``) shows its traceback instead.
 
     Args:
         argv: Arguments without the program name; None reads ``sys.argv``.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = bool(os.environ.get("GEOSSL_DEBUG"))
+    while args and args[0] == "--debug":  # before the subcommand, whose flags are its own
+        debug = True
+        args.pop(0)
     try:
         code = _run(args)
-    except _USER_ERRORS as error:
-        if os.environ.get("GEOSSL_DEBUG"):
+    except Exception as error:
+        line = None if debug else user_error_line(error)
+        if line is None:
             raise
-        print(f"geossl: error: {one_line_message(error)}", file=sys.stderr)
+        print(f"geossl: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
     if code:
         raise SystemExit(code)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geossl.cli._args import split_flag, wants_help
+from geossl.cli.user_errors import check_config_files
 
 __all__ = [
     "DOWNSTREAM_TASKS",
@@ -166,6 +167,7 @@ def _task_and_weights(argv: Sequence[str], command: str) -> tuple[str, str | Non
             raise SystemExit(0)
         raise ValueError(f"geossl {command} needs --task, one of {', '.join(DOWNSTREAM_TASKS)}")
     get_task_spec(task)  # an unknown name fails before Lightning loads
+    check_config_files(rest)  # so does a --config that is not YAML, naming the file
     return task, weights, rest
 
 

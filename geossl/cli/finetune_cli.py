@@ -29,6 +29,7 @@ from geossl.cli.runtime import default_precision, quiet_lightning
 from geossl.configs import preset_path
 from geossl.trainers.loss_curve import LossCurve, find_loss_curve
 from geossl.utils.io import atomic_write_bytes
+from geossl.weights.reading import check_finetuned_checkpoint, load_checkpoint, reading_checkpoint
 
 __all__ = [
     "DownstreamCLI",
@@ -175,16 +176,22 @@ def run_finetune(
         # LightningCLI adds the LossCurve to the preset's callbacks.
         trainer_defaults={"precision": default_precision(), "callbacks": [LossCurve()]},
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": f"geossl finetune --task {task}"},
+        # A bad option raises (geossl's main prints it in one line) instead of the usage dump.
+        parser_kwargs={"prog": f"geossl finetune --task {task}", "exit_on_error": False},
     )
     trainer, model = cli.trainer, cli.model
     trainer.fit(model, datamodule=cli.datamodule)
     curve = find_loss_curve(trainer)
     checkpoint = trainer.checkpoint_callback
     best = str(getattr(checkpoint, "best_model_path", "") or "") if checkpoint else ""
-    tested = trainer.test(
-        model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False, weights_only=True
-    )
+    with reading_checkpoint(best or None):
+        tested = trainer.test(
+            model,
+            datamodule=cli.datamodule,
+            ckpt_path=best or None,
+            verbose=False,
+            weights_only=True,
+        )
     metrics = _scalar_metrics(tested[0] if tested else {})
     run_dir = Path(str(trainer.log_dir or "."))
     record = dict(getattr(model, "init_weights_info", None) or {})
@@ -229,19 +236,23 @@ def run_evaluate(
         FileNotFoundError: if the checkpoint does not exist.
         FileExistsError: if ``output`` holds a ``metrics.json`` and ``overwrite`` is False
             (checked before testing).
+        CheckpointError: if it is unsafe, truncated, a pretraining checkpoint or holds another
+            model (one line naming it).
         ValueError: if the checkpoint names no task and none is given, or has no data module
             arguments.
     """
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_checkpoint(path)
+    check_finetuned_checkpoint(saved, path)
     name = task or saved.get("geossl_task")
     if not name:
         raise ValueError(f"{path}: not a geossl fine-tuning checkpoint; pass --task")
     spec = get_task_spec(str(name))
     task_cls = _import_class(spec.task_class)
-    model = task_cls.load_from_checkpoint(path, map_location="cpu", weights="checkpoint")
+    with reading_checkpoint(path):  # a checkpoint of another task or model: one line
+        model = task_cls.load_from_checkpoint(path, map_location="cpu", weights="checkpoint")
     data_hp = dict(saved.get("datamodule_hyper_parameters") or {})
     if not data_hp:
         raise ValueError(f"{path}: the checkpoint holds no data module arguments")

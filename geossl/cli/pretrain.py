@@ -11,6 +11,7 @@ from collections import defaultdict
 import yaml
 
 from geossl.cli._args import split_flag, wants_help
+from geossl.cli.user_errors import check_config_files
 from geossl.configs import list_presets, preset_path, preset_summary
 
 __all__ = ["DEFAULT_DATAMODULE", "add_parser", "data_help_lines", "preset_lines", "run"]
@@ -110,6 +111,7 @@ def run(argv: list[str]) -> None:
         parser = add_parser(argparse.ArgumentParser(prog="geossl").add_subparsers())
         print(parser.format_help().rstrip())
         return
+    check_config_files(rest)  # before LightningCLI, whose YAML errors do not name the file
     from geossl.cli.pretrain_cli import build_args, run_pretrain
 
     run_pretrain(build_args(rest, dataset))

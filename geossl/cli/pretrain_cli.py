@@ -32,6 +32,7 @@ from geossl.trainers.callbacks import RunSummary
 from geossl.trainers.loss_curve import LossCurve
 from geossl.trainers.normalization import data_band_statistics, rounded
 from geossl.trainers.pretrain import GeoSSLTask
+from geossl.weights.reading import reading_checkpoint
 
 
 class GeoSSLCLI(LightningCLI):
@@ -204,6 +205,8 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
         trainer_defaults=trainer_defaults,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={
+            # A bad option raises (geossl's main prints it in one line) instead of the usage dump.
+            "exit_on_error": False,
             "prog": "geossl pretrain",
             "description": "Pretrain a backbone (LightningCLI).",
         },
@@ -212,5 +215,8 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
     give_data_normalization(cli.model, cli.datamodule)
     # weights_only=True: a checkpoint given to resume is never unpickled (explicit, so that
     # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which only changes torch.load's default, cannot undo it).
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    with reading_checkpoint(ckpt_path):  # a bad --ckpt_path: one line naming it
+        cli.trainer.fit(
+            cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True
+        )
     return cli

@@ -30,6 +30,12 @@ def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) ->
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        # A failed write (a full disk) names no file: name the output's folder (with several
+        # outputs open at once, each of them sees the error of whichever one was written).
+        raise OSError(error.errno, error.strerror, str(final.parent)) from error
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import timm
 import torch
 from torch import Tensor
 
+from geossl.errors import CheckpointError
 from geossl.models.backbones import check_backbone_name
 from geossl.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD
 from geossl.utils.bands import RGB_BANDS, UINT8_SCALE
@@ -49,6 +49,7 @@ from .loading import (
     state_dict_bytes,
 )
 from .meta import WeightsMeta
+from .reading import reading_checkpoint
 
 __all__ = ["read_weights"]
 
@@ -62,7 +63,8 @@ def _torch_load(path: Path) -> Any:
     attribute bag that is allow-listed here.
 
     Raises:
-        ValueError: if the file is not a torch file or holds other Python objects.
+        CheckpointError: (a `ValueError`) if the file is not a complete torch file or holds other
+            Python objects ([`reading_checkpoint`][geossl.weights.reading.reading_checkpoint]).
     """
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
@@ -72,25 +74,9 @@ def _torch_load(path: Path) -> Any:
             return load_file(path, device="cpu")
         except SafetensorError as err:
             detail = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
-            raise ValueError(f"{path}: not a safetensors weight file ({detail})") from err
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        # torch's message starts with generic advice; the reason is on its "WeightsUnpickler" line.
-        first = next(
-            (x for x in lines if x.startswith("WeightsUnpickler")), lines[0] if lines else ""
-        )
-        raise ValueError(
-            f"{path}: cannot be read with torch.load(weights_only=True) (a weight file holds only "
-            f"tensors and plain containers): {first}"
-        ) from err
-    except OSError:
-        raise
-    except Exception as err:  # garbage makes the unpickler fail in many ways (KeyError, EOF, ...)
-        detail = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise ValueError(f"{path}: not a torch weight file ({detail})") from err
+            raise CheckpointError(path, f"not a safetensors weight file ({detail})") from err
+    with reading_checkpoint(path), torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _is_state_dict(obj: Any) -> bool:

@@ -10,6 +10,7 @@ from geossl.cli.pretrain import DEFAULT_DATAMODULE
 from geossl.cli.pretrain_cli import build_args, data_class_path, run_pretrain
 from geossl.configs import list_presets, preset_path
 from geossl.datamodules import RasterTimeSeriesDataModule
+from geossl.errors import CheckpointError
 from geossl.synthetic.fmow import generate_fmow_sample
 from geossl.synthetic.fmow_sentinel import generate_fmow_sentinel_sample
 from geossl.synthetic.rasters import generate_raster_timeseries_sample
@@ -218,6 +219,6 @@ def test_resume_never_unpickles_the_checkpoint(
     torch.save({"state_dict": {}, "payload": _Payload(marker)}, evil)
     # The variable only changes torch.load's default: the explicit weights_only=True still holds.
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    with pytest.raises(Exception, match="Weights only load failed"):
+    with pytest.raises(CheckpointError, match=r"evil\.ckpt: refused: it holds pickled Python"):
         run_pretrain(tiny_args(fmow_sample, tmp_path / "runs", "--ckpt_path", str(evil)))
     assert not marker.exists()

@@ -1,3 +1,4 @@
+import errno
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,20 @@ def test_atomic_output_can_keep_the_suffix(tmp_path: Path) -> None:
         tmp.write_text("x")
     assert target.read_text() == "x"
     assert [p.name for p in tmp_path.iterdir()] == ["chips.gpkg"]
+
+
+def test_a_full_disk_names_the_output_folder(tmp_path: Path) -> None:
+    # A write that fails for lack of space names no file; the error names the output's folder.
+    target = tmp_path / "out" / "a.json"
+    target.parent.mkdir()
+
+    def write_on_a_full_disk() -> None:
+        with atomic_output(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left") as caught:
+        write_on_a_full_disk()
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(target.parent)
+    assert list(target.parent.iterdir()) == []  # nothing half-written left

@@ -1,0 +1,428 @@
+"""docs/errors.md's table of bad inputs, kept in step: every row is run and its line checked.
+
+A case is a function registered with ``@case("name")``, the name of its row: it runs the
+command on a tiny input and returns what the user saw. ``run_error`` runs ``geossl`` in-process
+and returns its one error line (asserting exit 2 and no traceback).
+"""
+
+import errno
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geossl.cli import main
+from tests.embed.embed_helpers import write_raster
+from tests.pretrain_helpers import shared_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+TABLE = REPO / "docs" / "errors.md"
+TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"
+
+#: A table row: ``| `name` | what was wrong | `what you see` | what to do |``.
+_ROW = re.compile(r"^\|\s*`(?P<name>[a-z0-9-]+)`\s*\|[^|]*\|\s*`(?P<seen>[^`]*)`[^|]*\|")
+#: Placeholders of the "what you see" column: ``<path>`` (any text) and ``...`` (the rest).
+_PLACEHOLDER = re.compile(r"(<[a-z ]+>|\.\.\.)")
+
+
+def table_rows() -> dict[str, str]:
+    """Row name -> the line the table says the user sees."""
+    rows: dict[str, str] = {}
+    for line in TABLE.read_text().splitlines():
+        if match := _ROW.match(line):
+            assert match["name"] not in rows, f"two rows named {match['name']}"
+            rows[match["name"]] = match["seen"]
+    return rows
+
+
+def pattern_of(seen: str) -> re.Pattern[str]:
+    """The regular expression of a "what you see" cell (placeholders match anything)."""
+    parts = _PLACEHOLDER.split(seen)
+    return re.compile(
+        "".join(".+?" if p.startswith("<") else ".*" if p == "..." else re.escape(p) for p in parts)
+    )
+
+
+@dataclass
+class CaseInputs:
+    """What a case may use: a private folder, the shared fMoW sample and pytest's fixtures."""
+
+    tmp: Path
+    fmow: Path
+    capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory
+
+    def pretrained(self) -> Path:
+        """A tiny pretraining checkpoint (trained once per session, read-only)."""
+        return shared_tiny_checkpoint(self.fmow, self.tmp_path_factory)
+
+    def pretrain_args(self, *extra: str) -> list[str]:
+        """``geossl pretrain`` on the tiny CPU config and the fMoW sample."""
+        return [
+            "pretrain",
+            *("--config", str(TINY), "--data.root", str(self.fmow)),
+            *("--data.cache_dir", str(self.tmp / "index")),
+            *("--trainer.logger.init_args.save_dir", str(self.tmp / "runs")),
+            *extra,
+        ]
+
+    def run_error(self, argv: list[str]) -> str:
+        """Run ``geossl ARGV``; return its error line (exit 2, one line, no traceback)."""
+        self.capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+        err = self.capsys.readouterr().err
+        assert "Traceback" not in err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("geossl: error: "), err
+        return last
+
+
+Case = Callable[[CaseInputs], str]
+CASES: dict[str, Case] = {}
+
+
+def case(name: str) -> Callable[[Case], Case]:
+    """Register a case under the name of its table row."""
+
+    def register(run: Case) -> Case:
+        assert name not in CASES, f"two cases named {name}"
+        CASES[name] = run
+        return run
+
+    return register
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: what a malicious checkpoint would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return Path.touch, (self.marker,)
+
+
+def _evil(inputs: CaseInputs) -> Path:
+    path = inputs.tmp / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _Payload(inputs.tmp / "pwned")}, path)
+    return path
+
+
+def _truncated(inputs: CaseInputs) -> Path:
+    path = inputs.tmp / "cut.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(4096)}}, path)
+    path.write_bytes(path.read_bytes()[:-100])
+    return path
+
+
+def _weights(inputs: CaseInputs) -> Path:
+    import timm
+
+    path = inputs.tmp / "test_resnet.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), path)
+    return path
+
+
+def _embed_args(inputs: CaseInputs, source: Path, output: Path) -> list[str]:
+    weights = ["--weights", str(_weights(inputs)), "--backbone", "test_resnet"]
+    return ["embed", *weights, str(source), "--output", str(output), "--workers", "1"]
+
+
+@case("unknown-preset")
+def _unknown_preset(inputs: CaseInputs) -> str:
+    return inputs.run_error(["pretrain", "--dataset", "nope"])
+
+
+@case("unknown-task")
+def _unknown_task(inputs: CaseInputs) -> str:
+    return inputs.run_error(["finetune", "--task", "seg"])
+
+
+@case("data-root-missing")
+def _data_root_missing(inputs: CaseInputs) -> str:
+    return inputs.run_error([*inputs.pretrain_args(), "--data.root", str(inputs.tmp / "nowhere")])
+
+
+@case("task-missing")
+def _task_missing(inputs: CaseInputs) -> str:
+    return inputs.run_error(["finetune", "--weights", "random"])
+
+
+@case("unknown-backbone")
+def _unknown_backbone(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--model.backbone", "resnet5000"))
+
+
+@case("too-many-geo-clusters")
+def _too_many_geo_clusters(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--data.num_geo_clusters", "500"))
+
+
+@case("fmow-sentinel-split")
+def _fmow_sentinel_split(inputs: CaseInputs) -> str:
+    args = ["datasets", "index", "fmow", "--root", str(inputs.tmp), "--product", "sentinel"]
+    return inputs.run_error([*args, "--splits", "seq"])
+
+
+@case("config-value")
+def _config_value(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--model.queue_size", "-5"))
+
+
+@case("option-type")
+def _option_type(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--data.batch_size", "abc"))
+
+
+@case("option-unknown")
+def _option_unknown(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--data.batchsize", "4"))
+
+
+@case("config-missing")
+def _config_missing(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--config", str(inputs.tmp / "missing.yaml")))
+
+
+@case("option-not-accepted")
+def _option_not_accepted(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--foo", "1"))
+
+
+@case("config-yaml")
+def _config_yaml(inputs: CaseInputs) -> str:
+    config = inputs.tmp / "run.yaml"
+    config.write_text("trainer:\n  max_steps: 4\n bad: [\n")
+    return inputs.run_error(inputs.pretrain_args("--config", str(config)))
+
+
+@case("fmow-samples-skipped")
+def _fmow_samples_skipped(inputs: CaseInputs) -> str:
+    root = inputs.tmp / "fmow"
+    shutil.copytree(inputs.fmow, root)
+    sorted((root / "train").rglob("*_rgb.json"))[0].write_text("{not json")
+    main(["datasets", "index", "fmow", "--root", str(root), "--num-geo-clusters", "4"])
+    printed = inputs.capsys.readouterr()
+    return printed.err + printed.out
+
+
+@case("non-finite-loss")
+def _non_finite_loss(inputs: CaseInputs) -> str:
+    # A learning rate this high makes the weights, then the loss, overflow at step 1.
+    return inputs.run_error(inputs.pretrain_args("--model.lr", "1e30"))
+
+
+@case("output-exists")
+def _output_exists(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "scene.tif", np.zeros((3, 8, 8), np.uint8))
+    out = inputs.tmp / "e.parquet"
+    out.write_bytes(b"an earlier run")
+    return inputs.run_error(_embed_args(inputs, raster, out))
+
+
+@case("output-is-input")
+def _output_is_input(inputs: CaseInputs) -> str:
+    folder = inputs.tmp / "scenes"
+    folder.mkdir()
+    write_raster(folder / "scene.tif", np.zeros((3, 8, 8), np.uint8))
+    return inputs.run_error([*_embed_args(inputs, folder, folder), "--format", "geotiff"])
+
+
+@case("output-not-a-folder")
+def _output_not_a_folder(inputs: CaseInputs) -> str:
+    blocker = inputs.tmp / "file"
+    blocker.write_text("")
+    return inputs.run_error(["datasets", "sample", "rasters", "--output", str(blocker / "out")])
+
+
+def _refuse_writes(inputs: CaseInputs, code: int) -> None:
+    """Make every file write fail with ``code`` (chmod does not stop root; a full disk is rare)."""
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> int:
+        raise OSError(code, "simulated")
+
+    inputs.monkeypatch.setattr(Path, "write_bytes", refuse)
+
+
+@case("output-permission")
+def _output_permission(inputs: CaseInputs) -> str:
+    ckpt = inputs.pretrained()
+    _refuse_writes(inputs, errno.EACCES)
+    return inputs.run_error(["export", "weights", str(ckpt), "--output", str(inputs.tmp / "out")])
+
+
+@case("output-disk-full")
+def _output_disk_full(inputs: CaseInputs) -> str:
+    ckpt = inputs.pretrained()
+    _refuse_writes(inputs, errno.ENOSPC)
+    return inputs.run_error(["export", "weights", str(ckpt), "--output", str(inputs.tmp / "out")])
+
+
+@case("bad-raster")
+def _bad_raster(inputs: CaseInputs) -> str:
+    text = inputs.tmp / "notes.tif"
+    text.write_text("not a raster")
+    return inputs.run_error(_embed_args(inputs, text, inputs.tmp / "e.parquet"))
+
+
+@case("raster-bands-mismatch")
+def _raster_bands_mismatch(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "four.tif", np.zeros((4, 8, 8), np.uint16))
+    return inputs.run_error(_embed_args(inputs, raster, inputs.tmp / "e.parquet"))
+
+
+@case("raster-no-crs")
+def _raster_no_crs(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "nocrs.tif", np.zeros((3, 8, 8), np.uint8), crs=None)
+    return inputs.run_error(_embed_args(inputs, raster, inputs.tmp / "e.parquet"))
+
+
+@case("bands-option")
+def _bands_option(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 8, 8), np.uint8))
+    return inputs.run_error(
+        [*_embed_args(inputs, raster, inputs.tmp / "e.parquet"), "--bands", "3,x"]
+    )
+
+
+@case("weights-need-backbone")
+def _weights_need_backbone(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 8, 8), np.uint8))
+    args = [
+        "--weights",
+        str(_weights(inputs)),
+        str(raster),
+        "--output",
+        str(inputs.tmp / "e.parquet"),
+    ]
+    return inputs.run_error(["embed", *args])
+
+
+@case("weights-sha-mismatch")
+def _weights_sha_mismatch(inputs: CaseInputs) -> str:
+    exported = inputs.tmp / "export"
+    main(["export", "weights", str(inputs.pretrained()), "--output", str(exported)])
+    (pth,) = exported.glob("*.pth")
+    state = torch.load(pth, weights_only=True)
+    state["conv1.weight"] = state["conv1.weight"] + 1  # another file under the export's name
+    torch.save(state, pth)
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 8, 8), np.uint8))
+    args = ["--weights", str(pth), str(raster), "--output", str(inputs.tmp / "e.parquet")]
+    return inputs.run_error(["embed", *args])
+
+
+@case("weights-need-metadata")
+def _weights_need_metadata(inputs: CaseInputs) -> str:
+    import timm
+
+    weights = inputs.tmp / "resnet18_13band.pth"
+    torch.save(timm.create_model("resnet18", in_chans=13, num_classes=0).state_dict(), weights)
+    args = ["--weights", str(weights), "--backbone", "resnet18", "--workers", "1"]
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 8, 8), np.uint8))
+    return inputs.run_error(
+        ["embed", *args, str(raster), "--output", str(inputs.tmp / "e.parquet")]
+    )
+
+
+@case("weights-missing")
+def _weights_missing(inputs: CaseInputs) -> str:
+    missing = inputs.tmp / "missing.ckpt"
+    return inputs.run_error(["export", "weights", str(missing), "--output", str(inputs.tmp)])
+
+
+@case("checkpoint-missing")
+def _checkpoint_missing(inputs: CaseInputs) -> str:
+    return inputs.run_error(["evaluate", str(inputs.tmp / "missing.ckpt")])
+
+
+@case("weights-not-pretraining")
+def _weights_not_pretraining(inputs: CaseInputs) -> str:
+    weights = _weights(inputs)
+    path = inputs.tmp / "ft.ckpt"
+    state = {f"model.{k}": v for k, v in torch.load(weights, weights_only=True).items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"model": "test_resnet"}}, path)
+    return inputs.run_error(["export", "weights", str(path), "--output", str(inputs.tmp / "out")])
+
+
+@case("resume-missing")
+def _resume_missing(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--ckpt_path", str(inputs.tmp / "missing.ckpt")))
+
+
+@case("checkpoint-unsafe")
+def _checkpoint_unsafe(inputs: CaseInputs) -> str:
+    line = inputs.run_error(["evaluate", str(_evil(inputs))])
+    assert not (inputs.tmp / "pwned").exists()
+    return line
+
+
+@case("checkpoint-unsafe-resume")
+def _checkpoint_unsafe_resume(inputs: CaseInputs) -> str:
+    line = inputs.run_error(inputs.pretrain_args("--ckpt_path", str(_evil(inputs))))
+    assert not (inputs.tmp / "pwned").exists()
+    return line
+
+
+@case("weights-unsafe")
+def _weights_unsafe(inputs: CaseInputs) -> str:
+    out = inputs.tmp / "out"
+    line = inputs.run_error(["export", "weights", str(_evil(inputs)), "--output", str(out)])
+    assert not (inputs.tmp / "pwned").exists()
+    return line
+
+
+@case("checkpoint-truncated")
+def _checkpoint_truncated(inputs: CaseInputs) -> str:
+    return inputs.run_error(["evaluate", str(_truncated(inputs))])
+
+
+@case("checkpoint-truncated-resume")
+def _checkpoint_truncated_resume(inputs: CaseInputs) -> str:
+    return inputs.run_error(inputs.pretrain_args("--ckpt_path", str(_truncated(inputs))))
+
+
+@case("checkpoint-other-model")
+def _checkpoint_other_model(inputs: CaseInputs) -> str:
+    ckpt = str(inputs.pretrained())
+    args = ("--ckpt_path", ckpt, "--model.backbone", "resnet50", "--trainer.max_steps", "5")
+    return inputs.run_error(inputs.pretrain_args(*args))
+
+
+@case("evaluate-pretraining")
+def _evaluate_pretraining(inputs: CaseInputs) -> str:
+    return inputs.run_error(["evaluate", str(inputs.pretrained()), "--task", "fmow-cls"])
+
+
+def test_every_row_has_a_case_and_every_case_a_row() -> None:
+    rows = table_rows()
+    assert len(rows) >= 20
+    assert sorted(rows) == sorted(CASES)
+
+
+def test_a_pattern_matches_its_placeholders() -> None:
+    pattern = pattern_of("geossl: error: <path>: refused: ...")
+    assert pattern.search("geossl: error: /a/b.ckpt: refused: it holds pickled objects")
+    assert not pattern.search("geossl: error: /a/b.ckpt: not a complete torch checkpoint")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_table_shows_what_the_case_prints(
+    name: str,
+    tmp_path: Path,
+    fmow_sample: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    inputs = CaseInputs(tmp_path, fmow_sample, capsys, monkeypatch, tmp_path_factory)
+    printed = CASES[name](inputs)
+    seen = table_rows()[name]
+    assert pattern_of(seen).search(printed), f"docs/errors.md row {name!r}: {seen!r} vs {printed!r}"
