@@ -244,6 +244,8 @@ def run_evaluate(
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if output is not None:  # before anything is read or tested
+        _refuse_existing_metrics(Path(output), overwrite)
     saved = load_checkpoint(path)
     check_finetuned_checkpoint(saved, path)
     name = task or saved.get("geossl_task")
@@ -264,8 +266,7 @@ def run_evaluate(
         data_hp["test_split"] = split
     shown_split = data_hp.get("test_split", "test")
     out_dir = Path(output) if output is not None else path.parent / f"eval-{shown_split}"
-    if (out_dir / "metrics.json").exists() and not overwrite:
-        raise FileExistsError(f"{out_dir / 'metrics.json'} exists; pass --overwrite to replace it")
+    _refuse_existing_metrics(out_dir, overwrite)
     data_cls = _import_class(data_class)
     datamodule = data_cls(**_accepted_arguments(data_cls, data_hp, path))
     quiet_lightning()
@@ -285,6 +286,12 @@ def run_evaluate(
     )
     _write_outputs(result, model, out_dir, spec)
     return result
+
+
+def _refuse_existing_metrics(out_dir: Path, overwrite: bool) -> None:
+    """An earlier evaluation's ``metrics.json`` is kept unless ``overwrite``."""
+    if (out_dir / "metrics.json").exists() and not overwrite:
+        raise FileExistsError(f"{out_dir / 'metrics.json'} exists; pass --overwrite to replace it")
 
 
 def _accepted_arguments(

@@ -6,6 +6,7 @@ and returns its one error line (asserting exit 2 and no traceback).
 """
 
 import errno
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -399,6 +400,120 @@ def _checkpoint_other_model(inputs: CaseInputs) -> str:
 @case("evaluate-pretraining")
 def _evaluate_pretraining(inputs: CaseInputs) -> str:
     return inputs.run_error(["evaluate", str(inputs.pretrained()), "--task", "fmow-cls"])
+
+
+@case("embed-chip-size")
+def _embed_chip_size(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 16, 16), np.uint8))
+    args = _embed_args(inputs, raster, inputs.tmp / "e.parquet")
+    return inputs.run_error([*args, "--chip-size", "0"])
+
+
+@case("embed-pca-too-large")
+def _embed_pca_too_large(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 16, 16), np.uint8))
+    args = _embed_args(inputs, raster, inputs.tmp / "grid")
+    return inputs.run_error([*args, "--format", "geotiff", "--pca", "600"])
+
+
+@case("embed-all-nodata")
+def _embed_all_nodata(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "ocean.tif", np.zeros((3, 16, 16), np.uint8), nodata=0)
+    args = _embed_args(inputs, raster, inputs.tmp / "e.parquet")
+    return inputs.run_error([*args, "--chip-size", "8", "--workers", "0"])
+
+
+def _dataset_args(inputs: CaseInputs, *extra: str) -> list[str]:
+    raster = inputs.tmp / "rgb.tif"
+    if not raster.exists():
+        write_raster(raster, np.full((3, 16, 16), 9, np.uint8))
+    args = _embed_args(inputs, raster, inputs.tmp / "dataset")
+    return [*args, "--chip-size", "8", "--workers", "0", "--no-preview", *extra]
+
+
+@case("dataset-other-settings")
+def _dataset_other_settings(inputs: CaseInputs) -> str:
+    main(_dataset_args(inputs))
+    # _weights draws new random weights: their SHA-256 differs too.
+    return inputs.run_error(_dataset_args(inputs, "--stride", "4"))
+
+
+@case("dataset-foreign-folder")
+def _dataset_foreign_folder(inputs: CaseInputs) -> str:
+    (inputs.tmp / "dataset").mkdir()
+    (inputs.tmp / "dataset" / "notes.txt").write_text("mine")
+    return inputs.run_error(_dataset_args(inputs))
+
+
+@case("shard-needs-dataset")
+def _shard_needs_dataset(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "rgb.tif", np.zeros((3, 16, 16), np.uint8))
+    args = _embed_args(inputs, raster, inputs.tmp / "e.parquet")
+    return inputs.run_error([*args, "--shard", "0/2"])
+
+
+@case("shard-bad")
+def _shard_bad(inputs: CaseInputs) -> str:
+    return inputs.run_error(_dataset_args(inputs, "--shard", "2/2"))
+
+
+@case("grid-other-settings")
+def _grid_other_settings(inputs: CaseInputs) -> str:
+    raster = write_raster(inputs.tmp / "rgb.tif", np.full((3, 16, 16), 9, np.uint8))
+    args = [*_embed_args(inputs, raster, inputs.tmp / "grid"), "--format", "geotiff"]
+    main([*args, "--chip-size", "8", "--no-preview"])
+    return inputs.run_error([*args, "--chip-size", "4", "--no-preview"])
+
+
+def _stac_items(inputs: CaseInputs, assets: dict[str, str], moment: str | None) -> Path:
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "S2A_T31",
+        "geometry": None,
+        "links": [],
+        "properties": {"datetime": moment},
+        "assets": {name: {"href": href, "type": "image/tiff"} for name, href in assets.items()},
+    }
+    path = inputs.tmp / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    return path
+
+
+def _stac_args(inputs: CaseInputs, items: Path, assets: str) -> list[str]:
+    weights = ["--weights", str(_weights(inputs)), "--backbone", "test_resnet"]
+    out = str(inputs.tmp / "e.parquet")
+    return ["embed", *weights, "--stac", str(items), "--assets", assets, "--output", out]
+
+
+@case("stac-asset-missing")
+def _stac_asset_missing(inputs: CaseInputs) -> str:
+    write_raster(inputs.tmp / "visual.tif", np.zeros((3, 16, 16), np.uint8))
+    items = _stac_items(inputs, {"visual": "visual.tif"}, "2024-06-02T10:00:00Z")
+    return inputs.run_error(_stac_args(inputs, items, "red,green,blue"))
+
+
+@case("stac-no-datetime")
+def _stac_no_datetime(inputs: CaseInputs) -> str:
+    write_raster(inputs.tmp / "visual.tif", np.zeros((3, 16, 16), np.uint8))
+    items = _stac_items(inputs, {"visual": "visual.tif"}, None)
+    return inputs.run_error(_stac_args(inputs, items, "visual"))
+
+
+@case("stac-not-stac")
+def _stac_not_stac(inputs: CaseInputs) -> str:
+    items = inputs.tmp / "items.json"
+    items.write_text(json.dumps({"type": "Polygon", "coordinates": []}))
+    return inputs.run_error(_stac_args(inputs, items, "visual"))
+
+
+@case("evaluate-metrics-exist")
+def _evaluate_metrics_exist(inputs: CaseInputs) -> str:
+    # With --output the check comes before the checkpoint is read: any file shows it.
+    out = inputs.tmp / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    return inputs.run_error(["evaluate", str(inputs.pretrained()), "--output", str(out)])
 
 
 def test_every_row_has_a_case_and_every_case_a_row() -> None:
