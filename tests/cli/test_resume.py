@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from geossl.cli.pretrain_cli import run_pretrain
 from geossl.cli.resume import continue_run_folder, keep_rows_before
-from geossl.trainers.loss_curve import LossCurve
+from geossl.trainers.loss_curve import LOSS_CURVE_NAME, LossCurve
 from tests.cli.test_pretrain_cli import REPO, tiny_args
 
 STEPS = 5
@@ -94,6 +94,7 @@ def test_kill_9_and_resume_gives_the_uninterrupted_curve(fmow_sample: Path, tmp_
     # One run folder, whose metrics.csv holds every step once, as the uninterrupted run's does.
     assert [p.name for p in (runs / "tiny").iterdir()] == ["version_0"]
     assert Path(str(resumed.trainer.log_dir)) == last.parent.parent
+    assert (last.parent.parent / LOSS_CURVE_NAME).is_file()  # drawn from the history above
     written = _csv_losses(last.parent.parent / "metrics.csv")
     reference = _csv_losses(Path(str(baseline.trainer.log_dir)) / "metrics.csv")
     assert [step for step, _ in written] == [step for step, _ in reference] == list(range(STEPS))
