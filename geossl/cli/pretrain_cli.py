@@ -26,6 +26,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from geossl import datamodules
 from geossl.cli.pretrain import DEFAULT_DATAMODULE
+from geossl.cli.resume import continue_run_folder
 from geossl.cli.runtime import default_precision, quiet_lightning
 from geossl.configs import preset_path
 from geossl.trainers.callbacks import RunSummary
@@ -213,6 +214,7 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
     )
     ckpt_path = cli.config.get("ckpt_path")
     give_data_normalization(cli.model, cli.datamodule)
+    continue_run_folder(cli.trainer, ckpt_path)
     # weights_only=True: a checkpoint given to resume is never unpickled (explicit, so that
     # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which only changes torch.load's default, cannot undo it).
     with reading_checkpoint(ckpt_path):  # a bad --ckpt_path: one line naming it

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from geossl.datamodules.input_block import input_block
 from geossl.datamodules.loaders import loader_kwargs
+from geossl.datamodules.resumable import ResumableDataLoader
 from geossl.datasets.band_stats import (
     BandMoments,
     BandStatistics,
@@ -377,11 +378,12 @@ class FMoWDataModule(LightningDataModule):
             self.setup("fit")
         if self.train_dataset is None or self.train_sampler is None:  # pragma: no cover
             raise RuntimeError("FMoWDataModule.setup() did not create the training dataset")
-        return DataLoader(
+        return ResumableDataLoader(
             self.train_dataset,
             sampler=self.train_sampler,
             drop_last=self.drop_last,
             collate_fn=collate_encoded if self.decode_on_device else None,
+            seed=self.seed,
             **self._loader_kwargs(),
         )
 
@@ -462,4 +464,11 @@ class FMoWDataModule(LightningDataModule):
             self.setup("validate")
         if self.val_dataset is None:  # pragma: no cover
             raise RuntimeError("FMoWDataModule.setup() did not create the validation dataset")
-        return DataLoader(self.val_dataset, shuffle=False, drop_last=False, **self._loader_kwargs())
+        return DataLoader(
+            self.val_dataset,
+            shuffle=False,
+            drop_last=False,
+            # Its own generator: the workers' seed never comes from the training step's.
+            generator=torch.Generator().manual_seed(self.seed),
+            **self._loader_kwargs(),
+        )

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from geossl.datamodules.input_block import input_block
 from geossl.datamodules.loaders import loader_kwargs
+from geossl.datamodules.resumable import ResumableDataLoader
 from geossl.datasets.band_stats import (
     BandMoments,
     BandStatistics,
@@ -371,10 +372,11 @@ class RasterTimeSeriesDataModule(LightningDataModule):
             self.setup("fit")
         if self.train_dataset is None or self.train_sampler is None:  # pragma: no cover
             raise RuntimeError("RasterTimeSeriesDataModule.setup() did not create the dataset")
-        return DataLoader(
+        return ResumableDataLoader(
             self.train_dataset,
             sampler=self.train_sampler,
             drop_last=self.drop_last,
+            seed=self.seed,
             **loader_kwargs(
                 self.batch_size,
                 self.num_workers,

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from geossl.datamodules.input_block import input_block
 from geossl.datamodules.loaders import loader_kwargs
+from geossl.datamodules.resumable import ResumableDataLoader
 from geossl.datasets.band_stats import BandMoments
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
 from geossl.datasets.scenes import (
@@ -28,6 +29,7 @@ from geossl.datasets.scenes import (
     read_scene_labels,
     stratified_split,
 )
+from geossl.samplers.shuffle import EpochShuffleSampler
 from geossl.utils.bands import RGB_BANDS, UINT8_SCALE
 
 __all__ = ["IMAGE_SUFFIXES", "ScenesDataModule", "find_scene_images"]
@@ -136,6 +138,7 @@ class ScenesDataModule(LightningDataModule):
         max_bad_fraction: the share of unreadable images above which ``setup`` stops.
         pin_memory: pin batches (only when CUDA is available).
         drop_last: drop the last incomplete batch.
+        seed: seed of the shuffle (``seed + epoch``, so that a resumed run repeats it).
 
     Raises:
         ValueError: for invalid arguments, naming the ``data.<key>`` to fix.
@@ -163,6 +166,7 @@ class ScenesDataModule(LightningDataModule):
         max_bad_fraction: float = 0.01,
         pin_memory: bool = True,
         drop_last: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         for key, value in {"image_size": image_size, "batch_size": batch_size}.items():
@@ -181,6 +185,7 @@ class ScenesDataModule(LightningDataModule):
         self.max_bad_fraction = max_bad_fraction
         self.pin_memory = pin_memory
         self.drop_last = drop_last
+        self.seed = seed
         self.train_dataset: _ScenePairs | None = None
         #: Images skipped as unreadable in ``setup``: path -> reason.
         self.skipped: dict[str, str] = {}
@@ -273,12 +278,15 @@ class ScenesDataModule(LightningDataModule):
         return list(stats.mean), list(stats.std)
 
     def train_dataloader(self) -> DataLoader[dict[str, Tensor]]:
-        """Shuffled batches of pairs."""
+        """Shuffled batches of pairs (an `EpochShuffleSampler`: resumable mid-epoch)."""
         self.setup("fit")
-        return DataLoader(
-            self.train_dataset,  # type: ignore[arg-type]
-            shuffle=True,
+        if self.train_dataset is None:  # pragma: no cover - setup always builds it
+            raise RuntimeError("ScenesDataModule.setup() did not create the dataset")
+        return ResumableDataLoader(
+            self.train_dataset,
+            sampler=EpochShuffleSampler(len(self.train_dataset), self.seed),
             drop_last=self.drop_last,
+            seed=self.seed,
             # Batches are slices of memory: no prefetch beyond DataLoader's default, and no
             # persistent_workers option (always on with workers).
             **loader_kwargs(

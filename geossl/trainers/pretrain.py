@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from geossl.models import KeyQueue, create_backbone, get_num_features
 from geossl.trainers.callbacks import TrainingHealthMonitor
 from geossl.trainers.encoders import draw_views, encode_keys, encode_view, projection_head
+from geossl.trainers.exact_resume import ExactResume
 from geossl.trainers.guards import NonFiniteGuard, check_fit_ready
 from geossl.trainers.normalization import (
     build_augmentation,
@@ -387,12 +388,8 @@ class GeoSSLTask(LightningModule):
         )
 
     def configure_callbacks(self) -> list[Callback]:
-        """The task's own callback: `TrainingHealthMonitor`.
-
-        Returns:
-            The monitor, which warns once on a collapse or a loss out of its range.
-        """
-        return [TrainingHealthMonitor()]
+        """The task's callbacks: `TrainingHealthMonitor` (collapse warnings), `ExactResume`."""
+        return [TrainingHealthMonitor(), ExactResume()]
 
     def on_train_start(self) -> None:
         """Stop DDP from re-broadcasting rank 0's buffers (the queue, 32 MB) before every forward.
