@@ -466,7 +466,7 @@ def _grid_other_settings(inputs: CaseInputs) -> str:
 
 
 def _stac_items(inputs: CaseInputs, assets: dict[str, str], moment: str | None) -> Path:
-    item = {
+    item: dict[str, object] = {
         "type": "Feature",
         "stac_version": "1.0.0",
         "id": "S2A_T31",
