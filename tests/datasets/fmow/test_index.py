@@ -266,6 +266,22 @@ def test_bad_samples_are_skipped_and_counted(sample_copy: Path, tmp_path: Path) 
     assert without_check.report.num_images_checked == 0
 
 
+def test_zeroed_jpeg_data_is_a_blank_image(sample_copy: Path, tmp_path: Path) -> None:
+    # Markers intact (SOI ... SOS header ... EOI), entropy-coded data zeroed: it decodes, to grey
+    # garbage, and used to be indexed as a valid image.
+    table = _build(sample_copy, tmp_path / "good").table
+    image, _ = _jpeg_json(sample_copy, table, 0)
+    data = bytearray(image.read_bytes())
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    end = data.rindex(b"\xff\xd9")
+    data[start:end] = bytes(end - start)
+    image.write_bytes(bytes(data))
+    index = _build(sample_copy, tmp_path / "zeroed")
+    assert index.report.bad_by_reason == {"blank image": 1}
+    assert table["path"].iloc[0] not in set(index.table["path"])
+
+
 def test_mostly_bad_dataset(sample_copy: Path, tmp_path: Path) -> None:
     jsons = sorted(sample_copy.glob("train/*/*/*_rgb.json"))
     for path in jsons:
