@@ -75,11 +75,11 @@ class SkipCounts:
     def merge_bad(self, other: SkipCounts) -> None:
         """Add the bad samples of ``other`` (their counts and examples) to these."""
         for reason, count in other.bad_by_reason.items():
-            examples = other.examples.get(reason, [])
-            self.add_bad(reason, examples[0] if examples else "", count)
-            kept = self.examples[reason]
-            for path in examples[1:]:
-                if len(kept) < MAX_EXAMPLES:
+            self.num_bad += count
+            self.bad_by_reason[reason] = self.bad_by_reason.get(reason, 0) + count
+            kept = self.examples.setdefault(reason, [])
+            for path in other.examples.get(reason, []):
+                if len(kept) < MAX_EXAMPLES and path not in kept:
                     kept.append(path)
 
     def worst_reason(self) -> str:

@@ -45,6 +45,10 @@ class FMoWIndexReport(SkipCounts):
         num_images_checked: image files opened to check their header and end marker.
         seconds: wall-clock time of the build up to the cache write (scan, checks, clustering).
         workers: scan processes used.
+        bad_files: every skipped sample as ``[reason, path, signature]``: the path relative to the
+            root and the size and mtime of its JSON and image files
+            ([`bad_file_signature`][geossl.datasets.fmow.recheck.bad_file_signature]), so that a
+            cached index re-reads only the bad samples whose files changed.
     """
 
     root: str
@@ -60,6 +64,12 @@ class FMoWIndexReport(SkipCounts):
     num_images_checked: int = 0
     seconds: float = 0.0
     workers: int = 1
+    bad_files: list[list[Any]] = field(default_factory=list)
+
+    def add_bad(self, reason: str, path: str, count: int = 1) -> None:
+        """Count a bad sample, and keep ``[reason, path]`` in `bad_files` for the re-check."""
+        super().add_bad(reason, path, count)
+        self.bad_files.append([reason, path])
 
     def merge(self, other: FMoWIndexReport) -> None:
         """Add the counts of ``other`` (a scan chunk) to this report."""
@@ -67,6 +77,7 @@ class FMoWIndexReport(SkipCounts):
         self.num_json_read += other.num_json_read
         self.num_images_checked += other.num_images_checked
         self.merge_bad(other)
+        self.bad_files += other.bad_files
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
