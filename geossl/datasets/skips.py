@@ -253,6 +253,18 @@ class LoadFailures:
         self.by_reason: dict[str, int] = {}
         self.examples: dict[str, list[str]] = {}
 
+    def summary(self) -> str:
+        """One line: the failures by reason with an example each, ``""`` when there were none."""
+        if not self.count:
+            return ""
+        parts = [
+            f"{reason}: {count:,} (e.g. {self.examples[reason][0]})"
+            for reason, count in sorted(self.by_reason.items(), key=lambda item: -item[1])
+        ]
+        return f"{self.root}: {self.count:,} {self.what} failed and were replaced; " + "; ".join(
+            parts
+        )
+
     def record(self, path: str, reason: str, detail: str = "", stacklevel: int = 3) -> None:
         """Count a failure of ``path``, warn naming it, and give up past ``max_failures``.
 

@@ -262,9 +262,7 @@ def build_fmow_index(
     params, cache_path = _cache_location(
         root_str, splits, product, num_geo_clusters, seed, verify_images, entries, cache_dir
     )
-    cached = None
-    if not rebuild:
-        cached = _load_cached_index(cache_path, units, params, max_bad_fraction, progress)
+    cached = _load_cached_index(cache_path, units, params, rebuild, max_bad_fraction, progress)
     if cached is not None:
         return cached
     units, batches = _scan_all_units(
@@ -276,7 +274,6 @@ def build_fmow_index(
         batches, units, splits, num_geo_clusters, seed, root_str
     )
     report.seconds = time.perf_counter() - start_time
-    sign_bad_files(report, root_str, product)
     _save_index(table, cache_path, params, centroids, report)
     _print_summary(report, progress)
     return FMoWIndex(_to_pandas(table), centroids, report, cache_path, False)
@@ -357,10 +354,11 @@ def _load_cached_index(
     cache_path: Path,
     units: list[_Unit],
     params: dict[str, Any],
+    rebuild: bool,
     max_bad_fraction: float,
     progress: bool,
 ) -> FMoWIndex | None:
-    """The cached index, or None when there is none or (with a warning) it cannot be read.
+    """The cached index, or None when there is none, ``rebuild`` or (warned) it cannot be read.
 
     The samples it recorded as bad whose files changed since are re-checked first
     ([`recheck_bad_samples`][geossl.datasets.fmow.recheck.recheck_bad_samples]).
@@ -368,7 +366,7 @@ def _load_cached_index(
     Raises:
         BadDatasetError: when the cached build saw more than ``max_bad_fraction`` bad samples.
     """
-    if not cache_path.is_file():
+    if rebuild or not cache_path.is_file():
         return None
     try:
         table, centroids, report = _read_cache(cache_path)
@@ -454,4 +452,5 @@ def _scan_all_units(
             batches.append(batch)
             report.merge(part)
             bar.update(len(chunk))
+    sign_bad_files(report, root_str, product)  # for the re-check at the next start
     return units, batches
