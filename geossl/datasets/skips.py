@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from geossl.datasets.errors import BadDatasetError
@@ -211,14 +212,17 @@ def blank_images(images: Tensor) -> Tensor:
         bool ``[N]``.
 
     Example:
-        >>> import torch
         >>> images = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
         >>> images[1, 0, 0, 0] = 9
         >>> blank_images(images).tolist()
         [True, False]
     """
-    flat = images.flatten(2)  # [N, C, H * W]
-    return (flat == flat[..., :1]).flatten(1).all(dim=1)
+    if images.numel() == 0:
+        return torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
+    # One min/max reduction per band (a comparison with the first pixel would allocate a mask as
+    # big as the batch).
+    low, high = torch.aminmax(images.flatten(2), dim=2)  # [N, C] each
+    return (low == high).all(dim=1)
 
 
 class LoadFailures:
