@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -385,6 +386,18 @@ class FMoWDataModule(LightningDataModule):
             collate_fn=collate_encoded if self.decode_on_device else None,
             **self._loader_kwargs(),
         )
+
+    def teardown(self, stage: str) -> None:
+        """Print the run's image failures (loader workers and device decode), if any."""
+        loaded = "" if self.train_dataset is None else self.train_dataset.load_failures.summary()
+        if loaded:
+            print(loaded, file=sys.stderr)
+        if self.num_decode_failures:
+            print(
+                f"{self.root}: {self.num_decode_failures:,} images failed to decode on the device "
+                "(or were blank) and were replaced (each warned, naming its file)",
+                file=sys.stderr,
+            )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Decode a ``decode_on_device`` batch where it now is (see `decode_batch`)."""

@@ -25,6 +25,7 @@ from geossl.datasets.errors import BadDatasetError
 
 __all__ = [
     "BLANK_IMAGE",
+    "UNREADABLE_IMAGE",
     "LoadFailures",
     "RasterSkipReport",
     "SkipCounts",
@@ -40,6 +41,9 @@ MAX_EXAMPLES = 3
 
 #: The reason of an image that is one flat colour (e.g. a JPEG whose data was zeroed).
 BLANK_IMAGE = "blank image"
+
+#: The reason of an image that fails to read or decode while training.
+UNREADABLE_IMAGE = "cannot read image"
 
 
 class SkipCounts:
@@ -226,27 +230,37 @@ def blank_images(images: Tensor) -> Tensor:
 
 
 class LoadFailures:
-    """Samples that failed while training in this process: warned, counted by reason, capped.
+    """Samples that failed while training: warned, counted by reason, capped per process.
 
-    Each DataLoader worker has its own copy (the counts are per process), as fMoW's loaders have.
+    The limit applies per process (each DataLoader worker has its own copy), as fMoW's loaders
+    always did; the counts of ``reasons`` are also kept in a small shared-memory tensor that the
+    workers inherit, so that [`summary`][geossl.datasets.skips.LoadFailures.summary] in the main
+    process tells the whole run.
 
     Args:
         root: the dataset root named by the error.
-        max_failures: failures tolerated before giving up.
+        max_failures: failures tolerated per process before giving up.
         what: what failed, for the messages (``"images"``, ``"raster reads"``).
+        reasons: the reasons counted across processes.
 
     Example:
-        >>> failures = LoadFailures("data/fmow", max_failures=1)
+        >>> failures = LoadFailures("data/fmow", max_failures=1, reasons=(BLANK_IMAGE,))
         >>> import warnings
         >>> with warnings.catch_warnings():
         ...     warnings.simplefilter("ignore")
         ...     failures.record("data/fmow/a.jpg", BLANK_IMAGE, "all pixels 0")
         >>> failures.count, failures.by_reason
         (1, {'blank image': 1})
-    """
+        >>> failures.summary()
+        'data/fmow: 1 images failed and were replaced (each warned, naming its file): blank image: 1 (e.g. data/fmow/a.jpg)'
+    """  # noqa: E501
 
     def __init__(
-        self, root: str | os.PathLike[str], max_failures: int, what: str = "images"
+        self,
+        root: str | os.PathLike[str],
+        max_failures: int,
+        what: str = "images",
+        reasons: Sequence[str] = (),
     ) -> None:
         if max_failures < 0:
             raise ValueError(f"max_load_failures must be non-negative, got {max_failures}")
@@ -256,17 +270,28 @@ class LoadFailures:
         self.count = 0
         self.by_reason: dict[str, int] = {}
         self.examples: dict[str, list[str]] = {}
+        self.reasons = tuple(reasons)
+        shared = torch.zeros(len(self.reasons), dtype=torch.int64)
+        self._shared = shared.share_memory_()  # type: ignore[no-untyped-call]
 
     def summary(self) -> str:
-        """One line: the failures by reason with an example each, ``""`` when there were none."""
-        if not self.count:
+        """One line: the run's failures by reason (all processes), ``""`` when there were none.
+
+        An example file is named for the failures seen in this process; the workers warned of
+        theirs.
+        """
+        totals = {r: int(c) for r, c in zip(self.reasons, self._shared.tolist(), strict=True) if c}
+        totals.update({r: c for r, c in self.by_reason.items() if r not in self.reasons})
+        if not totals:
             return ""
         parts = [
-            f"{reason}: {count:,} (e.g. {self.examples[reason][0]})"
-            for reason, count in sorted(self.by_reason.items(), key=lambda item: -item[1])
+            f"{reason}: {count:,}"
+            + (f" (e.g. {self.examples[reason][0]})" if self.examples.get(reason) else "")
+            for reason, count in sorted(totals.items(), key=lambda item: -item[1])
         ]
-        return f"{self.root}: {self.count:,} {self.what} failed and were replaced; " + "; ".join(
-            parts
+        return (
+            f"{self.root}: {sum(totals.values()):,} {self.what} failed and were replaced (each "
+            f"warned, naming its file): " + "; ".join(parts)
         )
 
     def record(self, path: str, reason: str, detail: str = "", stacklevel: int = 3) -> None:
@@ -277,6 +302,8 @@ class LoadFailures:
         """
         self.count += 1
         self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        if reason in self.reasons:  # seen by the main process's summary (a rare race only)
+            self._shared[self.reasons.index(reason)] += 1
         examples = self.examples.setdefault(reason, [])
         if len(examples) < MAX_EXAMPLES and path not in examples:
             examples.append(path)

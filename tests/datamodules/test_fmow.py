@@ -266,7 +266,9 @@ def test_decode_on_device_replaces_corrupt_images(fmow_sample: Path, tmp_path: P
             assert torch.equal(out[key][2:], clean[key][2:]), key
 
 
-def test_decode_on_device_replaces_blank_images(fmow_sample: Path, tmp_path: Path) -> None:
+def test_decode_on_device_replaces_blank_images(
+    fmow_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "fmow-rgb"
     shutil.copytree(fmow_sample, root)
     dm = _module(root, tmp_path, decode_on_device=True)
@@ -286,6 +288,8 @@ def test_decode_on_device_replaces_blank_images(fmow_sample: Path, tmp_path: Pat
     assert dm.num_decode_failures == 1
     assert torch.equal(out["image"][0, 1], out["image"][0, 0])  # the anchor stands in
     assert out["index"][0].tolist() == [i0, i0]
+    dm.teardown("fit")  # the end of the run tells how many were replaced
+    assert "1 images failed to decode on the device (or were blank)" in capsys.readouterr().err
 
 
 def test_decode_on_device_stops_past_the_failure_limit(

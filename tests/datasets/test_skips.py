@@ -1,9 +1,11 @@
 """The skip bookkeeping shared by fMoW and the raster stacks: counts, table, limits, blank check."""
 
 import re
+import warnings
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.skips import (
@@ -66,3 +68,29 @@ def test_load_failures_count_by_reason_and_stop() -> None:
     assert failures.by_reason == {BLANK_IMAGE: 1, "unreadable image": 1}
     assert "\n" not in str(error.value)
     assert "last data/b.jpg: unreadable image (truncated)" in str(error.value)
+
+
+class _Flaky(Dataset[int]):
+    """Every odd item fails (a blank image), counted by the dataset's LoadFailures."""
+
+    def __init__(self) -> None:
+        self.failures = LoadFailures("data", max_failures=10, reasons=(BLANK_IMAGE,))
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> int:
+        if index % 2:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.failures.record(f"data/{index}.jpg", BLANK_IMAGE)
+        return index
+
+
+def test_the_summary_counts_the_failures_of_every_loader_worker() -> None:
+    dataset = _Flaky()
+    assert list(DataLoader(dataset, batch_size=None, num_workers=2)) == list(range(8))
+    assert dataset.failures.count == 0  # the workers counted, not this process
+    assert dataset.failures.summary() == (
+        "data: 4 images failed and were replaced (each warned, naming its file): blank image: 4"
+    )

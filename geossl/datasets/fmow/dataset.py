@@ -32,7 +32,7 @@ from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_MS_BANDS
 from geossl.datasets.fmow.io import _JPEG_START, _read_errors, read_fmow_image
 from geossl.datasets.plotting import format_time, image_figure, rgb_image
-from geossl.datasets.skips import BLANK_IMAGE, LoadFailures, blank_images
+from geossl.datasets.skips import BLANK_IMAGE, UNREADABLE_IMAGE, LoadFailures, blank_images
 from geossl.utils.checks import check_at_least
 
 __all__ = ["FMoW", "FMoWLocations"]
@@ -105,7 +105,9 @@ class _FMoWBase(Dataset[Sample]):
         self.max_load_failures = max_load_failures
         #: Images that could not be read (or were blank) in this process, by reason (each
         #: DataLoader worker has its own).
-        self.load_failures = LoadFailures(self.root, max_load_failures)
+        self.load_failures = LoadFailures(
+            self.root, max_load_failures, reasons=(UNREADABLE_IMAGE, BLANK_IMAGE)
+        )
         self._bad_rows: set[int] = set()
 
         encoded = [str(p).encode("utf-8") for p in split_rows["path"].tolist()]
@@ -214,7 +216,7 @@ class _FMoWBase(Dataset[Sample]):
             return
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         try:
-            self.load_failures.record(path, "cannot read image", message, stacklevel=5)
+            self.load_failures.record(path, UNREADABLE_IMAGE, message, stacklevel=5)
         except BadDatasetError as error:
             raise error from err
 

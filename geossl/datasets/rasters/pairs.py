@@ -113,7 +113,7 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
         self.scale = float(scale)
         #: Reads that failed in this process (each DataLoader worker has its own), by reason.
         self.load_failures = LoadFailures(
-            rasters.skipped.root, max_load_failures, what="raster reads"
+            rasters.skipped.root, max_load_failures, "raster reads", reasons=(UNREADABLE_TILES,)
         )
 
     def read(self, query: PatchQuery) -> Tensor | None:
