@@ -105,7 +105,7 @@ def _update_report(
         for reason, paths in report.examples.items()
         if reason in report.bad_by_reason
     }
-    report.num_scanned += part.num_scanned - removed - old_valid
+    report.num_scanned -= removed + old_valid  # merge adds the folders' samples back
     report.merge(part)
 
 

@@ -221,6 +221,8 @@ def test_a_json_fixed_after_indexing_is_picked_up(
     assert fixed.cache_path == broken.cache_path
     assert fixed.report.bad_by_reason == {}
     assert fixed.report.num_valid == len(fixed.table) == len(clean)
+    assert fixed.report.num_scanned == broken.report.num_scanned
+    assert fixed.report.num_locations == broken.report.num_locations
     columns = [c for c in clean.columns if c != "geo_label"]
     pd.testing.assert_frame_equal(fixed.table[columns], clean[columns])
     location = fixed.table["location_id"] == fixed.table["location_id"].iloc[row]
@@ -233,6 +235,27 @@ def test_a_json_fixed_after_indexing_is_picked_up(
     again = _build(sample_copy, cache, progress=True)  # the cache was updated: nothing re-read
     pd.testing.assert_frame_equal(again.table, fixed.table)
     assert "rebuild_index" not in capsys.readouterr().err
+
+
+def test_a_bad_json_edited_but_still_bad_is_recorded_again(
+    sample_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = _build(sample_copy, tmp_path / "clean").table
+    _, meta = _jpeg_json(sample_copy, clean, 0)
+    meta.write_text("{")
+    cache = tmp_path / "cache"
+    _build(sample_copy, cache)
+    meta.write_text("[]")  # changed, still not an fMoW JSON
+    again = _build(sample_copy, cache)
+    assert again.from_cache
+    assert sum(again.report.bad_by_reason.values()) == again.report.num_bad == 1
+    assert len(again.table) == len(clean) - 1
+
+    def explode(path: str) -> None:
+        raise AssertionError(f"parsed {path}")
+
+    monkeypatch.setattr(fmow_scan, "parse_fmow_json", explode)
+    assert _build(sample_copy, cache).report == again.report  # its new size and mtime are kept
 
 
 def test_corrupt_cache_is_rebuilt(sample_copy: Path, tmp_path: Path) -> None:
