@@ -56,8 +56,16 @@ def bad_file_signature(root: str, path: str, exts: Sequence[str]) -> list[int]:
     return signature
 
 
+#: Bad samples re-checked at most (about 40 us of stat calls each at every start); past it the
+#: list is dropped, and only ``--data.rebuild_index true`` picks up a fix.
+MAX_RECHECKED = 50_000
+
+
 def sign_bad_files(report: FMoWIndexReport, root: str, product: str) -> None:
     """Append its signature to every ``[reason, path]`` of ``report.bad_files`` lacking one."""
+    if len(report.bad_files) > MAX_RECHECKED:
+        report.bad_files = []
+        return
     exts = list(PRODUCTS[product])
     for entry in report.bad_files:
         if len(entry) == 2:
