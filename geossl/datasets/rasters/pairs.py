@@ -128,8 +128,10 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
         """
         try:
             return self.rasters[query]["image"]  # type: ignore[no-any-return]
-        except IndexError:  # only excluded files covered it
-            return None
+        except IndexError:  # only excluded files covered it (else a sampler bug: raised)
+            if (self.rasters.file_dates < 0).any():
+                return None
+            raise
         except READ_ERRORS as error:
             files = files_of_query(self.rasters, query)
             path, message = read_problem(error, files)
