@@ -153,3 +153,48 @@ def one_line(error: pytest.ExceptionInfo[BaseException]) -> str:
 S2_PRODUCT = "S2A_MSIL2A_20170613T101031_87_48"
 S2_LATER_PRODUCT = "S2B_MSIL2A_20170924T093020_87_48"
 THREE_BANDS = {"B01": 60, "B02": 10, "B05": 20}
+
+
+def rewrite_tiled(
+    path: Path, *, interleave: str = "pixel", photometric: str = "minisblack"
+) -> Path:
+    """Rewrite a GeoTIFF in place with 16 px deflate tiles (4 bands are not RGBA by default)."""
+    with rasterio.open(path) as src:
+        profile, pixels = src.profile, src.read()
+    profile.update(
+        tiled=True, blockxsize=16, blockysize=16, compress="deflate", interleave=interleave
+    )
+    profile["photometric"] = photometric
+    path.unlink()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(pixels)
+    return path
+
+
+def cut_tiles(path: Path) -> Path:
+    """Truncate a tiled GeoTIFF to half its size: the header opens, the last tiles are gone."""
+    rewrite_tiled(path)
+    size = path.stat().st_size
+    with open(path, "r+b") as file:
+        file.truncate(size // 2)
+    return path
+
+
+def garble_tiles(path: Path, band: int, *, interleave: str = "band") -> Path:
+    """Overwrite every tile of ``band`` with 0xFF bytes (the file keeps its size and its tags)."""
+    rewrite_tiled(path, interleave=interleave)
+    with rasterio.open(path) as src:
+        rows, cols = -(-src.height // 16), -(-src.width // 16)
+        blocks = [
+            (
+                int(src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=band)),
+                int(src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=band)),
+            )
+            for y in range(rows)
+            for x in range(cols)
+        ]
+    with open(path, "r+b") as file:
+        for offset, length in blocks:
+            file.seek(offset)
+            file.write(b"\xff" * length)
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +38,7 @@ from geossl.datasets.fmow.constants import (
 )
 from geossl.datasets.fmow.encoded import EncodedImages, collate_encoded, decode_encoded
 from geossl.datasets.fmow.index import FMoWIndex, build_fmow_index
+from geossl.datasets.skips import BLANK_IMAGE, blank_images
 from geossl.samplers.temporal import TemporalPairSampler
 from geossl.utils.checks import check_at_least, check_fraction
 
@@ -387,6 +389,18 @@ class FMoWDataModule(LightningDataModule):
             **self._loader_kwargs(),
         )
 
+    def teardown(self, stage: str) -> None:
+        """Print the run's image failures (loader workers and device decode), if any."""
+        loaded = "" if self.train_dataset is None else self.train_dataset.load_failures.summary()
+        if loaded:
+            print(loaded, file=sys.stderr)
+        if self.num_decode_failures:
+            print(
+                f"{self.root}: {self.num_decode_failures:,} images failed to decode on the device "
+                "(or were blank) and were replaced (each warned, naming its file)",
+                file=sys.stderr,
+            )
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Decode a ``decode_on_device`` batch where it now is (see `decode_batch`)."""
         if isinstance(batch, dict) and isinstance(batch.get("encoded"), EncodedImages):
@@ -397,10 +411,10 @@ class FMoWDataModule(LightningDataModule):
         """Turn a ``decode_on_device`` batch into the usual one, on the device of its tensors.
 
         ``encoded`` (the ``2 B`` files, pair-major) becomes ``image: uint8 [B, 2, C, S, S]``
-        (``S = image_size``, ``C`` the selected bands). A file that does not decode, or whose
-        context crop misses the decoded image, is replaced by the other view of its pair (with
-        that view's ``time`` and ``index``), or when both fail by the nearest intact pair of the
-        batch (every key); each warns, naming the file.
+        (``S = image_size``, ``C`` the selected bands). A file that does not decode, decodes to one
+        flat colour, or whose context crop misses the decoded image, is replaced by the other view
+        of its pair (with that view's ``time`` and ``index``), or when both fail by the nearest
+        intact pair of the batch (every key); each warns, naming the file.
 
         Raises:
             BadDatasetError: past 100 failures in this process, or when no pair of a batch
@@ -410,17 +424,24 @@ class FMoWDataModule(LightningDataModule):
         device = batch["index"].device
         images, failed = decode_encoded(encoded, self.image_size, device)
         pairs = images.view(-1, 2, *images.shape[1:])
-        if failed:
-            self._replace_failed(batch, pairs, encoded, failed)
+        # One reduction for the batch: a JPEG with intact markers but zeroed data decodes flat.
+        blank = [p for p in blank_images(images).nonzero()[:, 0].tolist() if p not in failed]
+        if failed or blank:
+            self._replace_failed(batch, pairs, encoded, failed, blank)
         if self.bands is not None:
             pairs = pairs[:, :, [b - 1 for b in self.bands]]
         batch["image"] = pairs
         return batch
 
     def _replace_failed(
-        self, batch: dict[str, Any], pairs: Tensor, encoded: EncodedImages, failed: list[int]
+        self,
+        batch: dict[str, Any],
+        pairs: Tensor,
+        encoded: EncodedImages,
+        failed: list[int],
+        blank: list[int],
     ) -> None:
-        self.num_decode_failures += len(failed)
+        self.num_decode_failures += len(failed) + len(blank)
         for position in failed:
             warnings.warn(
                 f"{encoded.paths[position]}: cannot decode the image on {pairs.device} (corrupt "
@@ -428,6 +449,14 @@ class FMoWDataModule(LightningDataModule):
                 RuntimeWarning,
                 stacklevel=3,
             )
+        for position in blank:
+            warnings.warn(
+                f"{encoded.paths[position]}: {BLANK_IMAGE} (one flat colour once decoded on "
+                f"{pairs.device}); a replacement is used",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        failed = sorted(failed + blank)
         if self.num_decode_failures > MAX_DECODE_FAILURES:
             raise BadDatasetError(
                 self.root,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from geossl.datasets.band_stats import (
 )
 from geossl.datasets.geo_clusters import latlon_to_unit, spherical_kmeans
 from geossl.datasets.rasters import RasterTemporalPairs, TimeSeriesRasters
+from geossl.datasets.rasters.integrity import skip_unreadable
 from geossl.samplers.temporal_geo import TemporalGeoPairSampler
 from geossl.utils.bands import UINT8_SCALE
 from geossl.utils.checks import check_at_least, check_fraction
@@ -120,6 +122,11 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         cache_dir: folder of the
             `band_statistics` cache, default ``.geossl`` in the first of ``paths`` (its folder when
             it is a file).
+        max_bad_fraction: fail when more than this share of the files is skipped as corrupt (cut
+            tiles, found when indexing or in the validity scan;
+            [`geossl.datasets.rasters.integrity`][geossl.datasets.rasters.integrity]).
+        max_load_failures: failed patch reads tolerated per process (each is warned about by
+            file and replaced by the pair's other view) before stopping with one line.
 
     Raises:
         ValueError: for invalid arguments, naming the ``data.<key>`` to fix.
@@ -150,21 +157,25 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         band_names: list[str] | None = None,
         single_date_pairs: bool = False,
         cache_dir: str | None = None,
+        max_bad_fraction: float = 0.5,
+        max_load_failures: int = 100,
     ) -> None:
         super().__init__()
         path_list = _check_paths(paths)
         _check_band_selection(bands, band_names)
-        counts = {
-            "patch_size": patch_size,
-            "batch_size": batch_size,
-            "num_geo_clusters": num_geo_clusters,
-            "length": length,
-            "geo_cluster_points": geo_cluster_points,
+        minimums = {
+            "patch_size": (patch_size, 1),
+            "batch_size": (batch_size, 1),
+            "num_geo_clusters": (num_geo_clusters, 1),
+            "length": (length, 1),
+            "geo_cluster_points": (geo_cluster_points, 1),
+            "num_workers": (num_workers, 0),
+            "max_load_failures": (max_load_failures, 0),
         }
-        for key, value in counts.items():
-            check_at_least(f"data.{key}", value, 1)
-        check_at_least("data.num_workers", num_workers, 0)
-        check_fraction("data.max_nodata_fraction", max_nodata_fraction)
+        for key, (value, low) in minimums.items():
+            check_at_least(f"data.{key}", value, low)
+        for key, fraction in {"nodata": max_nodata_fraction, "bad": max_bad_fraction}.items():
+            check_fraction(f"data.max_{key}_fraction", fraction)
         if not shared_canvas:
             raise ValueError(
                 "data.shared_canvas must be true: both views of a raster pair are one pixel window"
@@ -186,7 +197,7 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.num_geo_clusters = num_geo_clusters
         self.length = length
-        self.max_nodata_fraction = max_nodata_fraction
+        self.max_nodata_fraction, self.max_bad_fraction = max_nodata_fraction, max_bad_fraction
         self.seed = seed
         self.geo_cluster_points = geo_cluster_points
         self.pin_memory = pin_memory
@@ -195,6 +206,7 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         self.band_names = None if band_names is None else [str(b) for b in band_names]
         self.single_date_pairs = single_date_pairs
         self.cache_dir = cache_dir
+        self.max_load_failures = max_load_failures
         self.rasters: TimeSeriesRasters | None = None
         self.train_sampler: TemporalGeoPairSampler | None = None
         self.train_dataset: RasterTemporalPairs | None = None
@@ -268,6 +280,7 @@ class RasterTimeSeriesDataModule(LightningDataModule):
             message = message.replace("lower patch_size", "lower data.patch_size")
             message = message.replace("raise max_nodata_fraction", "raise data.max_nodata_fraction")
             raise ValueError(message) from None
+        skip_unreadable(rasters, sampler.rule.grid.unreadable, self.max_bad_fraction)
         generator = torch.Generator().manual_seed(self.seed)
         boxes, _ = sampler.draw(self.geo_cluster_points, generator)
         lon, lat = rasters.to_lonlat(
@@ -283,7 +296,15 @@ class RasterTimeSeriesDataModule(LightningDataModule):
         )
         self.centroids = centroids
         self.train_sampler = sampler
-        self.train_dataset = RasterTemporalPairs(rasters, centroids, scale=self.scale)
+        self.train_dataset = RasterTemporalPairs(
+            rasters, centroids, scale=self.scale, max_load_failures=self.max_load_failures
+        )
+
+    def teardown(self, stage: str) -> None:
+        """Print the raster reads that failed in this process (workers warned of their own)."""
+        summary = "" if self.train_dataset is None else self.train_dataset.load_failures.summary()
+        if summary:
+            print(summary, file=sys.stderr)
 
     def band_statistics(self, num_samples: int = 256) -> tuple[list[float], list[float]]:
         r"""Per-band mean and std of the training patches on the ``[0, 1]`` scale (cached).
@@ -333,6 +354,7 @@ class RasterTimeSeriesDataModule(LightningDataModule):
             "res": list(rasters.res),
             "nodata": rasters.nodata_value,
             "scale": dataset.scale,
+            "band_indexes": rasters.band_indexes,
             "patch_size": self.patch_size,
             "max_nodata_fraction": self.max_nodata_fraction,
             "single_date_pairs": self.single_date_pairs,
@@ -348,7 +370,9 @@ class RasterTimeSeriesDataModule(LightningDataModule):
             boxes, dates = sampler.draw(num_samples, generator)
             moments = BandMoments(rasters.num_bands)
             for box, date in zip(boxes, dates[:, 0], strict=True):
-                raw = rasters[rasters.query(box, int(date))]["image"]  # [C, H, W]
+                raw = dataset.read(rasters.query(box, int(date)))  # [C, H, W]
+                if raw is None:  # unreadable tiles: counted and warned, the patch left out
+                    continue
                 valid = valid_pixels(raw, rasters.nodata_value)  # [H, W]
                 image = dataset.to_unit(raw)
                 unit = image.float() / 255.0 if image.dtype == torch.uint8 else image

@@ -68,17 +68,34 @@ class DatasetNotFoundError(FileNotFoundError):
         return (type(self), (self.root, self.problem, self.dataset))
 
 
+def _from_worker(text: str) -> tuple[str, str]:
+    """``(folder, problem)`` of the last line of torch's "Caught ... Original Traceback" text.
+
+    A DataLoader worker's exception reaches the main process as ``type(error)(text)``, the text
+    holding the worker's whole traceback; its last line is ``"...BadDatasetError: folder:
+    problem"``, which is the one line worth showing.
+    """
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    message = last.partition("BadDatasetError: ")[2] if "BadDatasetError: " in last else last
+    folder, _, problem = message.partition(": ")
+    return (folder, problem) if problem else ("dataset", message)
+
+
 class BadDatasetError(ValueError):
     """The dataset is on disk but unusable: empty, or too many of its files are bad.
 
-    The message is ``"{folder}: {problem}"`` on one line.
+    The message is ``"{folder}: {problem}"`` on one line, also when it was raised in a DataLoader
+    worker (torch re-raises it in the main process from its traceback's text; the last line is
+    kept).
 
     Attributes:
         folder: the folder (or file) concerned.
         problem: what is wrong with it.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], problem: str) -> None:
+    def __init__(self, folder: str | os.PathLike[str], problem: str | None = None) -> None:
+        if problem is None:  # a DataLoader worker's error, re-raised with its traceback as text
+            folder, problem = _from_worker(os.fspath(folder))
         self.folder = os.fspath(folder)
         self.problem = problem
         super().__init__(f"{self.folder}: {problem}")

@@ -33,6 +33,7 @@ from affine import Affine
 from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_PRODUCTS, FMOW_SPLITS
 from geossl.embed.chips import ChipGrid
 from geossl.embed.stac_vrt import stac_tags
+from geossl.utils.bands import model_bands
 
 __all__ = [
     "RASTER_SUFFIXES",
@@ -302,7 +303,7 @@ def _raster_source(
     chip_size: int,
     stride: int,
 ) -> RasterSource:
-    from rasterio.enums import ColorInterp, MaskFlags
+    from rasterio.enums import MaskFlags
 
     with open_raster(path) as dataset:
         # Before the CRS check: a GCP-only raster has no dataset CRS (its CRS is the GCPs').
@@ -325,8 +326,7 @@ def _raster_source(
                 )
             chosen = tuple(bands)
         else:
-            colour = dataset.colorinterp
-            chosen = tuple(i + 1 for i in range(count) if colour[i] != ColorInterp.alpha)
+            chosen = model_bands(dataset.colorinterp)  # alpha is a mask: pretraining's rule
             if len(chosen) != in_chans:
                 alpha = count - len(chosen)
                 has = f"{count} band(s)" + (f" ({alpha} alpha, not counted)" if alpha else "")

@@ -16,6 +16,7 @@ from geossl.synthetic.fmow_sentinel import generate_fmow_sentinel_sample
 from geossl.synthetic.rasters import generate_raster_timeseries_sample
 from geossl.trainers.loss_curve import LOSS_CURVE_NAME, LossCurve
 from tests.plot_helpers import assert_readable_png
+from tests.raster_helpers import cut_tiles
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"
@@ -188,6 +189,19 @@ def test_fit_on_a_raster_time_series(tmp_path: Path, capsys: pytest.CaptureFixtu
     nulls = ["--model.mean", "null", "--model.std", "null", "--model.normalization", "imagenet"]
     with pytest.raises(ValueError, match=r"model\.normalization=imagenet needs model\.in_chans=3"):
         run_pretrain([*args, *nulls])
+
+
+def test_pretraining_skips_a_raster_whose_tiles_are_cut(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The header opens, the tiles are cut: a rasterio traceback from the loader before.
+    stack = generate_raster_timeseries_sample(tmp_path / "stack", num_dates=4)
+    cut = cut_tiles(sorted(Path(stack.root).rglob("*.tif"))[1])
+    save_dir = ["--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
+    cli = run_pretrain(["--config", str(RASTERS_TINY), "--data.paths", str(stack.root), *save_dir])
+    assert cli.trainer.global_step == 2
+    assert cli.datamodule.rasters.skipped.examples == {"truncated file": [str(cut)]}
+    assert "1 of 4 files skipped" in capsys.readouterr().err
 
 
 def test_data_class_path_is_the_last_one_given(tmp_path: Path) -> None:

@@ -1,3 +1,4 @@
+import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -5,6 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from geossl.datamodules import FMoWDataModule
 from geossl.datamodules import fmow as fmow_datamodule
@@ -262,6 +264,32 @@ def test_decode_on_device_replaces_corrupt_images(fmow_sample: Path, tmp_path: P
     for key in out:  # the other pairs are untouched
         if key != "image":
             assert torch.equal(out[key][2:], clean[key][2:]), key
+
+
+def test_decode_on_device_replaces_blank_images(
+    fmow_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "fmow-rgb"
+    shutil.copytree(fmow_sample, root)
+    dm = _module(root, tmp_path, decode_on_device=True)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.index is not None
+    paths = dm.index.split_rows("train")["path"].tolist()
+    batch = next(iter(dm.train_dataloader()))
+    i0, j0 = batch["index"][0].tolist()
+    flat = Image.new("RGB", (64, 64), (128, 128, 128))
+    buffer = io.BytesIO()
+    flat.save(buffer, "JPEG")
+    batch["encoded"].data[1] = buffer.getvalue()  # view 1 of pair 0 decodes to one grey
+    with pytest.warns(RuntimeWarning, match="blank image") as record:
+        out = dm.on_after_batch_transfer(batch, 0)
+    assert paths[j0] in str(record[0].message)
+    assert dm.num_decode_failures == 1
+    assert torch.equal(out["image"][0, 1], out["image"][0, 0])  # the anchor stands in
+    assert out["index"][0].tolist() == [i0, i0]
+    dm.teardown("fit")  # the end of the run tells how many were replaced
+    assert "1 images failed to decode on the device (or were blank)" in capsys.readouterr().err
 
 
 def test_decode_on_device_stops_past_the_failure_limit(

@@ -1,5 +1,6 @@
 """RasterTimeSeriesDataModule: batches in the pair contract, geo clusters, workers, errors."""
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,23 @@ from rasterio.windows import from_bounds
 
 from geossl.cli.pretrain_cli import run_pretrain
 from geossl.datamodules import RasterTimeSeriesDataModule
+from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.rasters import TimeSeriesRasters
 from geossl.samplers import TemporalGeoPairSampler
 from geossl.synthetic.rasters import (
     RasterSampleSummary,
     generate_raster_timeseries_sample,
 )
-from tests.raster_helpers import S2_BANDS, real_bigearthnet, real_stack, scene, write_tif
+from tests.raster_helpers import (
+    S2_BANDS,
+    cut_tiles,
+    garble_tiles,
+    one_line,
+    real_bigearthnet,
+    real_stack,
+    scene,
+    write_tif,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 RASTERS_TINY = REPO / "tests" / "conf" / "rasters_tiny.yaml"
@@ -253,3 +264,70 @@ def test_real_bigearthnet_pretrains_through_the_cli(tmp_path: Path) -> None:
     assert len(mean) == len(std) == 12
     assert all(0.0 < m < 1.0 for m in mean)  # reflectance x 1e-4
     assert (mean, std) == cli.datamodule.band_statistics(12)  # the cached estimate
+
+
+def test_corrupt_files_are_skipped_counted_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = sorted(generate_raster_timeseries_sample(tmp_path / "s", num_dates=5).files)
+    cut = cut_tiles(Path(files[1]))  # found when indexing: its last tiles lie past its end
+    unreadable = garble_tiles(Path(files[3]), band=1, interleave="pixel")  # found by validity
+    late = garble_tiles(Path(files[4]), band=4)  # band 4 only: found when a patch is read
+    dm = _module(str(tmp_path / "s"), length=8, geo_cluster_points=50)
+    with pytest.warns(RuntimeWarning, match=rf"{unreadable.name}: unreadable tiles"):
+        dm.setup("fit")
+    assert dm.rasters is not None
+    assert dm.rasters.skipped.bad_by_reason == {"truncated file": 1, "unreadable tiles": 1}
+    table = re.sub(r"[\s│┃]", "", capsys.readouterr().err)
+    assert "2of5filesskipped" in table
+    assert str(cut).replace(" ", "") in table
+    assert str(unreadable).replace(" ", "") in table
+    with pytest.warns(RuntimeWarning, match=rf"{late.name}: unreadable tiles"):
+        mean, std = dm.band_statistics(num_samples=64)  # the failed patches are left out
+    assert len(mean) == len(std) == 4
+    batches = list(dm.train_dataloader())  # the bad file is excluded: no traceback, no warning
+    assert len(batches) == 2
+    dm.teardown("fit")
+    assert f"naming its file): unreadable tiles: 1 (e.g. {late})" in capsys.readouterr().err
+    with pytest.warns(RuntimeWarning), pytest.raises(BadDatasetError) as error:
+        _module(str(tmp_path / "s"), max_bad_fraction=0.3).setup("fit")
+    assert "2 of 5 raster files are bad (40% > max_bad_fraction=0.3)" in one_line(error)
+
+
+def _rgba_stack(folder: Path, dates: int = 3) -> list[Path]:
+    """uint8 RGBA GeoTIFFs (band 4 tagged alpha: 0 on the left quarter, else 255), no nodata."""
+    paths = []
+    for day in range(dates):
+        pixels = scene(day, shape=(4, 64, 96))
+        pixels[3] = 255
+        pixels[3, :, :24] = 0
+        path = write_tif(folder / f"scene_2020010{day + 1}.tif", pixels, nodata=None)
+        with rasterio.open(path, "r+") as dst:
+            dst.colorinterp = [
+                rasterio.enums.ColorInterp.red,
+                rasterio.enums.ColorInterp.green,
+                rasterio.enums.ColorInterp.blue,
+                rasterio.enums.ColorInterp.alpha,
+            ]
+        paths.append(path)
+    return paths
+
+
+def test_an_alpha_band_is_a_mask_to_pretrain_as_to_embed(tmp_path: Path) -> None:
+    # A 4-band uint8 GeoTIFF tagged RGBA was 4 bands to pretrain and RGB + alpha to embed.
+    from geossl.embed.sources import RasterSource, find_sources
+
+    paths = _rgba_stack(tmp_path / "rgba")
+    dm = _module(str(tmp_path / "rgba"), num_geo_clusters=2, geo_cluster_points=50, length=4)
+    assert dm.in_chans == 3
+    (source,) = find_sources([paths[0]], in_chans=3, chip_size=32, stride=32)
+    assert isinstance(source, RasterSource)
+    assert dm.rasters is not None
+    assert tuple(dm.rasters.band_indexes or ()) == source.bands == (1, 2, 3)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape[2] == 3
+    # The alpha band masks: no patch is drawn over the transparent quarter (10% nodata allowed).
+    left = dm.rasters.extent[0] + (24 - 4) * dm.rasters.res[0]
+    assert (batch["bounds"][:, 0] >= left).all()
+    # Named bands are the user's choice: the alpha band is then read as data.
+    assert _module(str(tmp_path / "rgba"), bands=[1, 2, 3, 4]).in_chans == 4

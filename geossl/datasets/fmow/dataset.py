@@ -16,7 +16,6 @@ docs/design.md for its columns and for the sample dicts).
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow.constants import FMOW_CATEGORIES, FMOW_MS_BANDS
 from geossl.datasets.fmow.io import _JPEG_START, _read_errors, read_fmow_image
 from geossl.datasets.plotting import format_time, image_figure, rgb_image
+from geossl.datasets.skips import BLANK_IMAGE, UNREADABLE_IMAGE, LoadFailures, blank_images
 from geossl.utils.checks import check_at_least
 
 __all__ = ["FMoW", "FMoWLocations"]
@@ -95,8 +95,6 @@ class _FMoWBase(Dataset[Sample]):
         if missing:
             raise ValueError(f"split_rows lacks the index columns {missing} (see docs/design.md)")
         check_at_least("image_size", image_size, 1)
-        if max_load_failures < 0:
-            raise ValueError(f"max_load_failures must be non-negative, got {max_load_failures}")
         if bands is not None and (len(bands) == 0 or min(bands) < 1):
             raise ValueError(f"bands must be 1-based band indexes, got {list(bands)}")
         self.root = os.fspath(root)
@@ -105,8 +103,11 @@ class _FMoWBase(Dataset[Sample]):
         self.transforms = transforms
         self.scale = scale
         self.max_load_failures = max_load_failures
-        #: Images that could not be read in this process (each DataLoader worker has its own).
-        self.num_load_failures = 0
+        #: Images that could not be read (or were blank) in this process, by reason (each
+        #: DataLoader worker has its own).
+        self.load_failures = LoadFailures(
+            self.root, max_load_failures, reasons=(UNREADABLE_IMAGE, BLANK_IMAGE)
+        )
         self._bad_rows: set[int] = set()
 
         encoded = [str(p).encode("utf-8") for p in split_rows["path"].tolist()]
@@ -139,6 +140,11 @@ class _FMoWBase(Dataset[Sample]):
     def __len__(self) -> int:
         return len(self._label)
 
+    @property
+    def num_load_failures(self) -> int:
+        """Images that could not be read (or were blank) in this process."""
+        return self.load_failures.count
+
     def path(self, row: int) -> str:
         """Absolute path of the image of ``row``."""
         start, end = self._path_offsets[row], self._path_offsets[row + 1]
@@ -166,7 +172,7 @@ class _FMoWBase(Dataset[Sample]):
         path = self.path(row)
         crop = window if window is not None else tuple(int(v) for v in self._crop[row])
         try:
-            return read_fmow_image(
+            image = read_fmow_image(
                 path,
                 (crop[0], crop[1], crop[2], crop[3]),
                 self.image_size,
@@ -177,6 +183,11 @@ class _FMoWBase(Dataset[Sample]):
         except self._errors as err:
             self._record_failure(row, path, err)
             return None
+        # A JPEG whose markers are intact but whose data was zeroed decodes to one flat colour.
+        if bool(blank_images(image[None])[0]):
+            self._record_failure(row, path, None)
+            return None
+        return image
 
     def _try_read_bytes(self, row: int) -> bytes | None:
         """The file of ``row`` undecoded, or ``None`` after counting a failure (as ``_try_read``).
@@ -197,23 +208,17 @@ class _FMoWBase(Dataset[Sample]):
             self._record_failure(row, path, err)
             return None
 
-    def _record_failure(self, row: int, path: str, err: BaseException) -> None:
-        """Count an unreadable image, warn, and give up past ``max_load_failures``."""
+    def _record_failure(self, row: int, path: str, err: BaseException | None) -> None:
+        """Count an unreadable (``err``) or blank (``None``) image, warn, give up past the limit."""
         self._bad_rows.add(row)
-        self.num_load_failures += 1
+        if err is None:
+            self.load_failures.record(path, BLANK_IMAGE, stacklevel=5)
+            return
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        warnings.warn(
-            f"{path}: cannot read image ({message}); a replacement image is used",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        if self.num_load_failures > self.max_load_failures:
-            raise BadDatasetError(
-                self.root,
-                f"{self.num_load_failures} images failed to load in one worker "
-                f"(more than max_load_failures={self.max_load_failures}), "
-                f"last {path}: {message}",
-            ) from err
+        try:
+            self.load_failures.record(path, UNREADABLE_IMAGE, message, stacklevel=5)
+        except BadDatasetError as error:
+            raise error from err
 
     def _read_with_replacement(
         self, row: int, read: Callable[[int], _ImageT | None]

@@ -50,8 +50,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from geossl.datasets.fmow.cache import _INDEX_SCHEMA, _read_cache, _save_index, _to_pandas
 from geossl.datasets.fmow.constants import (
     FMOW_SENTINEL_CSV,
     FMOW_SPLITS,
@@ -59,7 +59,14 @@ from geossl.datasets.fmow.constants import (
     INDEX_FORMAT_VERSION,
     PRODUCTS,
 )
-from geossl.datasets.fmow.report import FMoWIndexReport, _check_bad_fraction, _print_summary, _say
+from geossl.datasets.fmow.recheck import recheck_bad_samples, sign_bad_files
+from geossl.datasets.fmow.report import (
+    REBUILD_HINT,
+    FMoWIndexReport,
+    _check_bad_fraction,
+    _print_summary,
+    _say,
+)
 from geossl.datasets.fmow.scan import (
     _SCAN_SCHEMA,
     _check_layout,
@@ -77,12 +84,9 @@ from geossl.datasets.fmow.scan_sentinel import (
 )
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit, spherical_kmeans
 from geossl.utils.checks import check_at_least, check_fraction
-from geossl.utils.io import atomic_output
 
 __all__ = ["FMoWIndex", "build_fmow_index"]
 
-_INDEX_SCHEMA = pa.schema([pa.field(n, t, nullable=False) for n, t in INDEX_COLUMNS])
-_METADATA_KEY = b"geossl.fmow_index"
 #: Location folders scanned per worker task.
 _UNITS_PER_TASK = 32
 
@@ -195,41 +199,6 @@ def _finish_table(
     return pa.Table.from_arrays(columns, schema=_INDEX_SCHEMA), centroids, num_locations
 
 
-def _write_cache(
-    table: pa.Table, path: Path, metadata: dict[str, Any], row_group_size: int = 131_072
-) -> None:
-    """Write ``table`` with its metadata to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    schema = table.schema.with_metadata({_METADATA_KEY: json.dumps(metadata).encode()})
-    with (
-        atomic_output(path) as tmp,
-        pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
-    ):
-        for batch in table.to_batches(max_chunksize=row_group_size):
-            writer.write_batch(batch)
-
-
-def _read_cache(path: Path) -> tuple[pa.Table, npt.NDArray[np.float64], FMoWIndexReport]:
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(_METADATA_KEY)
-    if raw is None:
-        raise ValueError("no geossl metadata")
-    metadata = json.loads(raw)
-    if metadata.get("version") != INDEX_FORMAT_VERSION:
-        raise ValueError(f"index format version {metadata.get('version')}")
-    if table.schema.remove_metadata() != _INDEX_SCHEMA:
-        raise ValueError("unexpected columns")
-    centroids = np.asarray(metadata["centroids"], dtype=np.float64).reshape(-1, 3)
-    return table, centroids, FMoWIndexReport.from_dict(metadata["report"])
-
-
-def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    frame: pd.DataFrame = table.to_pandas()
-    for name in ("path", "split", "category", "location", "country_code"):
-        frame[name] = frame[name].astype("str")
-    return frame
-
-
 def build_fmow_index(
     root: str | os.PathLike[str],
     splits: Sequence[str] = ("train", "val"),
@@ -293,7 +262,7 @@ def build_fmow_index(
     params, cache_path = _cache_location(
         root_str, splits, product, num_geo_clusters, seed, verify_images, entries, cache_dir
     )
-    cached = None if rebuild else _load_cached_index(cache_path, max_bad_fraction, progress)
+    cached = _load_cached_index(cache_path, units, params, rebuild, max_bad_fraction, progress)
     if cached is not None:
         return cached
     units, batches = _scan_all_units(
@@ -382,17 +351,25 @@ def _cache_location(
 
 
 def _load_cached_index(
-    cache_path: Path, max_bad_fraction: float, progress: bool
+    cache_path: Path,
+    units: list[_Unit],
+    params: dict[str, Any],
+    rebuild: bool,
+    max_bad_fraction: float,
+    progress: bool,
 ) -> FMoWIndex | None:
-    """The cached index, or None when there is none or (with a warning) it cannot be read.
+    """The cached index, or None when there is none, ``rebuild`` or (warned) it cannot be read.
+
+    The samples it recorded as bad whose files changed since are re-checked first
+    ([`recheck_bad_samples`][geossl.datasets.fmow.recheck.recheck_bad_samples]).
 
     Raises:
         BadDatasetError: when the cached build saw more than ``max_bad_fraction`` bad samples.
     """
-    if not cache_path.is_file():
+    if rebuild or not cache_path.is_file():
         return None
     try:
-        table, centroids, cached_report = _read_cache(cache_path)
+        table, centroids, report = _read_cache(cache_path)
     except Exception as err:  # any unreadable cache is rebuilt, never trusted
         warnings.warn(
             f"{cache_path}: corrupt fMoW index cache ({type(err).__name__}: {err}); rebuilding",
@@ -400,9 +377,13 @@ def _load_cached_index(
             stacklevel=3,  # build_fmow_index's caller, as when this was inline
         )
         return None
-    _check_bad_fraction(cached_report, max_bad_fraction)
-    _say(f"Using the cached fMoW index {cache_path} ({table.num_rows:,} images)", progress)
-    return FMoWIndex(_to_pandas(table), centroids, cached_report, cache_path, True)
+    frame = _to_pandas(table)
+    updated = recheck_bad_samples(frame, centroids, report, units, params, cache_path, progress)
+    frame = frame if updated is None else updated
+    _check_bad_fraction(report, max_bad_fraction)
+    skipped = f"; {report.num_bad:,} bad samples skipped ({REBUILD_HINT})" if report.num_bad else ""
+    _say(f"Using the cached fMoW index {cache_path} ({len(frame):,} images){skipped}", progress)
+    return FMoWIndex(frame, centroids, report, cache_path, True)
 
 
 def _scan_all_units(
@@ -471,29 +452,5 @@ def _scan_all_units(
             batches.append(batch)
             report.merge(part)
             bar.update(len(chunk))
+    sign_bad_files(report, root_str, product)  # for the re-check at the next start
     return units, batches
-
-
-def _save_index(
-    table: pa.Table,
-    cache_path: Path,
-    params: dict[str, Any],
-    centroids: npt.NDArray[np.float64],
-    report: FMoWIndexReport,
-) -> None:
-    """Write the cache with its metadata; a cache that cannot be written only warns."""
-    metadata = {
-        **params,
-        "centroids": centroids.tolist(),
-        "report": report.to_dict(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    try:
-        _write_cache(table, cache_path, metadata)
-    except OSError as err:
-        warnings.warn(
-            f"{cache_path}: cannot write the fMoW index cache ({err.strerror or err}); "
-            "pass cache_dir to a writable folder to avoid re-indexing",
-            RuntimeWarning,
-            stacklevel=3,  # build_fmow_index's caller, as when this was inline
-        )

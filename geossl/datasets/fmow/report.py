@@ -14,17 +14,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from geossl.datasets.errors import BadDatasetError
+from geossl.datasets.skips import SkipCounts, check_bad_fraction, print_skip_summary
 
-__all__ = ["FMoWIndexReport"]
+__all__ = ["REBUILD_HINT", "FMoWIndexReport"]
 
 logger = logging.getLogger(__name__)
 
-
-_MAX_EXAMPLES = 3
+#: The last line of a summary with skipped samples: how to re-scan every file.
+REBUILD_HINT = (
+    "Files recorded as bad are re-checked at each start when they change; for a full re-scan "
+    "pass --data.rebuild_index true (geossl datasets index fmow --rebuild)"
+)
 
 
 @dataclass
-class FMoWIndexReport:
+class FMoWIndexReport(SkipCounts):
     """What an index build saw.
 
     Attributes:
@@ -41,6 +45,10 @@ class FMoWIndexReport:
         num_images_checked: image files opened to check their header and end marker.
         seconds: wall-clock time of the build up to the cache write (scan, checks, clustering).
         workers: scan processes used.
+        bad_files: every skipped sample as ``[reason, path, signature]``: the path relative to the
+            root and the size and mtime of its JSON and image files
+            ([`bad_file_signature`][geossl.datasets.fmow.recheck.bad_file_signature]), so that a
+            cached index re-reads only the bad samples whose files changed.
     """
 
     root: str
@@ -56,32 +64,20 @@ class FMoWIndexReport:
     num_images_checked: int = 0
     seconds: float = 0.0
     workers: int = 1
-
-    @property
-    def bad_fraction(self) -> float:
-        """Fraction of the scanned samples that were skipped (0 when nothing was scanned)."""
-        return self.num_bad / self.num_scanned if self.num_scanned else 0.0
+    bad_files: list[list[Any]] = field(default_factory=list)
 
     def add_bad(self, reason: str, path: str, count: int = 1) -> None:
-        """Count ``count`` bad samples of ``reason`` (keeping ``path`` as an example)."""
-        self.num_bad += count
-        self.bad_by_reason[reason] = self.bad_by_reason.get(reason, 0) + count
-        examples = self.examples.setdefault(reason, [])
-        if len(examples) < _MAX_EXAMPLES:
-            examples.append(path)
+        """Count a bad sample, and keep ``[reason, path]`` in `bad_files` for the re-check."""
+        super().add_bad(reason, path, count)
+        self.bad_files.append([reason, path])
 
     def merge(self, other: FMoWIndexReport) -> None:
         """Add the counts of ``other`` (a scan chunk) to this report."""
         self.num_scanned += other.num_scanned
         self.num_json_read += other.num_json_read
         self.num_images_checked += other.num_images_checked
-        for reason, count in other.bad_by_reason.items():
-            examples = other.examples.get(reason, [])
-            self.add_bad(reason, examples[0] if examples else "", count)
-            kept = self.examples[reason]
-            for path in examples[1:]:
-                if len(kept) < _MAX_EXAMPLES:
-                    kept.append(path)
+        self.merge_bad(other)
+        self.bad_files += other.bad_files
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -91,14 +87,6 @@ class FMoWIndexReport:
     def from_dict(cls, data: dict[str, Any]) -> FMoWIndexReport:
         """The inverse of [`to_dict`][geossl.datasets.fmow.report.FMoWIndexReport.to_dict]."""
         return cls(**data)
-
-    def worst_reason(self) -> str:
-        """``"reason (count), e.g. path"`` for the most frequent bad reason, ``""`` when none."""
-        if not self.bad_by_reason:
-            return ""
-        reason, count = max(self.bad_by_reason.items(), key=lambda item: (item[1], item[0]))
-        example = self.examples.get(reason) or [""]
-        return f"{reason} ({count}), e.g. {example[0]}"
 
     def summary_lines(self) -> list[str]:
         """The plain-text summary: one line of totals, then one line per bad reason."""
@@ -113,42 +101,11 @@ class FMoWIndexReport:
             f"{self.num_bad:,} of {self.num_scanned:,} samples skipped; "
             f"{files} read in {self.seconds:.1f} s with {self.workers} worker(s)"
         ]
-        for reason, count in sorted(self.bad_by_reason.items(), key=lambda item: -item[1]):
-            examples = ", ".join(self.examples.get(reason, []))
-            lines.append(f"  {reason}: {count:,} (e.g. {examples})")
-        return lines
+        return [*lines, *self.reason_lines()]
 
 
 def _print_summary(report: FMoWIndexReport, progress: bool) -> None:
-    lines = report.summary_lines()
-    if not progress:
-        for line in lines:
-            logger.info(line)
-        if report.num_bad:
-            logger.warning(
-                "fMoW index of %s: %d of %d samples skipped (%s)",
-                report.root,
-                report.num_bad,
-                report.num_scanned,
-                report.worst_reason(),
-            )
-        return
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # pragma: no cover - rich is a dependency
-        print("\n".join(lines), file=sys.stderr)
-        return
-    console = Console(stderr=True, soft_wrap=True)
-    console.print(lines[0], highlight=False)
-    if report.bad_by_reason:
-        bad = Table(title="skipped samples", title_justify="left")
-        bad.add_column("reason")
-        bad.add_column("count", justify="right")
-        bad.add_column("examples")
-        for reason, count in sorted(report.bad_by_reason.items(), key=lambda item: -item[1]):
-            bad.add_row(reason, f"{count:,}", "\n".join(report.examples.get(reason, [])))
-        console.print(bad)
+    print_skip_summary(report.summary_lines(), report, progress, REBUILD_HINT)
 
 
 def _say(message: str, progress: bool) -> None:
@@ -166,10 +123,4 @@ def _check_bad_fraction(report: FMoWIndexReport, max_bad_fraction: float) -> Non
         )
         worst = f"; most common problem: {report.worst_reason()}" if report.num_bad else ""
         raise BadDatasetError(report.root, what + worst)
-    if report.bad_fraction > max_bad_fraction:
-        raise BadDatasetError(
-            report.root,
-            f"{report.num_bad} of {report.num_scanned} fMoW samples are bad "
-            f"({100 * report.bad_fraction:.0f}% > max_bad_fraction={max_bad_fraction}); "
-            f"most common problem: {report.worst_reason()}",
-        )
+    check_bad_fraction(report.root, report, max_bad_fraction, "fMoW samples")

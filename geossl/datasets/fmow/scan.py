@@ -2,9 +2,10 @@
 
 The tree is walked with `os.scandir` (no glob of a million paths) down to the location folders
 (the scan *units*); worker processes parse every image's JSON with the stdlib `json`, check the
-image cheaply (present, not empty, a JPEG ends with the ``FF D9`` marker), compute the context crop
-and return Arrow record batches. [`fmow_fingerprint`][geossl.datasets.fmow.scan.fmow_fingerprint]
-hashes the folder mtimes for the cache key.
+image cheaply (present, not empty, a JPEG ends with the ``FF D9`` marker after data that is not
+zeroed), compute the context crop and return Arrow record batches.
+[`fmow_fingerprint`][geossl.datasets.fmow.scan.fmow_fingerprint] hashes the folder mtimes for the
+cache key.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from geossl.datasets.fmow.constants import (
 from geossl.datasets.fmow.io import fmow_context_box
 from geossl.datasets.fmow.metadata import FMoWImageMeta, parse_fmow_json
 from geossl.datasets.fmow.report import FMoWIndexReport
+from geossl.datasets.skips import BLANK_IMAGE
 
 __all__ = ["fmow_fingerprint"]
 
@@ -53,6 +55,10 @@ _O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows needs it for raw reads
 
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+#: Zero bytes right before a JPEG's end marker that mark its data as zeroed (an encoder never
+#: writes them: the last byte is padded with 1-bits).
+_ZEROED_TAIL = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +208,14 @@ def _check_image(path: str, ext: str) -> str | None:
             # The end-of-image marker; trailing padding after it is tolerated. Entropy-coded data
             # stuffs 0xFF with 0x00, so FF D9 cannot occur by chance in a truncated tail.
             os.lseek(fd, max(size - 64, 0), os.SEEK_SET)
-            if b"\xff\xd9" not in os.read(fd, 64):
+            tail = os.read(fd, 64)
+            end = tail.rfind(b"\xff\xd9")
+            if end < 0:
                 return "truncated image"
+            # An encoder pads the last byte with 1-bits: zeros up to the marker are zeroed data,
+            # which decodes to grey garbage.
+            if end >= _ZEROED_TAIL and not tail[end - _ZEROED_TAIL : end].strip(b"\x00"):
+                return BLANK_IMAGE
         elif head not in _TIFF_MAGIC:
             return "corrupt image"
     except OSError:

@@ -36,6 +36,7 @@ from geossl.datasets.rasters.files import (
     scan_band_products,
     scan_raster_file,
 )
+from geossl.datasets.rasters.integrity import drop_bad_files
 from geossl.datasets.rasters.reading import (
     WindowReadInfo,
     merge_files,
@@ -44,6 +45,7 @@ from geossl.datasets.rasters.reading import (
     window_read_info,
 )
 from geossl.datasets.rasters.validity import ValidityGrid, sample_validity
+from geossl.datasets.skips import RasterSkipReport
 
 __all__ = ["PatchQuery", "TimeSeriesRasters"]
 
@@ -82,8 +84,9 @@ class TimeSeriesRasters(RasterDataset):
 
     Args:
         paths: folders to search or files to load.
-        bands: 1-based band indexes to read (rasterio's convention), ``None`` for all bands (then
-            every file must have the same band count). Not with ``band_names``.
+        bands: 1-based band indexes to read (rasterio's convention), ``None`` for every band but
+            alpha ([`model_bands`][geossl.utils.bands.model_bands]: an alpha band is a mask; every
+            file must then have the same bands). Not with ``band_names``.
         filename_regex: regular expression (``re.VERBOSE``, searched anywhere in the file's base
             name) with a named group ``date`` (or ``year``), and ``band`` with ``band_names``;
             default `DEFAULT_FILENAME_REGEX` (`DEFAULT_BAND_FILENAME_REGEX` with
@@ -99,6 +102,8 @@ class TimeSeriesRasters(RasterDataset):
         cache: keep the files open (per process) between queries.
         band_names: one file per band: the values of the ``band`` group to read, in this order
             (e.g. ``["B02", "B03", "B04", "B08"]``); ``None``: every file holds all its bands.
+
+    Files whose tiles are cut are left out and counted in `skipped` (see `integrity`).
 
     Raises:
         DatasetNotFoundError: when no GeoTIFF (of ``band_names``) is found.
@@ -159,9 +164,14 @@ class TimeSeriesRasters(RasterDataset):
         self.band_files: dict[str, list[str]] | None = None
         # Each path is checked before torchgeo's listing (self.files) warns and skips a missing one.
         found = find_geotiffs(self._path_list(), lambda: self.files, self.extensions)
+        #: Files left out of the index (their tiles are cut), counted by reason.
+        self.skipped = RasterSkipReport(", ".join(map(str, self._path_list())), len(found))
+        same_count = bands is None and names is None
         if names is None:
-            infos = [scan_raster_file(path, bands, date_regex, date_format) for path in found]
-            indexed = infos
+            scanned = [scan_raster_file(path, bands, date_regex, date_format) for path in found]
+            indexed = infos = drop_bad_files(scanned, self.skipped)
+            if bands is None and len(infos[0].model_bands) < infos[0].count:
+                bands = list(infos[0].model_bands)  # alpha is a mask (model_bands), not a band
         else:
             products = scan_band_products(
                 found, names, date_regex, date_format, self._path_list(), rio_crs, res
@@ -169,9 +179,9 @@ class TimeSeriesRasters(RasterDataset):
             infos, indexed = products.infos, products.indexed
             rio_crs, res = products.crs, products.res
             self.reference_band, self.band_files = products.reference_band, products.band_files
-        check_same_kind(infos, same_count=bands is None and names is None)
+        check_same_kind(infos, same_count=same_count)
         super().__init__(
-            paths if names is None else [info.path for info in indexed],
+            paths if names is None and len(indexed) == len(found) else [i.path for i in indexed],
             crs=rio_crs,
             res=res,
             bands=None,
@@ -237,17 +247,7 @@ class TimeSeriesRasters(RasterDataset):
         return torch.uint8 if getattr(self, "file_dtype", None) == "uint8" else torch.float32
 
     def _load_warp_file(self, filepath: Any) -> Any:
-        """Open a file, warped to the dataset's CRS only when its CRS differs or it is not north-up.
-
-        Files in the dataset's CRS are read directly: ``rasterio.merge`` reads them at the query's
-        grid and resolution (resampling with `resampling` where the grids differ).
-
-        Args:
-            filepath: the file.
-
-        Returns:
-            A rasterio dataset or a ``WarpedVRT`` over it.
-        """
+        """[`open_on_crs`][geossl.datasets.rasters.reading.open_on_crs] on the dataset's CRS."""
         if self._rio_crs is None:
             self._rio_crs = rasterio.crs.CRS.from_user_input(self.crs)
         return open_on_crs(filepath, self._rio_crs, self.resampling)

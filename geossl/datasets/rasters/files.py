@@ -34,6 +34,8 @@ from rasterio.vrt import WarpedVRT
 from torchgeo.datasets.utils import disambiguate_timestamp
 
 from geossl.datasets.errors import BadDatasetError, DatasetNotFoundError
+from geossl.datasets.rasters.blocks import truncated_blocks
+from geossl.utils.bands import model_bands
 
 __all__ = [
     "DATE_TAGS",
@@ -105,7 +107,13 @@ def unix_seconds(timestamp: pd.Timestamp) -> int:
 
 @dataclass(frozen=True)
 class RasterFileInfo:
-    """What the scan of one file found: its band count, dtype, nodata value and date interval."""
+    """What the scan of one file found: band count, dtype, nodata, dates, damage, model bands.
+
+    ``problem`` is ``""``, or why the file is skipped (its tiles are cut:
+    [`truncated_blocks`][geossl.datasets.rasters.blocks.truncated_blocks]); ``model_bands`` are
+    the 1-based bands a model reads when none are named
+    ([`model_bands`][geossl.utils.bands.model_bands]: every band but alpha).
+    """
 
     path: str
     count: int
@@ -113,6 +121,8 @@ class RasterFileInfo:
     nodata: float | None
     mint: pd.Timestamp
     maxt: pd.Timestamp
+    problem: str = ""
+    model_bands: tuple[int, ...] = ()
 
 
 def check_band_arguments(
@@ -275,6 +285,8 @@ def scan_raster_file(
             date = date_from_name(path, date_regex, date_format) or date_from_tags(src)
             dtype = str(src.dtypes[0])
             nodata = None if src.nodata is None else float(src.nodata)
+            problem = truncated_blocks(src)
+            chosen = model_bands(src.colorinterp, bands)
     except RasterioError as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
         raise BadDatasetError(path, f"not a readable raster ({message})") from None
@@ -285,7 +297,7 @@ def scan_raster_file(
             f"{date_regex.pattern.strip()!r}) and the GeoTIFF has none of the tags "
             f"{', '.join(DATE_TAGS)}",
         )
-    return RasterFileInfo(path, count, dtype, nodata, date[0], date[1])
+    return RasterFileInfo(path, count, dtype, nodata, date[0], date[1], problem, chosen)
 
 
 def group_band_files(
@@ -368,6 +380,12 @@ def check_same_kind(infos: Sequence[RasterFileInfo], *, same_count: bool) -> Non
                 info.path,
                 f"has {info.count} bands but {first.path} has {first.count}; pass bands=[...] "
                 "to read bands that every file has",
+            )
+        if same_count and info.model_bands != first.model_bands:
+            raise BadDatasetError(
+                info.path,
+                f"has the data bands {list(info.model_bands)} but {first.path} has "
+                f"{list(first.model_bands)} (an alpha band is a mask, not data); pass bands=[...]",
             )
 
 

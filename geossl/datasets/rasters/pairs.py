@@ -20,9 +20,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchgeo.datasets.utils import GeoSlice
 
+from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.geo_clusters import assign_clusters, latlon_to_unit
 from geossl.datasets.plotting import format_time, image_figure, rgb_image
 from geossl.datasets.rasters.dataset import PatchQuery, TimeSeriesRasters
+from geossl.datasets.rasters.integrity import (
+    READ_ERRORS,
+    UNREADABLE_TILES,
+    exclude_files,
+    files_of_query,
+    read_problem,
+)
+from geossl.datasets.skips import LoadFailures
 
 __all__ = ["PairQuery", "RasterTemporalPairs"]
 
@@ -63,6 +72,9 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
         scale: factor from the files' values to ``[0, 1]`` for non-8-bit files (e.g. ``1e-4`` for
             Sentinel-2 L2A reflectance); default ``1 / (2**bits - 1)`` for integer files and 1 for
             float files. Ignored for uint8.
+        max_load_failures: failed reads tolerated per process (see
+            [`read`][geossl.datasets.rasters.pairs.RasterTemporalPairs.read]; a view that fails is
+            replaced by the pair's other view, both by the patch at another date).
 
     Raises:
         ValueError: for a non-positive ``scale`` or malformed centroids.
@@ -86,6 +98,7 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
         rasters: TimeSeriesRasters,
         centroids: npt.ArrayLike | None = None,
         scale: float | None = None,
+        max_load_failures: int = 100,
     ) -> None:
         if scale is not None and not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be positive, got {scale}")
@@ -98,6 +111,44 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
         self.rasters = rasters
         self.centroids = cents
         self.scale = float(scale)
+        #: Reads that failed in this process (each DataLoader worker has its own), by reason.
+        self.load_failures = LoadFailures(
+            rasters.skipped.root, max_load_failures, "raster reads", reasons=(UNREADABLE_TILES,)
+        )
+
+    def read(self, query: PatchQuery) -> Tensor | None:
+        """The image of one query, or None when its files fail to read (counted and warned).
+
+        The failing file is left out of this process's later queries
+        ([`exclude_files`][geossl.datasets.rasters.integrity.exclude_files]); a query that only
+        excluded files covered is None too, without a second warning.
+
+        Raises:
+            BadDatasetError: one line naming the file, past ``max_load_failures`` failures.
+        """
+        try:
+            return self.rasters[query]["image"]  # type: ignore[no-any-return]
+        except IndexError:  # only excluded files covered it (else a sampler bug: raised)
+            if (self.rasters.file_dates < 0).any():
+                return None
+            raise
+        except READ_ERRORS as error:
+            files = files_of_query(self.rasters, query)
+            path, message = read_problem(error, files)
+            exclude_files(self.rasters, files if path not in files else [path])
+            self.load_failures.record(path, UNREADABLE_TILES, message, stacklevel=4)
+            return None
+
+    def _other_date(self, query: PatchQuery, tried: set[int]) -> tuple[Tensor, int]:
+        """The patch at the first other date that reads, for a pair whose two dates failed."""
+        for date in range(len(self.rasters.dates)):
+            if date not in tried:
+                image = self.read((query[0], query[1], self.rasters.date_slice(date)))
+                if image is not None:
+                    return image, date
+        raise BadDatasetError(
+            self.rasters.skipped.root, f"no date of the patch {query[:2]} could be read"
+        )
 
     def to_unit(self, image: Tensor) -> Tensor:
         """Raw values on the ``[0, 1]`` scale the model sees (uint8 kept: the task divides by 255).
@@ -134,9 +185,21 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
         dates = [self.rasters.date_of(q[2]) for q in (first, second)]
         if dates[0] is None or dates[1] is None:
             raise ValueError(f"each query of a pair must select one of rasters.dates: {pair}")
-        view0 = self.rasters[first]["image"]  # [C, H, W]
+        days = [d for d in dates if d is not None]
+        view0 = self.read(first)  # [C, H, W]
         # A single-date pair (TemporalGeoPairSampler(single_date_pairs=True)): one read.
-        view1 = view0 if dates[0] == dates[1] else self.rasters[second]["image"]
+        view1 = view0 if days[0] == days[1] else self.read(second)
+        # An unreadable view is replaced by the other one (with its date), as fMoW's decode on the
+        # device does; when both fail, by the patch at another date.
+        if view0 is None and view1 is None:
+            view0, days[0] = self._other_date(first, set(days))
+            view1, days[1] = view0, days[0]
+        elif view0 is None:
+            view0, days[0] = view1, days[1]
+        elif view1 is None:
+            view1, days[1] = view0, days[0]
+        if view0 is None or view1 is None:  # pragma: no cover - replaced above
+            raise RuntimeError("a view of the pair was not replaced")
         images = self.to_unit(torch.stack([view0, view1]))  # [2, C, H, W]
         x, y = first[0], first[1]
         cx, cy = (x.start + x.stop) / 2.0, (y.start + y.stop) / 2.0
@@ -146,8 +209,8 @@ class RasterTemporalPairs(Dataset[dict[str, Tensor]]):
             geo_label = int(assign_clusters(latlon_to_unit(lat, lon), self.centroids)[0])
         return {
             "image": images,
-            "time": torch.tensor([int(self.rasters.times[d]) for d in dates], dtype=torch.int64),
-            "index": torch.tensor(dates, dtype=torch.int64),
+            "time": torch.tensor([int(self.rasters.times[d]) for d in days], dtype=torch.int64),
+            "index": torch.tensor(days, dtype=torch.int64),
             "location": torch.tensor(self.rasters.location_of(x.start, y.stop), dtype=torch.int64),
             "lat": torch.tensor(float(lat[0]), dtype=torch.float32),
             "lon": torch.tensor(float(lon[0]), dtype=torch.float32),

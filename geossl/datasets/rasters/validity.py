@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import NodataShadowWarning
+from rasterio.errors import NodataShadowWarning, RasterioError
 
 __all__ = ["ValidityGrid", "decimated_mask", "sample_validity"]
 
@@ -38,6 +38,7 @@ class ValidityGrid:
         top: y of the grid's top edge.
         cell_x: cell width in CRS units.
         cell_y: cell height in CRS units.
+        unreadable: files whose mask failed to read -> GDAL's message (they count as no data).
     """
 
     valid: npt.NDArray[np.bool_]
@@ -45,6 +46,7 @@ class ValidityGrid:
     top: float
     cell_x: float
     cell_y: float
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def decimated_mask(
@@ -117,10 +119,15 @@ def sample_validity(
     xs = left + (np.arange(width) + 0.5) * cell_x  # [W] cell centres
     ys = top - (np.arange(height) + 0.5) * cell_y  # [H]
     valid = np.zeros((num_dates, height, width), dtype=bool)
+    unreadable: dict[str, str] = {}
     for path, date in files:
         handle = open_file(path)
         try:
             mask, transform = decimated_mask(handle, band, cell_x, cell_y, nodata)
+        except (RasterioError, OSError) as error:  # cut tiles: no data here, counted by the caller
+            cause = error.__cause__ or error
+            unreadable[path] = (str(cause).strip() or type(cause).__name__).splitlines()[0]
+            continue
         finally:
             handle.close()
         cols = np.floor((xs - transform.c) / transform.a).astype(np.int64)
@@ -130,4 +137,4 @@ def sample_validity(
         if len(col_in) and len(row_in):
             grid = np.ix_(row_in, col_in)
             valid[date][grid] |= mask[np.ix_(rows[row_in], cols[col_in])]
-    return ValidityGrid(valid, left, top, cell_x, cell_y)
+    return ValidityGrid(valid, left, top, cell_x, cell_y, unreadable)

@@ -337,7 +337,7 @@ def test_tiff_bands_and_scale(tmp_path: Path) -> None:
 
 
 def _rows(tmp_path: Path, bad: frozenset[int] = frozenset()) -> pd.DataFrame:
-    """Three locations (2, 1 and 2 images) of 64 x 48 JPEGs with solid colours."""
+    """Three locations (2, 1 and 2 images) of 64 x 48 JPEGs of solid colours (but one pixel)."""
     colours = [RED, GREEN, BLUE, WHITE, (120, 120, 0)]
     locations = [0, 0, 1, 2, 2]
     records = []
@@ -346,7 +346,9 @@ def _rows(tmp_path: Path, bad: frozenset[int] = frozenset()) -> pd.DataFrame:
         if row in bad:
             (tmp_path / name).write_bytes(b"\xff\xd8 not really a jpeg")
         else:
-            Image.new("RGB", (64, 48), colour).save(tmp_path / name)
+            image = Image.new("RGB", (64, 48), colour)
+            image.putpixel((0, 0), (0, 0, 0))  # one dark corner: not a blank (flat) image
+            image.save(tmp_path / name)
         records.append(
             {
                 "path": name,
@@ -437,6 +439,18 @@ def test_unreadable_image_is_replaced(tmp_path: Path) -> None:
     # both views unreadable: the first readable image of the following locations, twice
     assert sample["index"].tolist() == [2, 2]
     assert pairs.num_load_failures == 2
+
+
+def test_blank_image_is_counted_and_replaced(tmp_path: Path) -> None:
+    # A JPEG whose every pixel is one grey (a zeroed or blank export) trained as grey garbage.
+    rows = _rows(tmp_path)
+    Image.new("RGB", (64, 48), (128, 128, 128)).save(tmp_path / rows["path"][0])
+    dataset = FMoW(tmp_path, rows, image_size=16)
+    with pytest.warns(RuntimeWarning, match=r"loc0_0_rgb\.jpg: blank image; a replacement"):
+        sample = dataset[0]
+    assert sample["index"] == 2  # the first image of the next location, as for unreadable ones
+    assert dataset.load_failures.by_reason == {"blank image": 1}
+    assert dataset.num_load_failures == 1
 
 
 def test_too_many_load_failures(tmp_path: Path) -> None:

@@ -194,6 +194,70 @@ def test_cache_rebuilt_when_an_image_is_removed(sample_copy: Path, tmp_path: Pat
     assert second.report.bad_by_reason == {"missing image": 1}
 
 
+def test_a_json_fixed_after_indexing_is_picked_up(
+    sample_copy: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean = _build(sample_copy, tmp_path / "clean").table
+    counts = clean["location_id"].value_counts()
+    row = int(clean.index[clean["location_id"] == counts.index[counts > 1][0]][0])
+    _, meta = _jpeg_json(sample_copy, clean, row)
+    good = meta.read_text()
+    meta.write_text(good[: len(good) // 2])  # malformed before the build: the cache records it
+    cache = tmp_path / "cache"
+    broken = _build(sample_copy, cache, progress=True)
+    assert broken.report.bad_by_reason == {"malformed json": 1}
+    assert "--data.rebuild_index true" in capsys.readouterr().err  # the skip report's last line
+    assert len(broken.table) == len(clean) - 1
+
+    # Fixed in place: no folder mtime changes, so the cache key is the same; only the files
+    # recorded as bad are stat-ed, and the changed one's folder is re-scanned.
+    meta.write_text(good)
+    os.utime(meta, ns=(meta.stat().st_atime_ns, meta.stat().st_mtime_ns + 1_000_000))
+    fixed = _build(sample_copy, cache)
+    assert fixed.from_cache
+    assert fixed.cache_path == broken.cache_path
+    assert fixed.report.bad_by_reason == {}
+    assert fixed.report.num_valid == len(fixed.table) == len(clean)
+    assert fixed.report.num_scanned == broken.report.num_scanned
+    assert fixed.report.num_locations == broken.report.num_locations
+    columns = [c for c in clean.columns if c != "geo_label"]
+    pd.testing.assert_frame_equal(fixed.table[columns], clean[columns])
+    location = fixed.table["location_id"] == fixed.table["location_id"].iloc[row]
+    assert fixed.table.loc[location, "geo_label"].nunique() == 1
+
+    def explode(path: str) -> None:
+        raise AssertionError(f"parsed {path}")
+
+    monkeypatch.setattr(fmow_scan, "parse_fmow_json", explode)
+    again = _build(sample_copy, cache, progress=True)  # the cache was updated: nothing re-read
+    pd.testing.assert_frame_equal(again.table, fixed.table)
+    assert "rebuild_index" not in capsys.readouterr().err
+
+
+def test_a_bad_json_edited_but_still_bad_is_recorded_again(
+    sample_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = _build(sample_copy, tmp_path / "clean").table
+    _, meta = _jpeg_json(sample_copy, clean, 0)
+    meta.write_text("{")
+    cache = tmp_path / "cache"
+    _build(sample_copy, cache)
+    meta.write_text("[]")  # changed, still not an fMoW JSON
+    again = _build(sample_copy, cache)
+    assert again.from_cache
+    assert sum(again.report.bad_by_reason.values()) == again.report.num_bad == 1
+    assert len(again.table) == len(clean) - 1
+
+    def explode(path: str) -> None:
+        raise AssertionError(f"parsed {path}")
+
+    monkeypatch.setattr(fmow_scan, "parse_fmow_json", explode)
+    assert _build(sample_copy, cache).report == again.report  # its new size and mtime are kept
+
+
 def test_corrupt_cache_is_rebuilt(sample_copy: Path, tmp_path: Path) -> None:
     first = _build(sample_copy, tmp_path)
     first.cache_path.write_bytes(b"PAR1 this is not parquet")
@@ -264,6 +328,22 @@ def test_bad_samples_are_skipped_and_counted(sample_copy: Path, tmp_path: Path) 
     without_check = _build(sample_copy, tmp_path / "nocheck", verify_images=False)
     assert "truncated image" not in without_check.report.bad_by_reason
     assert without_check.report.num_images_checked == 0
+
+
+def test_zeroed_jpeg_data_is_a_blank_image(sample_copy: Path, tmp_path: Path) -> None:
+    # Markers intact (SOI ... SOS header ... EOI), entropy-coded data zeroed: it decodes, to grey
+    # garbage, and used to be indexed as a valid image.
+    table = _build(sample_copy, tmp_path / "good").table
+    image, _ = _jpeg_json(sample_copy, table, 0)
+    data = bytearray(image.read_bytes())
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    end = data.rindex(b"\xff\xd9")
+    data[start:end] = bytes(end - start)
+    image.write_bytes(bytes(data))
+    index = _build(sample_copy, tmp_path / "zeroed")
+    assert index.report.bad_by_reason == {"blank image": 1}
+    assert table["path"].iloc[0] not in set(index.table["path"])
 
 
 def test_mostly_bad_dataset(sample_copy: Path, tmp_path: Path) -> None:
