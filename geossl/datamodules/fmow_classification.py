@@ -5,7 +5,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from geossl.datamodules.fmow import check_fmow_inputs
+from geossl.datamodules.fmow_checks import check_fmow_inputs
 from geossl.datamodules.loaders import loader_kwargs
 from geossl.datasets.errors import BadDatasetError
 from geossl.datasets.fmow import FMoW, FMoWLocations
