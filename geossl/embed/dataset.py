@@ -31,8 +31,8 @@ ignored by Parquet dataset readers.
 
 Example:
     >>> shard = Shard.parse("1/3")
-    >>> [u for u in range(7) if shard.owns(u)]
-    [1, 4]
+    >>> tuple(u for u in range(7) if shard.owns(u))
+    (1, 4)
     >>> Shard.from_environment({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1",
     ...                         "SLURM_ARRAY_TASK_COUNT": "8"})
     Shard(index=4, count=8)
