@@ -11,6 +11,7 @@ import torch
 
 from geossl.trainers import GeoSSLTask
 from geossl.trainers.callbacks import TrainingHealthMonitor
+from geossl.trainers.exact_resume import ExactResume
 
 
 def _step(monitor: TrainingHealthMonitor, step: int, module: Any, **metrics: float) -> None:
@@ -70,7 +71,7 @@ def test_the_task_brings_the_monitor_and_the_geo_ceiling() -> None:
     task = GeoSSLTask(
         backbone="resnet18", losses={"tp": 1.0, "geo": 1.0}, num_geo_clusters=8, queue_size=64
     )
-    assert [type(c) for c in task.configure_callbacks()] == [TrainingHealthMonitor]
+    assert [type(c) for c in task.configure_callbacks()] == [TrainingHealthMonitor, ExactResume]
     assert task.embedding_dim == 128
     assert task.terms["geo"].loss_ceiling == pytest.approx(2 * math.log(8))
     scrl_only = GeoSSLTask(backbone="resnet18", losses={"scrl": 1.0}, queue_size=64)
