@@ -18,12 +18,15 @@ import pytest
 import torch
 
 from geossl.cli import main
+from geossl.synthetic.rasters import generate_raster_timeseries_sample
 from tests.embed.embed_helpers import write_raster
 from tests.pretrain_helpers import shared_tiny_checkpoint
+from tests.raster_helpers import cut_tiles
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "docs" / "errors.md"
 TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"
+RASTERS_TINY = REPO / "tests" / "conf" / "rasters_tiny.yaml"
 
 #: A table row: ``| `name` | what was wrong | `what you see` | what to do |``.
 _ROW = re.compile(r"^\|\s*`(?P<name>[a-z0-9-]+)`\s*\|[^|]*\|\s*`(?P<seen>[^`]*)`[^|]*\|")
@@ -514,6 +517,28 @@ def _evaluate_metrics_exist(inputs: CaseInputs) -> str:
     out.mkdir()
     (out / "metrics.json").write_text("{}")
     return inputs.run_error(["evaluate", str(inputs.pretrained()), "--output", str(out)])
+
+
+def _raster_stack(inputs: CaseInputs, cut: int) -> list[str]:
+    """``geossl pretrain`` on a 4-date raster stack whose first ``cut`` files are truncated."""
+    stack = generate_raster_timeseries_sample(inputs.tmp / "stack", num_dates=4)
+    for path in sorted(Path(stack.root).rglob("*.tif"))[:cut]:
+        cut_tiles(path)
+    save_dir = str(inputs.tmp / "runs")
+    return [
+        *("pretrain", "--config", str(RASTERS_TINY), "--data.paths", str(stack.root)),
+        *("--trainer.logger.init_args.save_dir", save_dir),
+    ]
+
+
+@case("rasters-too-many-bad")
+def _rasters_too_many_bad(inputs: CaseInputs) -> str:
+    return inputs.run_error([*_raster_stack(inputs, 1), "--data.max_bad_fraction", "0.2"])
+
+
+@case("rasters-none-readable")
+def _rasters_none_readable(inputs: CaseInputs) -> str:
+    return inputs.run_error(_raster_stack(inputs, 4))
 
 
 def test_every_row_has_a_case_and_every_case_a_row() -> None:
