@@ -20,6 +20,7 @@ import torch
 from geossl.cli import main
 from geossl.synthetic.rasters import generate_raster_timeseries_sample
 from tests.embed.embed_helpers import write_raster
+from tests.payload_helpers import PicklePayload
 from tests.pretrain_helpers import shared_tiny_checkpoint
 from tests.raster_helpers import cut_tiles
 
@@ -104,19 +105,9 @@ def case(name: str) -> Callable[[Case], Case]:
     return register
 
 
-class _Payload:
-    """Unpickling this creates ``marker``: what a malicious checkpoint would run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[Path]]:
-        return Path.touch, (self.marker,)
-
-
 def _evil(inputs: CaseInputs) -> Path:
     path = inputs.tmp / "evil.ckpt"
-    torch.save({"state_dict": {}, "payload": _Payload(inputs.tmp / "pwned")}, path)
+    torch.save({"state_dict": {}, "payload": PicklePayload(inputs.tmp / "pwned")}, path)
     return path
 
 

@@ -15,6 +15,7 @@ from geossl.synthetic.fmow import generate_fmow_sample
 from geossl.synthetic.fmow_sentinel import generate_fmow_sentinel_sample
 from geossl.synthetic.rasters import generate_raster_timeseries_sample
 from geossl.trainers.loss_curve import LOSS_CURVE_NAME, LossCurve
+from tests.payload_helpers import PicklePayload
 from tests.plot_helpers import assert_readable_png
 from tests.raster_helpers import cut_tiles
 
@@ -215,22 +216,12 @@ def test_data_class_path_is_the_last_one_given(tmp_path: Path) -> None:
     assert data_class_path(["--data.class_path=B", "--config", str(tmp_path / "no.yaml")]) == "B"
 
 
-class _Payload:
-    """Unpickling this creates ``marker``: what a malicious checkpoint would run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[Path]]:
-        return Path.touch, (self.marker,)
-
-
 def test_resume_never_unpickles_the_checkpoint(
     fmow_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "payload": _Payload(marker)}, evil)
+    torch.save({"state_dict": {}, "payload": PicklePayload(marker)}, evil)
     # The variable only changes torch.load's default: the explicit weights_only=True still holds.
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with pytest.raises(CheckpointError, match=r"evil\.ckpt: refused: it holds pickled Python"):

@@ -9,6 +9,7 @@ import torch
 
 from geossl.cli import main
 from geossl.cli.user_errors import argument_error_line, os_error_line, user_error_line
+from tests.payload_helpers import PicklePayload
 from tests.pretrain_helpers import shared_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,22 +43,12 @@ def _error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return last
 
 
-class _Payload:
-    """Unpickling this creates ``marker``: what a malicious checkpoint would run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[Path]]:
-        return Path.touch, (self.marker,)
-
-
 def test_evaluate_refuses_a_pickle_payload_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "geossl_task": "fmow-cls", "x": _Payload(marker)}, evil)
+    torch.save({"state_dict": {}, "geossl_task": "fmow-cls", "x": PicklePayload(marker)}, evil)
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     line = _error_of(["evaluate", str(evil)], capsys)
     assert line.startswith(f"geossl: error: {evil}: refused: it holds pickled Python objects")

@@ -18,16 +18,7 @@ from geossl.weights.reading import (
     reading_checkpoint,
     state_dict_mismatch,
 )
-
-
-class _Payload:
-    """Unpickling this creates ``marker``: what a malicious checkpoint would run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[Path]]:
-        return Path.touch, (self.marker,)
+from tests.payload_helpers import PicklePayload
 
 
 def test_a_pickle_payload_is_refused_without_the_unsafe_advice(
@@ -35,7 +26,7 @@ def test_a_pickle_payload_is_refused_without_the_unsafe_advice(
 ) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "payload": _Payload(marker)}, evil)
+    torch.save({"state_dict": {}, "payload": PicklePayload(marker)}, evil)
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint(evil)
