@@ -21,7 +21,7 @@ class StepMarker(Callback):
     def on_train_batch_end(
         self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, *args: Any
     ) -> None:
-        if trainer.global_step >= self.step and not self.path.exists():
+        if trainer.is_global_zero and trainer.global_step >= self.step and not self.path.exists():
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(str(trainer.global_step))
             os.replace(tmp, self.path)  # the test polls for it: never half written
@@ -48,6 +48,22 @@ class SignalsInStep(Callback):
             stops = signum in (signal.SIGINT, signal.SIGTERM)
             while stops and not trainer.received_sigterm and time.monotonic() < deadline:
                 time.sleep(0.01)  # the handler runs in this thread, between bytecodes
+
+
+class CtrlCWhileSaving(Callback):
+    """Send SIGINT from inside a checkpoint save that follows a stop signal (a second Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.trainer: lightning.Trainer | None = None
+
+    def setup(self, trainer: lightning.Trainer, *args: Any, **kwargs: Any) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.trainer is not None and self.trainer.received_sigterm:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler raises here, in the middle of the save
+        return {}
 
 
 class TinyRegression(lightning.LightningModule):
@@ -104,6 +120,7 @@ def save_until_killed(folder: str, limit: int) -> None:
 
 
 __all__ = [
+    "CtrlCWhileSaving",
     "SignalsInStep",
     "StepMarker",
     "TinyRegression",

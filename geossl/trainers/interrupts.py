@@ -80,9 +80,12 @@ class InterruptCheckpoint(Callback):
     ``geossl pretrain`` and ``geossl finetune`` add it to every config. On a signal the step
     in progress finishes, then every rank saves through ``trainer.save_checkpoint``
     ([`interrupt_checkpoint_path`][geossl.trainers.interrupts.interrupt_checkpoint_path]) and
-    rank zero prints one line with the path and the ``--ckpt_path`` that resumes it. A second
-    Ctrl-C raises [`TrainingAborted`][geossl.trainers.interrupts.TrainingAborted]. Lightning's
-    SLURM auto-requeue (SIGUSR1) is untouched; only SIGINT gets a handler, during ``fit``.
+    rank zero prints one line with the path and the ``--ckpt_path`` that resumes it. With several
+    ranks they agree at the end of every step whether any was signalled, so that all stop after
+    the same step. A second Ctrl-C raises
+    [`TrainingAborted`][geossl.trainers.interrupts.TrainingAborted] (during the save too: the
+    previous file stays). Lightning's SLURM auto-requeue (SIGUSR1) is untouched; only SIGINT
+    gets a handler, during ``fit``.
 
     Examples:
         >>> trainer = lightning.Trainer(callbacks=[InterruptCheckpoint()], logger=False)
@@ -133,13 +136,27 @@ class InterruptCheckpoint(Callback):
         if self._stop_signal is not None or trainer.received_sigterm:
             raise TrainingAborted
         self._stop_signal = signal.SIGINT
-        # Lightning's SIGTERM flag: the loops stop at the next step boundary (all ranks in DDP).
-        trainer._signal_connector.received_sigterm = True
+        if trainer.world_size == 1:  # Lightning's SIGTERM flag: the loop stops after this step
+            trainer._signal_connector.received_sigterm = True
         if trainer.is_global_zero:
             _say(
                 "geossl: Ctrl-C: stopping after this step to save a checkpoint; "
                 "Ctrl-C again to abort"
             )
+
+    def on_train_batch_end(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, *args: Any
+    ) -> None:
+        """With several ranks, stop them all after this step when any of them was signalled.
+
+        A signal reaches each rank at its own point of the step; a rank that stopped alone
+        would wait for the others in its save while they go on with the next step.
+        """
+        if trainer.world_size == 1:
+            return
+        asked = self._stop_signal is not None or trainer.received_sigterm
+        if trainer.strategy.reduce_boolean_decision(asked, all=False):
+            trainer._signal_connector.received_sigterm = True
 
     def on_exception(
         self,
@@ -150,33 +167,48 @@ class InterruptCheckpoint(Callback):
         """Save the run on a signal's stop (every rank), set the exit status, print the path."""
         if isinstance(exception, TrainingAborted):
             self._release(trainer)
-            if trainer.is_global_zero:
-                _say(
-                    "geossl: aborted by a second Ctrl-C in the middle of a step: "
-                    "no checkpoint saved"
-                )
+            _stop_started_ranks(trainer)
+            _say_on_zero(
+                trainer, "aborted by a second Ctrl-C in the middle of a step: no checkpoint saved"
+            )
             return
         if not isinstance(exception, SIGTERMException):
             self._release(trainer)
             return
         signum = self._stop_signal or signal.SIGTERM
-        self._release(trainer)
         exception.code = EXIT_CODES[signum]
         name = signal.Signals(signum).name
         if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
-            if trainer.is_global_zero:
-                _say(f"geossl: stopped by {name} before training steps: no checkpoint saved")
+            self._release(trainer)
+            _say_on_zero(trainer, f"stopped by {name} before training steps: no checkpoint saved")
             return
         path = interrupt_checkpoint_path(trainer)
-        where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
-        try:
+        where = f"stopped by {name} at epoch {trainer.current_epoch}, step {trainer.global_step}"
+        try:  # Ctrl-C stays ours during the save: a second one aborts it (TrainingAborted)
             trainer.save_checkpoint(path, weights_only=False)
-        except OSError as error:  # a full disk: say so, keep the exit status and the old file
-            if trainer.is_global_zero:
-                _say(f"geossl: stopped by {name} at {where}; could not save {path}: {error}")
+        except TrainingAborted:
+            _stop_started_ranks(trainer)
+            _say_on_zero(trainer, f"{where}; saving aborted by Ctrl-C: {path} is as it was")
+            exception.code = EXIT_CODES[signal.SIGINT]
             return
-        if trainer.is_global_zero:
-            _say(
-                f"geossl: stopped by {name} at {where}; checkpoint saved to {path}; "
-                f"resume with --ckpt_path {path}"
-            )
+        except OSError as error:  # a full disk: say so, keep the exit status and the old file
+            _say_on_zero(trainer, f"{where}; could not save {path}: {error}")
+            return
+        finally:
+            self._release(trainer)
+        _say_on_zero(
+            trainer, f"{where}; checkpoint saved to {path}; resume with --ckpt_path {path}"
+        )
+
+
+def _say_on_zero(trainer: lightning.Trainer, message: str) -> None:
+    """``geossl: message`` on stderr, from rank zero only."""
+    if trainer.is_global_zero:
+        _say(f"geossl: {message}")
+
+
+def _stop_started_ranks(trainer: lightning.Trainer) -> None:
+    """Kill the ranks this process started (they may be waiting for it in a collective)."""
+    launcher = trainer.strategy.launcher
+    if launcher is not None:  # as Lightning does on KeyboardInterrupt
+        launcher.kill(signal.SIGKILL)

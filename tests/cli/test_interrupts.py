@@ -108,3 +108,43 @@ def test_finetune_stopped_by_sigterm_saves_and_resumes(fmow_sample: Path, tmp_pa
     assert result.run_dir is not None
     last = result.run_dir / "checkpoints" / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4
+
+
+@pytest.mark.slow  # two processes with the gloo backend (as tests/test_ddp.py)
+def test_ddp_ctrl_c_from_a_terminal_stops_every_rank_after_the_same_step(
+    fmow_sample: Path, tmp_path: Path
+) -> None:
+    # A terminal sends SIGINT to the whole process group: both ranks and their data workers.
+    marker = tmp_path / "step-done"
+    args = tiny_args(fmow_sample, tmp_path, "--trainer.max_steps", "10000")
+    args += ["--trainer.max_epochs", "10000", "--trainer.devices", "2"]
+    args += ["--trainer.strategy", "ddp", "--data.num_workers", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "geossl",
+            "pretrain",
+            *args,
+            _callback("StepMarker", path=str(marker)),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        while not marker.exists():
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:  # a rank waiting for the other: the bug this test is about
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr[-3000:]
+    path = _saved_checkpoint(stderr)
+    assert stderr.count("checkpoint saved to") == 1  # rank zero speaks for both
+    assert torch.load(path, map_location="cpu", weights_only=True)["global_step"] >= 1

@@ -8,7 +8,7 @@ import torch
 from lightning.fabric.plugins.environments.slurm import SLURMEnvironment
 
 from geossl.trainers.interrupts import InterruptCheckpoint, interrupt_checkpoint_path
-from tests.interrupt_helpers import SignalsInStep, TinyRegression, tiny_trainer
+from tests.interrupt_helpers import CtrlCWhileSaving, SignalsInStep, TinyRegression, tiny_trainer
 
 
 def _fit_until(tmp_path: Path, *signals: int, **kwargs: object) -> SystemExit:
@@ -64,6 +64,32 @@ def test_a_second_ctrl_c_aborts_without_a_checkpoint(
     assert not (tmp_path / "checkpoints").exists()  # the half-done step is not saved
     assert "aborted by a second Ctrl-C in the middle of a step" in capfd.readouterr().err
     assert signal.getsignal(signal.SIGINT) == before
+
+
+def test_ctrl_c_during_the_save_keeps_the_previous_checkpoint(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from geossl.trainers.checkpoint_io import use_atomic_checkpoints
+
+    every_two = ModelCheckpoint(save_last=True, every_n_train_steps=2)
+    trainer = tiny_trainer(
+        tmp_path,
+        every_two,
+        InterruptCheckpoint(),
+        SignalsInStep([signal.SIGTERM], 2),
+        CtrlCWhileSaving(),
+    )
+    use_atomic_checkpoints(trainer)
+    with pytest.raises(SystemExit) as raised:
+        trainer.fit(TinyRegression())
+    assert raised.value.code == 130
+    folder = tmp_path / "checkpoints"
+    # last.ckpt is ModelCheckpoint's of step 2, not half of the interrupt's save of step 3.
+    assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch=0-step=2.ckpt", "last.ckpt"]
+    assert "saving aborted by Ctrl-C" in capfd.readouterr().err
 
 
 def test_slurm_requeue_still_saves_and_sigterm_still_stops(
