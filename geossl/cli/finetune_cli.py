@@ -27,6 +27,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from geossl.cli.finetune import DownstreamTaskSpec, get_task_spec
 from geossl.cli.runtime import default_precision, quiet_lightning
 from geossl.configs import preset_path
+from geossl.trainers.checkpoint_io import use_atomic_checkpoints
+from geossl.trainers.interrupts import InterruptCheckpoint
 from geossl.trainers.loss_curve import LossCurve, find_loss_curve
 from geossl.utils.io import atomic_write_bytes
 from geossl.weights.reading import check_finetuned_checkpoint, load_checkpoint, reading_checkpoint
@@ -56,11 +58,17 @@ class DownstreamCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Link ``data.<data_in_channels>`` to ``model.init_args.in_channels``.
+        """Link ``data.<data_in_channels>`` to ``model.init_args.in_channels``; add ``--ckpt_path``.
 
         Args:
             parser: The parser LightningCLI builds.
         """
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="Checkpoint to resume an interrupted fine-tuning run from.",
+        )
         if self.data_in_channels:
             parser.link_arguments(
                 f"data.{self.data_in_channels}",
@@ -173,14 +181,20 @@ def run_finetune(
         args=cli_args,
         run=False,
         data_in_channels=spec.data_in_channels,
-        # LightningCLI adds the LossCurve to the preset's callbacks.
-        trainer_defaults={"precision": default_precision(), "callbacks": [LossCurve()]},
+        # LightningCLI adds these to the preset's callbacks.
+        trainer_defaults={
+            "precision": default_precision(),
+            "callbacks": [LossCurve(), InterruptCheckpoint()],
+        },
         save_config_kwargs={"overwrite": True},
         # A bad option raises (geossl's main prints it in one line) instead of the usage dump.
         parser_kwargs={"prog": f"geossl finetune --task {task}", "exit_on_error": False},
     )
     trainer, model = cli.trainer, cli.model
-    trainer.fit(model, datamodule=cli.datamodule)
+    use_atomic_checkpoints(trainer)
+    # weights_only=True: a checkpoint given to resume is never unpickled.
+    ckpt_path = cli.config.get("ckpt_path")
+    trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
     curve = find_loss_curve(trainer)
     checkpoint = trainer.checkpoint_callback
     best = str(getattr(checkpoint, "best_model_path", "") or "") if checkpoint else ""

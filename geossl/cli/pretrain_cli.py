@@ -30,6 +30,8 @@ from geossl.cli.resume import continue_run_folder
 from geossl.cli.runtime import default_precision, quiet_lightning
 from geossl.configs import preset_path
 from geossl.trainers.callbacks import RunSummary
+from geossl.trainers.checkpoint_io import use_atomic_checkpoints
+from geossl.trainers.interrupts import InterruptCheckpoint
 from geossl.trainers.loss_curve import LossCurve
 from geossl.trainers.normalization import data_band_statistics, rounded
 from geossl.trainers.pretrain import GeoSSLTask
@@ -194,7 +196,7 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
     trainer_defaults: dict[str, Any] = {
         "precision": default_precision(),
         # LightningCLI adds these to the config's callbacks (the summary names the curve).
-        "callbacks": [RunSummary(), LossCurve()],
+        "callbacks": [RunSummary(), LossCurve(), InterruptCheckpoint()],
     }
     cli = GeoSSLCLI(
         GeoSSLTask,
@@ -213,6 +215,7 @@ def run_pretrain(args: Sequence[str] | None = None) -> GeoSSLCLI:
         },
     )
     ckpt_path = cli.config.get("ckpt_path")
+    use_atomic_checkpoints(cli.trainer)
     give_data_normalization(cli.model, cli.datamodule)
     continue_run_folder(cli.trainer, ckpt_path)
     # weights_only=True: a checkpoint given to resume is never unpickled (explicit, so that

@@ -63,3 +63,40 @@ def test_a_full_disk_names_the_output_folder(tmp_path: Path) -> None:
     assert caught.value.errno == errno.ENOSPC
     assert caught.value.filename == str(target.parent)
     assert list(target.parent.iterdir()) == []  # nothing half-written left
+
+
+def test_remove_stale_temporaries_keeps_those_of_running_writers(tmp_path: Path) -> None:
+    import os
+
+    from geossl.utils.io import remove_stale_temporaries
+
+    target = tmp_path / "last.ckpt"
+    with atomic_output(target) as live:  # this process writes it: not stale
+        live.write_bytes(b"being written")
+        dead = tmp_path / ".last.ckpt.999999999.0123abcd.tmp"  # no such process
+        dead.write_bytes(b"half")
+        other = tmp_path / f".other.ckpt.{os.getpid() + 10**8}.0123abcd.tmp"  # another name
+        other.write_bytes(b"x")
+        assert remove_stale_temporaries(target) == [dead]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+    assert target.read_bytes() == b"being written"
+
+
+def test_a_durable_output_is_synced_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    synced: list[bool] = []
+    real_fsync = os.fsync
+    target = tmp_path / "a.bin"
+
+    def fsync(fd: int) -> None:
+        synced.append(target.exists())  # False: the file, before it has its name; True: folder
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with atomic_output(target, durable=True) as tmp:
+        tmp.write_bytes(b"data")
+    assert synced == [False, True]
+    assert target.read_bytes() == b"data"
