@@ -10,6 +10,9 @@ in fresh child processes so that every figure includes the start-up a job-array 
 3. a rerun of the sharded dataset without ``--shard``: every unit is found finished and skipped
    (no previews: the time is that of the scan).
 
+It also times the reader alone (one thread reading, masking and normalising 12 chip rows, no
+model): the rate that sizes how many reader threads keep a GPU busy.
+
 For each it reports the chips embedded, the wall time, chips/s over the wall time, the peak
 resident memory of each process (``ru_maxrss``) and the dataset's size; it checks that the two
 datasets hold the same rows. Writes ``benchmarks/results/embed_shards.json`` and re-renders
@@ -57,6 +60,8 @@ def _worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    # The same weights in every process: a job array's tasks all read one weights file.
+    torch.manual_seed(0)
     model = timm.create_model(args.backbone, num_classes=0)
     shard = Shard.parse(args.shard) if args.shard else None
     report = embed_rasters(
@@ -133,6 +138,20 @@ def _run(
     }
 
 
+def _reader_rate(raster: Path, chip_size: int, chip_rows: int = 12) -> float:
+    """Chips per second one reader thread reads, masks and normalises (no model, no writing)."""
+    from geossl.embed.reading import _block_tasks, _ReadSpec
+    from geossl.embed.sources import find_sources
+
+    sources = find_sources([raster], in_chans=3, chip_size=chip_size, stride=chip_size)
+    spec = _ReadSpec(chip_size, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 0.5, True)
+    budget = sources[0].grid.n_cols * chip_rows  # type: ignore[union-attr]
+    start, chips = time.perf_counter(), 0
+    for task in _block_tasks(sources, spec, budget):
+        chips += task().num_considered
+    return chips / (time.perf_counter() - start)
+
+
 def _same_rows(a: Path, b: Path) -> bool:
     import numpy as np
     import pyarrow.dataset as ds
@@ -163,11 +182,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--raster", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--dataset", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--shard", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reader-only",
+        action="store_true",
+        help="only measure the reader's rate and add it to the existing --output",
+    )
     args = parser.parse_args(argv)
     if args.worker:
         _worker(args)
         return {}
     args.raster, generation_s = _raster(args.work_dir, args.size)
+    reader = round(_reader_rate(args.raster, args.chip_size), 1)
+    if args.reader_only:
+        result = json.loads(args.output.read_text())
+        result["dataset"]["reader_chips_per_s_one_thread"] = reader
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        update_docs()
+        return dict(result)
     one, sharded = args.work_dir / "shards-one", args.work_dir / "shards-n"
     for folder in (one, sharded):
         shutil.rmtree(folder, ignore_errors=True)
@@ -207,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "chip_size": args.chip_size,
             "generation_s": round(generation_s, 1),
             "sharded_rows_equal_unsharded": same,
+            "reader_chips_per_s_one_thread": reader,
         },
         "notes": NOTES,
         "results": rows,
