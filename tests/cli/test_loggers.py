@@ -6,28 +6,15 @@ import pytest
 
 from geossl.cli.pretrain_cli import run_pretrain
 from geossl.trainers.loss_curve import LOSS_CURVE_NAME
+from tests.cli.test_pretrain_cli import tiny_args
 from tests.plot_helpers import assert_readable_png
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "conf" / "fmow_tiny.yaml"
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
 
 
 def _args(root: Path, runs: Path, *extra: str) -> list[str]:
-    return [
-        "--config",
-        str(TINY),
-        "--data.root",
-        str(root),
-        "--data.cache_dir",
-        str(runs / "index"),
-        "--trainer.logger",
-        TENSORBOARD,
-        # jsonargparse keeps the init arguments that the CSVLogger of the config shares with it.
-        "--trainer.logger.init_args.save_dir",
-        str(runs),
-        *extra,
-    ]
+    # jsonargparse keeps the init arguments (save_dir) that the config's CSVLogger shares with it.
+    return tiny_args(root, runs, "--trainer.logger", TENSORBOARD, *extra)
 
 
 def test_the_parser_accepts_a_tensorboard_logger(
