@@ -43,18 +43,11 @@ from geossl.embed.preview import (
     _scores_from_rows,
     _write_previews,
 )
-from geossl.embed.reading import (
-    _BLOCK_PIXELS,
-    _FMOW_BLOCK,
-    _prefetch,
-    _read_fmow_block,
-    _read_raster_block,
-    _ReadSpec,
-)
+from geossl.embed.reading import _prefetch, _ReadSpec, _source_tasks
 from geossl.embed.report import EmbedReport
 from geossl.embed.runner import _embed_blocks, _Model
 from geossl.embed.sink import _Sink
-from geossl.embed.sources import FMoWSource, RasterSource, Source
+from geossl.embed.sources import RasterSource, Source
 from geossl.utils.io import atomic_write_bytes
 
 __all__ = ["check_dataset_output", "embed_dataset"]
@@ -212,21 +205,8 @@ def _unit_tasks(
 ) -> Iterator[Callable[[], ChipBlock]]:
     """The block reads of ``units``, in order, each block tagged with its unit."""
     for unit in units:
-        source = sources[unit.source]
-        reads: list[Callable[[], ChipBlock]] = []
-        if isinstance(source, FMoWSource):
-            for start in range(unit.start, unit.stop, _FMOW_BLOCK):
-                chunk = source.images[start : min(start + _FMOW_BLOCK, unit.stop)]
-                reads.append(partial(_read_fmow_block, unit.source, source, chunk, spec))
-        else:
-            per_block = max(1, _BLOCK_PIXELS // source.grid.stride)
-            for row in range(unit.start, unit.stop):
-                for col0 in range(0, source.grid.n_cols, per_block):
-                    col1 = min(col0 + per_block, source.grid.n_cols)
-                    reads.append(
-                        partial(_read_raster_block, unit.source, source, row, col0, col1, spec)
-                    )
-        yield from (partial(_tagged, read, unit.position) for read in reads)
+        reads = _source_tasks(unit.source, sources[unit.source], spec, unit.start, unit.stop)
+        yield from (partial(_tagged, read, unit.position) for _, read in reads)
 
 
 def _unit_items(unit: WorkUnit, sources: Sequence[Source]) -> int:

@@ -190,30 +190,50 @@ def _read_fmow_block(
     )
 
 
+def _source_tasks(
+    index: int,
+    source: Source,
+    spec: _ReadSpec,
+    start: int = 0,
+    stop: int | None = None,
+    budget: float = math.inf,
+) -> Iterator[tuple[int, Callable[[], ChipBlock]]]:
+    """``(items, task)`` per block of a source's chip rows (fMoW: images) ``start:stop``.
+
+    Stops after ``budget`` items (chips or images); a raster's last block may be a part of a row.
+    """
+    if isinstance(source, FMoWSource):
+        images = source.images
+        end = len(images) if stop is None else stop
+        for first in range(start, end, _FMOW_BLOCK):
+            if budget <= 0:
+                return
+            chunk = images[first : int(min(first + _FMOW_BLOCK, end, first + budget))]
+            budget -= len(chunk)
+            yield len(chunk), partial(_read_fmow_block, index, source, chunk, spec)
+        return
+    grid = source.grid
+    per_block = max(1, _BLOCK_PIXELS // grid.stride)
+    for row in range(start, grid.n_rows if stop is None else stop):
+        for col0 in range(0, grid.n_cols, per_block):
+            if budget <= 0:
+                return
+            col1 = int(min(col0 + per_block, grid.n_cols, col0 + budget))
+            budget -= col1 - col0
+            yield col1 - col0, partial(_read_raster_block, index, source, row, col0, col1, spec)
+
+
 def _block_tasks(
     sources: Sequence[Source], spec: _ReadSpec, max_chips: int | None
 ) -> Iterator[Callable[[], ChipBlock]]:
     """One task per block, in source and row-major order, stopping after ``max_chips``."""
     budget = max_chips if max_chips is not None else math.inf
     for index, source in enumerate(sources):
-        if isinstance(source, FMoWSource):
-            images = source.images
-            for start in range(0, len(images), _FMOW_BLOCK):
-                if budget <= 0:
-                    return
-                chunk = images[start : start + int(min(_FMOW_BLOCK, budget))]
-                budget -= len(chunk)
-                yield partial(_read_fmow_block, index, source, chunk, spec)
-            continue
-        grid = source.grid
-        per_block = max(1, _BLOCK_PIXELS // grid.stride)
-        for row in range(grid.n_rows):
-            for col0 in range(0, grid.n_cols, per_block):
-                if budget <= 0:
-                    return
-                col1 = int(min(col0 + per_block, grid.n_cols, col0 + budget))
-                budget -= col1 - col0
-                yield partial(_read_raster_block, index, source, row, col0, col1, spec)
+        for items, task in _source_tasks(index, source, spec, budget=budget):
+            budget -= items
+            yield task
+        if budget <= 0:
+            return
 
 
 def _total_items(sources: Sequence[Source], max_chips: int | None) -> int:
