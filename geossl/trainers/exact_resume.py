@@ -47,7 +47,8 @@ def random_state() -> dict[str, Any]:
         >>> torch.equal(torch.rand(3), first)
         True
     """
-    # The legacy global generator is the state to keep (np.random.* draws from it).
+    # Not Lightning's _collect_rng_states: it keeps NumPy's state as an ndarray tuple, which a
+    # weights_only load refuses. The legacy global generator is the one np.random.* draws from.
     _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
     version, internal, gauss_next = random.getstate()
     initialized = bool(torch.cuda.is_initialized())  # type: ignore[no-untyped-call]
