@@ -236,6 +236,16 @@ def _corrupt(root: Path, rows: list[str]) -> None:
         (root / path).write_bytes(b"\xff\xd8" + bytes(500))  # a JPEG marker, then nothing valid
 
 
+def _decoding_on_device(fmow_sample: Path, tmp_path: Path) -> tuple[Path, FMoWDataModule]:
+    """A copy of the sample (to corrupt) and its decode-on-device module, set up for fit."""
+    root = tmp_path / "fmow-rgb"
+    shutil.copytree(fmow_sample, root)
+    dm = _module(root, tmp_path, decode_on_device=True)
+    dm.prepare_data()
+    dm.setup("fit")
+    return root, dm
+
+
 def test_decode_on_device_replaces_corrupt_images(fmow_sample: Path, tmp_path: Path) -> None:
     root = tmp_path / "fmow-rgb"
     shutil.copytree(fmow_sample, root)
@@ -269,11 +279,7 @@ def test_decode_on_device_replaces_corrupt_images(fmow_sample: Path, tmp_path: P
 def test_decode_on_device_replaces_blank_images(
     fmow_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = tmp_path / "fmow-rgb"
-    shutil.copytree(fmow_sample, root)
-    dm = _module(root, tmp_path, decode_on_device=True)
-    dm.prepare_data()
-    dm.setup("fit")
+    _, dm = _decoding_on_device(fmow_sample, tmp_path)
     assert dm.index is not None
     paths = dm.index.split_rows("train")["path"].tolist()
     batch = next(iter(dm.train_dataloader()))
@@ -295,11 +301,7 @@ def test_decode_on_device_replaces_blank_images(
 def test_decode_on_device_stops_past_the_failure_limit(
     fmow_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = tmp_path / "fmow-rgb"
-    shutil.copytree(fmow_sample, root)
-    dm = _module(root, tmp_path, decode_on_device=True)
-    dm.prepare_data()
-    dm.setup("fit")
+    root, dm = _decoding_on_device(fmow_sample, tmp_path)
     assert dm.index is not None
     _corrupt(root, dm.index.split_rows("train")["path"].tolist())
     batch = next(iter(dm.train_dataloader()))
